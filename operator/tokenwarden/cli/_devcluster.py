@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from tokenwarden import devcluster, kube
+
+
+def _crds_dir() -> Path:
+    return devcluster.hack_dir().parent / "crds"
+
+
+@click.command("build-controlplane")
+def build_controlplane() -> None:
+    """Build (once) and cache etcd, kube-apiserver and kube-controller-manager."""
+    try:
+        binaries = devcluster.ensure_binaries(log=lambda m: click.echo(m, err=True))
+    except devcluster.ControlPlaneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"control plane {binaries.kubernetes_version}: {binaries.directory}")
+
+
+@click.command("dev-cluster")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the kubeconfig (default: a temporary file).")
+@click.option("--controller-manager/--no-controller-manager", default=True, show_default=True,
+              help="Also run kube-controller-manager (garbage collector, namespaces, SA tokens).")
+def dev_cluster(kubeconfig: str | None, controller_manager: bool) -> None:
+    """Run a real local etcd + kube-apiserver with tokenwarden's CRDs installed.
+
+    Prints "kubeconfig: PATH" when ready and serves until SIGINT or SIGTERM;
+    then it stops every process it started and removes its files.
+
+    \b
+    Example:
+      tokenwarden dev-cluster --kubeconfig /tmp/tw.kubeconfig &
+      kubectl --kubeconfig /tmp/tw.kubeconfig get --raw /version
+    """
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        binaries = devcluster.ensure_binaries(log=lambda m: click.echo(m, err=True))
+        plane = devcluster.ControlPlane(binaries, kubeconfig=kubeconfig,
+                                        controller_manager=controller_manager,
+                                        log=lambda m: click.echo(m, err=True))
+        plane.start()
+    except devcluster.ControlPlaneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), _crds_dir())
+        click.echo(f"kubernetes: {plane.version} at {plane.server}", err=True)
+        click.echo(f"kubeconfig: {plane.kubeconfig}")
+        sys.stdout.flush()
+        stop.wait()
+    finally:
+        plane.stop()
+        click.echo("dev-cluster stopped", err=True)

@@ -1,0 +1,106 @@
+"""One settings model for every tokenwarden process.
+
+Settings come from a YAML file (the chart mounts its ConfigMap there), named by
+``--config`` or ``TOKENWARDEN_CONFIG``; every field has a default, so a process
+started with no file runs with the built-in role catalog and the quotas from
+the seed products (50 accounts per namespace, 100 tokens per account).
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tokenwarden.durations import parse_duration
+
+CONFIG_ENV = "TOKENWARDEN_CONFIG"
+
+
+class Role(BaseModel):
+    """A named set of permissions that bindings and tokens refer to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    permissions: list[str] = Field(min_length=1)
+
+
+def _default_roles() -> dict[str, Role]:
+    return {
+        "admin": Role(description="Everything, including managing tokens.", permissions=["*"]),
+        "power-user": Role(
+            description="Read, write and ingest data.", permissions=["read", "write", "ingest"]
+        ),
+        "writer": Role(description="Write and ingest data.", permissions=["write", "ingest"]),
+        "profile-writer": Role(
+            description="Send profiles (a profiling agent).", permissions=["write:profiles", "ingest"]
+        ),
+        "reader": Role(description="Read data.", permissions=["read"]),
+    }
+
+
+class Quotas(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    max_accounts_per_namespace: int = Field(50, ge=0, alias="maxAccountsPerNamespace")
+    max_tokens_per_account: int = Field(100, ge=0, alias="maxTokensPerAccount")
+
+
+class Prefixes(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    service_token: str = Field("twst", pattern=r"^[a-z][a-z0-9]{1,9}$", alias="serviceToken")
+    ingestion_key: str = Field("twik", pattern=r"^[a-z][a-z0-9]{1,9}$", alias="ingestionKey")
+
+
+class Settings(BaseModel):
+    """Everything an operator or authenticator may be configured with."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    roles: dict[str, Role] = Field(default_factory=_default_roles)
+    quotas: Quotas = Field(default_factory=Quotas)
+    prefixes: Prefixes = Field(default_factory=Prefixes)
+    expired_retention: timedelta = Field(timedelta(hours=24), alias="expiredRetention")
+    rotation_overlap: timedelta = Field(timedelta(hours=1), alias="rotationOverlap")
+    import_min_length: int = Field(16, ge=1, alias="importMinLength")
+
+    @field_validator("expired_retention", "rotation_overlap", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("prefixes")
+    @classmethod
+    def _distinct_prefixes(cls, value: Prefixes) -> Prefixes:
+        if value.service_token == value.ingestion_key:
+            raise ValueError("prefixes.serviceToken and prefixes.ingestionKey must differ")
+        return value
+
+
+class ConfigError(Exception):
+    """The configuration file is missing or invalid; the message says which and why."""
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read settings from ``path``, else from ``$TOKENWARDEN_CONFIG``, else defaults."""
+    path = path or os.environ.get(CONFIG_ENV)
+    if not path:
+        return Settings()
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration {file} is not valid YAML: {exc}") from exc
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"configuration {file} is invalid: {problems}") from exc

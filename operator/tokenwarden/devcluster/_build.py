@@ -1,0 +1,145 @@
+"""Build etcd, kube-apiserver and kube-controller-manager from the Go modules in hack/.
+
+The binaries are cached outside the repository under a key made of the pinned
+module files and the Go version, so a second run reuses them and a changed pin
+rebuilds them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenwarden.devcluster._errors import ControlPlaneError
+
+HACK_ENV = "TOKENWARDEN_HACK_DIR"
+CACHE_ENV = "TOKENWARDEN_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kubernetes_version: str
+
+    @property
+    def directory(self) -> Path:
+        return self.kube_apiserver.parent
+
+
+def hack_dir() -> Path:
+    """The repository's ``hack/`` folder, which holds the pinned Go modules."""
+    if os.environ.get(HACK_ENV):
+        return Path(os.environ[HACK_ENV])
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "hack" / "controlplane" / "go.mod").is_file():
+            return parent / "hack"
+    raise ControlPlaneError(
+        "cannot find hack/controlplane/go.mod: run from a tokenwarden checkout "
+        f"or set {HACK_ENV} to its hack/ folder"
+    )
+
+
+def cache_root() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "tokenwarden"
+
+
+def pinned_version(go_mod: Path, module: str) -> str:
+    """The version ``go_mod`` requires of ``module``."""
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod.read_text(), re.M)
+    if not match:
+        raise ControlPlaneError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if go is None:
+        raise ControlPlaneError(
+            "no Go toolchain on PATH: install Go 1.26 or newer (the control plane is built from Go modules)"
+        )
+    return go
+
+
+def _go_version(go: str) -> str:
+    return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _cache_key(hack: Path, go_version: str) -> str:
+    digest = hashlib.sha256(go_version.encode())
+    for name in ("controlplane/go.mod", "controlplane/go.sum", "etcd/go.mod", "etcd/go.sum"):
+        digest.update(name.encode())
+        digest.update((hack / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _version_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = {
+        "k8s.io/component-base/version.gitVersion": version,
+        "k8s.io/component-base/version.gitMajor": major,
+        "k8s.io/component-base/version.gitMinor": minor,
+        "k8s.io/component-base/version.gitTreeState": "clean",
+        "k8s.io/client-go/pkg/version.gitVersion": version,
+        "k8s.io/client-go/pkg/version.gitMajor": major,
+        "k8s.io/client-go/pkg/version.gitMinor": minor,
+    }
+    return "-s -w " + " ".join(f"-X {name}={value}" for name, value in flags.items())
+
+
+def _go_build(go: str, module_dir: Path, output: str, packages: list[str], ldflags: str) -> None:
+    """``go build`` into ``output``: a folder (ending in a separator) or one file."""
+    cmd = [go, "build", "-trimpath", "-o", output, "-ldflags", ldflags, *packages]
+    result = subprocess.run(cmd, cwd=module_dir, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        hint = (
+            "a Go module download failed: check access to the Go module proxy (GOPROXY) and retry"
+            if "dial tcp" in result.stderr or "proxy" in result.stderr.lower()
+            else "the Go build failed"
+        )
+        raise ControlPlaneError(f"{hint} in {module_dir}:\n{tail}")
+
+
+def ensure_binaries(log=print) -> Binaries:
+    """Return cached control-plane binaries, building them first when the pin changed."""
+    hack = hack_dir()
+    go = _go()
+    version = pinned_version(hack / "controlplane" / "go.mod", "k8s.io/kubernetes")
+    target = cache_root() / "controlplane" / f"{version}-{_cache_key(hack, _go_version(go))}"
+    binaries = Binaries(
+        etcd=target / "etcd",
+        kube_apiserver=target / "kube-apiserver",
+        kube_controller_manager=target / "kube-controller-manager",
+        kubernetes_version=version,
+    )
+    if (target / ".complete").is_file():
+        return binaries
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = time.monotonic()
+    log(f"building kube-apiserver and kube-controller-manager {version} and etcd (once; cached in {target})")
+    _go_build(
+        go,
+        hack / "controlplane",
+        str(staging) + os.sep,
+        ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
+        _version_ldflags(version),
+    )
+    _go_build(go, hack / "etcd", str(staging / "etcd"), ["go.etcd.io/etcd/server/v3"], "-s -w")
+    (staging / ".complete").write_text(version + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    log(f"control plane built in {time.monotonic() - started:.0f}s")
+    return binaries

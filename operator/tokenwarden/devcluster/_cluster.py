@@ -1,0 +1,300 @@
+"""A real etcd + kube-apiserver (+ kube-controller-manager) on loopback ports."""
+from __future__ import annotations
+
+import atexit
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tokenwarden.devcluster._build import Binaries
+from tokenwarden.devcluster._errors import ControlPlaneError
+from tokenwarden.devcluster._pki import Pki, create_pki
+
+CLUSTER_NAME = "tokenwarden-dev"
+_START_TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class _Process:
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is None:
+            return
+        log = _tail(self.log_path)
+        if "address already in use" in log:
+            raise ControlPlaneError(
+                f"{self.name} could not listen: a port is already taken by another process "
+                f"(stop it or start again to pick other free ports); see {self.log_path}"
+            )
+        raise ControlPlaneError(f"{self.name} exited with code {code} during start:\n{log}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+class ControlPlane:
+    """Start with :meth:`start` (or ``with``); :attr:`kubeconfig` then points at it.
+
+    ``extra_apiserver_args`` are appended to kube-apiserver's flags (for example a
+    token-webhook configuration).
+    """
+
+    def __init__(
+        self,
+        binaries: Binaries,
+        *,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        controller_manager: bool = True,
+        extra_apiserver_args: list[str] | None = None,
+        log=print,
+    ) -> None:
+        self.binaries = binaries
+        self.version = binaries.kubernetes_version
+        self.workdir = Path(tempfile.mkdtemp(prefix="tokenwarden-cluster-"))
+        self.kubeconfig = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
+        self._own_kubeconfig = kubeconfig is None
+        self.controller_manager = controller_manager
+        self.extra_apiserver_args = list(extra_apiserver_args or [])
+        self._log = log
+        self._processes: list[_Process] = []
+        self.pki: Pki | None = None
+        self.server = ""
+
+    # -- lifecycle -------------------------------------------------------
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._check_kubeconfig_path()
+        atexit.register(self.stop)
+        try:
+            self.pki = create_pki(self.workdir / "pki")
+            etcd_url = self._start_etcd()
+            self._start_apiserver(etcd_url)
+            self._write_kubeconfig()
+            if self.controller_manager:
+                self._start_controller_manager()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """End every process this harness started (by pid) and remove its files."""
+        for process in reversed(self._processes):
+            process.stop()
+        self._processes.clear()
+        if not self._own_kubeconfig and self.kubeconfig.is_file() and self.server:
+            self.kubeconfig.unlink(missing_ok=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        atexit.unregister(self.stop)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self._processes]
+
+    # -- pieces ----------------------------------------------------------
+    def _check_kubeconfig_path(self) -> None:
+        if self._own_kubeconfig:
+            return
+        if not self.kubeconfig.parent.is_dir():
+            raise ControlPlaneError(
+                f"cannot write kubeconfig {self.kubeconfig}: folder {self.kubeconfig.parent} "
+                "does not exist (create it or pass another --kubeconfig)"
+            )
+        if self.kubeconfig.exists():
+            try:
+                existing = yaml.safe_load(self.kubeconfig.read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                existing = {}
+            names = {c.get("name") for c in existing.get("clusters") or [] if isinstance(c, dict)}
+            if names != {CLUSTER_NAME}:
+                raise ControlPlaneError(
+                    f"{self.kubeconfig} exists and is not a tokenwarden dev-cluster kubeconfig: "
+                    "pass another --kubeconfig or remove the file"
+                )
+
+    def _spawn(self, name: str, argv: list[str]) -> _Process:
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        process = _Process(name, argv, logs / f"{name}.log")
+        self._processes.append(process)
+        return process
+
+    def _wait(self, process: _Process, probe, what: str) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            process.check_alive()
+            if probe():
+                return
+            time.sleep(0.2)
+        raise ControlPlaneError(
+            f"{what} did not become ready within {_START_TIMEOUT:.0f}s:\n{_tail(process.log_path)}"
+        )
+
+    def _start_etcd(self) -> str:
+        client, peer = free_port(), free_port()
+        url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        process = self._spawn("etcd", [
+            str(self.binaries.etcd),
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={url}",
+            f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=default={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+        ])
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    return json.load(response).get("health") == "true"
+            except (OSError, ValueError):
+                return False
+
+        self._wait(process, healthy, "etcd")
+        return url
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        context = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        context.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
+        return context
+
+    def _start_apiserver(self, etcd_url: str) -> None:
+        assert self.pki is not None
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        pki = self.pki
+        process = self._spawn("kube-apiserver", [
+            str(self.binaries.kube_apiserver),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={pki.serving.cert}",
+            f"--tls-private-key-file={pki.serving.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            f"--service-account-key-file={pki.service_account_pub}",
+            f"--service-account-signing-key-file={pki.service_account_key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            *self.extra_apiserver_args,
+        ])
+        context = self._ssl_context()
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=context) as r:
+                    return r.status == 200
+            except (OSError, urllib.error.HTTPError):
+                return False
+
+        self._wait(process, ready, "kube-apiserver")
+
+    def _write_kubeconfig(self) -> None:
+        assert self.pki is not None
+
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": CLUSTER_NAME, "cluster": {
+                "server": self.server,
+                "certificate-authority-data": b64(self.pki.ca.cert),
+            }}],
+            "users": [{"name": "admin", "user": {
+                "client-certificate-data": b64(self.pki.admin.cert),
+                "client-key-data": b64(self.pki.admin.key),
+            }}],
+            "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": "admin"}}],
+            "current-context": CLUSTER_NAME,
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controller_manager(self) -> None:
+        assert self.pki is not None
+        port = free_port()
+        kubeconfig = str(self.kubeconfig)
+        process = self._spawn("kube-controller-manager", [
+            str(self.binaries.kube_controller_manager),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--leader-elect=false",
+            "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
+            f"--service-account-private-key-file={self.pki.service_account_key}",
+            f"--root-ca-file={self.pki.ca.cert}",
+            "--use-service-account-credentials=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.workdir / 'kcm-certs'}",
+        ])
+
+        def healthy() -> bool:
+            try:
+                insecure = ssl.create_default_context()
+                insecure.check_hostname = False
+                insecure.verify_mode = ssl.CERT_NONE
+                with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", timeout=2,
+                                            context=insecure) as r:
+                    return r.status == 200
+            except (OSError, urllib.error.HTTPError):
+                return False
+
+        self._wait(process, healthy, "kube-controller-manager")

@@ -1,0 +1,2 @@
+class ControlPlaneError(Exception):
+    """The local control plane cannot be built or started; the message names the fix."""
