@@ -3,6 +3,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import click
@@ -17,11 +18,13 @@ def _crds_dir() -> Path:
 @click.command("build-controlplane")
 def build_controlplane() -> None:
     """Build (once) and cache etcd, kube-apiserver and kube-controller-manager."""
+    started = time.monotonic()
     try:
         binaries = devcluster.ensure_binaries(log=lambda m: click.echo(m, err=True))
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"control plane {binaries.kubernetes_version}: {binaries.directory}")
+    click.echo(f"control plane {binaries.kubernetes_version} ready in "
+               f"{time.monotonic() - started:.0f}s: {binaries.directory}")
 
 
 @click.command("dev-cluster")

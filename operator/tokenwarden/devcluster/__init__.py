@@ -2,7 +2,7 @@
 from tokenwarden.devcluster._build import Binaries, ensure_binaries, hack_dir
 from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, free_port
 from tokenwarden.devcluster._errors import ControlPlaneError
-from tokenwarden.devcluster._pki import issue_serving_cert
+from tokenwarden.tls import issue_serving_cert
 
 __all__ = [
     "Binaries",

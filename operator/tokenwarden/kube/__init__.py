@@ -1,5 +1,17 @@
 """The only modules that talk to the Kubernetes API server."""
+from tokenwarden.kube import _secrets as secrets
 from tokenwarden.kube._client import load_api_client
 from tokenwarden.kube._crds import install_crds
+from tokenwarden.kube import _objects as objects
+from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, ApiTransientError, translated
 
-__all__ = ["install_crds", "load_api_client"]
+__all__ = [
+    "ApiNotFound",
+    "ApiPermanentError",
+    "ApiTransientError",
+    "install_crds",
+    "load_api_client",
+    "objects",
+    "secrets",
+    "translated",
+]

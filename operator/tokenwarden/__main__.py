@@ -1,0 +1,3 @@
+from tokenwarden.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""Start kopf with tokenwarden's handlers, settings and admission webhook."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import kopf
+
+from tokenwarden.config import Settings
+
+# Loggers that would print request or response bodies (a Secret's data among them)
+# at DEBUG. They stay at INFO whatever the operator's own level.
+QUIET_LOGGERS = ("kubernetes.client.rest", "urllib3", "aiohttp.client")
+
+
+@dataclass
+class OperatorOptions:
+    settings: Settings = field(default_factory=Settings)
+    namespaces: list[str] = field(default_factory=list)
+    clusterwide: bool = False
+    peering: str | None = None
+    standalone: bool = True
+    liveness: str | None = None
+    webhook_port: int | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_bind: str = "127.0.0.1"
+    webhook_cert_dir: str | None = None
+    metrics_port: int | None = None
+    verbose: bool = False
+    debug: bool = False
+
+
+def quiet_body_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
+    from tokenwarden.tls import create_ca, issue_serving_cert
+
+    directory = Path(options.webhook_cert_dir) if options.webhook_cert_dir else None
+    if directory and (directory / "tls.crt").is_file():
+        cert, key = directory / "tls.crt", directory / "tls.key"
+        ca = directory / "ca.crt" if (directory / "ca.crt").is_file() else cert
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="tokenwarden-webhook-"))
+        authority = create_ca(directory, "tokenwarden-webhook-ca")
+        pair = issue_serving_cert(authority, directory, "tls", [options.webhook_host])
+        cert, key, ca = pair.cert, pair.key, authority.cert
+    return kopf.WebhookServer(
+        addr=options.webhook_bind,
+        port=options.webhook_port,
+        host=options.webhook_host,
+        certfile=str(cert),
+        pkeyfile=str(key),
+        cafile=str(ca),
+    )
+
+
+def run_operator(options: OperatorOptions) -> None:
+    """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
+    from tokenwarden import handlers as _  # noqa: F401  (registration)
+    from tokenwarden.handlers import _accounts, _admission, _bindings, _indexes, _tokens  # noqa: F401
+    from tokenwarden.handlers._memo import OperatorMemo
+
+    kopf.configure(verbose=options.verbose, debug=options.debug)
+    quiet_body_loggers()
+
+    @kopf.on.startup()
+    def configure(settings: kopf.OperatorSettings, **_) -> None:
+        settings.persistence.finalizer = "tokenwarden.io/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tokenwarden.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="tokenwarden.io", key="last-handled-configuration")
+        settings.posting.level = logging.WARNING
+        settings.execution.max_workers = 20
+        settings.watching.server_timeout = 300
+        if options.webhook_port:
+            settings.admission.server = _webhook_server(options)
+            settings.admission.managed = "tokenwarden.io"
+        quiet_body_loggers()
+
+    memo = OperatorMemo.create(options.settings)
+    if options.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(options.metrics_port)
+    asyncio.run(kopf.operator(
+        clusterwide=options.clusterwide,
+        namespaces=options.namespaces,
+        standalone=options.standalone,
+        peering_name=options.peering,
+        liveness_endpoint=options.liveness,
+        memo=memo,
+    ))

@@ -1,0 +1,251 @@
+"""Mint ServiceTokens and IngestionAPIKeys into Secrets; revoke them on deletion.
+
+The handler is level-triggered and idempotent: whatever crashed before, it finds
+the Secret it wrote (by owner uid) and reuses its token, so a token is minted
+once per object. Only the hash reaches the status.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import kopf
+from pydantic import ValidationError
+
+from tokenwarden import policies
+from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_validation_error
+from tokenwarden.conditions import rfc3339, set_condition
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.kube import objects
+from tokenwarden.kube import secrets as kube_secrets
+from tokenwarden.kube._resources import (
+    GROUP,
+    INGESTION_KEYS,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    SERVICE_TOKENS,
+    VERSION,
+    Resource,
+)
+from tokenwarden.tokens import hash_token, mint_token, new_token_id
+
+WAIT_DELAY = 5.0  # seconds before a token waiting on its account or binding looks again
+TERMINAL = ("Expired", "Revoked")
+
+
+@dataclass(frozen=True)
+class Kind:
+    resource: Resource
+    spec_model: type
+    prefix_of: object  # Settings -> prefix
+    has_roles: bool
+
+
+SERVICE_TOKEN = Kind(SERVICE_TOKENS, ServiceTokenSpec, lambda s: s.prefixes.service_token, True)
+INGESTION_KEY = Kind(INGESTION_KEYS, IngestionAPIKeySpec, lambda s: s.prefixes.ingestion_key, False)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Status:
+    """Collects the status fields and the Ready condition to patch."""
+
+    def __init__(self, body: kopf.Body, patch: kopf.Patch, now: datetime) -> None:
+        self.body, self.patch, self.now = body, patch, now
+        self.generation = body.metadata.get("generation")
+
+    def ready(self, ok: bool, reason: str, message: str, **fields) -> None:
+        conditions = set_condition(self.body.status.get("conditions"), "Ready", ok, reason, message,
+                                   generation=self.generation, now=self.now)
+        self.patch.status.update(fields, conditions=conditions, observedGeneration=self.generation)
+
+    def problem(self, problem: policies.Problem, phase: str) -> None:
+        self.ready(False, problem.reason, problem.message, phase=phase)
+        kopf.warn(self.body, reason=problem.reason, message=problem.message)
+
+
+def _roles_for(kind: Kind, spec, namespace: str, memo, accounts_idx, bindings_idx):
+    if not kind.has_roles:
+        return policies.RolePlan(["ingest"])
+    account = spec.service_account_name
+    return policies.plan_roles(
+        spec.roles,
+        memo.settings.roles,
+        account=account,
+        account_exists=account is not None and (namespace, account) in accounts_idx,
+        bindings=list(bindings_idx.get((namespace, account), [])) if account else [],
+    )
+
+
+def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
+                    accounts_idx: kopf.Index, bindings_idx: kopf.Index,
+                    tokens_idx: kopf.Index | None, resuming: bool = False) -> None:
+    name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
+    status = body.status
+    out = _Status(body, patch, _now())
+    if status.get("phase") in TERMINAL:
+        return
+    try:
+        spec = kind.spec_model.model_validate(dict(body.spec))
+    except ValidationError as exc:
+        out.problem(policies.Problem("InvalidSpec", describe_validation_error(exc)), "Failed")
+        return
+
+    plan = _roles_for(kind, spec, namespace, memo, accounts_idx, bindings_idx)
+    if isinstance(plan, policies.Problem):
+        if plan.waiting:
+            out.ready(False, plan.reason, plan.message, phase="Pending")
+            raise kopf.TemporaryError(plan.message, delay=WAIT_DELAY)
+        out.problem(plan, "Failed")
+        return
+
+    minted = status.get("phase") == "Active" and status.get("tokenHash")
+    if resuming and minted and status.get("observedGeneration") == out.generation:
+        # Already minted and nothing changed while we were away: no Secret read, no re-mint.
+        if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
+            patch.status["effectiveRoles"] = plan.effective_roles
+        return
+
+    if kind.has_roles and spec.service_account_name and not minted and tokens_idx is not None:
+        others = [t for t in tokens_idx.get((namespace, spec.service_account_name), [])
+                  if t.name != name]
+        quota = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
+                                             spec.service_account_name)
+        if quota:
+            out.problem(quota, "Failed")
+            return
+
+    owner = kube_secrets.Owner(kind.resource.kind, name, uid)
+    secret_name = spec.secret_name or name
+    with kube_errors_to_kopf():
+        found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
+    if found is not None and not found.owned:
+        out.problem(policies.Problem(
+            "SecretConflict",
+            f"Secret {secret_name!r} exists and is not owned by this {kind.resource.kind}; "
+            "tokenwarden never overwrites or adopts a Secret: delete it or set spec.secretName "
+            "to another name"), "Failed")
+        return
+
+    if found is not None and found.token:
+        token, token_id = found.token, found.token_id or new_token_id()
+        issued_at = found.issued_at or status.get("issuedAt") or rfc3339(out.now)
+    else:
+        if minted:
+            kopf.warn(body, reason="SecretRecreated",
+                      message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                              "token was minted into a new Secret")
+        issued_at = rfc3339(out.now)
+        expires_at = spec.expires_at(out.now)
+        if expires_at is not None and expires_at <= out.now:
+            out.problem(policies.Problem(
+                "ExpirationInPast",
+                f"spec.expiration {spec.expiration} is in the past; set a future date"), "Failed")
+            return
+        token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+        template = spec.secret_template
+        with kube_errors_to_kopf():
+            try:
+                kube_secrets.create_token_secret(
+                    memo.core, namespace, secret_name, owner, token=token, token_id=token_id,
+                    issued_at=issued_at,
+                    labels=dict(template.labels) if template and template.labels else None,
+                    annotations=dict(template.annotations) if template and template.annotations else None,
+                )
+            except kube_secrets.SecretExists:
+                raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again",
+                                          delay=1) from None
+        logger.info(f"minted {kind.resource.kind} {token_id} into Secret {secret_name!r}")
+        kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
+
+    issued = datetime.fromisoformat(issued_at.replace("Z", "+00:00"))
+    expires_at = spec.expires_at(issued)
+    fields = dict(
+        phase="Active",
+        tokenId=token_id,
+        tokenHash=hash_token(token),
+        secretName=secret_name,
+        issuedAt=issued_at,
+        expiresAt=rfc3339(expires_at) if expires_at else None,
+    )
+    if kind.has_roles:
+        fields["effectiveRoles"] = plan.effective_roles
+    disabled = _account_disabled(kind, spec, namespace, accounts_idx)
+    if disabled:
+        out.ready(False, "AccountDisabled",
+                  f"ServiceAccount {spec.service_account_name!r} is disabled: the token fails "
+                  "verification until the account is enabled", **fields)
+    else:
+        out.ready(True, "Minted", f"token {token_id} is in Secret {secret_name!r}", **fields)
+
+
+def _account_disabled(kind: Kind, spec, namespace: str, accounts_idx: kopf.Index) -> bool:
+    if not kind.has_roles or not spec.service_account_name:
+        return False
+    return any(a.disabled for a in accounts_idx.get((namespace, spec.service_account_name), []))
+
+
+def revoke_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
+    """Delete the token's Secret (ours only): the finalizer's job, GC or not."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    secret_name = body.status.get("secretName") or body.spec.get("secretName") or name
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    with kube_errors_to_kopf():
+        gone = kube_secrets.delete_token_secret(memo.core, namespace, secret_name, owner)
+    if gone:
+        logger.info(f"revoked {kind.resource.kind} {body.status.get('tokenId')}: Secret deleted")
+
+
+def _register(kind: Kind) -> None:
+    plural = kind.resource.plural
+
+    @kopf.on.create(GROUP, VERSION, plural, id="mint")
+    @kopf.on.update(GROUP, VERSION, plural, field="spec", id="update")
+    def mint(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
+                        tokens_idx if kind.has_roles else None)
+
+    @kopf.on.resume(GROUP, VERSION, plural, id="resume")
+    def resume(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
+                        tokens_idx if kind.has_roles else None, resuming=True)
+
+    @kopf.on.delete(GROUP, VERSION, plural, id="revoke")
+    def revoke(body, memo, logger, **_):
+        revoke_token(kind, body, memo, logger)
+
+
+for _kind in (SERVICE_TOKEN, INGESTION_KEY):
+    _register(_kind)
+
+
+_KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
+
+
+@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE},
+               when=lambda type, **_: type == "DELETED")
+def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+    """A token's Secret deleted by hand: its token is revoked and a new one is minted.
+
+    The old plaintext is gone with the Secret, so keeping its hash valid would leave a
+    credential nobody can rotate; agents get a fresh Secret under the same name.
+    """
+    ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    kind = _KINDS_BY_NAME.get(ref.get("kind")) if ref else None
+    if kind is None:
+        return
+    with kube_errors_to_kopf():
+        token = objects.get_object(memo.custom, kind.resource, namespace, ref["name"])
+    if (token is None or token["metadata"]["uid"] != ref.get("uid")
+            or token["metadata"].get("deletionTimestamp")
+            or (token.get("status") or {}).get("phase") != "Active"
+            or token["status"].get("secretName") != body.metadata.name):
+        return
+    patch = kopf.Patch()
+    reconcile_token(kind, kopf.Body(token), patch, memo, logger, accounts_idx, bindings_idx,
+                    tokens_idx if kind.has_roles else None)
+    if patch.get("status"):
+        with kube_errors_to_kopf():
+            objects.patch_status(memo.custom, kind.resource, namespace, ref["name"], dict(patch["status"]))

@@ -1,0 +1,38 @@
+"""Read and patch tokenwarden's own custom objects (status only: spec belongs to the user)."""
+from __future__ import annotations
+
+from kubernetes import client
+
+from tokenwarden.kube._errors import ApiNotFound, translated
+from tokenwarden.kube._resources import GROUP, VERSION, Resource
+
+
+def get_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str) -> dict | None:
+    try:
+        with translated(f"reading {resource.kind} {namespace}/{name}"):
+            return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name)
+    except ApiNotFound:
+        return None
+
+
+def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str,
+                 status: dict) -> bool:
+    """Merge ``status`` into the object's status; False when the object is gone."""
+    try:
+        with translated(f"patching status of {resource.kind} {namespace}/{name}"):
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, resource.plural, name, {"status": status})
+    except ApiNotFound:
+        return False
+    return True
+
+
+def list_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
+                 label_selector: str | None = None) -> list[dict]:
+    kwargs = {"label_selector": label_selector} if label_selector else {}
+    with translated(f"listing {resource.kind}"):
+        if namespace:
+            result = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, **kwargs)
+        else:
+            result = custom.list_cluster_custom_object(GROUP, VERSION, resource.plural, **kwargs)
+    return result.get("items", [])

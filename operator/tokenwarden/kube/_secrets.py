@@ -1,0 +1,121 @@
+"""The Secrets tokens live in. The plaintext token leaves this module only to its caller."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tokenwarden.kube._errors import ApiNotFound, translated
+from tokenwarden.kube._resources import (
+    API_VERSION,
+    ISSUED_AT_ANNOTATION,
+    KIND_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    TOKEN_ID_ANNOTATION,
+    TOKEN_LABEL,
+)
+
+TOKEN_KEY = "token"
+
+
+@dataclass(frozen=True)
+class Owner:
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class TokenSecret:
+    """A token Secret as found: ``owned`` tells whether ``owner`` controls it."""
+
+    name: str
+    owned: bool
+    token: str | None = None
+    token_id: str | None = None
+    issued_at: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"TokenSecret(name={self.name!r}, owned={self.owned}, token_id={self.token_id!r})"
+
+
+class SecretExists(Exception):
+    """A Secret of that name appeared between our read and our create."""
+
+
+def _owned_by(secret: client.V1Secret, owner_uid: str) -> bool:
+    refs = secret.metadata.owner_references or []
+    return any(ref.uid == owner_uid and ref.controller for ref in refs)
+
+
+def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: Owner) -> TokenSecret | None:
+    """The Secret ``name``, or None when it does not exist."""
+    try:
+        with translated(f"reading Secret {namespace}/{name}"):
+            secret = core.read_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        return None
+    owned = _owned_by(secret, owner.uid)
+    if not owned:
+        return TokenSecret(name=name, owned=False)
+    data = secret.data or {}
+    token = base64.b64decode(data[TOKEN_KEY]).decode() if TOKEN_KEY in data else None
+    annotations = secret.metadata.annotations or {}
+    return TokenSecret(name=name, owned=True, token=token,
+                       token_id=annotations.get(TOKEN_ID_ANNOTATION),
+                       issued_at=annotations.get(ISSUED_AT_ANNOTATION))
+
+
+def create_token_secret(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    owner: Owner,
+    *,
+    token: str,
+    token_id: str,
+    issued_at: str,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> None:
+    """Create the Secret; raise SecretExists if a Secret of that name is already there."""
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={**(labels or {}), MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: owner.name,
+                    KIND_LABEL: owner.kind.lower()},
+            annotations={**(annotations or {}), TOKEN_ID_ANNOTATION: token_id,
+                         ISSUED_AT_ANNOTATION: issued_at},
+            owner_references=[client.V1OwnerReference(
+                api_version=API_VERSION, kind=owner.kind, name=owner.name, uid=owner.uid,
+                controller=True, block_owner_deletion=True)],
+        ),
+        type="Opaque",
+        data={TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    )
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise SecretExists(name) from None
+        with translated(f"creating Secret {namespace}/{name}"):
+            raise
+
+
+def delete_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: Owner) -> bool:
+    """Delete the Secret if ``owner`` controls it; True when it is gone."""
+    found = read_token_secret(core, namespace, name, owner)
+    if found is None:
+        return True
+    if not found.owned:
+        return False
+    try:
+        with translated(f"deleting Secret {namespace}/{name}"):
+            core.delete_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        pass
+    return True

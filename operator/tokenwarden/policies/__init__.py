@@ -1,0 +1,21 @@
+"""Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
+from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
+from tokenwarden.policies._roles import (
+    Binding,
+    Problem,
+    RolePlan,
+    granted_roles,
+    plan_roles,
+    unknown_roles,
+)
+
+__all__ = [
+    "Binding",
+    "Problem",
+    "RolePlan",
+    "account_quota_problem",
+    "granted_roles",
+    "plan_roles",
+    "token_quota_problem",
+    "unknown_roles",
+]

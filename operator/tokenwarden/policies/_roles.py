@@ -1,0 +1,98 @@
+"""Which roles a token carries: its own ``roles`` or all its account is granted."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why something cannot be done now. ``waiting`` problems may resolve by themselves
+    (an account or binding that has not arrived yet); the others need the user."""
+
+    reason: str
+    message: str
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What one valid RoleBinding grants."""
+
+    roles: tuple[str, ...]
+    project: str | None = None
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    effective_roles: list[str]
+
+
+def scoped(role: str, project: str | None) -> str:
+    """``writer`` everywhere, or ``writer@project`` within one project."""
+    return f"{role}@{project}" if project else role
+
+
+def unknown_roles(roles: Iterable[str], catalog: Mapping[str, object]) -> list[str]:
+    return sorted({r for r in roles if r not in catalog})
+
+
+def granted_roles(bindings: Iterable[Binding]) -> list[str]:
+    """Every role the bindings grant, project-scoped ones as ``role@project``, sorted.
+
+    A role granted everywhere makes the same role's project grants redundant.
+    """
+    everywhere = {r for b in bindings if not b.project for r in b.roles}
+    scoped_grants = {scoped(r, b.project) for b in bindings if b.project for r in b.roles
+                     if r not in everywhere}
+    return sorted(everywhere | scoped_grants)
+
+
+def plan_roles(
+    requested: list[str] | None,
+    catalog: Mapping[str, object],
+    *,
+    account: str | None,
+    account_exists: bool,
+    bindings: Iterable[Binding],
+) -> RolePlan | Problem:
+    """A token's effective roles, or the problem that stops it from being minted."""
+    if requested:
+        missing = unknown_roles(requested, catalog)
+        if missing:
+            return Problem("UnknownRole",
+                           f"role {', '.join(missing)} is not in the role catalog "
+                           f"(known: {', '.join(sorted(catalog))}); fix spec.roles")
+    if account is None:
+        if not requested:
+            return Problem("NoRoles", "a token without spec.serviceAccountName needs spec.roles")
+        return RolePlan(sorted(set(requested)))
+    if not account_exists:
+        return Problem("AccountNotFound",
+                       f"ServiceAccount {account!r} does not exist in this namespace; create it "
+                       "(the token is minted as soon as it exists)", waiting=True)
+    granted = granted_roles(bindings)
+    if not requested:
+        if not granted:
+            return Problem("NoRolesGranted",
+                           f"no RoleBinding grants any role to ServiceAccount {account!r}; "
+                           "create one (the token is minted as soon as it exists)", waiting=True)
+        return RolePlan(granted)
+    plain = {g for g in granted if "@" not in g}
+    effective = []
+    not_granted = []
+    for role in sorted(set(requested)):
+        if role in plain:
+            effective.append(role)
+            continue
+        in_projects = [g for g in granted if g.startswith(f"{role}@")]
+        if in_projects:
+            effective.extend(in_projects)
+        else:
+            not_granted.append(role)
+    if not_granted:
+        return Problem("RolesNotGranted",
+                       f"role {', '.join(not_granted)} is not granted to ServiceAccount "
+                       f"{account!r}; bind it with a RoleBinding or remove it from spec.roles",
+                       waiting=True)
+    return RolePlan(effective)

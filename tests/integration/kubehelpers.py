@@ -1,0 +1,55 @@
+"""Small helpers for integration tests: create objects, wait on a watch."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kubernetes import client, watch
+
+GROUP, VERSION = "tokenwarden.io", "v1alpha1"
+PLURALS = {
+    "ServiceAccount": "serviceaccounts",
+    "RoleBinding": "rolebindings",
+    "ServiceToken": "servicetokens",
+    "IngestionAPIKey": "ingestionapikeys",
+}
+
+
+def create(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, spec: dict) -> dict:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+    return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], body)
+
+
+def get(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str) -> dict:
+    return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], name)
+
+
+def wait_for(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str,
+             predicate: Callable[[dict], bool], timeout: int = 60) -> dict:
+    """Watch the object until ``predicate(obj)`` holds; raise with its last state if it never does."""
+    plural = PLURALS[kind]
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                   field_selector=f"metadata.name={name}")
+    last = next(iter(listing["items"]), None)
+    if last is not None and predicate(last):
+        return last
+    stream = watch.Watch()
+    for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                               field_selector=f"metadata.name={name}",
+                               resource_version=listing["metadata"]["resourceVersion"],
+                               timeout_seconds=timeout):
+        last = event["object"]
+        if event["type"] != "DELETED" and predicate(last):
+            stream.stop()
+            return last
+    raise AssertionError(f"{kind} {namespace}/{name} never met the condition; last seen: {last!r}")
+
+
+def phase_is(*phases: str) -> Callable[[dict], bool]:
+    return lambda obj: (obj.get("status") or {}).get("phase") in phases
+
+
+def ready_reason(obj: dict) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("reason")
+    return None

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+
+from tokenwarden.config import Settings
+from tokenwarden.policies import (
+    Binding,
+    Problem,
+    RolePlan,
+    account_quota_problem,
+    granted_roles,
+    plan_roles,
+    token_quota_problem,
+)
+
+CATALOG = Settings().roles
+
+
+def plan(requested, account="agents", exists=True, bindings=()):
+    return plan_roles(requested, CATALOG, account=account, account_exists=exists, bindings=bindings)
+
+
+@pytest.mark.parametrize("bindings, expected", [
+    ([], []),
+    ([Binding(("writer",))], ["writer"]),
+    ([Binding(("writer",), "shop"), Binding(("reader",))], ["reader", "writer@shop"]),
+    ([Binding(("writer",), "shop"), Binding(("writer",))], ["writer"]),
+    ([Binding(("writer", "reader"), "a"), Binding(("writer",), "b")], ["reader@a", "writer@a", "writer@b"]),
+])
+def test_granted_roles(bindings, expected):
+    assert granted_roles(bindings) == expected
+
+
+@pytest.mark.parametrize("requested, account, exists, bindings, expected", [
+    (["reader"], None, False, [], RolePlan(["reader"])),
+    (None, "agents", True, [Binding(("writer",))], RolePlan(["writer"])),
+    (["writer"], "agents", True, [Binding(("writer", "reader"))], RolePlan(["writer"])),
+    (["writer"], "agents", True, [Binding(("writer",), "shop")], RolePlan(["writer@shop"])),
+])
+def test_plan_roles_grants(requested, account, exists, bindings, expected):
+    assert plan(requested, account, exists, bindings) == expected
+
+
+@pytest.mark.parametrize("requested, account, exists, bindings, reason, waiting", [
+    (["root"], None, False, [], "UnknownRole", False),
+    (None, None, False, [], "NoRoles", False),
+    (None, "agents", False, [], "AccountNotFound", True),
+    (None, "agents", True, [], "NoRolesGranted", True),
+    (["admin"], "agents", True, [Binding(("reader",))], "RolesNotGranted", True),
+])
+def test_plan_roles_problems(requested, account, exists, bindings, reason, waiting):
+    problem = plan(requested, account, exists, bindings)
+    assert isinstance(problem, Problem)
+    assert (problem.reason, problem.waiting) == (reason, waiting)
+
+
+def test_problem_messages_name_the_fix():
+    problem = plan(["root"], None, False)
+    assert "root" in problem.message and "spec.roles" in problem.message
+    problem = plan(["admin"], "agents", True, [Binding(("reader",))])
+    assert "admin" in problem.message and "RoleBinding" in problem.message
+
+
+def test_quotas():
+    assert account_quota_problem(49, 50) is None
+    assert "at most 50" in account_quota_problem(50, 50).message
+    assert token_quota_problem(99, 100, "a") is None
+    problem = token_quota_problem(100, 100, "agents")
+    assert "agents" in problem.message and "maxTokensPerAccount" in problem.message
