@@ -53,3 +53,19 @@ def ready_reason(obj: dict) -> str | None:
         if cond.get("type") == "Ready":
             return cond.get("reason")
     return None
+
+
+def wait_for_event(core: client.CoreV1Api, namespace: str, name: str, reason: str, timeout: int = 30):
+    """The first event about object ``name`` with ``reason`` (events are posted asynchronously)."""
+    selector = f"involvedObject.name={name}"
+    listing = core.list_namespaced_event(namespace, field_selector=selector)
+    for event in listing.items:
+        if event.reason == reason:
+            return event
+    stream = watch.Watch()
+    for change in stream.stream(core.list_namespaced_event, namespace, field_selector=selector,
+                                resource_version=listing.metadata.resource_version, timeout_seconds=timeout):
+        if change["object"].reason == reason:
+            stream.stop()
+            return change["object"]
+    raise AssertionError(f"no {reason} event for {namespace}/{name} within {timeout}s")

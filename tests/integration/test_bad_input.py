@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .kubehelpers import create, get, phase_is, ready_reason, wait_for
+from .kubehelpers import create, phase_is, ready_reason, wait_for, wait_for_event
 
 
 def _refused(call, *words: str) -> str:
@@ -95,5 +95,4 @@ def test_secret_deleted_by_hand_revokes_the_old_token_and_mints_a_new_one(operat
                      lambda o: o["status"].get("tokenHash") not in (None, before["tokenHash"]))
     assert after["status"]["phase"] == "Active"
     assert core.read_namespaced_secret("fragile", namespace).data["token"]
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=fragile")
-    assert any(e.reason == "SecretRecreated" for e in events.items)
+    assert "token is revoked" in wait_for_event(core, namespace, "fragile", "SecretRecreated").message

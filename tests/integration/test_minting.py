@@ -10,7 +10,7 @@ from kubernetes.client.rest import ApiException
 
 from tokenwarden.tokens import parse_token
 
-from .kubehelpers import create, get, phase_is, ready_reason, wait_for
+from .kubehelpers import create, get, phase_is, ready_reason, wait_for, wait_for_event
 
 
 def _secret_token(core: client.CoreV1Api, namespace: str, name: str) -> str:
@@ -26,7 +26,7 @@ def _account_with_binding(custom, namespace, account="agents", roles=("writer",)
     create(custom, "RoleBinding", namespace, f"{account}-{'-'.join(roles)}", spec)
 
 
-def test_minted_token_lives_only_in_its_secret(operator, custom, core, api_client, namespace):
+def test_minted_token_lives_only_in_its_secret(operator, custom, core, namespace):
     _account_with_binding(custom, namespace)
     create(custom, "ServiceToken", namespace, "agent-token",
            {"serviceAccountName": "agents", "description": "for the DaemonSet", "ttl": "24h"})
@@ -51,8 +51,9 @@ def test_minted_token_lives_only_in_its_secret(operator, custom, core, api_clien
 
     # Nowhere else: not in the custom resource, not in events, not in the DEBUG log.
     assert token not in str(get(custom, "ServiceToken", namespace, "agent-token"))
-    events = client.CoreV1Api(api_client).list_namespaced_event(namespace)
-    assert any(e.reason == "Minted" for e in events.items)
+    minted = wait_for_event(core, namespace, "agent-token", "Minted")
+    assert minted.message.startswith(f"token {status['tokenId']} minted")
+    events = core.list_namespaced_event(namespace)
     assert token not in str(events.to_dict())
     assert token not in operator.log()
     assert base64.b64encode(token.encode()).decode() not in operator.log()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 def run_operator(options: OperatorOptions) -> None:
     """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
     from tokenwarden import handlers as _  # noqa: F401  (registration)
-    from tokenwarden.handlers import _accounts, _admission, _bindings, _indexes, _tokens  # noqa: F401
+    from tokenwarden.handlers import _accounts, _admission, _bindings, _expiry, _indexes, _tokens  # noqa: F401
     from tokenwarden.handlers._memo import OperatorMemo
 
     kopf.configure(verbose=options.verbose, debug=options.debug)
@@ -75,13 +76,19 @@ def run_operator(options: OperatorOptions) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tokenwarden.io")
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="tokenwarden.io", key="last-handled-configuration")
-        settings.posting.level = logging.WARNING
         settings.execution.max_workers = 20
         settings.watching.server_timeout = 300
         if options.webhook_port:
             settings.admission.server = _webhook_server(options)
             settings.admission.managed = "tokenwarden.io"
         quiet_body_loggers()
+
+    @kopf.on.login()
+    def login(**kwargs):
+        # Read KUBECONFIG now (the kubernetes client froze its default at import time).
+        if os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_with_service_account(**kwargs)
 
     memo = OperatorMemo.create(options.settings)
     if options.metrics_port:

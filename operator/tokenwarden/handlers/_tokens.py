@@ -157,7 +157,6 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             except kube_secrets.SecretExists:
                 raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again",
                                           delay=1) from None
-        logger.info(f"minted {kind.resource.kind} {token_id} into Secret {secret_name!r}")
         kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
 
     issued = datetime.fromisoformat(issued_at.replace("Z", "+00:00"))

@@ -36,3 +36,11 @@ def list_objects(custom: client.CustomObjectsApi, resource: Resource, namespace:
         else:
             result = custom.list_cluster_custom_object(GROUP, VERSION, resource.plural, **kwargs)
     return result.get("items", [])
+
+
+def delete_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str) -> None:
+    try:
+        with translated(f"deleting {resource.kind} {namespace}/{name}"):
+            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name)
+    except ApiNotFound:
+        pass

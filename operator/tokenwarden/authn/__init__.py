@@ -1,0 +1,6 @@
+"""The authenticator: is this token valid, who is it, what may it do."""
+from tokenwarden.authn._credentials import extract_token
+from tokenwarden.authn._index import Identity, TokenIndex
+from tokenwarden.authn._verify import Verdict, permissions_of, verify
+
+__all__ = ["Identity", "TokenIndex", "Verdict", "extract_token", "permissions_of", "verify"]

@@ -1,0 +1,57 @@
+"""The authenticator's in-memory view: token hash → identity, account → disabled."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str                     # ServiceToken | IngestionAPIKey
+    namespace: str
+    name: str
+    account: str | None
+    roles: tuple[str, ...]        # effective roles, project-scoped ones as role@project
+    phase: str | None
+    expires_at: datetime | None
+    previous_valid_until: datetime | None = None  # for a rotated-out hash
+
+    @property
+    def subject(self) -> str:
+        return f"tokenwarden:{self.namespace}:{self.account or self.name}"
+
+
+@dataclass
+class TokenIndex:
+    by_hash: dict[str, Identity] = field(default_factory=dict)
+    disabled_accounts: set[tuple[str, str]] = field(default_factory=set)
+    hashes_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+
+    def put(self, identity: Identity, hashes: list[tuple[str, datetime | None]]) -> None:
+        """Replace everything known of one token with ``hashes`` (current and previous)."""
+        self.remove(identity.kind, identity.namespace, identity.name)
+        key = (identity.kind, identity.namespace, identity.name)
+        self.hashes_of[key] = set()
+        for token_hash, valid_until in hashes:
+            entry = identity if valid_until is None else _with_previous(identity, valid_until)
+            self.by_hash[token_hash] = entry
+            self.hashes_of[key].add(token_hash)
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        for token_hash in self.hashes_of.pop((kind, namespace, name), set()):
+            self.by_hash.pop(token_hash, None)
+
+    def set_account_disabled(self, namespace: str, account: str, disabled: bool) -> None:
+        if disabled:
+            self.disabled_accounts.add((namespace, account))
+        else:
+            self.disabled_accounts.discard((namespace, account))
+
+    def __len__(self) -> int:
+        return len(self.by_hash)
+
+
+def _with_previous(identity: Identity, valid_until: datetime) -> Identity:
+    from dataclasses import replace
+
+    return replace(identity, previous_valid_until=valid_until)

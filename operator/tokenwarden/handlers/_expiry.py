@@ -1,0 +1,88 @@
+"""Expiry and garbage collection: one sleeping daemon per token, woken at its instant.
+
+No polling: each Active token with an ``expiresAt`` has a daemon that sleeps until
+then, deletes the Secret and sets ``phase: Expired``; each Expired token has one
+that deletes it after the retention (``expiredRetention``; 0 keeps it).
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import kopf
+
+from tokenwarden import policies
+from tokenwarden.conditions import set_condition
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind
+from tokenwarden.kube import objects
+from tokenwarden.kube import secrets as kube_secrets
+from tokenwarden.kube._resources import GROUP, VERSION
+
+
+RECHECK = 300.0
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _active_with_expiry(status, **_) -> bool:
+    return status.get("phase") == "Active" and bool(status.get("expiresAt"))
+
+
+def _expired(status, **_) -> bool:
+    return status.get("phase") == "Expired"
+
+
+def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
+    name, namespace = body.metadata.name, body.metadata.namespace
+    status = body.status
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    with kube_errors_to_kopf(delay=1):
+        kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
+    message = f"the token expired at {status['expiresAt']}; its Secret was deleted"
+    conditions = set_condition(status.get("conditions"), "Ready", False, "Expired", message,
+                               generation=body.metadata.get("generation"), now=_now())
+    with kube_errors_to_kopf(delay=1):
+        objects.patch_status(memo.custom, kind.resource, namespace, name,
+                             {"phase": "Expired", "conditions": conditions})
+    kopf.info(body, reason="Expired", message=message)
+    logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
+
+
+def _register(kind: Kind) -> None:
+    plural = kind.resource.plural
+
+    @kopf.daemon(GROUP, VERSION, plural, id="expire", when=_active_with_expiry,
+                 cancellation_timeout=1.0)
+    async def expire(body, stopped, memo, logger, **_):
+        # ``body`` is kopf's live view: a changed spec.expiration moves expiresAt,
+        # so look again at least every RECHECK seconds.
+        while not stopped:
+            expires_at = policies.parse_time(body.status.get("expiresAt"))
+            if expires_at is None:
+                return
+            remaining = policies.seconds_until(expires_at, _now())
+            if remaining <= 0:
+                await asyncio.to_thread(expire_token, kind, body, memo, logger)
+                return
+            await stopped.wait(min(remaining, RECHECK))
+
+    @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=1.0)
+    async def collect(body, stopped, memo, logger, **_):
+        expires_at = policies.parse_time(body.status.get("expiresAt")) or _now()
+        due = policies.deletion_due(expires_at, memo.settings.expired_retention)
+        if due is None:
+            return
+        await stopped.wait(policies.seconds_until(due, _now()))
+        if stopped:
+            return
+        with kube_errors_to_kopf(delay=1):
+            await asyncio.to_thread(objects.delete_object, memo.custom, kind.resource,
+                                    body.metadata.namespace, body.metadata.name)
+        logger.info(f"deleted expired {kind.resource.kind} {body.status.get('tokenId')} after retention")
+
+
+for _kind in (SERVICE_TOKEN, INGESTION_KEY):
+    _register(_kind)
