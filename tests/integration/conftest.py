@@ -85,6 +85,7 @@ TEST_SETTINGS = """
 quotas:
   maxAccountsPerNamespace: 3
   maxTokensPerAccount: 3
+expiredRetention: 4s
 """
 
 

@@ -6,7 +6,6 @@ import hashlib
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from tokenwarden.tokens import parse_token
 
@@ -110,14 +109,13 @@ def test_deleting_a_token_deletes_its_secret(operator, custom, core, namespace):
 def _wait_gone(core, namespace, name, timeout=30):
     from kubernetes import watch
 
-    try:
-        core.read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-    for event in watch.Watch().stream(core.list_namespaced_secret, namespace,
-                                      field_selector=f"metadata.name={name}", timeout_seconds=timeout):
+    selector = f"metadata.name={name}"
+    listing = core.list_namespaced_secret(namespace, field_selector=selector)
+    if not listing.items:
+        return
+    for event in watch.Watch().stream(core.list_namespaced_secret, namespace, field_selector=selector,
+                                      resource_version=listing.metadata.resource_version,
+                                      timeout_seconds=timeout):
         if event["type"] == "DELETED":
             return
     pytest.fail(f"Secret {namespace}/{name} still exists after {timeout}s")

@@ -36,17 +36,19 @@ def _expired(status, **_) -> bool:
 
 
 def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
+    """Mark the token Expired, then delete its Secret (in that order, so nothing that
+    watches Secrets mistakes the deletion for a Secret deleted by hand)."""
     name, namespace = body.metadata.name, body.metadata.namespace
     status = body.status
-    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
-    with kube_errors_to_kopf(delay=1):
-        kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
     message = f"the token expired at {status['expiresAt']}; its Secret was deleted"
     conditions = set_condition(status.get("conditions"), "Ready", False, "Expired", message,
                                generation=body.metadata.get("generation"), now=_now())
     with kube_errors_to_kopf(delay=1):
         objects.patch_status(memo.custom, kind.resource, namespace, name,
                              {"phase": "Expired", "conditions": conditions})
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    with kube_errors_to_kopf(delay=1):
+        kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
     kopf.info(body, reason="Expired", message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
 
@@ -55,7 +57,7 @@ def _register(kind: Kind) -> None:
     plural = kind.resource.plural
 
     @kopf.daemon(GROUP, VERSION, plural, id="expire", when=_active_with_expiry,
-                 cancellation_timeout=1.0)
+                 cancellation_timeout=10.0)
     async def expire(body, stopped, memo, logger, **_):
         # ``body`` is kopf's live view: a changed spec.expiration moves expiresAt,
         # so look again at least every RECHECK seconds.
@@ -69,7 +71,7 @@ def _register(kind: Kind) -> None:
                 return
             await stopped.wait(min(remaining, RECHECK))
 
-    @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=1.0)
+    @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=10.0)
     async def collect(body, stopped, memo, logger, **_):
         expires_at = policies.parse_time(body.status.get("expiresAt")) or _now()
         due = policies.deletion_due(expires_at, memo.settings.expired_retention)

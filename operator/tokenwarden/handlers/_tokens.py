@@ -102,6 +102,8 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         return
 
     minted = status.get("phase") == "Active" and status.get("tokenHash")
+    if minted and _past(status.get("expiresAt")):
+        return  # the expiry daemon takes it from here; never re-mint an expired token
     if resuming and minted and status.get("observedGeneration") == out.generation:
         # Already minted and nothing changed while we were away: no Secret read, no re-mint.
         if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
@@ -220,6 +222,11 @@ for _kind in (SERVICE_TOKEN, INGESTION_KEY):
     _register(_kind)
 
 
+def _past(moment: str | None) -> bool:
+    expires_at = policies.parse_time(moment)
+    return expires_at is not None and expires_at <= _now()
+
+
 _KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
 
 
@@ -240,7 +247,8 @@ def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, to
     if (token is None or token["metadata"]["uid"] != ref.get("uid")
             or token["metadata"].get("deletionTimestamp")
             or (token.get("status") or {}).get("phase") != "Active"
-            or token["status"].get("secretName") != body.metadata.name):
+            or token["status"].get("secretName") != body.metadata.name
+            or _past(token["status"].get("expiresAt"))):
         return
     patch = kopf.Patch()
     reconcile_token(kind, kopf.Body(token), patch, memo, logger, accounts_idx, bindings_idx,
