@@ -30,6 +30,28 @@ class Cluster:
     kubeconfig: Path
     version: str
     plane: devcluster.ControlPlane | None = None
+    # Where the API server expects the authenticator's TokenReview webhook (local plane only).
+    authn_port: int | None = None
+    authn_tls: Path | None = None
+
+
+def _token_webhook(directory: Path) -> tuple[int, list[str]]:
+    """A TLS identity for the authenticator and the API-server flags that call it."""
+    from tokenwarden.tls import create_ca, issue_serving_cert
+
+    ca = create_ca(directory, "tokenwarden-authenticator-ca")
+    issue_serving_cert(ca, directory, "tls", ["127.0.0.1", "localhost"])
+    port = devcluster.free_port()
+    config = directory / "webhook.kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: tokenwarden, cluster: {{server: 'https://127.0.0.1:{port}/apis/authentication.k8s.io/v1/tokenreviews', certificate-authority: '{ca.cert}'}}}}]\n"
+        "users: [{name: apiserver, user: {}}]\n"
+        "contexts: [{name: webhook, context: {cluster: tokenwarden, user: apiserver}}]\n"
+        "current-context: webhook\n")
+    return port, [f"--authentication-token-webhook-config-file={config}",
+                  "--authentication-token-webhook-version=v1",
+                  "--authentication-token-webhook-cache-ttl=1s"]
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +69,13 @@ def cluster(request, tmp_path_factory):
             kind.delete()
         return
     binaries = devcluster.ensure_binaries()
-    plane = devcluster.ControlPlane(binaries, log=lambda *_: None)
+    authn_tls = tmp_path_factory.mktemp("authn-tls")
+    authn_port, webhook_args = _token_webhook(authn_tls)
+    plane = devcluster.ControlPlane(binaries, log=lambda *_: None, extra_apiserver_args=webhook_args)
     plane.start()
     try:
         kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), CRDS)
-        yield Cluster(plane.kubeconfig, plane.version, plane)
+        yield Cluster(plane.kubeconfig, plane.version, plane, authn_port, authn_tls)
     finally:
         plane.stop()
 
@@ -157,5 +181,62 @@ class OperatorProcess:
 def operator(cluster, tmp_path_factory):
     process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
     process.start()
+    yield process
+    process.stop()
+
+
+class AuthenticatorProcess:
+    """``tokenwarden authenticator`` over TLS, on the port the API server's token webhook calls."""
+
+    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+        self.port = cluster.authn_port or devcluster.free_port()
+        self.tls = cluster.authn_tls
+        self.log_path = workdir / "authenticator.log"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca = str(self.tls / "ca.crt") if self.tls else None
+        argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug",
+                "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+                "--last-used-interval", "1", "--scheme", "Otel"]
+        if self.tls:
+            argv += ["--tls-cert", str(self.tls / "tls.crt"), "--tls-key", str(self.tls / "tls.key")]
+        else:
+            self.url = f"http://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_ready()
+
+    def get(self, path: str, headers: dict | None = None, timeout: float = 5):
+        import requests
+
+        return requests.get(self.url + path, headers=headers or {}, verify=self.ca or True, timeout=timeout)
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"authenticator exited:\n{self.log()[-3000:]}")
+            try:
+                if self.get("/readyz", timeout=1).status_code == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"authenticator not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def authenticator(cluster, operator, tmp_path_factory):
+    process = AuthenticatorProcess(cluster, tmp_path_factory.mktemp("authenticator"))
     yield process
     process.stop()

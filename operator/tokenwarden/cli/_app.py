@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli import _demo, _devcluster, _operator
+from tokenwarden.cli import _authenticator, _demo, _devcluster, _operator
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,3 +23,4 @@ cli.add_command(_devcluster.dev_cluster)
 cli.add_command(_devcluster.build_controlplane)
 cli.add_command(_operator.operator)
 cli.add_command(_demo.demo)
+cli.add_command(_authenticator.authenticator)

@@ -1,0 +1,118 @@
+"""Run the authenticator: HTTP(S) server plus watches that keep its index current."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from dataclasses import dataclass, field
+
+import kopf
+from aiohttp import web
+from kubernetes import client
+
+from tokenwarden.authn._index import TokenIndex
+from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
+from tokenwarden.authn._watch import build_registry, identity_from
+from tokenwarden.conditions import rfc3339
+from tokenwarden.config import Settings
+from tokenwarden.kube import load_api_client, objects
+from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
+
+logger = logging.getLogger("tokenwarden.authenticator")
+_RESOURCES = {r.kind: r for r in (SERVICE_TOKENS, INGESTION_KEYS)}
+
+
+@dataclass
+class AuthenticatorOptions:
+    settings: Settings = field(default_factory=Settings)
+    host: str = "0.0.0.0"
+    port: int = 8443
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    namespaces: list[str] = field(default_factory=list)
+    clusterwide: bool = True
+    last_used_interval: float = 60.0
+    extra_schemes: tuple[str, ...] = ()
+    verbose: bool = False
+    debug: bool = False
+
+
+def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: dict,
+                  namespaces: list[str]) -> None:
+    """List everything once before answering, so readiness means a complete index."""
+    from tokenwarden import policies
+
+    scopes = namespaces or [None]
+    for scope in scopes:
+        for account in objects.list_objects(custom, SERVICE_ACCOUNTS, scope):
+            if (account.get("spec") or {}).get("disabled"):
+                index.set_account_disabled(account["metadata"]["namespace"], account["metadata"]["name"], True)
+        for resource in (SERVICE_TOKENS, INGESTION_KEYS):
+            for body in objects.list_objects(custom, resource, scope):
+                found = identity_from(resource.kind, body)
+                if found:
+                    index.put(*found)
+                    key = (resource.kind, body["metadata"]["namespace"], body["metadata"]["name"])
+                    written[key] = policies.parse_time(body["status"].get("lastUsedAt"))
+
+
+def _ssl_context(options: AuthenticatorOptions) -> ssl.SSLContext | None:
+    if not options.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.tls_cert, options.tls_key)
+    return context
+
+
+async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    index = TokenIndex()
+    last_used = LastUsed(options.last_used_interval)
+    authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
+                                  last_used=last_used)
+    custom = client.CustomObjectsApi(load_api_client())
+
+    registry = build_registry(index, last_used.written)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_) -> None:
+        settings.posting.enabled = False  # read-only: the authenticator posts no events
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs):
+        if os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_with_service_account(**kwargs)
+
+    runner = web.AppRunner(authenticator.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
+    await site.start()
+    logger.info("authenticator listening on %s:%s (%s)", options.host, options.port,
+                "https" if options.tls_cert else "http")
+
+    await asyncio.to_thread(_initial_load, custom, index, last_used.written, options.namespaces)
+    authenticator.ready = True
+    logger.info("index loaded: %d token hashes", len(index))
+
+    def write(key, when) -> None:
+        objects.patch_status(custom, _RESOURCES[key[0]], key[1], key[2], {"lastUsedAt": rfc3339(when)})
+
+    flusher = asyncio.create_task(flush_last_used(last_used, write, stop))
+    try:
+        await kopf.operator(registry=registry, standalone=True, clusterwide=options.clusterwide,
+                            namespaces=options.namespaces, stop_flag=stop)
+    finally:
+        stop.set()
+        await flusher
+        await runner.cleanup()
+
+
+def run_authenticator(options: AuthenticatorOptions) -> None:
+    from tokenwarden.handlers._run import quiet_body_loggers
+
+    kopf.configure(verbose=options.verbose, debug=options.debug)
+    quiet_body_loggers()
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens
+    asyncio.run(serve(options))

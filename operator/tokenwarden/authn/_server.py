@@ -1,0 +1,148 @@
+"""The authenticator's HTTP endpoints: forward auth, TokenReview, health and metrics."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tokenwarden.authn._credentials import DEFAULT_SCHEMES, extract_token
+from tokenwarden.authn._index import Identity, TokenIndex
+from tokenwarden.authn._metrics import LAST_USED_WRITES, VERIFICATIONS, VERIFY_SECONDS
+from tokenwarden.authn._verify import Verdict, verify
+from tokenwarden.config import Settings
+
+logger = logging.getLogger("tokenwarden.authenticator")
+
+PROJECT_HEADERS = ("projectID", "X-Project-ID")
+CHALLENGE = 'Bearer realm="tokenwarden", ApiKey realm="tokenwarden"'
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LastUsed:
+    """Uses recorded in memory on the request path; written to status in batches, off it."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.pending: dict[tuple[str, str, str], datetime] = {}
+        self.written: dict[tuple[str, str, str], datetime | None] = {}
+
+    def record(self, identity: Identity, now: datetime) -> None:
+        self.pending[(identity.kind, identity.namespace, identity.name)] = now
+
+    def due(self) -> dict[tuple[str, str, str], datetime]:
+        """Uses worth writing now: at most one write per token per interval."""
+        batch, self.pending = self.pending, {}
+        due = {}
+        for key, used in batch.items():
+            last = self.written.get(key)
+            if last is None or (used - last).total_seconds() >= self.interval:
+                due[key] = used
+            else:
+                self.pending[key] = used  # keep it for a later batch
+        return due
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, index: TokenIndex, *, extra_schemes: tuple[str, ...] = (),
+                 last_used: LastUsed | None = None) -> None:
+        self.settings = settings
+        self.index = index
+        self.schemes = DEFAULT_SCHEMES + tuple(s.lower() for s in extra_schemes)
+        self.prefixes = (settings.prefixes.service_token, settings.prefixes.ingestion_key)
+        self.last_used = last_used or LastUsed(60.0)
+        self.ready = False
+
+    def check(self, token: str | None, permission: str | None, project: str | None, endpoint: str) -> Verdict:
+        started = time.perf_counter()
+        now = _now()
+        verdict = verify(token, self.index, self.settings.roles, now=now, prefixes=self.prefixes,
+                         permission=permission, project=project)
+        if verdict.identity is not None and verdict.status != 401:
+            self.last_used.record(verdict.identity, now)
+        VERIFY_SECONDS.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        VERIFICATIONS.labels(endpoint=endpoint, result=verdict.reason).inc()
+        return verdict
+
+    # -- endpoints -----------------------------------------------------------
+    async def forward_auth(self, request: web.Request) -> web.Response:
+        project = request.query.get("project") or next(
+            (request.headers[h] for h in PROJECT_HEADERS if h in request.headers), None)
+        verdict = self.check(extract_token(request.headers, self.schemes),
+                             request.query.get("permission"), project, "verify")
+        if verdict.status == 401:
+            return web.json_response({"allowed": False, "reason": verdict.reason}, status=401,
+                                     headers={"WWW-Authenticate": CHALLENGE})
+        if verdict.status == 403:
+            return web.json_response({"allowed": False, "reason": verdict.reason}, status=403)
+        identity = verdict.identity
+        headers = {"X-Auth-Subject": identity.subject, "X-Auth-Roles": ",".join(verdict.roles)}
+        if verdict.project:
+            headers["X-Auth-Project"] = verdict.project
+        return web.json_response({"allowed": True, "subject": identity.subject}, headers=headers)
+
+    async def token_review(self, request: web.Request) -> web.Response:
+        try:
+            review = await request.json()
+            token = review["spec"]["token"]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "message": "expected a TokenReview with spec.token", "code": 400},
+                                     status=400)
+        api_version = review.get("apiVersion") or "authentication.k8s.io/v1"
+        verdict = self.check(token, None, None, "tokenreview")
+        status: dict = {"authenticated": verdict.allowed}
+        if verdict.allowed:
+            identity = verdict.identity
+            status["user"] = {
+                "username": identity.subject,
+                "uid": f"{identity.namespace}/{identity.kind}/{identity.name}",
+                "groups": ["tokenwarden:authenticated", *(f"tokenwarden:role:{r}" for r in verdict.roles)],
+                "extra": {"tokenwarden.io/token": [identity.name]},
+            }
+        else:
+            status["error"] = f"token rejected: {verdict.reason}"
+        return web.json_response({"apiVersion": api_version, "kind": "TokenReview", "status": status})
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok" if self.ready else "starting", status=200 if self.ready else 503)
+
+    async def metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/verify", self.forward_auth)
+        app.router.add_route("*", "/verify/{tail:.*}", self.forward_auth)
+        app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+
+async def flush_last_used(last_used: LastUsed, write, stop: asyncio.Event) -> None:
+    """Every interval, write the due lastUsedAt values with ``write(key, when)`` (in a thread)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=last_used.interval)
+        except asyncio.TimeoutError:
+            pass
+        for key, used in last_used.due().items():
+            try:
+                await asyncio.to_thread(write, key, used)
+                last_used.written[key] = used
+                LAST_USED_WRITES.labels(result="ok").inc()
+            except Exception as exc:  # a failed write is retried with the next batch
+                LAST_USED_WRITES.labels(result="error").inc()
+                last_used.pending.setdefault(key, used)
+                logger.warning("could not write lastUsedAt of %s/%s: %s", key[1], key[2], exc)

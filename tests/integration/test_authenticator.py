@@ -1,0 +1,148 @@
+"""The authenticator against real tokens: forward auth, TokenReview through kube-apiserver, lastUsedAt."""
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+import requests
+from kubernetes import client
+
+from .kubehelpers import GROUP, VERSION, create, phase_is, wait_for
+
+
+def _token(core, namespace, name) -> str:
+    return base64.b64decode(core.read_namespaced_secret(name, namespace).data["token"]).decode()
+
+
+def _eventually(check, timeout: float = 15.0):
+    """The authenticator learns of changes through its watch: allow it a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def writer_token(operator, custom, core, namespace):
+    create(custom, "ServiceAccount", namespace, "shipper", {})
+    create(custom, "RoleBinding", namespace, "shipper-writer", {"serviceAccountName": "shipper", "roles": ["writer"]})
+    create(custom, "RoleBinding", namespace, "shipper-reader-shop",
+           {"serviceAccountName": "shipper", "roles": ["reader"], "project": "shop"})
+    create(custom, "ServiceToken", namespace, "shipper-token", {"serviceAccountName": "shipper"})
+    wait_for(custom, "ServiceToken", namespace, "shipper-token",
+             lambda o: phase_is("Active")(o) and len(o["status"].get("effectiveRoles", [])) == 2)
+    return _token(core, namespace, "shipper-token")
+
+
+def test_every_credential_form_is_accepted(authenticator, writer_token, namespace):
+    basic = base64.b64encode(f"service_token:{writer_token}".encode()).decode()
+    forms = [
+        {"Authorization": f"Bearer {writer_token}"},
+        {"Authorization": f"ApiKey {writer_token}"},
+        {"Authorization": f"Otel {writer_token}"},
+        {"X-API-Key": writer_token},
+        {"Authorization": f"Basic {basic}"},
+    ]
+    assert _eventually(lambda: authenticator.get("/verify", forms[0]).status_code == 200)
+    for headers in forms:
+        response = authenticator.get("/verify", headers)
+        assert response.status_code == 200, headers.keys()
+        assert response.headers["X-Auth-Subject"] == f"tokenwarden:{namespace}:shipper"
+        assert response.headers["X-Auth-Roles"] == "reader@shop,writer"
+
+
+def test_permissions_and_projects(authenticator, writer_token):
+    bearer = {"Authorization": f"Bearer {writer_token}"}
+    assert _eventually(lambda: authenticator.get("/verify", bearer).status_code == 200)
+    assert authenticator.get("/verify?permission=write", bearer).status_code == 200
+    assert authenticator.get("/verify?permission=read", bearer).status_code == 403
+    in_shop = authenticator.get("/verify?permission=read", {**bearer, "projectID": "shop"})
+    assert in_shop.status_code == 200 and in_shop.headers["X-Auth-Project"] == "shop"
+    assert authenticator.get("/verify?permission=read&project=other", bearer).status_code == 403
+
+
+def test_unknown_malformed_and_revoked_tokens_are_401(authenticator, writer_token, custom, namespace):
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": writer_token}).status_code == 200)
+    tampered = writer_token[:-1] + ("A" if writer_token[-1] != "A" else "B")
+    response = authenticator.get("/verify", {"X-API-Key": tampered})
+    assert response.status_code == 401 and response.json()["reason"] == "malformed"
+    assert "WWW-Authenticate" in response.headers
+    assert authenticator.get("/verify").status_code == 401
+    assert authenticator.get("/verify", {"X-API-Key": "glsa_not_one_of_ours_at_all"}).json()["reason"] == "unknown"
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "shipper-token")
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": writer_token}).status_code == 401)
+
+
+def test_disabled_account_fails_verification(authenticator, writer_token, custom, namespace):
+    headers = {"X-API-Key": writer_token}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "shipper",
+                                          {"spec": {"disabled": True}})
+    assert _eventually(lambda: authenticator.get("/verify", headers).json().get("reason") == "disabled")
+
+
+def test_ingestion_keys_grant_only_ingest(authenticator, operator, custom, core, namespace):
+    create(custom, "IngestionAPIKey", namespace, "collector", {})
+    wait_for(custom, "IngestionAPIKey", namespace, "collector", phase_is("Active"))
+    headers = {"Authorization": f"ApiKey {_token(core, namespace, 'collector')}"}
+    assert _eventually(lambda: authenticator.get("/verify?permission=ingest", headers).status_code == 200)
+    assert authenticator.get("/verify?permission=ingest", headers).headers["X-Auth-Roles"] == "ingest"
+    assert authenticator.get("/verify?permission=write", headers).status_code == 403
+
+
+def test_expired_token_is_refused_at_its_instant(authenticator, operator, custom, core, namespace):
+    create(custom, "ServiceToken", namespace, "blink", {"roles": ["reader"], "ttl": "4s"})
+    wait_for(custom, "ServiceToken", namespace, "blink", phase_is("Active"))
+    headers = {"X-API-Key": _token(core, namespace, "blink")}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    reason = _eventually(lambda: authenticator.get("/verify", headers).json().get("reason") in ("expired",), 10)
+    assert reason
+
+
+def test_last_used_is_written_back_in_batches(authenticator, writer_token, custom, namespace):
+    headers = {"X-API-Key": writer_token}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    for _ in range(20):
+        authenticator.get("/verify", headers)
+    used = wait_for(custom, "ServiceToken", namespace, "shipper-token", lambda o: o["status"].get("lastUsedAt"))
+    assert used["status"]["lastUsedAt"].endswith("Z")
+
+
+def test_kube_apiserver_authenticates_tokens_through_the_webhook(cluster, authenticator, writer_token,
+                                                                 custom, namespace):
+    if cluster.plane is None:
+        pytest.skip("the token webhook is configured on the local control plane only")
+    configuration = client.Configuration()
+    configuration.host = cluster.plane.server
+    configuration.ssl_ca_cert = str(cluster.plane.pki.ca.cert)
+    configuration.api_key = {"authorization": f"Bearer {writer_token}"}
+    api = client.AuthenticationV1Api(client.ApiClient(configuration))
+
+    def whoami():
+        try:
+            return api.create_self_subject_review(client.V1SelfSubjectReview()).status.user_info
+        except client.ApiException:
+            return None
+
+    user = _eventually(whoami)
+    assert user is not None, authenticator.log()[-2000:]
+    assert user.username == f"tokenwarden:{namespace}:shipper"
+    assert "tokenwarden:role:writer" in user.groups
+    assert "system:authenticated" in user.groups
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "shipper-token")
+    assert _eventually(lambda: whoami() is None)
+
+
+def test_metrics_carry_no_token_material(authenticator, writer_token):
+    headers = {"X-API-Key": writer_token}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    metrics = authenticator.get("/metrics").text
+    assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"}' in metrics
+    assert writer_token not in metrics
+    assert "sha256" not in metrics
+    assert writer_token not in authenticator.log()
