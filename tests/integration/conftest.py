@@ -129,11 +129,12 @@ class OperatorProcess:
         self.starts += 1
         liveness = devcluster.free_port()
         self.webhook_port = devcluster.free_port()
+        self.metrics_port = devcluster.free_port()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--debug",
              "--config", str(self.config), "--kubeconfig", str(self.kubeconfig),
-             "--webhook-port", str(self.webhook_port),
+             "--webhook-port", str(self.webhook_port), "--metrics-port", str(self.metrics_port),
              "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -175,6 +176,12 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
 
 
 @pytest.fixture(scope="session")

@@ -142,3 +142,14 @@ def test_disabled_account_marks_its_tokens(operator, custom, namespace):
     custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace, "serviceaccounts",
                                           "paused", {"spec": {"disabled": False}})
     wait_for(custom, "ServiceToken", namespace, "paused-token", lambda o: ready_reason(o) == "Minted")
+
+
+def test_operator_metrics_count_mints_without_token_material(operator, custom, core, namespace):
+    create(custom, "ServiceToken", namespace, "counted", {"roles": ["reader"]})
+    wait_for(custom, "ServiceToken", namespace, "counted", phase_is("Active"))
+    token = _secret_token(core, namespace, "counted")
+    metrics = operator.metrics()
+    assert 'tokenwarden_tokens_minted_total{kind="ServiceToken"}' in metrics
+    assert 'tokenwarden_mint_seconds_count{kind="ServiceToken"}' in metrics
+    assert 'tokenwarden_tokens{kind="ServiceToken",phase="Active"}' in metrics
+    assert token not in metrics and "sha256" not in metrics

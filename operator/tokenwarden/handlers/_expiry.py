@@ -14,6 +14,7 @@ import kopf
 from tokenwarden import policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
 from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -49,6 +50,9 @@ def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
     with kube_errors_to_kopf(delay=1):
         kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
+    EXPIRED.labels(kind=kind.resource.kind).inc()
+    lag = (_now() - policies.parse_time(status["expiresAt"])).total_seconds()
+    EXPIRY_LAG.labels(kind=kind.resource.kind).observe(max(0.0, lag))
     kopf.info(body, reason="Expired", message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
 
@@ -83,6 +87,7 @@ def _register(kind: Kind) -> None:
         with kube_errors_to_kopf(delay=1):
             await asyncio.to_thread(objects.delete_object, memo.custom, kind.resource,
                                     body.metadata.namespace, body.metadata.name)
+        COLLECTED.labels(kind=kind.resource.kind).inc()
         logger.info(f"deleted expired {kind.resource.kind} {body.status.get('tokenId')} after retention")
 
 

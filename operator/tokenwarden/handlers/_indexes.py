@@ -57,3 +57,17 @@ def tokens_idx(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, 
     entry = TokenEntry(name, status.get("phase"), tuple(spec.get("roles") or ()),
                        tuple(effective) if effective is not None else None, ready.get("reason"))
     return {(namespace, account): entry}
+
+
+@kopf.index(GROUP, VERSION, SERVICE_TOKENS.plural)
+def hashes_idx(namespace: str, name: str, status: kopf.Status, **_):
+    """tokenHash → (namespace, name): one key may belong to one token only."""
+    token_hash = status.get("tokenHash")
+    return {token_hash: (namespace, name)} if token_hash else None
+
+
+@kopf.index(GROUP, VERSION, SERVICE_TOKENS.plural)
+def imports_idx(namespace: str, name: str, spec: kopf.Spec, **_):
+    """(namespace, source Secret) → token name, for imported keys."""
+    ref = (spec.get("import") or {}).get("secretRef") or {}
+    return {(namespace, ref["name"]): name} if ref.get("name") else None

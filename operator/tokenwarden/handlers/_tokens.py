@@ -6,6 +6,7 @@ once per object. Only the hash reaches the status.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -16,6 +17,7 @@ from tokenwarden import policies
 from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_validation_error
 from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._metrics import MINT_SECONDS, MINTED
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import (
@@ -81,7 +83,8 @@ def _roles_for(kind: Kind, spec, namespace: str, memo, accounts_idx, bindings_id
 
 def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
                     accounts_idx: kopf.Index, bindings_idx: kopf.Index,
-                    tokens_idx: kopf.Index | None, resuming: bool = False) -> None:
+                    tokens_idx: kopf.Index | None, hashes_idx: kopf.Index | None = None,
+                    resuming: bool = False) -> None:
     name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
     status = body.status
     out = _Status(body, patch, _now())
@@ -119,52 +122,18 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             out.problem(quota, "Failed")
             return
 
-    owner = kube_secrets.Owner(kind.resource.kind, name, uid)
-    secret_name = spec.secret_name or name
-    with kube_errors_to_kopf():
-        found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
-    if found is not None and not found.owned:
-        out.problem(policies.Problem(
-            "SecretConflict",
-            f"Secret {secret_name!r} exists and is not owned by this {kind.resource.kind}; "
-            "tokenwarden never overwrites or adopts a Secret: delete it or set spec.secretName "
-            "to another name"), "Failed")
-        return
-
-    if found is not None and found.token:
-        token, token_id = found.token, found.token_id or new_token_id()
-        issued_at = found.issued_at or status.get("issuedAt") or rfc3339(out.now)
+    if kind.has_roles and spec.import_ is not None:
+        credential = _imported(kind, spec, body, out, memo, hashes_idx)
     else:
-        if minted:
-            kopf.warn(body, reason="SecretRecreated",
-                      message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
-                              "token was minted into a new Secret")
-        issued_at = rfc3339(out.now)
-        expires_at = spec.expires_at(out.now)
-        if expires_at is not None and expires_at <= out.now:
-            out.problem(policies.Problem(
-                "ExpirationInPast",
-                f"spec.expiration {spec.expiration} is in the past; set a future date"), "Failed")
-            return
-        token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
-        template = spec.secret_template
-        with kube_errors_to_kopf():
-            try:
-                kube_secrets.create_token_secret(
-                    memo.core, namespace, secret_name, owner, token=token, token_id=token_id,
-                    issued_at=issued_at,
-                    labels=dict(template.labels) if template and template.labels else None,
-                    annotations=dict(template.annotations) if template and template.annotations else None,
-                )
-            except kube_secrets.SecretExists:
-                raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again",
-                                          delay=1) from None
-        kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
-
+        credential = _minted(kind, spec, body, out, memo, already_minted=bool(minted))
+    if credential is None:
+        return  # the problem is in status already
+    token, token_id, issued_at, secret_name = credential
     issued = datetime.fromisoformat(issued_at.replace("Z", "+00:00"))
     expires_at = spec.expires_at(issued)
     fields = dict(
         phase="Active",
+        imported=True if kind.has_roles and spec.import_ is not None else None,
         tokenId=token_id,
         tokenHash=hash_token(token),
         secretName=secret_name,
@@ -179,7 +148,129 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
                   f"ServiceAccount {spec.service_account_name!r} is disabled: the token fails "
                   "verification until the account is enabled", **fields)
     else:
-        out.ready(True, "Minted", f"token {token_id} is in Secret {secret_name!r}", **fields)
+        where = f"in Secret {secret_name!r}" if secret_name else "imported (hash only)"
+        out.ready(True, "Minted", f"token {token_id} is {where}", **fields)
+
+
+Credential = tuple  # (token, token_id, issued_at, secret_name or None)
+
+
+def _secret_conflict(kind: Kind, secret_name: str) -> policies.Problem:
+    return policies.Problem(
+        "SecretConflict",
+        f"Secret {secret_name!r} exists and is not owned by this {kind.resource.kind}; "
+        "tokenwarden never overwrites or adopts a Secret: delete it or set spec.secretName "
+        "to another name")
+
+
+def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_minted: bool) -> Credential | None:
+    """The token in our Secret, minting it (once) when there is none."""
+    name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    secret_name = spec.secret_name or name
+    with kube_errors_to_kopf():
+        found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
+    if found is not None and not found.owned:
+        out.problem(_secret_conflict(kind, secret_name), "Failed")
+        return None
+    if found is not None and found.token:
+        issued_at = found.issued_at or status.get("issuedAt") or rfc3339(out.now)
+        return found.token, found.token_id or new_token_id(), issued_at, secret_name
+
+    if already_minted:
+        kopf.warn(body, reason="SecretRecreated",
+                  message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                          "token was minted into a new Secret")
+    expires_at = spec.expires_at(out.now)
+    if expires_at is not None and expires_at <= out.now:
+        out.problem(policies.Problem(
+            "ExpirationInPast", f"spec.expiration {spec.expiration} is in the past; set a future date"), "Failed")
+        return None
+    started = time.perf_counter()
+    issued_at = rfc3339(out.now)
+    token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+    _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at)
+    MINTED.labels(kind=kind.resource.kind).inc()
+    MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
+    kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
+    return token, token_id, issued_at, secret_name
+
+
+def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, token: str, token_id: str,
+                  issued_at: str) -> None:
+    owner = kube_secrets.Owner(kind.resource.kind, body.metadata.name, body.metadata.uid)
+    template = spec.secret_template
+    with kube_errors_to_kopf():
+        try:
+            kube_secrets.create_token_secret(
+                memo.core, body.metadata.namespace, secret_name, owner, token=token, token_id=token_id,
+                issued_at=issued_at,
+                labels=dict(template.labels) if template and template.labels else None,
+                annotations=dict(template.annotations) if template and template.annotations else None,
+            )
+        except kube_secrets.SecretExists:
+            raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again",
+                                      delay=1) from None
+
+
+def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx) -> Credential | None:
+    """An existing key adopted from the user's Secret: only its hash is kept (and a copy,
+    when spec.secretName asks for one). The source Secret is never written or deleted.
+
+    When the source's value changes, the new value replaces the old one (re-hashed,
+    issued anew): its owner rotated it, and agents read the source.
+    """
+    name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
+    ref = spec.import_.secret_ref
+    with kube_errors_to_kopf():
+        exists, value = kube_secrets.read_secret_value(memo.core, namespace, ref.name, ref.key)
+    if not exists:
+        out.ready(False, "ImportSourceNotFound",
+                  f"Secret {ref.name!r} to import from does not exist in namespace {namespace!r}; "
+                  "create it (the key is imported as soon as it exists)", phase="Pending")
+        raise kopf.TemporaryError(f"Secret {ref.name!r} not found", delay=WAIT_DELAY)
+    minimum = memo.settings.import_min_length
+    if not value or not value.strip():
+        out.problem(policies.Problem("ImportKeyMissing",
+                                     f"Secret {ref.name!r} has no non-empty key {ref.key!r}; "
+                                     "set spec.import.secretRef.key to the key holding the API key"), "Failed")
+        return None
+    if len(value) < minimum:
+        out.problem(policies.Problem("ImportTooShort",
+                                     f"the key in Secret {ref.name!r} is {len(value)} characters; at least "
+                                     f"{minimum} are needed (importMinLength)"), "Failed")
+        return None
+    token_hash = hash_token(value)
+    if hashes_idx is not None:
+        others = [o for o in hashes_idx.get(token_hash, []) if o != (namespace, name)]
+        if others:
+            out.problem(policies.Problem("DuplicateImport",
+                                         f"the same key is already imported by ServiceToken "
+                                         f"{others[0][0]}/{others[0][1]}; a key can belong to one token only"),
+                        "Failed")
+            return None
+    issued_at = status.get("issuedAt") or rfc3339(out.now)
+    token_id = status.get("tokenId") or new_token_id()
+    if status.get("tokenHash") and status.get("tokenHash") != token_hash:
+        issued_at = rfc3339(out.now)
+        kopf.info(body, reason="ImportedKeyChanged",
+                  message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
+    elif not status.get("tokenHash"):
+        kopf.info(body, reason="Imported", message=f"key from Secret {ref.name!r} imported as token {token_id}")
+    if spec.secret_name is None:
+        return value, token_id, issued_at, None
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    with kube_errors_to_kopf():
+        copy = kube_secrets.read_token_secret(memo.core, namespace, spec.secret_name, owner)
+    if copy is not None and not copy.owned:
+        out.problem(_secret_conflict(kind, spec.secret_name), "Failed")
+        return None
+    if copy is None:
+        _write_secret(kind, spec, body, memo, spec.secret_name, value, token_id, issued_at)
+    elif copy.token != value:
+        with kube_errors_to_kopf():
+            kube_secrets.update_token_secret(memo.core, namespace, spec.secret_name, value, issued_at)
+    return value, token_id, issued_at, spec.secret_name
 
 
 def _account_disabled(kind: Kind, spec, namespace: str, accounts_idx: kopf.Index) -> bool:
@@ -204,14 +295,14 @@ def _register(kind: Kind) -> None:
 
     @kopf.on.create(GROUP, VERSION, plural, id="mint")
     @kopf.on.update(GROUP, VERSION, plural, field="spec", id="update")
-    def mint(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+    def mint(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
         reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
-                        tokens_idx if kind.has_roles else None)
+                        tokens_idx if kind.has_roles else None, hashes_idx)
 
     @kopf.on.resume(GROUP, VERSION, plural, id="resume")
-    def resume(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+    def resume(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
         reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
-                        tokens_idx if kind.has_roles else None, resuming=True)
+                        tokens_idx if kind.has_roles else None, hashes_idx, resuming=True)
 
     @kopf.on.delete(GROUP, VERSION, plural, id="revoke")
     def revoke(body, memo, logger, **_):
@@ -232,7 +323,7 @@ _KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE},
                when=lambda type, **_: type == "DELETED")
-def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
     """A token's Secret deleted by hand: its token is revoked and a new one is minted.
 
     The old plaintext is gone with the Secret, so keeping its hash valid would leave a
@@ -250,9 +341,34 @@ def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, to
             or token["status"].get("secretName") != body.metadata.name
             or _past(token["status"].get("expiresAt"))):
         return
+    _reconcile_now(kind, token, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx)
+
+
+def _reconcile_now(kind: Kind, token: dict, memo, logger, accounts_idx, bindings_idx, tokens_idx,
+                   hashes_idx) -> None:
+    """Reconcile a token from another object's handler and write its status."""
     patch = kopf.Patch()
     reconcile_token(kind, kopf.Body(token), patch, memo, logger, accounts_idx, bindings_idx,
-                    tokens_idx if kind.has_roles else None)
+                    tokens_idx if kind.has_roles else None, hashes_idx)
     if patch.get("status"):
         with kube_errors_to_kopf():
-            objects.patch_status(memo.custom, kind.resource, namespace, ref["name"], dict(patch["status"]))
+            objects.patch_status(memo.custom, kind.resource, token["metadata"]["namespace"],
+                                 token["metadata"]["name"], dict(patch["status"]))
+
+
+@kopf.on.event("", "v1", "secrets")
+def import_source_changed(type, body, namespace, memo, logger, imports_idx, accounts_idx, bindings_idx,
+                          tokens_idx, hashes_idx, **_):
+    """An imported key's source Secret changed or went: look at its importers again."""
+    importers = list(imports_idx.get((namespace, body.metadata.name), []))
+    for name in importers:
+        with kube_errors_to_kopf():
+            token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, name)
+        if token is None or token["metadata"].get("deletionTimestamp") or \
+                (token.get("status") or {}).get("phase") in TERMINAL:
+            continue
+        if type == "DELETED":
+            logger.warning(f"source Secret of imported ServiceToken {name} was deleted; the key stays "
+                           "valid until the token is deleted or expires")
+            continue
+        _reconcile_now(SERVICE_TOKEN, token, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx)

@@ -119,3 +119,27 @@ def delete_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner
     except ApiNotFound:
         pass
     return True
+
+
+def read_secret_value(core: client.CoreV1Api, namespace: str, name: str, key: str) -> tuple[bool, str | None]:
+    """(whether Secret ``name`` exists, the decoded value of ``key`` or None)."""
+    try:
+        with translated(f"reading Secret {namespace}/{name}"):
+            secret = core.read_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        return False, None
+    raw = (secret.data or {}).get(key)
+    if raw is None:
+        return True, None
+    try:
+        return True, base64.b64decode(raw).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return True, None
+
+
+def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str) -> None:
+    """Replace the token in a Secret we own (a re-hashed import, a rotation)."""
+    body = {"metadata": {"annotations": {ISSUED_AT_ANNOTATION: issued_at}},
+            "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
+    with translated(f"updating Secret {namespace}/{name}"):
+        core.patch_namespaced_secret(name, namespace, body)
