@@ -56,6 +56,19 @@ class Prefixes(BaseModel):
     ingestion_key: str = Field("twik", pattern=r"^[a-z][a-z0-9]{1,9}$", alias="ingestionKey")
 
 
+class Bootstrap(BaseModel):
+    """Where the Helm values' bootstrap token arrives: a Secret with keys token, roles, ttl."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    namespace: str | None = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE") or None,
+        description="Namespace of the bootstrap Secret (default: the operator's own, $POD_NAMESPACE).")
+    secret_name: str = Field("tokenwarden-bootstrap", alias="secretName")
+    token_name: str = Field("tokenwarden-bootstrap", alias="tokenName")
+    min_length: int = Field(32, ge=16, alias="minLength")
+
+
 class Settings(BaseModel):
     """Everything an operator or authenticator may be configured with."""
 
@@ -67,6 +80,7 @@ class Settings(BaseModel):
     expired_retention: timedelta = Field(timedelta(hours=24), alias="expiredRetention")
     rotation_overlap: timedelta = Field(timedelta(hours=1), alias="rotationOverlap")
     import_min_length: int = Field(16, ge=1, alias="importMinLength")
+    bootstrap: Bootstrap = Field(default_factory=Bootstrap)
 
     @field_validator("expired_retention", "rotation_overlap", mode="before")
     @classmethod

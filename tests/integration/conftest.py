@@ -110,6 +110,8 @@ quotas:
   maxAccountsPerNamespace: 3
   maxTokensPerAccount: 3
 expiredRetention: 4s
+bootstrap:
+  namespace: tokenwarden-bootstrap
 """
 
 

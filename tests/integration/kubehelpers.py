@@ -55,17 +55,19 @@ def ready_reason(obj: dict) -> str | None:
     return None
 
 
-def wait_for_event(core: client.CoreV1Api, namespace: str, name: str, reason: str, timeout: int = 30):
-    """The first event about object ``name`` with ``reason`` (events are posted asynchronously)."""
+def wait_for_event(core: client.CoreV1Api, namespace: str, name: str, reason: str, timeout: int = 30,
+                   contains: str = ""):
+    """The first event about object ``name`` with ``reason`` (and ``contains`` in its message);
+    events are posted asynchronously, so this watches for it."""
     selector = f"involvedObject.name={name}"
     listing = core.list_namespaced_event(namespace, field_selector=selector)
     for event in listing.items:
-        if event.reason == reason:
+        if event.reason == reason and contains in (event.message or ""):
             return event
     stream = watch.Watch()
     for change in stream.stream(core.list_namespaced_event, namespace, field_selector=selector,
                                 resource_version=listing.metadata.resource_version, timeout_seconds=timeout):
-        if change["object"].reason == reason:
+        if change["object"].reason == reason and contains in (change["object"].message or ""):
             stream.stop()
             return change["object"]
     raise AssertionError(f"no {reason} event for {namespace}/{name} within {timeout}s")

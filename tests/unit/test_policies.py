@@ -67,3 +67,26 @@ def test_quotas():
     assert token_quota_problem(99, 100, "a") is None
     problem = token_quota_problem(100, 100, "agents")
     assert "agents" in problem.message and "maxTokensPerAccount" in problem.message
+
+
+@pytest.mark.parametrize("token, reason", [
+    (None, "BootstrapTokenMissing"),
+    ("", "BootstrapTokenMissing"),
+    ("short", "BootstrapTokenTooShort"),
+    ("a" * 40, "BootstrapTokenWeak"),
+    ("abcdefghijklmnop qrstuvwxyz0123456789", "BootstrapTokenWeak"),
+])
+def test_weak_bootstrap_tokens(token, reason):
+    from tokenwarden.policies import bootstrap_token_problem
+
+    assert bootstrap_token_problem(token, 32).reason == reason
+
+
+def test_strong_bootstrap_token_and_role_lists():
+    from tokenwarden.policies import bootstrap_token_problem, parse_roles
+
+    assert bootstrap_token_problem("9f8e7d6c5b4a3210fedcba9876543210abcd", 32) is None
+    assert parse_roles("a,b") == ["a", "b"]
+    assert parse_roles("[power-user, 'reader']") == ["power-user", "reader"]
+    assert parse_roles("- power-user\n- reader\n") == ["power-user", "reader"]
+    assert parse_roles("") == []

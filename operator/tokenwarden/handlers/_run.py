@@ -64,7 +64,16 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 def run_operator(options: OperatorOptions) -> None:
     """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
     from tokenwarden import handlers as _  # noqa: F401  (registration)
-    from tokenwarden.handlers import _accounts, _admission, _bindings, _expiry, _indexes, _metrics, _tokens  # noqa: F401
+    from tokenwarden.handlers import (  # noqa: F401  (registration)
+        _accounts,
+        _admission,
+        _bindings,
+        _bootstrap,
+        _expiry,
+        _indexes,
+        _metrics,
+        _tokens,
+    )
     from tokenwarden.handlers._memo import OperatorMemo
 
     kopf.configure(verbose=options.verbose, debug=options.debug)

@@ -44,3 +44,16 @@ def delete_object(custom: client.CustomObjectsApi, resource: Resource, namespace
             custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name)
     except ApiNotFound:
         pass
+
+
+def create_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, body: dict) -> dict:
+    with translated(f"creating {resource.kind} {namespace}/{body['metadata']['name']}"):
+        return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, body)
+
+
+def set_spec_fields(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str,
+                    fields: dict) -> None:
+    """Merge ``fields`` into the spec (None removes a field) of an object the operator itself
+    owns, never a user's."""
+    with translated(f"updating {resource.kind} {namespace}/{name}"):
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name, {"spec": fields})

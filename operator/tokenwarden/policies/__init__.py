@@ -1,4 +1,5 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
+from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
 from tokenwarden.policies._roles import (
@@ -15,6 +16,8 @@ __all__ = [
     "Problem",
     "RolePlan",
     "account_quota_problem",
+    "bootstrap_token_problem",
+    "parse_roles",
     "deletion_due",
     "parse_time",
     "seconds_until",

@@ -1,0 +1,102 @@
+"""The bootstrap token from Helm values (authentication.servicetoken.bootstrap).
+
+The chart writes the values into a Secret (keys ``token``, ``roles``, ``ttl``); the
+operator keeps exactly one ServiceToken that imports it. Its ``issuedAt`` is the
+first creation, so restarts and upgrades with the same values never extend the
+ttl; a new token value re-hashes it (issued anew); no Secret, no bootstrap token.
+The value is read from the Secret only, never from an environment variable.
+"""
+from __future__ import annotations
+
+import kopf
+
+from tokenwarden import policies
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.kube import objects
+from tokenwarden.kube import secrets as kube_secrets
+from tokenwarden.kube._resources import API_VERSION, SERVICE_TOKENS
+
+BOOTSTRAP_LABEL = "tokenwarden.io/bootstrap"
+
+
+def _is_bootstrap_secret(name: str, namespace: str, memo) -> bool:
+    config = memo.settings.bootstrap
+    return bool(config.namespace) and namespace == config.namespace and name == config.secret_name
+
+
+def revoke_bootstrap(memo, logger, why: str) -> None:
+    config = memo.settings.bootstrap
+    with kube_errors_to_kopf():
+        existing = objects.get_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
+        if existing is not None:
+            objects.delete_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
+            logger.info(f"bootstrap token revoked: {why}")
+
+
+def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
+    config = memo.settings.bootstrap
+    data = {}
+    for key in ("token", "roles", "ttl"):
+        with kube_errors_to_kopf():
+            _, data[key] = kube_secrets.read_secret_value(memo.core, config.namespace, config.secret_name, key)
+    problem = policies.bootstrap_token_problem(data["token"], config.min_length)
+    roles = policies.parse_roles(data["roles"])
+    if problem is None and not roles:
+        problem = policies.Problem("BootstrapRolesMissing",
+                                   "authentication.servicetoken.bootstrap.roles is empty; name at least one role")
+    if problem is None:
+        missing = policies.unknown_roles(roles, memo.settings.roles)
+        if missing:
+            problem = policies.Problem("UnknownRole", f"bootstrap role {', '.join(missing)} is not in the role "
+                                                      f"catalog (known: {', '.join(sorted(memo.settings.roles))})")
+    if problem is not None:
+        kopf.warn(secret, reason="BootstrapRefused", message=problem.message)
+        logger.error(f"bootstrap token refused: {problem.message}")
+        revoke_bootstrap(memo, logger, "its values are invalid")
+        return
+
+    spec = {
+        "roles": roles,
+        "description": "Bootstrap token from the Helm values (authentication.servicetoken.bootstrap)",
+        "import": {"secretRef": {"name": config.secret_name, "key": "token"}},
+    }
+    ttl = (data["ttl"] or "").strip()
+    if ttl:
+        spec["ttl"] = ttl
+    with kube_errors_to_kopf():
+        existing = objects.get_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
+    if existing is None:
+        body = {"apiVersion": API_VERSION, "kind": SERVICE_TOKENS.kind,
+                "metadata": {"name": config.token_name, "labels": {BOOTSTRAP_LABEL: "true"}}, "spec": spec}
+        with kube_errors_to_kopf():
+            objects.create_object(memo.custom, SERVICE_TOKENS, config.namespace, body)
+        logger.info("bootstrap token created from the Helm values")
+        return
+    current = existing.get("spec") or {}
+    if current.get("roles") != roles or current.get("ttl") != spec.get("ttl"):
+        # Our own object, not the user's: keeping it equal to the values is no drift.
+        with kube_errors_to_kopf():
+            objects.set_spec_fields(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name,
+                                    {"roles": roles, "ttl": spec.get("ttl")})
+        logger.info("bootstrap token updated to the Helm values' roles and ttl")
+
+
+@kopf.on.event("", "v1", "secrets")
+def bootstrap_secret(type, body, name, namespace, memo, logger, **_):
+    if not _is_bootstrap_secret(name, namespace, memo):
+        return
+    if type == "DELETED":
+        revoke_bootstrap(memo, logger, "the bootstrap Secret was removed from the values")
+    else:
+        ensure_bootstrap(body, memo, logger)
+
+
+@kopf.on.startup()
+def bootstrap_on_start(memo, logger, **_):
+    """Values without a bootstrap section leave no Secret: then no bootstrap token either."""
+    config = memo.settings.bootstrap
+    if not config.namespace:
+        return
+    exists, _ = kube_secrets.read_secret_value(memo.core, config.namespace, config.secret_name, "token")
+    if not exists:
+        revoke_bootstrap(memo, logger, "the values have no bootstrap section")
