@@ -73,6 +73,8 @@ def test_ttl_counts_from_issue():
     ({"roles": ["Reader!"]}, "invalid role name"),
     ({"roles": ["reader"], "secretName": "Not_Valid"}, "spec.secretName"),
     ({"roles": ["reader"], "colour": "blue"}, "spec.colour"),
+    ({"roles": ["reader"], "expiration": "2099-01-01", "rotation": {"renewBefore": "1d"}}, "rotation needs spec.ttl"),
+    ({"roles": ["reader"], "ttl": "1h", "rotation": {"renewBefore": "1h"}}, "shorter than ttl"),
 ])
 def test_invalid_token_specs_are_described(spec, problem):
     with pytest.raises(ValidationError) as exc:
@@ -82,7 +84,7 @@ def test_invalid_token_specs_are_described(spec, problem):
 
 def test_camel_case_fields_and_import_alias():
     spec = ServiceTokenSpec.model_validate({
-        "serviceAccountName": "agents", "secretName": "agent-token",
+        "serviceAccountName": "agents", "secretName": "agent-token", "ttl": "30d",
         "secretTemplate": {"labels": {"team": "a"}},
         "rotation": {"renewBefore": "7d", "restartTargets": [{"kind": "DaemonSet", "name": "agent"}]},
         "import": {"secretRef": {"name": "old-key"}},

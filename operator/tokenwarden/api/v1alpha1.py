@@ -94,6 +94,12 @@ class _Expiring(_Model):
     def _one_expiry(self):
         if self.expiration is not None and self.ttl is not None:
             raise ValueError("set at most one of spec.expiration and spec.ttl")
+        rotation = getattr(self, "rotation", None)
+        if rotation is not None:
+            if self.ttl is None:
+                raise ValueError("rotation needs spec.ttl: a fixed expiration date cannot be renewed")
+            if parse_duration(rotation.renew_before) >= parse_duration(self.ttl):
+                raise ValueError("rotation.renewBefore must be shorter than ttl")
         return self
 
     def expires_at(self, issued_at: datetime) -> datetime | None:
@@ -154,6 +160,8 @@ class ServiceTokenSpec(_Expiring):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
         {"rule": "!(has(self.expiration) && has(self.ttl))",
          "message": "set at most one of spec.expiration and spec.ttl"},
+        {"rule": "!has(self.rotation) || has(self.ttl)",
+         "message": "rotation needs spec.ttl: a fixed expiration date cannot be renewed"},
         {"rule": "has(self.serviceAccountName) || (has(self.roles) && size(self.roles) > 0)",
          "message": "a token without spec.serviceAccountName needs spec.roles"},
         {"rule": "has(self.serviceAccountName) == has(oldSelf.serviceAccountName)",
@@ -197,6 +205,8 @@ class IngestionAPIKeySpec(_Expiring):
          "message": "set at most one of spec.expiration and spec.ttl"},
         {"rule": "has(self.secretName) == has(oldSelf.secretName)",
          "message": "secretName cannot be added or removed; delete and re-create the key"},
+        {"rule": "!has(self.rotation) || has(self.ttl)",
+         "message": "rotation needs spec.ttl: a fixed expiration date cannot be renewed"}
     ]})
 
     description: str | None = Field(None, max_length=1024, description="What the key is for.")
@@ -254,6 +264,8 @@ class _TokenStatus(_Model):
                                             description="Hash of the rotated-out token, valid until previousValidUntil.")
     previous_valid_until: str | None = _time("End of the rotation overlap.")
     rotated_at: str | None = _time("When the token was last rotated.")
+    rotation_request: str | None = Field(None, max_length=253,
+                                         description="The tokenwarden.io/rotate annotation value last acted on.")
     observed_generation: int | None = Field(None, description="The generation last reconciled.")
     conditions: list[Condition] | None = _conditions()
 

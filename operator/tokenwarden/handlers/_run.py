@@ -72,6 +72,7 @@ def run_operator(options: OperatorOptions) -> None:
         _expiry,
         _indexes,
         _metrics,
+        _rotation,
         _tokens,
     )
     from tokenwarden.handlers._memo import OperatorMemo

@@ -19,6 +19,7 @@ from tokenwarden.kube._resources import (
 )
 
 TOKEN_KEY = "token"
+PREVIOUS_KEY = "token.previous"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class TokenSecret:
     token: str | None = None
     token_id: str | None = None
     issued_at: str | None = None
+    previous: str | None = None
 
     def __repr__(self) -> str:  # never print the token
         return f"TokenSecret(name={self.name!r}, owned={self.owned}, token_id={self.token_id!r})"
@@ -63,8 +65,9 @@ def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: 
         return TokenSecret(name=name, owned=False)
     data = secret.data or {}
     token = base64.b64decode(data[TOKEN_KEY]).decode() if TOKEN_KEY in data else None
+    previous = base64.b64decode(data[PREVIOUS_KEY]).decode() if PREVIOUS_KEY in data else None
     annotations = secret.metadata.annotations or {}
-    return TokenSecret(name=name, owned=True, token=token,
+    return TokenSecret(name=name, owned=True, token=token, previous=previous,
                        token_id=annotations.get(TOKEN_ID_ANNOTATION),
                        issued_at=annotations.get(ISSUED_AT_ANNOTATION))
 
@@ -137,9 +140,13 @@ def read_secret_value(core: client.CoreV1Api, namespace: str, name: str, key: st
         return True, None
 
 
-def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str) -> None:
-    """Replace the token in a Secret we own (a re-hashed import, a rotation)."""
-    body = {"metadata": {"annotations": {ISSUED_AT_ANNOTATION: issued_at}},
-            "data": {TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
+def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str,
+                        previous: str | None = None) -> None:
+    """Replace the token in a Secret we own (a re-hashed import, a rotation); with
+    ``previous``, the rotated-out token stays beside it for the overlap window."""
+    data = {TOKEN_KEY: base64.b64encode(token.encode()).decode()}
+    if previous is not None:
+        data[PREVIOUS_KEY] = base64.b64encode(previous.encode()).decode()
+    body = {"metadata": {"annotations": {ISSUED_AT_ANNOTATION: issued_at}}, "data": data}
     with translated(f"updating Secret {namespace}/{name}"):
         core.patch_namespaced_secret(name, namespace, body)

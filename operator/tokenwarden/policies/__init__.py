@@ -1,6 +1,7 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
+from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
 from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
 from tokenwarden.policies._roles import (
     Binding,
@@ -20,6 +21,9 @@ __all__ = [
     "parse_roles",
     "deletion_due",
     "parse_time",
+    "previous_valid_until",
+    "renew_at",
+    "rotation_requested",
     "seconds_until",
     "granted_roles",
     "plan_roles",
