@@ -45,3 +45,23 @@ def test_ingestion_key_expires_too(operator, custom, core, namespace):
     wait_for(custom, "IngestionAPIKey", namespace, "brief-key", phase_is("Active"))
     wait_for(custom, "IngestionAPIKey", namespace, "brief-key", phase_is("Expired"))
     _wait_gone(core, namespace, "brief-key")
+
+
+def test_orphaned_secrets_with_our_labels_are_removed(operator, core, namespace):
+    from kubernetes import client as k8s
+
+    core.create_namespaced_secret(namespace, k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name="orphan", labels={"app.kubernetes.io/managed-by": "tokenwarden",
+                                                         "tokenwarden.io/token": "long-gone"}),
+        data={"token": "b3JwaGFu"}))
+    _wait_gone(core, namespace, "orphan")
+
+
+def test_absurd_and_zero_ttls_are_refused(operator, custom, namespace):
+    import pytest
+    from kubernetes.client.rest import ApiException
+
+    for ttl, words in (("10000000h", "longer than the limit"), ("0s", "longer than 0s")):
+        with pytest.raises(ApiException) as refused:
+            create(custom, "ServiceToken", namespace, "absurd", {"roles": ["reader"], "ttl": ttl})
+        assert words in refused.value.body

@@ -19,6 +19,7 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?
 ROLE_NAME = r"^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
 EXPIRATION = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
 TOKEN_HASH = r"^sha256:[0-9a-f]{64}$"
+MAX_TTL = timedelta(days=3650)
 
 
 def _immutable(field: str) -> dict:
@@ -49,11 +50,18 @@ class RestartTarget(_Model):
 class Rotation(_Model):
     """Mint a successor before expiry and roll the workloads that mount the Secret."""
 
-    renew_before: str = Field(pattern=DURATION_PATTERN, max_length=32,
+    renew_before: str = Field(max_length=32, json_schema_extra={"pattern": DURATION_PATTERN},
                               description="How long before expiresAt a new token replaces the old one, e.g. 7d.")
     restart_targets: list[RestartTarget] | None = Field(
         None, max_length=20,
         description="Workloads rollout-restarted (as kubectl rollout restart does) when the token changes.")
+
+    @field_validator("renew_before")
+    @classmethod
+    def _valid_renew_before(cls, value: str) -> str:
+        if parse_duration(value).total_seconds() <= 0:
+            raise ValueError("rotation.renewBefore must be longer than 0s")
+        return value
 
 
 class SecretKeyRef(_Model):
@@ -69,11 +77,11 @@ class TokenImport(_Model):
 
 class _Expiring(_Model):
     expiration: str | None = Field(
-        None, pattern=EXPIRATION, max_length=40,
+        None, max_length=40, json_schema_extra={"pattern": EXPIRATION},
         description="When the token expires: a date yyyy-MM-dd (valid through the end of that day, UTC) "
                     "or an RFC 3339 time. At most one of expiration and ttl.")
     ttl: str | None = Field(
-        None, pattern=DURATION_PATTERN, max_length=32,
+        None, max_length=32, json_schema_extra={"pattern": DURATION_PATTERN},
         description="Lifetime from issue, e.g. 24h or 90d. At most one of expiration and ttl.")
 
     @field_validator("expiration")
@@ -86,8 +94,13 @@ class _Expiring(_Model):
     @field_validator("ttl")
     @classmethod
     def _valid_ttl(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value) <= timedelta(0):
-            raise ValueError("ttl must be longer than 0s")
+        if value is not None:
+            ttl = parse_duration(value)
+            if ttl <= timedelta(0):
+                raise ValueError("ttl must be longer than 0s")
+            if ttl > MAX_TTL:
+                raise ValueError(f"ttl {value} is longer than the limit of {MAX_TTL.days}d; "
+                                 "use a shorter ttl (rotation renews tokens that must live long)")
         return value
 
     @model_validator(mode="after")

@@ -9,8 +9,10 @@ The value is read from the Secret only, never from an environment variable.
 from __future__ import annotations
 
 import kopf
+from pydantic import ValidationError
 
 from tokenwarden import policies
+from tokenwarden.api import ServiceTokenSpec, describe_validation_error
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -44,6 +46,13 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
     if problem is None and not roles:
         problem = policies.Problem("BootstrapRolesMissing",
                                    "authentication.servicetoken.bootstrap.roles is empty; name at least one role")
+    ttl = (data["ttl"] or "").strip()
+    if problem is None and ttl:
+        try:
+            ServiceTokenSpec(roles=roles, ttl=ttl)
+        except ValidationError as exc:
+            problem = policies.Problem("BootstrapTTLInvalid", "authentication.servicetoken.bootstrap"
+                                       + describe_validation_error(exc, prefix=""))
     if problem is None:
         missing = policies.unknown_roles(roles, memo.settings.roles)
         if missing:
@@ -60,7 +69,6 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
         "description": "Bootstrap token from the Helm values (authentication.servicetoken.bootstrap)",
         "import": {"secretRef": {"name": config.secret_name, "key": "token"}},
     }
-    ttl = (data["ttl"] or "").strip()
     if ttl:
         spec["ttl"] = ttl
     with kube_errors_to_kopf():

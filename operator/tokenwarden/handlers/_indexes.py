@@ -8,7 +8,14 @@ from dataclasses import dataclass
 
 import kopf
 
-from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
+from tokenwarden.kube._resources import (
+    GROUP,
+    INGESTION_KEYS,
+    ROLE_BINDINGS,
+    SERVICE_ACCOUNTS,
+    SERVICE_TOKENS,
+    VERSION,
+)
 from tokenwarden.policies import Binding
 
 
@@ -71,3 +78,10 @@ def imports_idx(namespace: str, name: str, spec: kopf.Spec, **_):
     """(namespace, source Secret) → token name, for imported keys."""
     ref = (spec.get("import") or {}).get("secretRef") or {}
     return {(namespace, ref["name"]): name} if ref.get("name") else None
+
+
+@kopf.index(GROUP, VERSION, SERVICE_TOKENS.plural, id="owners_st")
+@kopf.index(GROUP, VERSION, INGESTION_KEYS.plural, id="owners_ik")
+def owners_idx(uid: str, **_):
+    """uid → True for every token and key: a Secret whose owner is not here is an orphan."""
+    return {uid: True}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from tokenwarden import policies
@@ -26,6 +28,7 @@ from tokenwarden.kube._resources import (
     MANAGED_BY,
     MANAGED_BY_VALUE,
     SERVICE_TOKENS,
+    TOKEN_LABEL,
     VERSION,
     Resource,
 )
@@ -372,3 +375,24 @@ def import_source_changed(type, body, namespace, memo, logger, imports_idx, acco
                            "valid until the token is deleted or expires")
             continue
         _reconcile_now(SERVICE_TOKEN, token, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx)
+
+
+@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
+               when=lambda type, **_: type != "DELETED")
+def collect_orphaned_secret(body, name, namespace, memo, logger, owners_st, owners_ik, **_):
+    """A Secret with our labels whose token no longer exists is removed (also without a GC)."""
+    ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    uid = ref.get("uid") if ref else None
+    if uid and (uid in owners_st or uid in owners_ik):
+        return
+    if body.metadata.get("deletionTimestamp"):
+        return
+    with kube_errors_to_kopf():
+        try:
+            memo.core.delete_namespaced_secret(name, namespace,
+                                               body=client.V1DeleteOptions(preconditions=client.V1Preconditions(
+                                                   uid=body.metadata.uid)))
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+    logger.info(f"deleted orphaned token Secret {namespace}/{name}: its token no longer exists")
