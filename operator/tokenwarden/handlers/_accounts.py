@@ -20,7 +20,7 @@ def _now() -> datetime:
 @kopf.on.create(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="account")
 @kopf.on.update(GROUP, VERSION, SERVICE_ACCOUNTS.plural, field="spec", id="account-update")
 @kopf.on.resume(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="account-resume")
-def reconcile_account(body, name, namespace, spec, patch, memo, accounts_idx, tokens_idx, **_):
+def reconcile_account(body, name, namespace, spec, patch, memo, accounts_idx, tokens_idx, reason, **_):
     generation = body.metadata.get("generation")
     others = [a for a in accounts_idx.get(namespace, []) if a.name != name]
     quota = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
@@ -35,19 +35,20 @@ def reconcile_account(body, name, namespace, spec, patch, memo, accounts_idx, to
     patch.status["tokenCount"] = len(tokens)
     patch.status["conditions"] = set_condition(body.status.get("conditions"), "Ready", ready[0],
                                                ready[1], ready[2], generation=generation, now=_now())
-    _mark_tokens(memo, namespace, name, tokens, disabled=bool(spec.get("disabled")))
+    # On a spec change the index's view of the tokens' conditions may lag: write them all.
+    _mark_tokens(memo, namespace, name, tokens, disabled=bool(spec.get("disabled")), force=reason == "update")
 
 
-def _mark_tokens(memo, namespace: str, account: str, tokens, *, disabled: bool) -> None:
+def _mark_tokens(memo, namespace: str, account: str, tokens, *, disabled: bool, force: bool = False) -> None:
     """Set the Ready condition of the account's Active tokens to match ``disabled``."""
     for entry in tokens:
         if entry.phase != "Active":
             continue
-        if disabled and entry.ready_reason != "AccountDisabled":
+        if disabled and (force or entry.ready_reason != "AccountDisabled"):
             ready = (False, "AccountDisabled",
                      f"ServiceAccount {account!r} is disabled: the token fails verification until "
                      "the account is enabled")
-        elif not disabled and entry.ready_reason == "AccountDisabled":
+        elif not disabled and (force or entry.ready_reason == "AccountDisabled"):
             ready = (True, "Minted", "the account is enabled again")
         else:
             continue
