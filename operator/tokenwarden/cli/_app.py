@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli import _authenticator, _demo, _devcluster, _operator
+from tokenwarden.cli import _authenticator, _demo, _devcluster, _identities, _keys, _operator
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -10,6 +10,8 @@ from tokenwarden.cli import _authenticator, _demo, _devcluster, _operator
 def cli() -> None:
     """tokenwarden: service accounts, role bindings, service tokens and ingestion API keys
     as Kubernetes custom resources.
+
+    Shell completion: eval "$(_TOKENWARDEN_COMPLETE=bash_source tokenwarden)" (zsh_source, fish_source).
 
     \b
     Examples:
@@ -24,3 +26,8 @@ cli.add_command(_devcluster.build_controlplane)
 cli.add_command(_operator.operator)
 cli.add_command(_demo.demo)
 cli.add_command(_authenticator.authenticator)
+cli.add_command(_keys.service_token)
+cli.add_command(_keys.ingestion_api_key)
+cli.add_command(_identities.service_account)
+cli.add_command(_identities.role_binding)
+cli.add_command(_identities.token)
