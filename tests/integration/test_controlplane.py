@@ -66,3 +66,28 @@ def test_server_refuses_an_object_that_breaks_the_schema(custom, namespace):
                                                "servicetokens", body)
     assert refused.value.status == 422
     assert "spec.ttl" in refused.value.body
+
+
+def test_dev_cluster_command_serves_until_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tokenwarden import kube
+
+    kubeconfig = tmp_path / "tw.kubeconfig"
+    process = subprocess.Popen([sys.executable, "-m", "tokenwarden", "dev-cluster", "--kubeconfig", str(kubeconfig),
+                                "--no-controller-manager"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line == f"kubeconfig: {kubeconfig}\n", process.stderr.read() if process.poll() else line
+        api = kube.load_api_client(str(kubeconfig))
+        pinned = pinned_version(hack_dir() / "controlplane" / "go.mod", "k8s.io/kubernetes")
+        assert client.VersionApi(api).get_code().git_version == pinned
+        crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+        assert {c.metadata.name for c in crds} >= {"servicetokens.tokenwarden.io"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    assert "dev-cluster stopped" in process.stderr.read()
+    assert not kubeconfig.exists()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,11 +24,11 @@ def _step(text: str) -> None:
 
 def _run_cli(kubeconfig: Path, *args: str) -> None:
     command = [sys.executable, "-m", "tokenwarden", *args, "--kubeconfig", str(kubeconfig)]
-    click.echo("$ tokenwarden " + " ".join(args))
+    click.echo("$ " + shlex.join(["tokenwarden", *args]))
     result = subprocess.run(command, text=True, capture_output=True)
     click.echo(result.stdout.rstrip())
     if result.returncode:
-        raise click.ClickException(result.stderr.strip() or f"tokenwarden {args[0]} failed")
+        raise click.ClickException(result.stderr.strip().removeprefix("Error: ") or f"tokenwarden {args[0]} failed")
 
 
 @click.command("demo")

@@ -45,8 +45,6 @@ def _check_expiration(spec) -> None:
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
 
 
-@kopf.on.validate(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="validate-account",
-                  operations=["CREATE"], ignore_failures=True)
 def validate_account(name, namespace, memo, accounts_idx, **_):
     others = [a for a in accounts_idx.get(namespace, []) if a.name != name]
     problem = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
@@ -54,14 +52,10 @@ def validate_account(name, namespace, memo, accounts_idx, **_):
         _refuse(problem)
 
 
-@kopf.on.validate(GROUP, VERSION, ROLE_BINDINGS.plural, id="validate-binding",
-                  operations=["CREATE", "UPDATE"], ignore_failures=True)
 def validate_binding(spec, memo, **_):
     _check_roles(spec.get("roles"), memo)
 
 
-@kopf.on.validate(GROUP, VERSION, SERVICE_TOKENS.plural, id="validate-token",
-                  operations=["CREATE", "UPDATE"], ignore_failures=True)
 def validate_token(name, namespace, spec, operation, memo, tokens_idx, **_):
     parsed = _parse(ServiceTokenSpec, spec)
     _check_roles(parsed.roles, memo)
@@ -76,9 +70,15 @@ def validate_token(name, namespace, spec, operation, memo, tokens_idx, **_):
                 _refuse(problem)
 
 
-@kopf.on.validate(GROUP, VERSION, INGESTION_KEYS.plural, id="validate-key",
-                  operations=["CREATE", "UPDATE"], ignore_failures=True)
 def validate_key(spec, operation, **_):
     parsed = _parse(IngestionAPIKeySpec, spec)
     if operation == "CREATE":
         _check_expiration(parsed)
+
+
+def register() -> None:
+    """Register the validating webhooks (only when the operator serves them)."""
+    kopf.on.validate(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="validate-account", operations=["CREATE"], ignore_failures=True)(validate_account)
+    kopf.on.validate(GROUP, VERSION, ROLE_BINDINGS.plural, id="validate-binding", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_binding)
+    kopf.on.validate(GROUP, VERSION, SERVICE_TOKENS.plural, id="validate-token", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_token)
+    kopf.on.validate(GROUP, VERSION, INGESTION_KEYS.plural, id="validate-key", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_key)

@@ -77,6 +77,9 @@ def run_operator(options: OperatorOptions) -> None:
     )
     from tokenwarden.handlers._memo import OperatorMemo
 
+    if options.webhook_port:
+        _admission.register()
+
     kopf.configure(verbose=options.verbose, debug=options.debug)
     quiet_body_loggers()
 
