@@ -75,11 +75,12 @@ def _go_version(go: str) -> str:
     return subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _cache_key(hack: Path, go_version: str) -> str:
+def _cache_key(hack: Path, go_version: str, modules: tuple[str, ...] = ("controlplane", "etcd")) -> str:
     digest = hashlib.sha256(go_version.encode())
-    for name in ("controlplane/go.mod", "controlplane/go.sum", "etcd/go.mod", "etcd/go.sum"):
-        digest.update(name.encode())
-        digest.update((hack / name).read_bytes())
+    for module in modules:
+        for name in (f"{module}/go.mod", f"{module}/go.sum"):
+            digest.update(name.encode())
+            digest.update((hack / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -143,3 +144,26 @@ def ensure_binaries(log=print) -> Binaries:
     staging.rename(target)
     log(f"control plane built in {time.monotonic() - started:.0f}s")
     return binaries
+
+
+def ensure_helm(log=print) -> Path:
+    """The Helm CLI pinned in hack/helm, built once and cached like the control plane."""
+    hack = hack_dir()
+    go = _go()
+    version = pinned_version(hack / "helm" / "go.mod", "helm.sh/helm/v3")
+    target = cache_root() / "helm" / f"{version}-{_cache_key(hack, _go_version(go), ('helm',))}"
+    binary = target / "helm"
+    if (target / ".complete").is_file():
+        return binary
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    started = time.monotonic()
+    log(f"building helm {version} (once; cached in {target})")
+    _go_build(go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
+              f"-s -w -X helm.sh/helm/v3/internal/version.version={version}")
+    (staging / ".complete").write_text(version + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    log(f"helm built in {time.monotonic() - started:.0f}s")
+    return binary
