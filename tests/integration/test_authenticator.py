@@ -146,3 +146,40 @@ def test_metrics_carry_no_token_material(authenticator, writer_token):
     assert writer_token not in metrics
     assert "sha256" not in metrics
     assert writer_token not in authenticator.log()
+
+
+@pytest.mark.parametrize("headers", [
+    {"X-API-Key": "twst_" + "A" * (1024 * 1024)},
+    {"X-API-Key": "ünïcödé-tökén".encode().decode("latin-1")},
+    {"Authorization": "Bearer tab\tinside"},
+    {"Authorization": "Basic %%%not-base64%%%"},
+    {"Authorization": "Bearer"},
+    {"X-API-Key": "twik_" + "A" * 49},
+])
+def test_hostile_headers_get_a_clean_4xx(authenticator, headers):
+    try:
+        response = authenticator.get("/verify", headers)
+    except requests.exceptions.ConnectionError:
+        pytest.fail("the authenticator dropped the connection")
+    assert response.status_code in (400, 401, 431), response.text
+    assert "Traceback" not in response.text and len(response.text) < 300
+    for value in headers.values():
+        assert value[-20:] not in response.text
+    assert authenticator.process.poll() is None
+    assert authenticator.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"spec": {}}', b'{"spec": {"token": 42}}'])
+def test_malformed_token_reviews_get_400_or_a_refusal(authenticator, body):
+    response = requests.post(authenticator.url + "/apis/authentication.k8s.io/v1/tokenreviews", data=body,
+                             headers={"Content-Type": "application/json"}, verify=authenticator.ca, timeout=5)
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.json()["status"]["authenticated"] is False
+    assert "Traceback" not in response.text
+
+
+def test_unknown_project_is_403(authenticator, writer_token):
+    headers = {"X-API-Key": writer_token, "projectID": "no-such-project"}
+    assert _eventually(lambda: authenticator.get("/verify?permission=write", headers).status_code == 200)
+    assert authenticator.get("/verify?permission=read", headers).status_code == 403

@@ -8,9 +8,10 @@ import ssl
 from dataclasses import dataclass, field
 
 import kopf
-from aiohttp import web
+from aiohttp.web import TCPSite
 from kubernetes import client
 
+from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import TokenIndex
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._watch import build_registry, identity_from
@@ -85,9 +86,9 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
             return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_with_service_account(**kwargs)
 
-    runner = web.AppRunner(authenticator.app(), access_log=None)
+    runner = QuietAppRunner(authenticator.app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
+    site = TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
     await site.start()
     logger.info("authenticator listening on %s:%s (%s)", options.host, options.port,
                 "https" if options.tls_cert else "http")

@@ -91,6 +91,8 @@ class Authenticator:
         try:
             review = await request.json()
             token = review["spec"]["token"]
+            if not isinstance(token, str):
+                raise TypeError("spec.token is not a string")
         except (ValueError, KeyError, TypeError):
             return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                       "message": "expected a TokenReview with spec.token", "code": 400},

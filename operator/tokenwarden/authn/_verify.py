@@ -10,6 +10,7 @@ from tokenwarden.config import Role
 from tokenwarden.tokens import TokenFormatError, hash_token, parse_token
 
 INGEST = "ingest"
+MAX_TOKEN_LENGTH = 4096  # far above any key we mint or import; refuse before hashing
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def verify(
 ) -> Verdict:
     if not token:
         return Verdict(401, "missing")
+    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
+        return Verdict(401, "malformed")
     if token.partition("_")[0] in prefixes:
         # Our own format: a wrong checksum is rejected offline, before any lookup.
         # Other strings (imported keys) go straight to the hash lookup.
