@@ -7,7 +7,7 @@ the admission webhook parse every spec with them.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -254,18 +254,28 @@ def _time(description: str):
 Phase = Literal["Pending", "Active", "Expired", "Revoked", "Failed"]
 
 
+def _bookkeeping():
+    # kopf's progress and last-handled spec live here, in status, so that a reconcile writes
+    # its bookkeeping in the same request as the status itself (no extra patch per object).
+    return Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
+                 description="The operator framework's bookkeeping (handler progress, last handled spec).")
+
+
 class ServiceAccountStatus(_Model):
+    kopf: dict[str, Any] | None = _bookkeeping()
     token_count: int | None = Field(None, description="How many ServiceTokens belong to the account.")
     observed_generation: int | None = Field(None, description="The generation last reconciled.")
     conditions: list[Condition] | None = _conditions()
 
 
 class RoleBindingStatus(_Model):
+    kopf: dict[str, Any] | None = _bookkeeping()
     observed_generation: int | None = Field(None, description="The generation last reconciled.")
     conditions: list[Condition] | None = _conditions()
 
 
 class _TokenStatus(_Model):
+    kopf: dict[str, Any] | None = _bookkeeping()
     phase: Phase | None = Field(None, description="Pending, Active, Expired, Revoked or Failed.")
     token_id: str | None = Field(None, max_length=32, description="Short public id, printed by list, accepted by delete.")
     token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="sha256 of the whole token; never the token.")

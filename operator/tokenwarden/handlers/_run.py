@@ -86,9 +86,10 @@ def run_operator(options: OperatorOptions) -> None:
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_) -> None:
         settings.persistence.finalizer = "tokenwarden.io/finalizer"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tokenwarden.io")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="tokenwarden.io", key="last-handled-configuration")
+        # Bookkeeping in status.kopf: written in the same request as the status itself.
+        settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+        settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandled")
+        settings.posting.loggers = False  # events are the ones we post, not every log line
         settings.execution.max_workers = 20
         settings.watching.server_timeout = 300
         if options.webhook_port:

@@ -167,10 +167,31 @@ def _secret_conflict(kind: Kind, secret_name: str) -> policies.Problem:
 
 
 def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_minted: bool) -> Credential | None:
-    """The token in our Secret, minting it (once) when there is none."""
+    """The token in our Secret, minting it (once) when there is none.
+
+    A token never minted is created optimistically (one request); only a conflict,
+    which a crash between "Secret written" and "status written" leaves, costs a read.
+    """
     name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
     secret_name = spec.secret_name or name
+    if not already_minted:
+        expires_at = spec.expires_at(out.now)
+        if expires_at is not None and expires_at <= out.now:
+            out.problem(policies.Problem(
+                "ExpirationInPast", f"spec.expiration {spec.expiration} is in the past; set a future date"),
+                "Failed")
+            return None
+        started = time.perf_counter()
+        issued_at = rfc3339(out.now)
+        token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+        if _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at):
+            MINTED.labels(kind=kind.resource.kind).inc()
+            MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
+            kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
+            return token, token_id, issued_at, secret_name
+        # The Secret exists: ours from before a crash (reuse it), or someone else's.
+
     with kube_errors_to_kopf():
         found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
     if found is not None and not found.owned:
@@ -179,28 +200,23 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_mi
     if found is not None and found.token:
         issued_at = found.issued_at or status.get("issuedAt") or rfc3339(out.now)
         return found.token, found.token_id or new_token_id(), issued_at, secret_name
-
-    if already_minted:
-        kopf.warn(body, reason="SecretRecreated",
-                  message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
-                          "token was minted into a new Secret")
-    expires_at = spec.expires_at(out.now)
-    if expires_at is not None and expires_at <= out.now:
-        out.problem(policies.Problem(
-            "ExpirationInPast", f"spec.expiration {spec.expiration} is in the past; set a future date"), "Failed")
-        return None
-    started = time.perf_counter()
+    if found is not None:
+        raise kopf.TemporaryError(f"Secret {secret_name!r} has no token key; looking again", delay=WAIT_DELAY)
+    # Minted before, and the Secret is gone: deleted by hand.
+    kopf.warn(body, reason="SecretRecreated",
+              message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                      "token was minted into a new Secret")
     issued_at = rfc3339(out.now)
     token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
-    _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at)
+    if not _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at):
+        raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again", delay=1)
     MINTED.labels(kind=kind.resource.kind).inc()
-    MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
-    kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
     return token, token_id, issued_at, secret_name
 
 
 def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, token: str, token_id: str,
-                  issued_at: str) -> None:
+                  issued_at: str) -> bool:
+    """Create the token's Secret; False when a Secret of that name already exists."""
     owner = kube_secrets.Owner(kind.resource.kind, body.metadata.name, body.metadata.uid)
     template = spec.secret_template
     with kube_errors_to_kopf():
@@ -212,8 +228,8 @@ def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, tok
                 annotations=dict(template.annotations) if template and template.annotations else None,
             )
         except kube_secrets.SecretExists:
-            raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again",
-                                      delay=1) from None
+            return False
+    return True
 
 
 def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx) -> Credential | None:
@@ -269,7 +285,8 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx)
         out.problem(_secret_conflict(kind, spec.secret_name), "Failed")
         return None
     if copy is None:
-        _write_secret(kind, spec, body, memo, spec.secret_name, value, token_id, issued_at)
+        if not _write_secret(kind, spec, body, memo, spec.secret_name, value, token_id, issued_at):
+            raise kopf.TemporaryError(f"Secret {spec.secret_name!r} appeared meanwhile; looking again", delay=1)
     elif copy.token != value:
         with kube_errors_to_kopf():
             kube_secrets.update_token_secret(memo.core, namespace, spec.secret_name, value, issued_at)

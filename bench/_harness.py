@@ -1,0 +1,131 @@
+"""Shared pieces of the benchmarks: a local control plane, the operator as a process, timing."""
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client, watch
+
+from tokenwarden import devcluster, kube
+
+REPO = Path(__file__).resolve().parents[1]
+GROUP, VERSION = "tokenwarden.io", "v1alpha1"
+
+
+@contextlib.contextmanager
+def control_plane(**kwargs):
+    plane = devcluster.ControlPlane(devcluster.ensure_binaries(log=lambda *_: None), log=lambda *_: None, **kwargs)
+    plane.start()
+    try:
+        kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), REPO / "crds")
+        yield plane
+    finally:
+        plane.stop()
+
+
+def api_client(plane, pool: int = 32) -> client.ApiClient:
+    api = kube.load_api_client(str(plane.kubeconfig))
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
+    return api
+
+
+@contextlib.contextmanager
+def operator_process(plane, settings: str = "", webhook: bool = True, extra: list[str] | None = None):
+    workdir = Path(tempfile.mkdtemp(prefix="tokenwarden-bench-"))
+    (workdir / "settings.yaml").write_text(settings or "{}\n")
+    liveness = devcluster.free_port()
+    argv = [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--kubeconfig", str(plane.kubeconfig),
+            "--config", str(workdir / "settings.yaml"), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
+            *(extra or [])]
+    if webhook:
+        argv += ["--webhook-port", str(devcluster.free_port())]
+    log = open(workdir / "operator.log", "wb")
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def new_namespace(api) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name
+
+
+def parallel(function, items, workers: int = 16) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(function, items))
+
+
+def wait_all(api, namespace: str, plural: str, count: int, done, timeout: float = 600) -> dict[str, float]:
+    """Watch until ``count`` objects satisfy ``done``; return name → monotonic time it happened."""
+    custom = client.CustomObjectsApi(api)
+    seen: dict[str, float] = {}
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+    for obj in listing["items"]:
+        if done(obj):
+            seen[obj["metadata"]["name"]] = time.monotonic()
+    version = listing["metadata"]["resourceVersion"]
+    deadline = time.monotonic() + timeout
+    while len(seen) < count and time.monotonic() < deadline:
+        for event in watch.Watch().stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                                          resource_version=version, timeout_seconds=30):
+            obj = event["object"]
+            version = obj["metadata"]["resourceVersion"]
+            if done(obj) and obj["metadata"]["name"] not in seen:
+                seen[obj["metadata"]["name"]] = time.monotonic()
+            if len(seen) >= count:
+                break
+    return seen
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def rss_mb(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def request_counts(plane) -> dict[tuple[str, str], float]:
+    """kube-apiserver's apiserver_request_total, summed by (verb, resource)."""
+    with urllib.request.urlopen(f"{plane.server}/metrics", context=plane._ssl_context(), timeout=10) as r:
+        text = r.read().decode()
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.index("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        key = (labels.get("verb", ""), labels.get("resource", "") + (
+            "/" + labels["subresource"] if labels.get("subresource") else ""))
+        counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
