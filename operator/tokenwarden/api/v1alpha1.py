@@ -2,121 +2,213 @@
 
 These models are the single source of truth: the CRDs in ``crds/`` and the chart
 are generated from them (``python -m tokenwarden.api``), and the operator and
-the admission webhook parse every spec with them.
+the admission webhook parse every spec with them. Each constraint is written
+once and lands in both places: the JSON-schema side (``pattern``, ``maxLength``,
+CEL rules) is what the API server checks, the validators are what the webhook
+and the operator check, with messages a person can act on.
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasGenerator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from tokenwarden.durations import DURATION_PATTERN, parse_duration
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+GROUP = "tokenwarden.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ROLE_NAME = r"^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
+# yyyy-MM-dd, or an RFC 3339 date-time with a mandatory offset (upper-case T and Z, as Python parses them).
 EXPIRATION = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
 TOKEN_HASH = r"^sha256:[0-9a-f]{64}$"
 MAX_TTL = timedelta(days=3650)
 
 
+# -- field types: one constraint, checked by the API server and by pydantic ----
+
+def _schema(**extra: Any) -> Any:
+    """Schema-only keywords: the API server checks them; a validator gives pydantic's message."""
+    return Field(json_schema_extra=extra)
+
+
+def _dns_name(value: str) -> str:
+    if not re.fullmatch(DNS_SUBDOMAIN, value):
+        raise ValueError(f"invalid name {value!r}: use lower-case letters, digits, '-' and '.', "
+                         "starting and ending with a letter or digit")
+    return value
+
+
+def _role_name(value: str) -> str:
+    if not re.fullmatch(ROLE_NAME, value):
+        raise ValueError(f"invalid role name {value!r}: lower-case letters, digits, '-' and ':'")
+    return value
+
+
+def _positive_duration(value: str) -> str:
+    if parse_duration(value) <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+DNSName = Annotated[str, Field(max_length=253), _schema(pattern=DNS_SUBDOMAIN), AfterValidator(_dns_name)]
+RoleName = Annotated[str, Field(max_length=63), _schema(pattern=ROLE_NAME), AfterValidator(_role_name)]
+Duration = Annotated[str, Field(max_length=32), _schema(pattern=DURATION_PATTERN),
+                     AfterValidator(_positive_duration)]
+Timestamp = Annotated[str, _schema(format="date-time")]
+Phase = Literal["Pending", "Active", "Expired", "Revoked", "Failed"]
+
+
+def parse_expiration(text: str) -> datetime:
+    """When ``spec.expiration`` ends, in UTC; the instant itself is no longer valid.
+
+    ``yyyy-MM-dd`` is valid through that whole day in UTC, so it ends at the next
+    day's 00:00:00Z (exclusive); an RFC 3339 time ends at that instant.
+    """
+    try:
+        if not re.fullmatch(EXPIRATION, text):
+            raise ValueError
+        if "T" not in text:
+            return datetime.combine(date.fromisoformat(text) + timedelta(days=1), time(), tzinfo=timezone.utc)
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    except ValueError:
+        raise ValueError(f"invalid expiration {text!r}: use yyyy-MM-dd or an RFC 3339 time "
+                         "such as 2027-01-31T18:00:00Z") from None
+
+
+def _check_expiration(value: str) -> str:
+    parse_expiration(value)
+    return value
+
+
+def _check_ttl(value: str) -> str:
+    if parse_duration(value) > MAX_TTL:
+        raise ValueError(f"ttl {value} is longer than the limit of {MAX_TTL.days}d; "
+                         "use a shorter ttl (rotation renews tokens that must live long)")
+    return value
+
+
+def _fixed_once_created(field: str) -> dict:
+    """CEL on the parent object: ``field`` cannot be added, removed or changed after creation.
+
+    A rule on the field itself only runs when both old and new objects have it, so it
+    would let the field be added or removed; this one runs on every update of the parent.
+    """
+    return {"rule": f"has(self.{field}) == has(oldSelf.{field}) && "
+                    f"(!has(self.{field}) || self.{field} == oldSelf.{field})",
+            "message": f"{field} is immutable (cannot be added, changed or removed); "
+                       "delete and re-create the object"}
+
+
 def _immutable(field: str) -> dict:
+    """CEL on a required field: it cannot change after creation."""
     return {"x-kubernetes-validations": [
         {"rule": "self == oldSelf", "message": f"{field} is immutable; delete and re-create the object"}]}
 
 
 class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown spec fields are errors."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True,
                               alias_generator=AliasGenerator(alias=to_camel))
 
 
-# -- shared pieces -----------------------------------------------------------
+class _Status(_Model):
+    # The API server prunes fields the schema does not list; tolerate what an older or newer
+    # operator version may have written rather than failing to read a whole object.
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- pieces shared by ServiceToken and IngestionAPIKey ------------------------
 
 class SecretTemplate(_Model):
-    """Labels and annotations added to the token's Secret."""
+    """Labels and annotations added to the Secret that holds the credential."""
 
     labels: dict[str, str] | None = Field(None, description="Labels added to the Secret.")
     annotations: dict[str, str] | None = Field(None, description="Annotations added to the Secret.")
 
 
 class RestartTarget(_Model):
+    """A workload in the same namespace that mounts the Secret."""
+
     kind: Literal["Deployment", "DaemonSet", "StatefulSet"] = Field(
-        description="Kind of the workload that mounts the Secret.")
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the workload (same namespace).")
+        description="Kind of the workload: Deployment, DaemonSet or StatefulSet.")
+    name: DNSName = Field(description="Name of the workload (same namespace).")
 
 
 class Rotation(_Model):
     """Mint a successor before expiry and roll the workloads that mount the Secret."""
 
-    renew_before: str = Field(max_length=32, json_schema_extra={"pattern": DURATION_PATTERN},
-                              description="How long before expiresAt a new token replaces the old one, e.g. 7d.")
+    renew_before: Duration = Field(
+        description="How long before expiresAt a new token replaces the old one in the Secret, e.g. 7d.")
     restart_targets: list[RestartTarget] | None = Field(
         None, max_length=20,
         description="Workloads rollout-restarted (as kubectl rollout restart does) when the token changes.")
 
-    @field_validator("renew_before")
-    @classmethod
-    def _valid_renew_before(cls, value: str) -> str:
-        if parse_duration(value).total_seconds() <= 0:
-            raise ValueError("rotation.renewBefore must be longer than 0s")
-        return value
-
 
 class SecretKeyRef(_Model):
-    name: str = Field(max_length=253, pattern=DNS_SUBDOMAIN, description="Secret in the token's namespace.")
-    key: str = Field("token", max_length=253, description="Key in the Secret holding the existing key.")
+    """A key of a Secret in the same namespace."""
+
+    name: DNSName = Field(description="Name of the Secret (same namespace).")
+    key: str = Field("token", max_length=253, description="Key in the Secret that holds the existing token. "
+                                                           "Default: token.")
 
 
 class TokenImport(_Model):
-    """Take over an existing key instead of minting one; only its hash is stored."""
+    """Take over an existing token instead of minting one; only its hash is stored."""
 
-    secret_ref: SecretKeyRef = Field(description="Where the existing key is.")
+    secret_ref: SecretKeyRef = Field(description="Where the existing token is.")
 
 
-class _Expiring(_Model):
-    expiration: str | None = Field(
+_CREDENTIAL_RULES = [
+    {"rule": "!(has(self.expiration) && has(self.ttl))",
+     "message": "set at most one of spec.expiration and spec.ttl"},
+    {"rule": "!has(self.rotation) || has(self.ttl)",
+     "message": "rotation needs spec.ttl: a fixed expiration date cannot be renewed"},
+    _fixed_once_created("secretName"),
+]
+
+
+class _CredentialSpec(_Model):
+    """What ServiceToken and IngestionAPIKey specs share: expiry, Secret, rotation."""
+
+    description: str | None = Field(None, max_length=1024, description="What the credential is for.")
+    expiration: Annotated[str, AfterValidator(_check_expiration)] | None = Field(
         None, max_length=40, json_schema_extra={"pattern": EXPIRATION},
-        description="When the token expires: a date yyyy-MM-dd (valid through the end of that day, UTC) "
-                    "or an RFC 3339 time. At most one of expiration and ttl.")
-    ttl: str | None = Field(
-        None, max_length=32, json_schema_extra={"pattern": DURATION_PATTERN},
-        description="Lifetime from issue, e.g. 24h or 90d. At most one of expiration and ttl.")
-
-    @field_validator("expiration")
-    @classmethod
-    def _valid_expiration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_expiration(value)
-        return value
-
-    @field_validator("ttl")
-    @classmethod
-    def _valid_ttl(cls, value: str | None) -> str | None:
-        if value is not None:
-            ttl = parse_duration(value)
-            if ttl <= timedelta(0):
-                raise ValueError("ttl must be longer than 0s")
-            if ttl > MAX_TTL:
-                raise ValueError(f"ttl {value} is longer than the limit of {MAX_TTL.days}d; "
-                                 "use a shorter ttl (rotation renews tokens that must live long)")
-        return value
+        description="When the credential expires: a date yyyy-MM-dd (valid through the end of that day, "
+                    "UTC) or an RFC 3339 time such as 2027-01-31T18:00:00Z. At most one of expiration and "
+                    "ttl; with neither, the credential does not expire.")
+    ttl: Annotated[Duration, AfterValidator(_check_ttl)] | None = Field(
+        None, description="Lifetime from issue, e.g. 24h or 90d (units s, m, h, d, w). "
+                          "At most one of expiration and ttl.")
+    secret_name: DNSName | None = Field(
+        None, description="Secret the credential is written to (key token). Default: the object's name. "
+                          "Cannot be changed after creation.")
+    secret_template: SecretTemplate | None = Field(None, description="Labels and annotations for the Secret.")
+    rotation: Rotation | None = Field(None, description="Automatic rotation before expiry; needs ttl.")
 
     @model_validator(mode="after")
-    def _one_expiry(self):
+    def _expiry_rules(self):
         if self.expiration is not None and self.ttl is not None:
             raise ValueError("set at most one of spec.expiration and spec.ttl")
-        rotation = getattr(self, "rotation", None)
-        if rotation is not None:
+        if self.rotation is not None:
             if self.ttl is None:
                 raise ValueError("rotation needs spec.ttl: a fixed expiration date cannot be renewed")
-            if parse_duration(rotation.renew_before) >= parse_duration(self.ttl):
+            if parse_duration(self.rotation.renew_before) >= parse_duration(self.ttl):
                 raise ValueError("rotation.renewBefore must be shorter than ttl")
         return self
 
     def expires_at(self, issued_at: datetime) -> datetime | None:
-        """The instant the token stops being valid (exclusive), or None for never."""
+        """The instant the credential stops being valid (exclusive), or None for never.
+
+        ``expiration`` as ``yyyy-MM-dd`` ends at the next day's 00:00:00Z; an RFC 3339
+        ``expiration`` at that instant; ``ttl`` at ``issued_at + ttl``.
+        """
         if self.expiration is not None:
             return parse_expiration(self.expiration)
         if self.ttl is not None:
@@ -124,86 +216,48 @@ class _Expiring(_Model):
         return None
 
 
-def parse_expiration(text: str) -> datetime:
-    """``yyyy-MM-dd`` is valid through that whole day in UTC, so it expires at the next
-    day's 00:00:00Z; an RFC 3339 time expires at that instant."""
-    try:
-        if "T" not in text:
-            day = date.fromisoformat(text)
-            return datetime.combine(day + timedelta(days=1), time(), tzinfo=timezone.utc)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"invalid expiration {text!r}: use yyyy-MM-dd or an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"expiration {text!r} needs a time zone, e.g. Z")
-    return moment.astimezone(timezone.utc)
-
-
 # -- specs -------------------------------------------------------------------
 
 class ServiceAccountSpec(_Model):
+    """Desired state of a ServiceAccount."""
+
     description: str | None = Field(None, max_length=1024, description="What the account is for.")
-    disabled: bool = Field(False, description="A disabled account's tokens fail verification but are kept.")
+    disabled: bool = Field(False, description="A disabled account's tokens fail verification but are kept. "
+                                              "Default: false.")
 
 
 class RoleBindingSpec(_Model):
-    service_account_name: str = Field(
-        max_length=253, pattern=DNS_SUBDOMAIN, json_schema_extra=_immutable("serviceAccountName"),
-        description="The tokenwarden ServiceAccount (same namespace) that gets the roles.")
-    roles: list[str] = Field(min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"},
-                             description="Role names from the operator's role catalog.")
-    project: str | None = Field(None, max_length=253,
-                                description="Grant the roles only within this project (all projects when unset).")
+    """Desired state of a RoleBinding."""
 
-    @field_validator("roles")
-    @classmethod
-    def _role_names(cls, roles: list[str]) -> list[str]:
-        return [_check_role(r) for r in roles]
+    service_account_name: DNSName = Field(
+        json_schema_extra=_immutable("serviceAccountName"),
+        description="The tokenwarden ServiceAccount (same namespace) that gets the roles. Cannot be changed.")
+    roles: list[RoleName] = Field(
+        min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Role names from the operator's role catalog.")
+    project: str | None = Field(
+        None, max_length=253, description="Grant the roles only within this project (all projects when unset).")
 
 
-def _check_role(role: str) -> str:
-    import re
+class ServiceTokenSpec(_CredentialSpec):
+    """Desired state of a ServiceToken."""
 
-    if not re.fullmatch(ROLE_NAME, role) or len(role) > 63:
-        raise ValueError(f"invalid role name {role!r}: lower-case letters, digits, '-' and ':'")
-    return role
-
-
-class ServiceTokenSpec(_Expiring):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!(has(self.expiration) && has(self.ttl))",
-         "message": "set at most one of spec.expiration and spec.ttl"},
-        {"rule": "!has(self.rotation) || has(self.ttl)",
-         "message": "rotation needs spec.ttl: a fixed expiration date cannot be renewed"},
+        *_CREDENTIAL_RULES,
         {"rule": "has(self.serviceAccountName) || (has(self.roles) && size(self.roles) > 0)",
          "message": "a token without spec.serviceAccountName needs spec.roles"},
-        {"rule": "has(self.serviceAccountName) == has(oldSelf.serviceAccountName)",
-         "message": "serviceAccountName cannot be added or removed; delete and re-create the token"},
-        {"rule": "has(self.secretName) == has(oldSelf.secretName)",
-         "message": "secretName cannot be added or removed; delete and re-create the token"},
+        _fixed_once_created("serviceAccountName"),
     ]})
 
-    service_account_name: str | None = Field(
-        None, max_length=253, pattern=DNS_SUBDOMAIN, json_schema_extra=_immutable("serviceAccountName"),
-        description="The tokenwarden ServiceAccount (same namespace) the token belongs to. "
-                    "Without it the token stands alone and roles is required.")
-    roles: list[str] | None = Field(
+    service_account_name: DNSName | None = Field(
+        None, description="The tokenwarden ServiceAccount (same namespace) the token belongs to. Without it "
+                          "the token stands alone and roles is required. Cannot be changed after creation.")
+    roles: list[RoleName] | None = Field(
         None, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="Roles of the token: a subset of what the account is granted, or, without an "
-                    "account, roles from the catalog. Unset: everything the account is granted.")
-    description: str | None = Field(None, max_length=1024, description="What the token is for.")
-    secret_name: str | None = Field(
-        None, max_length=253, pattern=DNS_SUBDOMAIN, json_schema_extra=_immutable("secretName"),
-        description="Secret the token is written to (key token). Default: the token's name.")
-    secret_template: SecretTemplate | None = Field(None, description="Labels and annotations for the Secret.")
-    rotation: Rotation | None = Field(None, description="Automatic rotation before expiry.")
+        description="Roles of the token: a subset of what the account is granted, or, without an account, "
+                    "roles from the catalog. Unset: everything the account is granted.")
     import_: TokenImport | None = Field(None, alias="import",
-                                        description="Adopt an existing key instead of minting one.")
-
-    @field_validator("roles")
-    @classmethod
-    def _role_names(cls, roles: list[str] | None) -> list[str] | None:
-        return None if roles is None else [_check_role(r) for r in roles]
+                                        description="Adopt an existing token instead of minting one.")
 
     @model_validator(mode="after")
     def _roles_or_account(self):
@@ -212,92 +266,141 @@ class ServiceTokenSpec(_Expiring):
         return self
 
 
-class IngestionAPIKeySpec(_Expiring):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!(has(self.expiration) && has(self.ttl))",
-         "message": "set at most one of spec.expiration and spec.ttl"},
-        {"rule": "has(self.secretName) == has(oldSelf.secretName)",
-         "message": "secretName cannot be added or removed; delete and re-create the key"},
-        {"rule": "!has(self.rotation) || has(self.ttl)",
-         "message": "rotation needs spec.ttl: a fixed expiration date cannot be renewed"}
-    ]})
+class IngestionAPIKeySpec(_CredentialSpec):
+    """Desired state of an IngestionAPIKey."""
 
-    description: str | None = Field(None, max_length=1024, description="What the key is for.")
-    secret_name: str | None = Field(
-        None, max_length=253, pattern=DNS_SUBDOMAIN, json_schema_extra=_immutable("secretName"),
-        description="Secret the key is written to (key token). Default: the key's name.")
-    secret_template: SecretTemplate | None = Field(None, description="Labels and annotations for the Secret.")
-    rotation: Rotation | None = Field(None, description="Automatic rotation before expiry.")
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _CREDENTIAL_RULES})
 
 
 # -- status ------------------------------------------------------------------
 
-class Condition(_Model):
+class Condition(_Status):
+    """A Kubernetes-style condition; Ready says whether the object works and, if not, why."""
+
     type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str | None = Field(None, max_length=1024, description="A CamelCase word for the cause.")
     message: str | None = Field(None, max_length=32768, description="What happened and what to do.")
-    last_transition_time: str | None = Field(None, json_schema_extra={"format": "date-time"},
-                                             description="When status last changed.")
+    last_transition_time: Timestamp | None = Field(None, description="When status last changed.")
     observed_generation: int | None = Field(None, description="The generation the condition is about.")
 
 
-def _conditions():
+def _conditions() -> Any:
     return Field(None, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
                  description="Conditions; Ready tells whether the object works and why not.")
 
 
-def _time(description: str):
-    return Field(None, json_schema_extra={"format": "date-time"}, description=description)
-
-
-Phase = Literal["Pending", "Active", "Expired", "Revoked", "Failed"]
-
-
-def _bookkeeping():
+def _bookkeeping() -> Any:
     # kopf's progress and last-handled spec live here, in status, so that a reconcile writes
     # its bookkeeping in the same request as the status itself (no extra patch per object).
+    # Its shape is kopf's, not ours: the one place the schema preserves unknown fields.
     return Field(None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True, "type": "object"},
                  description="The operator framework's bookkeeping (handler progress, last handled spec).")
 
 
-class ServiceAccountStatus(_Model):
+def _generation() -> Any:
+    return Field(None, description="The generation last reconciled.")
+
+
+class ServiceAccountStatus(_Status):
+    """Observed state of a ServiceAccount, written by the operator."""
+
     kopf: dict[str, Any] | None = _bookkeeping()
     token_count: int | None = Field(None, description="How many ServiceTokens belong to the account.")
-    observed_generation: int | None = Field(None, description="The generation last reconciled.")
+    observed_generation: int | None = _generation()
     conditions: list[Condition] | None = _conditions()
 
 
-class RoleBindingStatus(_Model):
+class RoleBindingStatus(_Status):
+    """Observed state of a RoleBinding, written by the operator."""
+
     kopf: dict[str, Any] | None = _bookkeeping()
-    observed_generation: int | None = Field(None, description="The generation last reconciled.")
+    observed_generation: int | None = _generation()
     conditions: list[Condition] | None = _conditions()
 
 
-class _TokenStatus(_Model):
+class _CredentialStatus(_Status):
     kopf: dict[str, Any] | None = _bookkeeping()
     phase: Phase | None = Field(None, description="Pending, Active, Expired, Revoked or Failed.")
-    token_id: str | None = Field(None, max_length=32, description="Short public id, printed by list, accepted by delete.")
-    token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="sha256 of the whole token; never the token.")
-    secret_name: str | None = Field(None, description="Secret holding the token (key token).")
-    issued_at: str | None = _time("When the current token was minted.")
-    expires_at: str | None = _time("When the token stops being valid.")
-    last_used_at: str | None = _time("When the token was last verified (written in batches).")
-    previous_token_hash: str | None = Field(None, pattern=TOKEN_HASH,
-                                            description="Hash of the rotated-out token, valid until previousValidUntil.")
-    previous_valid_until: str | None = _time("End of the rotation overlap.")
-    rotated_at: str | None = _time("When the token was last rotated.")
+    token_id: str | None = Field(None, max_length=32, description="Short public id, printed by list, "
+                                                                  "accepted by delete.")
+    token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="sha256 of the whole token; never "
+                                                                         "the token.")
+    secret_name: str | None = Field(None, max_length=253, description="Secret holding the token (key token).")
+    issued_at: Timestamp | None = Field(None, description="When the current token was minted.")
+    expires_at: Timestamp | None = Field(None, description="When the token stops being valid.")
+    last_used_at: Timestamp | None = Field(None, description="When the token was last verified "
+                                                             "(written in batches).")
+    previous_token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="Hash of the rotated-out "
+                                                                                  "token, valid until "
+                                                                                  "previousValidUntil.")
+    previous_valid_until: Timestamp | None = Field(None, description="End of the rotation overlap.")
+    rotated_at: Timestamp | None = Field(None, description="When the token was last rotated.")
     rotation_request: str | None = Field(None, max_length=253,
                                          description="The tokenwarden.io/rotate annotation value last acted on.")
-    observed_generation: int | None = Field(None, description="The generation last reconciled.")
+    observed_generation: int | None = _generation()
     conditions: list[Condition] | None = _conditions()
 
 
-class ServiceTokenStatus(_TokenStatus):
+class ServiceTokenStatus(_CredentialStatus):
+    """Observed state of a ServiceToken, written by the operator."""
+
     effective_roles: list[str] | None = Field(None, description="Roles the token carries now; role@project "
                                                                 "when granted only within a project.")
-    imported: bool | None = Field(None, description="True when the key was adopted, not minted.")
+    imported: bool | None = Field(None, description="True when the token was adopted, not minted.")
 
 
-class IngestionAPIKeyStatus(_TokenStatus):
-    pass
+class IngestionAPIKeyStatus(_CredentialStatus):
+    """Observed state of an IngestionAPIKey, written by the operator."""
+
+
+# -- the kinds ----------------------------------------------------------------
+# A whole object as the API server returns it. The class docstring is the kind's
+# description in the CRD; the spec and status field descriptions are theirs.
+
+_SHORT_NAME = {"rule": "size(self.metadata.name) <= 63",
+               "message": "metadata.name must be at most 63 characters: it is a label value on the Secret"}
+
+
+class _Object(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    api_version: Literal["tokenwarden.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+
+
+class ServiceAccount(_Object):
+    """A tokenwarden identity that owns tokens and receives roles through RoleBindings
+    (not Kubernetes' own ServiceAccount)."""
+
+    kind: Literal["ServiceAccount"] = "ServiceAccount"
+    spec: ServiceAccountSpec = Field(default_factory=ServiceAccountSpec, description=ServiceAccountSpec.__doc__)
+    status: ServiceAccountStatus | None = Field(None, description=ServiceAccountStatus.__doc__)
+
+
+class RoleBinding(_Object):
+    """Grants roles from the catalog to one ServiceAccount, optionally only within one project."""
+
+    kind: Literal["RoleBinding"] = "RoleBinding"
+    spec: RoleBindingSpec = Field(description=RoleBindingSpec.__doc__)
+    status: RoleBindingStatus | None = Field(None, description=RoleBindingStatus.__doc__)
+
+
+class ServiceToken(_Object):
+    """One credential, minted into a Secret (key token); the object holds only its hash."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SHORT_NAME]})
+
+    kind: Literal["ServiceToken"] = "ServiceToken"
+    spec: ServiceTokenSpec = Field(description=ServiceTokenSpec.__doc__)
+    status: ServiceTokenStatus | None = Field(None, description=ServiceTokenStatus.__doc__)
+
+
+class IngestionAPIKey(_Object):
+    """A key that only lets agents send data (the ingest permission), minted into a Secret."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_SHORT_NAME]})
+
+    kind: Literal["IngestionAPIKey"] = "IngestionAPIKey"
+    spec: IngestionAPIKeySpec = Field(default_factory=IngestionAPIKeySpec, description=IngestionAPIKeySpec.__doc__)
+    status: IngestionAPIKeyStatus | None = Field(None, description=IngestionAPIKeyStatus.__doc__)

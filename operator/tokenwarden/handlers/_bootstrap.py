@@ -8,6 +8,8 @@ The value is read from the Secret only, never from an environment variable.
 """
 from __future__ import annotations
 
+import asyncio
+
 import kopf
 from pydantic import ValidationError
 
@@ -90,13 +92,13 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
 
 
 @kopf.on.event("", "v1", "secrets")
-def bootstrap_secret(type, body, name, namespace, memo, logger, **_):
+async def bootstrap_secret(type, body, name, namespace, memo, logger, **_):
     if not _is_bootstrap_secret(name, namespace, memo):
-        return
+        return  # every other Secret: no thread, no API call
     if type == "DELETED":
-        revoke_bootstrap(memo, logger, "the bootstrap Secret was removed from the values")
+        await asyncio.to_thread(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values")
     else:
-        ensure_bootstrap(body, memo, logger)
+        await asyncio.to_thread(ensure_bootstrap, body, memo, logger)
 
 
 @kopf.on.startup()

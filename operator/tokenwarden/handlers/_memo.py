@@ -7,6 +7,9 @@ from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client
 
 
+WORKERS = 20  # kopf's threads for sync handlers; the API client keeps as many connections
+
+
 class OperatorMemo(kopf.Memo):
     """What every handler shares: the settings and one API client."""
 
@@ -16,7 +19,7 @@ class OperatorMemo(kopf.Memo):
 
     @classmethod
     def create(cls, settings: Settings) -> OperatorMemo:
-        api = load_api_client()
+        api = load_api_client(pool_size=WORKERS + 4)
         memo = cls()
         memo.settings = settings
         memo.core = client.CoreV1Api(api)

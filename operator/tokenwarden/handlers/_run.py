@@ -75,7 +75,7 @@ def run_operator(options: OperatorOptions) -> None:
         _rotation,
         _tokens,
     )
-    from tokenwarden.handlers._memo import OperatorMemo
+    from tokenwarden.handlers._memo import WORKERS, OperatorMemo
 
     if options.webhook_port:
         _admission.register()
@@ -90,7 +90,7 @@ def run_operator(options: OperatorOptions) -> None:
         settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
         settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandled")
         settings.posting.loggers = False  # events are the ones we post, not every log line
-        settings.execution.max_workers = 20
+        settings.execution.max_workers = WORKERS
         settings.watching.server_timeout = 300
         if options.webhook_port:
             settings.admission.server = _webhook_server(options)

@@ -6,6 +6,7 @@ once per object. Only the hash reaches the status.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -377,10 +378,21 @@ def _reconcile_now(kind: Kind, token: dict, memo, logger, accounts_idx, bindings
 
 
 @kopf.on.event("", "v1", "secrets")
-def import_source_changed(type, body, namespace, memo, logger, imports_idx, accounts_idx, bindings_idx,
-                          tokens_idx, hashes_idx, **_):
-    """An imported key's source Secret changed or went: look at its importers again."""
+async def import_source_changed(type, body, namespace, memo, logger, imports_idx, accounts_idx, bindings_idx,
+                                tokens_idx, hashes_idx, **_):
+    """An imported key's source Secret changed or went: look at its importers again.
+
+    Every Secret event passes here, so the common case (no importer) costs one index
+    lookup on the event loop and no thread.
+    """
     importers = list(imports_idx.get((namespace, body.metadata.name), []))
+    if importers:
+        await asyncio.to_thread(_recheck_importers, type, namespace, importers, memo, logger, accounts_idx,
+                                bindings_idx, tokens_idx, hashes_idx)
+
+
+def _recheck_importers(type, namespace, importers, memo, logger, accounts_idx, bindings_idx, tokens_idx,
+                       hashes_idx) -> None:
     for name in importers:
         with kube_errors_to_kopf():
             token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, name)
@@ -396,7 +408,7 @@ def import_source_changed(type, body, namespace, memo, logger, imports_idx, acco
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
                when=lambda type, **_: type != "DELETED")
-def collect_orphaned_secret(body, name, namespace, memo, logger, owners_st, owners_ik, **_):
+async def collect_orphaned_secret(body, name, namespace, memo, logger, owners_st, owners_ik, **_):
     """A Secret with our labels whose token no longer exists is removed (also without a GC)."""
     ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
     uid = ref.get("uid") if ref else None
@@ -404,6 +416,10 @@ def collect_orphaned_secret(body, name, namespace, memo, logger, owners_st, owne
         return
     if body.metadata.get("deletionTimestamp"):
         return
+    await asyncio.to_thread(_delete_orphan, body, name, namespace, memo, logger)
+
+
+def _delete_orphan(body, name, namespace, memo, logger) -> None:
     with kube_errors_to_kopf():
         try:
             memo.core.delete_namespaced_secret(name, namespace,
