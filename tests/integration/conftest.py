@@ -118,9 +118,12 @@ bootstrap:
 class OperatorProcess:
     """``tokenwarden operator`` as a separate process, as it runs in production."""
 
-    def __init__(self, kubeconfig: Path, workdir: Path) -> None:
+    def __init__(self, kubeconfig: Path, workdir: Path, extra_args: list[str] | None = None,
+                 webhook: bool = True) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
+        self.extra_args = list(extra_args or [])
+        self.webhook = webhook
         self.config = workdir / "settings.yaml"
         self.config.write_text(TEST_SETTINGS)
         self.log_path = workdir / "operator.log"
@@ -133,11 +136,14 @@ class OperatorProcess:
         self.webhook_port = devcluster.free_port()
         self.metrics_port = devcluster.free_port()
         log = open(self.log_path, "ab")
+        argv = [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--debug",
+                "--config", str(self.config), "--kubeconfig", str(self.kubeconfig),
+                "--metrics-port", str(self.metrics_port), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
+                *self.extra_args]
+        if self.webhook:
+            argv += ["--webhook-port", str(self.webhook_port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--debug",
-             "--config", str(self.config), "--kubeconfig", str(self.kubeconfig),
-             "--webhook-port", str(self.webhook_port), "--metrics-port", str(self.metrics_port),
-             "--liveness", f"http://127.0.0.1:{liveness}/healthz"],
+            argv,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )

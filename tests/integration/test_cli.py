@@ -1,119 +1,272 @@
-"""The installed `tokenwarden` and `kubectl-tokenwarden` executables against the real cluster."""
+"""The command line as users run it, against the real API server and the running operator."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client, watch
 
-from .kubehelpers import GROUP, VERSION, get
+from .kubehelpers import GROUP, PLURALS, VERSION, create, get
 
-BIN = Path(sys.executable).parent
+PLUGIN = Path(sys.executable).parent / "kubectl-tokenwarden"
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "KUBECONFIG")}
 
 
-def run(cluster, namespace, *args, program="tokenwarden", env=None, input=None):
-    command = [str(BIN / program), *args, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+def tokenwarden(*args: str, input: str | None = None, env: dict | None = None,
+                program: list[str] | None = None) -> subprocess.CompletedProcess:
+    command = [*(program or [sys.executable, "-m", "tokenwarden"]), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, input=input,
-                          env={**os.environ, **(env or {})})
+                          env={**CLEAN_ENV, **(env or {})})
 
 
-def _sha(text: str) -> str:
+def run(cluster, namespace: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return tokenwarden(*args, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, **kwargs)
+
+
+def table(stdout: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.split("|")] for line in stdout.splitlines()]
+
+
+def sha256(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_service_token_create_list_delete(cluster, operator, custom, namespace):
+def wait_gone(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, timeout: int = 60) -> None:
+    """Watch until the object is deleted (finalizers done)."""
+    plural = PLURALS[kind]
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+                                                   field_selector=f"metadata.name={name}")
+    if not listing["items"]:
+        return
+    stream = watch.Watch()
+    for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural,
+                               field_selector=f"metadata.name={name}",
+                               resource_version=listing["metadata"]["resourceVersion"], timeout_seconds=timeout):
+        if event["type"] == "DELETED":
+            stream.stop()
+            return
+    raise AssertionError(f"{kind} {namespace}/{name} still exists after {timeout}s")
+
+
+def names(custom: client.CustomObjectsApi, kind: str, namespace: str) -> list[str]:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind])["items"]
+    return [i["metadata"]["name"] for i in items]
+
+
+# -- service tokens ---------------------------------------------------------------
+
+def test_service_token_create_list_delete(cluster, operator, custom, core, namespace):
     created = run(cluster, namespace, "service-token", "create", "--name", "my-service-token",
-                  "--roles", "power-user", "--expiration", "2099-12-31")
+                  "--roles", "power-user", "--expiration", "2099-12-31", "--description", "CI")
     assert created.returncode == 0, created.stderr
+    # Not a terminal: the seed's line without the emoji, and no progress line.
     prefix = "Service token created: "
     assert created.stdout.startswith(prefix) and created.stdout.count("\n") == 1
+    assert created.stderr == ""
     token = created.stdout[len(prefix):].strip()
-    assert "✅" not in created.stdout  # stdout is not a terminal
-    check = subprocess.run([str(BIN / "tokenwarden"), "token", "check", token], capture_output=True, text=True)
-    assert check.returncode == 0 and "valid tokenwarden token (prefix twst)" in check.stdout
+
+    check = tokenwarden("token", "check", token)
+    assert (check.returncode, check.stdout) == (0, "valid tokenwarden token (prefix twst)\n")
     status = get(custom, "ServiceToken", namespace, "my-service-token")["status"]
-    assert status["tokenHash"] == _sha(token)
+    assert status["tokenHash"] == sha256(token)
+    secret = core.read_namespaced_secret(status["secretName"], namespace)
+    assert base64.b64decode(secret.data["token"]).decode() == token
 
     listed = run(cluster, namespace, "service-token", "list")
-    lines = listed.stdout.splitlines()
-    assert [c.strip() for c in lines[0].split("|")] == ["ID", "NAME", "EXPIRATION", "ROLES", "ACCOUNT", "PHASE",
-                                                        "LAST USED"]
-    row = [c.strip() for c in lines[1].split("|")]
-    assert row[:4] == [status["tokenId"], "my-service-token", "2099-12-31", "[power-user]"]
-    assert row[5] == "Active"
+    assert listed.returncode == 0, listed.stderr
+    header, row = table(listed.stdout)
+    assert header == ["ID", "NAME", "EXPIRATION", "ROLES", "ACCOUNT", "PHASE", "LAST USED"]
+    assert row == [status["tokenId"], "my-service-token", "2099-12-31", "[power-user]", "", "Active", ""]
+    # The seed's alignment: each column as wide as its widest cell.
+    first, second = listed.stdout.splitlines()
+    assert first.index("| NAME") == second.index("| my-service-token") == len(status["tokenId"]) + 1
     assert token not in listed.stdout
 
     as_json = json.loads(run(cluster, namespace, "service-token", "list", "-o", "json").stdout)
-    assert as_json[0]["id"] == status["tokenId"] and "sha256" not in json.dumps(as_json)
-    assert yaml.safe_load(run(cluster, namespace, "service-token", "list", "-o", "yaml").stdout)[0]["name"] == \
-        "my-service-token"
+    assert as_json == [{"id": status["tokenId"], "name": "my-service-token", "namespace": namespace,
+                        "account": None, "roles": ["power-user"], "phase": "Active",
+                        "expiresAt": status["expiresAt"], "lastUsedAt": None, "description": "CI"}]
+    as_yaml = yaml.safe_load(run(cluster, namespace, "service-token", "list", "-o", "yaml").stdout)
+    assert as_yaml == as_json
+    assert token not in json.dumps(as_json) and "sha256" not in json.dumps(as_json)
 
     deleted = run(cluster, namespace, "service-token", "delete", status["tokenId"])
+    assert (deleted.returncode, deleted.stdout) == (0, f"Service token deleted: {status['tokenId']}\n")
+    wait_gone(custom, "ServiceToken", namespace, "my-service-token")
+    assert table(run(cluster, namespace, "service-token", "list").stdout)[1:] == []
+    assert core.list_namespaced_secret(namespace, label_selector="tokenwarden.io/token=my-service-token").items == []
+
+
+def test_delete_by_name_and_ttl_tokens_list_their_end(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "service-token", "create", "--name", "short", "--roles", "reader",
+               "--ttl", "24h").returncode == 0
+    status = get(custom, "ServiceToken", namespace, "short")["status"]
+    _, row = table(run(cluster, namespace, "service-token", "list").stdout)
+    assert row[2] == status["expiresAt"]
+    deleted = run(cluster, namespace, "service-token", "delete", "short")
     assert deleted.stdout == f"Service token deleted: {status['tokenId']}\n"
 
 
-def test_kubectl_plugin_and_ingestion_keys(cluster, operator, custom, namespace):
+def test_emoji_on_a_terminal(cluster, operator, namespace):
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "tokenwarden", "service-token", "create", "--name", "tty", "--roles", "reader",
+             "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+            stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=120, env=CLEAN_ENV)
+        os.close(terminal)
+        terminal = None
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal is closed once everything was read
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        if terminal is not None:
+            os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0, result.stderr
+    assert output.decode().startswith("✅ Service token created: twst_")
+
+
+def test_namespace_comes_from_the_kubeconfig_context(cluster, operator, namespace, tmp_path):
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = namespace
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    created = tokenwarden("service-token", "create", "--name", "here", "--roles", "reader",
+                          "--kubeconfig", str(kubeconfig))
+    assert created.returncode == 0, created.stderr
+    listed = tokenwarden("service-token", "list", "-o", "json", "--kubeconfig", str(kubeconfig))
+    assert [(i["name"], i["namespace"]) for i in json.loads(listed.stdout)] == [("here", namespace)]
+
+
+# -- ingestion API keys, through the kubectl plugin ---------------------------------
+
+def test_ingestion_api_key_round_trip(cluster, operator, custom, namespace):
+    plugin = [str(PLUGIN)] if PLUGIN.exists() else None
     created = run(cluster, namespace, "ingestion-api-key", "create", "--name", "my-ingestion-api-key",
-                  program="kubectl-tokenwarden")
+                  program=plugin)
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith("Ingestion API Key generated: twik_")
-    listed = run(cluster, namespace, "ingestion-api-key", "list").stdout.splitlines()
-    assert [c.strip() for c in listed[0].split("|")] == ["ID", "NAME", "EXPIRATION", "DESCRIPTION"]
-    key_id, name, expiration, description = [c.strip() for c in listed[1].split("|")]
-    assert (name, expiration, description) == ("my-ingestion-api-key", "", "-")
-    deleted = run(cluster, namespace, "ingestion-api-key", "delete", "--id", key_id)
-    assert deleted.stdout == f"Ingestion Api Key deleted: {key_id}\n"
+    key = created.stdout.split(": ", 1)[1].strip()
+    assert tokenwarden("token", "check", "-", input=key).stdout == "valid tokenwarden token (prefix twik)\n"
+    status = get(custom, "IngestionAPIKey", namespace, "my-ingestion-api-key")["status"]
+    assert status["tokenHash"] == sha256(key)
 
+    listed = run(cluster, namespace, "ingestion-api-key", "list")
+    assert table(listed.stdout) == [["ID", "NAME", "EXPIRATION", "DESCRIPTION"],
+                                    [status["tokenId"], "my-ingestion-api-key", "", "-"]]
+    assert listed.stdout.splitlines()[0].startswith("ID              | NAME                 | EXPIRATION |")
+    assert "account" not in json.loads(run(cluster, namespace, "ingestion-api-key", "list", "-o", "json").stdout)[0]
+
+    deleted = run(cluster, namespace, "ingestion-api-key", "delete", "--id", status["tokenId"])
+    assert deleted.stdout == f"Ingestion Api Key deleted: {status['tokenId']}\n"
+    wait_gone(custom, "IngestionAPIKey", namespace, "my-ingestion-api-key")
+
+
+# -- accounts and bindings ------------------------------------------------------------
 
 def test_accounts_and_bindings(cluster, operator, custom, namespace):
     assert run(cluster, namespace, "service-account", "create", "profiler", "--description", "agents").stdout == \
         "Service account created: profiler\n"
-    assert run(cluster, namespace, "role-binding", "create", "profiler-writer", "--service-account", "profiler",
-               "--roles", "profile-writer", "--project", "shop").returncode == 0
+    bound = run(cluster, namespace, "role-binding", "create", "profiler-writer", "--service-account", "profiler",
+                "--roles", "profile-writer", "--project", "shop")
+    assert bound.stdout == "Role binding created: profiler-writer\n", bound.stderr
     created = run(cluster, namespace, "service-token", "create", "--name", "agent", "--service-account", "profiler")
     assert created.returncode == 0, created.stderr
     assert get(custom, "ServiceToken", namespace, "agent")["status"]["effectiveRoles"] == ["profile-writer@shop"]
-    bindings = run(cluster, namespace, "role-binding", "list", "-o", "json")
-    assert json.loads(bindings.stdout)[0]["project"] == "shop"
-    assert run(cluster, namespace, "service-account", "disable", "profiler").returncode == 0
-    assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["disabled"] is True
-    assert "profiler" in run(cluster, namespace, "service-account", "list").stdout
+    _, row = table(run(cluster, namespace, "service-token", "list").stdout)
+    assert row[1:5] == ["agent", "", "[profile-writer@shop]", "profiler"]
 
+    bindings = json.loads(run(cluster, namespace, "role-binding", "list", "-o", "json").stdout)
+    assert [(b["name"], b["serviceAccount"], b["roles"], b["project"]) for b in bindings] == \
+        [("profiler-writer", "profiler", ["profile-writer"], "shop")]
+    assert table(run(cluster, namespace, "role-binding", "list").stdout)[0] == \
+        ["NAME", "SERVICE ACCOUNT", "ROLES", "PROJECT", "READY"]
+
+    assert run(cluster, namespace, "service-account", "disable", "profiler").stdout == \
+        "Service account disabled: profiler\n"
+    assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["disabled"] is True
+    header, row = table(run(cluster, namespace, "service-account", "list").stdout)
+    assert header == ["NAME", "DISABLED", "TOKENS", "READY", "DESCRIPTION"]
+    assert row[:2] == ["profiler", "true"] and row[-1] == "agents"
+    assert run(cluster, namespace, "service-account", "enable", "profiler").stdout == \
+        "Service account enabled: profiler\n"
+    assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["disabled"] is False
+
+    assert run(cluster, namespace, "role-binding", "delete", "profiler-writer").stdout == \
+        "Role binding deleted: profiler-writer\n"
+    assert run(cluster, namespace, "service-account", "delete", "profiler").stdout == \
+        "Service account deleted: profiler\n"
+    missing = run(cluster, namespace, "service-account", "delete", "profiler-2")
+    assert missing.returncode == 1
+    assert f"no service account 'profiler-2' in namespace '{namespace}'" in missing.stderr
+
+
+# -- errors -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, words", [
+    # Refused by the admission webhook: the server's own message, naming the role.
+    (["service-token", "create", "--name", "x", "--roles", "superuser"], "superuser"),
     (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "31-12-2099"], "yyyy-MM-dd"),
     (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "2001-01-01"], "in the past"),
-    (["service-token", "create", "--name", "x", "--roles", "superuser"], "superuser"),
+    (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "2099-12-31", "--ttl", "1d"],
+     "not both"),
     (["service-token", "create", "--name", "Not_A_Label", "--roles", "reader"], "not a valid name"),
     (["service-token", "delete", "424242424242424"], "no service token with ID or name '424242424242424'"),
-    (["ingestion-api-key", "delete", "--id", "nope"], "no ingestion API key"),
+    (["ingestion-api-key", "delete", "--id", "nope"], "no ingestion API key with ID or name 'nope'"),
+    (["role-binding", "create", "b", "--service-account", "sa", "--roles", "superuser"], "superuser"),
 ])
-def test_bad_input_is_one_clear_line_on_stderr(cluster, operator, namespace, args, words):
+def test_bad_input_is_one_clear_line_on_stderr(cluster, operator, custom, namespace, args, words):
     result = run(cluster, namespace, *args)
     assert result.returncode != 0
     assert words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    assert names(custom, "ServiceToken", namespace) == []
 
 
-def test_unreachable_server_and_missing_kubeconfig(tmp_path, namespace):
-    missing = subprocess.run([str(BIN / "tokenwarden"), "service-token", "list", "--kubeconfig",
-                              str(tmp_path / "none")], capture_output=True, text=True)
-    assert missing.returncode != 0 and "does not exist" in missing.stderr
-    dead = tmp_path / "dead.kubeconfig"
-    dead.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
-        "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "dead", "user": {"token": "x"}}],
-        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
-    result = subprocess.run([str(BIN / "tokenwarden"), "service-token", "list", "--kubeconfig", str(dead)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "cannot reach the Kubernetes API server" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_unknown_id_names_the_namespace(cluster, operator, namespace):
+    result = run(cluster, namespace, "service-token", "delete", "x")
+    assert (result.returncode, result.stderr) == (
+        1, f"Error: no service token with ID or name 'x' in namespace '{namespace}'\n")
+
+
+def test_failed_token_is_kept_and_named(cluster, operator, custom, core, namespace):
+    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="taken"),
+                                                             string_data={"token": "someone else's"}))
+    result = run(cluster, namespace, "service-token", "create", "--name", "wants-taken", "--roles", "reader",
+                 "--secret-name", "taken")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "service token wants-taken failed: " in result.stderr
+    assert "never overwrites" in result.stderr  # the Ready condition's message
+    assert f"left in namespace {namespace}" in result.stderr
+    assert get(custom, "ServiceToken", namespace, "wants-taken")["status"]["phase"] == "Failed"
+
+
+def test_pending_past_the_timeout_says_why_and_leaves_nothing(cluster, operator, custom, namespace):
+    create(custom, "ServiceAccount", namespace, "limited", {})
+    create(custom, "RoleBinding", namespace, "limited-reader", {"serviceAccountName": "limited", "roles": ["reader"]})
+    result = run(cluster, namespace, "service-token", "create", "--name", "greedy", "--service-account", "limited",
+                 "--roles", "admin", "--timeout", "5")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "service token greedy was not minted within 5s" in result.stderr
+    assert "admin" in result.stderr  # from the Ready condition
+    assert "nothing is left behind" in result.stderr
+    wait_gone(custom, "ServiceToken", namespace, "greedy")
 
 
 def test_operator_not_running_times_out_and_leaves_nothing(cluster, operator, custom, namespace):
@@ -126,5 +279,18 @@ def test_operator_not_running_times_out_and_leaves_nothing(cluster, operator, cu
     assert result.returncode != 0
     assert "not minted within 3s" in result.stderr and "operator running" in result.stderr
     assert "nothing is left behind" in result.stderr
-    items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")["items"]
-    assert [i["metadata"]["name"] for i in items if not i["metadata"].get("deletionTimestamp")] == []
+    wait_gone(custom, "ServiceToken", namespace, "orphan")
+
+
+def test_unreachable_server_and_missing_kubeconfig(tmp_path):
+    missing = tokenwarden("service-token", "list", "--kubeconfig", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dead",
+        "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "dead", "user": {"token": "x"}}],
+        "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "dead"}}]}))
+    result = tokenwarden("service-token", "list", "--kubeconfig", str(dead))
+    assert result.returncode == 1 and "cannot reach the Kubernetes API server" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -178,9 +178,9 @@ class _CredentialSpec(_Model):
     """What ServiceToken and IngestionAPIKey specs share: expiry, Secret, rotation."""
 
     description: str | None = Field(None, max_length=1024, description="What the credential is for.")
-    expiration: Annotated[str, AfterValidator(_check_expiration)] | None = Field(
-        None, max_length=40, json_schema_extra={"pattern": EXPIRATION},
-        description="When the credential expires: a date yyyy-MM-dd (valid through the end of that day, "
+    expiration: Annotated[str, Field(max_length=40), _schema(pattern=EXPIRATION),
+                          AfterValidator(_check_expiration)] | None = Field(
+        None, description="When the credential expires: a date yyyy-MM-dd (valid through the end of that day, "
                     "UTC) or an RFC 3339 time such as 2027-01-31T18:00:00Z. At most one of expiration and "
                     "ttl; with neither, the credential does not expire.")
     ttl: Annotated[Duration, AfterValidator(_check_ttl)] | None = Field(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli import _authenticator, _demo, _devcluster, _identities, _keys, _operator
+from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _operator, _tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,8 +26,8 @@ cli.add_command(_devcluster.build_controlplane)
 cli.add_command(_operator.operator)
 cli.add_command(_demo.demo)
 cli.add_command(_authenticator.authenticator)
-cli.add_command(_keys.service_token)
-cli.add_command(_keys.ingestion_api_key)
-cli.add_command(_identities.service_account)
-cli.add_command(_identities.role_binding)
-cli.add_command(_identities.token)
+cli.add_command(_tokens.service_token)
+cli.add_command(_tokens.ingestion_api_key)
+cli.add_command(_accounts.service_account)
+cli.add_command(_accounts.role_binding)
+cli.add_command(_check.token)

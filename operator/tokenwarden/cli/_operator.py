@@ -16,6 +16,8 @@ import click
 @click.option("-A", "--all-namespaces", is_flag=True, help="Serve every namespace.")
 @click.option("--peering", default=None, help="Peering object name for several replicas.")
 @click.option("--standalone", is_flag=True, help="Run without peering (one replica only).")
+@click.option("--priority", type=int, default=0, show_default=True,
+              help="Peering priority: the highest-priority replica is active, the others stand by.")
 @click.option("--liveness", "liveness", default=None,
               help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
 @click.option("--webhook-port", type=int, default=None,
@@ -29,7 +31,7 @@ import click
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
-def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, liveness,
+def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, liveness,
              webhook_port, webhook_host, webhook_bind, webhook_cert_dir, metrics_port,
              verbose, debug) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
@@ -59,6 +61,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             clusterwide=all_namespaces,
             peering=peering,
             standalone=standalone or not peering,
+            priority=priority,
             liveness=liveness,
             webhook_port=webhook_port,
             webhook_host=webhook_host,

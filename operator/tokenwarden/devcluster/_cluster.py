@@ -42,8 +42,9 @@ def _tail(path: Path, lines: int = 12) -> str:
 class _Process:
     def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
         self.name = name
+        self.argv = argv
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "ab")
         self.popen = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -131,6 +132,37 @@ class ControlPlane:
             self.kubeconfig.unlink(missing_ok=True)
         shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.stop)
+
+    def outage(self, component: str, seconds: float) -> None:
+        """Stop one component (``etcd`` or ``kube-apiserver``) for ``seconds``, then start it
+        again with the same flags and wait until it serves: a fault for resilience tests."""
+        index, process = next((i, p) for i, p in enumerate(self._processes) if p.name == component)
+        process.stop()
+        time.sleep(seconds)
+        restarted = _Process(component, process.argv, process.log_path)
+        self._processes[index] = restarted
+        if component == "kube-apiserver":
+            context = self._ssl_context()
+
+            def ready() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=context) as r:
+                        return r.status == 200
+                except (OSError, urllib.error.HTTPError):
+                    return False
+
+            self._wait(restarted, ready, component)
+        else:
+            url = next(a.split("=", 1)[1] for a in process.argv if a.startswith("--listen-client-urls="))
+
+            def healthy() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                        return json.load(response).get("health") == "true"
+                except (OSError, ValueError):
+                    return False
+
+            self._wait(restarted, healthy, component)
 
     @property
     def pids(self) -> list[int]:

@@ -24,6 +24,7 @@ class OperatorOptions:
     clusterwide: bool = False
     peering: str | None = None
     standalone: bool = True
+    priority: int = 0
     liveness: str | None = None
     webhook_port: int | None = None
     webhook_host: str = "127.0.0.1"
@@ -114,6 +115,7 @@ def run_operator(options: OperatorOptions) -> None:
         namespaces=options.namespaces,
         standalone=options.standalone,
         peering_name=options.peering,
+        priority=options.priority,
         liveness_endpoint=options.liveness,
         memo=memo,
     ))
