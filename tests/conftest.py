@@ -1,3 +1,263 @@
+"""Fixtures for tests against a real API server (tests/integration, tests/bad_input), with the
+operator and authenticator running as in production. tests/unit needs none of them."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tokenwarden import devcluster, kube
+
+REPO = Path(__file__).resolve().parents[1]
+CRDS = REPO / "crds"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/unit" not in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class Cluster:
+    kubeconfig: Path
+    version: str
+    plane: devcluster.ControlPlane | None = None
+    # Where the API server expects the authenticator's TokenReview webhook (local plane only).
+    authn_port: int | None = None
+    authn_tls: Path | None = None
+
+
+def _token_webhook(directory: Path) -> tuple[int, list[str]]:
+    """A TLS identity for the authenticator and the API-server flags that call it."""
+    from tokenwarden.tls import create_ca, issue_serving_cert
+
+    ca = create_ca(directory, "tokenwarden-authenticator-ca")
+    issue_serving_cert(ca, directory, "tls", ["127.0.0.1", "localhost"])
+    port = devcluster.free_port()
+    config = directory / "webhook.kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: tokenwarden, cluster: {{server: 'https://127.0.0.1:{port}/apis/authentication.k8s.io/v1/tokenreviews', certificate-authority: '{ca.cert}'}}}}]\n"
+        "users: [{name: apiserver, user: {}}]\n"
+        "contexts: [{name: webhook, context: {cluster: tokenwarden, user: apiserver}}]\n"
+        "current-context: webhook\n")
+    return port, [f"--authentication-token-webhook-config-file={config}",
+                  "--authentication-token-webhook-version=v1",
+                  "--authentication-token-webhook-cache-ttl=1s"]
+
+
+@pytest.fixture(scope="session")
+def cluster(request, tmp_path_factory):
+    if request.config.getoption("--cluster") == "kind":
+        from pytest_kind import KindCluster  # only where Docker and kind exist
+
+        kind = KindCluster("tokenwarden-tests")
+        kind.create()
+        try:
+            version = kind.api.version[0] if hasattr(kind.api, "version") else "kind"
+            kube.install_crds(kube.load_api_client(str(kind.kubeconfig_path)), CRDS)
+            yield Cluster(Path(kind.kubeconfig_path), str(version))
+        finally:
+            kind.delete()
+        return
+    binaries = devcluster.ensure_binaries()
+    authn_tls = tmp_path_factory.mktemp("authn-tls")
+    authn_port, webhook_args = _token_webhook(authn_tls)
+    plane = devcluster.ControlPlane(binaries, log=lambda *_: None, extra_apiserver_args=webhook_args)
+    plane.start()
+    try:
+        kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), CRDS)
+        yield Cluster(plane.kubeconfig, plane.version, plane, authn_port, authn_tls)
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster) -> client.ApiClient:
+    return kube.load_api_client(str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def core(api_client) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def custom(api_client) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client)
+
+
+@pytest.fixture
+def namespace(request, core) -> str:
+    """A namespace of this test's own, removed afterwards."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+TEST_SETTINGS = """
+quotas:
+  maxAccountsPerNamespace: 3
+  maxTokensPerAccount: 3
+expiredRetention: 4s
+bootstrap:
+  namespace: tokenwarden-bootstrap
+"""
+
+
+class OperatorProcess:
+    """``tokenwarden operator`` as a separate process, as it runs in production."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path, extra_args: list[str] | None = None,
+                 webhook: bool = True) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir
+        self.extra_args = list(extra_args or [])
+        self.webhook = webhook
+        self.config = workdir / "settings.yaml"
+        self.config.write_text(TEST_SETTINGS)
+        self.log_path = workdir / "operator.log"
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        liveness = devcluster.free_port()
+        self.webhook_port = devcluster.free_port()
+        self.metrics_port = devcluster.free_port()
+        log = open(self.log_path, "ab")
+        argv = [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--debug",
+                "--config", str(self.config), "--kubeconfig", str(self.kubeconfig),
+                "--metrics-port", str(self.metrics_port), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
+                *self.extra_args]
+        if self.webhook:
+            argv += ["--webhook-port", str(self.webhook_port)]
+        self.process = subprocess.Popen(
+            argv,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        self._wait_live(liveness)
+
+    def _wait_live(self, port: int, timeout: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"operator not live after {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, tmp_path_factory):
+    process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    process.start()
+    yield process
+    process.stop()
+
+
+class AuthenticatorProcess:
+    """``tokenwarden authenticator`` over TLS, on the port the API server's token webhook calls."""
+
+    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+        self.port = cluster.authn_port or devcluster.free_port()
+        self.tls = cluster.authn_tls
+        self.log_path = workdir / "authenticator.log"
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca = str(self.tls / "ca.crt") if self.tls else None
+        argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug",
+                "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+                "--last-used-interval", "1", "--scheme", "Otel"]
+        if self.tls:
+            argv += ["--tls-cert", str(self.tls / "tls.crt"), "--tls-key", str(self.tls / "tls.key")]
+        else:
+            self.url = f"http://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_ready()
+
+    def get(self, path: str, headers: dict | None = None, timeout: float = 5):
+        import requests
+
+        return requests.get(self.url + path, headers=headers or {}, verify=self.ca or True, timeout=timeout)
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"authenticator exited:\n{self.log()[-3000:]}")
+            try:
+                if self.get("/readyz", timeout=1).status_code == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"authenticator not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def authenticator(cluster, operator, tmp_path_factory):
+    process = AuthenticatorProcess(cluster, tmp_path_factory.mktemp("authenticator"))
+    yield process
+    process.stop()
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--cluster",

@@ -11,7 +11,8 @@ from kubernetes import client
 from tokenwarden import devcluster
 from tokenwarden.api import crd
 
-from .conftest import REPO
+from ..conftest import REPO, OperatorProcess
+from .kubehelpers import phase_is, wait_for
 
 CHART = REPO / "charts" / "tokenwarden"
 BOOTSTRAP = ["--set", "authentication.servicetoken.bootstrap.token=0123456789abcdef0123456789abcdefXYZ",
@@ -138,13 +139,34 @@ def test_every_rbac_grant_is_listed_with_its_reason(helm):
     assert not [g for g in without_webhook if g[1] == "validatingwebhookconfigurations"]
 
 
-def test_helm_install_against_the_api_server(helm, cluster, core, api_client):
+def test_helm_install_against_the_api_server(helm, cluster, core, api_client, custom, operator, tmp_path):
     namespace = "tw-helm"
+    values = tmp_path / "authentication.yaml"
+    values.write_text((REPO / "examples" / "authentication.yaml").read_text())
     result = run_helm(helm, "install", "tw", str(CHART), "-n", namespace, "--create-namespace",
-                      "--set", "crds.enabled=false", *BOOTSTRAP, kubeconfig=cluster.kubeconfig)
+                      "--set", "crds.enabled=false", "--values", str(values), kubeconfig=cluster.kubeconfig)
     assert result.returncode == 0, result.stderr
     assert "Next: give an agent a token." in result.stdout
     try:
+        # The operator, run out of cluster with the chart's own settings, mints the bootstrap token.
+        settings = core.read_namespaced_config_map("tw-tokenwarden", namespace).data["settings.yaml"]
+        operator.stop()
+        chart_operator = OperatorProcess(cluster.kubeconfig, tmp_path)
+        chart_operator.config.write_text(settings)
+        chart_operator.start()
+        try:
+            boot = wait_for(custom, "ServiceToken", namespace, "tokenwarden-bootstrap", phase_is("Active"))
+            assert boot["status"]["effectiveRoles"] == ["power-user"]
+            upgrade = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, "--set", "crds.enabled=false",
+                               "--values", str(values), kubeconfig=cluster.kubeconfig)
+            assert upgrade.returncode == 0, upgrade.stderr
+            chart_operator.restart()
+            again = wait_for(custom, "ServiceToken", namespace, "tokenwarden-bootstrap", phase_is("Active"))
+            assert again["status"]["expiresAt"] == boot["status"]["expiresAt"]
+            assert again["status"]["tokenHash"] == boot["status"]["tokenHash"]
+        finally:
+            chart_operator.stop()
+            operator.start()
         secret = core.read_namespaced_secret("tw-tokenwarden-bootstrap", namespace)
         assert set(secret.data) == {"token", "roles", "ttl"}
         apps = client.AppsV1Api(api_client)

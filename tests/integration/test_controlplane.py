@@ -11,7 +11,7 @@ from kubernetes.client.rest import ApiException
 from tokenwarden.devcluster import hack_dir
 from tokenwarden.devcluster._build import pinned_version
 
-from .conftest import CRDS
+from ..conftest import CRDS
 
 
 def test_serves_the_pinned_release(api_client, cluster):

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from .conftest import REPO
+from ..conftest import REPO
 from .kubehelpers import GROUP, VERSION, PLURALS, create, phase_is, ready_reason, wait_for
 
 MANIFESTS = """

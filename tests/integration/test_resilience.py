@@ -14,7 +14,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from .conftest import OperatorProcess
+from ..conftest import OperatorProcess
 from .kubehelpers import GROUP, VERSION, create, phase_is, wait_for
 from .test_authenticator import _eventually
 

@@ -64,7 +64,8 @@ def test_ttl_counts_from_issue_and_no_expiry_means_never():
 def test_expirations_the_api_server_would_refuse_are_refused_here_too(text):
     with pytest.raises(ValueError, match="use yyyy-MM-dd or an RFC 3339 time"):
         parse_expiration(text)
-    assert "spec.expiration: invalid expiration" in _refusal(ServiceTokenSpec, {"roles": ["r"], "expiration": text})
+    message = _refusal(ServiceTokenSpec, {"roles": ["r"], "expiration": text})
+    assert "spec.expiration: invalid expiration" in message
 
 
 # -- readable refusals --------------------------------------------------------

@@ -169,7 +169,8 @@ def test_root_is_a_standard_object(kind):
 
 def test_preserve_unknown_fields_only_for_the_frameworks_bookkeeping():
     for kind in KINDS:
-        preserved = [path for path, node in _walk(_schema(kind)) if node.get("x-kubernetes-preserve-unknown-fields")]
+        preserved = [path for path, node in _walk(_schema(kind))
+                     if node.get("x-kubernetes-preserve-unknown-fields")]
         assert preserved == [".status.kopf"], kind
 
 
@@ -218,7 +219,8 @@ def test_role_binding_rules():
     spec = _node("RoleBinding", "spec")
     assert spec["required"] == ["serviceAccountName", "roles"]
     account = spec["properties"]["serviceAccountName"]
-    assert _rules(account) == {"serviceAccountName is immutable; delete and re-create the object": "self == oldSelf"}
+    message = "serviceAccountName is immutable; delete and re-create the object"
+    assert _rules(account) == {message: "self == oldSelf"}
     roles = spec["properties"]["roles"]
     assert roles["minItems"] == 1 and roles["x-kubernetes-list-type"] == "set"
     assert roles["items"]["pattern"] == "^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"

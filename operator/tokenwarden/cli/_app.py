@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _operator, _tokens
+from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _migrate, _operator, _tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,3 +31,5 @@ cli.add_command(_tokens.ingestion_api_key)
 cli.add_command(_accounts.service_account)
 cli.add_command(_accounts.role_binding)
 cli.add_command(_check.token)
+cli.add_command(_migrate.migrate)
+_tokens.service_token.add_command(_migrate.import_token)

@@ -76,10 +76,21 @@ def server_message(exc: ApiException) -> str:
         return f"the API server did not accept the credentials ({message}): check --kubeconfig and --context"
     if exc.status == 403 and "admission webhook" not in message:
         return f"the API server refused the request (403): {message}"
+    if exc.status == 409 and body_reason(exc) == "AlreadyExists":
+        return f"{message}: choose another name, or delete the existing one first"
     if exc.status == 404 and "could not find the requested resource" in message:
         return (f"{message}: the tokenwarden CRDs are not installed in this cluster "
                 "(install the Helm chart, or kubectl apply -f crds/)")
     return message
+
+
+def body_reason(exc: ApiException) -> str | None:
+    """The machine-readable ``reason`` of the server's Status body (AlreadyExists, NotFound, …)."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        return None
+    return body.get("reason") if isinstance(body, dict) else None
 
 
 def kube_options(func: Callable) -> Callable:

@@ -163,6 +163,12 @@ def create_and_show(kube: Kube, key: KeyKind, name: str, spec: dict, timeout: fl
         click.echo(f"Waiting for the operator to mint {key.noun} {name}…", err=True, nl=False)
     try:
         obj = wait_until_settled(kube, key, created, timeout)
+    except KeyboardInterrupt:
+        # Ctrl-C means "never mind": do not leave a token behind that nobody was shown.
+        if progress:
+            click.echo(err=True)  # end the progress line
+        click.echo(f"interrupted; {_remove_unminted(kube, key, name)}", err=True)
+        raise click.Abort() from None
     finally:
         if progress:
             click.echo("\r\033[K", err=True, nl=False)

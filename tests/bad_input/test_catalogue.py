@@ -1,0 +1,187 @@
+"""A catalogue of bad input across custom resources, CLI flags, Helm values and HTTP headers.
+
+Each case must get a clear error that names the problem, and nothing else may change: the
+operator and authenticator keep running and a canary token keeps its Secret and hash.
+"""
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tokenwarden import devcluster
+
+from ..conftest import REPO
+from ..integration.kubehelpers import create, get, phase_is, ready_reason, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def bad_ns(core):
+    name = f"bad-input-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def canary(operator, custom, core, bad_ns):
+    create(custom, "ServiceAccount", bad_ns, "acct", {})
+    create(custom, "RoleBinding", bad_ns, "acct-reader", {"serviceAccountName": "acct", "roles": ["reader"]})
+    create(custom, "ServiceToken", bad_ns, "canary", {"serviceAccountName": "acct"})
+    token = wait_for(custom, "ServiceToken", bad_ns, "canary", phase_is("Active"))
+    secret = core.read_namespaced_secret("canary", bad_ns)
+    return token["status"]["tokenHash"], secret.metadata.resource_version
+
+
+@pytest.fixture(autouse=True)
+def nothing_else_changes(request, operator, authenticator, custom, core, bad_ns, canary):
+    yield
+    assert operator.process.poll() is None, "the operator died"
+    assert authenticator.process.poll() is None, "the authenticator died"
+    token = get(custom, "ServiceToken", bad_ns, "canary")
+    assert token["status"]["phase"] == "Active" and token["status"]["tokenHash"] == canary[0]
+    assert core.read_namespaced_secret("canary", bad_ns).metadata.resource_version == canary[1]
+
+
+# -- custom resources refused by the API server or the admission webhook ------
+
+REFUSED = [
+    ("ServiceToken", {"roles": ["reader"], "expiration": "2030-01-01", "ttl": "1h"}, "at most one of"),
+    ("ServiceToken", {"roles": ["reader"], "expiration": "31/12/2030"}, "expiration"),
+    ("ServiceToken", {"roles": ["reader"], "expiration": "2020-01-01"}, "in the past"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "0s"}, "0s"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "-1h"}, "ttl"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "10000000h"}, "limit"),
+    ("ServiceToken", {"roles": ["superuser"]}, "superuser"),
+    ("ServiceToken", {}, "needs spec.roles"),
+    ("ServiceToken", {"serviceAccountName": "other-ns/acct"}, "serviceAccountName"),
+    ("ServiceToken", {"roles": ["reader"], "secretName": "Bad_Name"}, "secretName"),
+    ("ServiceToken", {"roles": ["reader"], "expiration": "2099-01-01", "rotation": {"renewBefore": "1d"}},
+     "rotation needs spec.ttl"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "1h", "rotation": {"renewBefore": "2h"}}, "renewBefore"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "1h", "rotation": {
+        "renewBefore": "5m", "restartTargets": [{"kind": "Pod", "name": "x"}]}}, "kind"),
+    ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "ns/other"}}}, "secretRef"),
+    ("IngestionAPIKey", {"expiration": "2030-13-45"}, "expiration"),
+    ("IngestionAPIKey", {"ttl": "soon"}, "ttl"),
+    ("RoleBinding", {"serviceAccountName": "acct", "roles": []}, "roles"),
+    ("RoleBinding", {"serviceAccountName": "acct", "roles": ["root"]}, "root"),
+    ("RoleBinding", {"roles": ["reader"]}, "serviceAccountName"),
+]
+
+
+@pytest.mark.parametrize("kind, spec, words", REFUSED, ids=[f"cr-{i}" for i in range(len(REFUSED))])
+def test_custom_resource_is_refused(custom, bad_ns, kind, spec, words):
+    with pytest.raises(ApiException) as refused:
+        create(custom, kind, bad_ns, f"bad-{uuid.uuid4().hex[:6]}", spec)
+    assert refused.value.status in (400, 403, 422)
+    assert words in refused.value.body, refused.value.body
+
+
+def test_name_too_long_for_a_secret_label(custom, bad_ns):
+    with pytest.raises(ApiException) as refused:
+        create(custom, "ServiceToken", bad_ns, "n" * 64, {"roles": ["reader"]})
+    assert "63" in refused.value.body
+
+
+MARKED = [
+    ("taken-secret", {"roles": ["reader"], "secretName": "canary"}, "Failed", "SecretConflict"),
+    ("missing-account", {"serviceAccountName": "nobody"}, "Pending", "AccountNotFound"),
+    ("not-granted", {"serviceAccountName": "acct", "roles": ["admin"]}, "Pending", "RolesNotGranted"),
+    ("missing-source", {"roles": ["reader"], "import": {"secretRef": {"name": "absent"}}}, "Pending",
+     "ImportSourceNotFound"),
+]
+
+
+@pytest.mark.parametrize("name, spec, phase, reason", MARKED, ids=[m[0] for m in MARKED])
+def test_custom_resource_is_marked_with_a_reason(custom, bad_ns, name, spec, phase, reason):
+    create(custom, "ServiceToken", bad_ns, name, spec)
+    marked = wait_for(custom, "ServiceToken", bad_ns, name, lambda o: ready_reason(o) == reason)
+    assert marked["status"]["phase"] == phase
+    assert marked["status"]["conditions"][0]["message"]
+
+
+# -- CLI flags -----------------------------------------------------------------
+
+CLI = [
+    (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "2030/01/01"], "yyyy-MM-dd"),
+    (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "2001-01-01"], "past"),
+    (["service-token", "create", "--name", "x", "--roles", "superuser"], "superuser"),
+    (["service-token", "create", "--name", "UPPER", "--roles", "reader"], "UPPER"),
+    (["service-token", "create", "--name", "x", "--roles", ","], "roles"),
+    (["service-token", "create", "--name", "x", "--roles", "reader", "--expiration", "2099-01-01", "--ttl", "1h"],
+     "--ttl"),
+    (["service-token", "delete", "999999999999999"], "999999999999999"),
+    (["ingestion-api-key", "delete", "--id", "nope"], "nope"),
+    (["ingestion-api-key", "create", "--name", "x", "--expiration", "tomorrow"], "yyyy-MM-dd"),
+    (["role-binding", "create", "b", "--service-account", "acct", "--roles", "root"], "root"),
+    (["service-token", "list", "-o", "xml"], "xml"),
+]
+
+
+@pytest.mark.parametrize("args, words", CLI, ids=[f"cli-{i}" for i in range(len(CLI))])
+def test_cli_flag_is_refused(cluster, bad_ns, args, words):
+    result = subprocess.run([str(BIN / "tokenwarden"), *args, "--kubeconfig", str(cluster.kubeconfig),
+                             "-n", bad_ns], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- Helm values -----------------------------------------------------------------
+
+HELM = [
+    (["--set", "operator.replicas=two"], "/operator/replicas"),
+    (["--set", "authenticator.port=0"], "/authenticator/port"),
+    (["--set", "crds.enabled=maybe"], "/crds/enabled"),
+    (["--set", "quotas.maxTokensPerAccount=-1"], "/quotas/maxTokensPerAccount"),
+    (["--set", "prefixes.serviceToken=TW"], "/prefixes/serviceToken"),
+    (["--set", "unknownKey=1"], "unknownKey"),
+    (["--set", "authentication.servicetoken.bootstrap.ttl=forever"], "/authentication/servicetoken/bootstrap/ttl"),
+    (["--set", "authentication.servicetoken.bootstrap.token=short",
+      "--set", "authentication.servicetoken.bootstrap.roles={reader}"], "at least 32"),
+    (["--set", "authentication.servicetoken.bootstrap.token=0123456789abcdef0123456789abcdefXYZ"], "roles is empty"),
+]
+
+
+@pytest.mark.parametrize("args, words", HELM, ids=[f"helm-{i}" for i in range(len(HELM))])
+def test_helm_value_is_refused(args, words):
+    helm = devcluster.ensure_helm(log=lambda *_: None)
+    result = subprocess.run([str(helm), "template", "tw", str(REPO / "charts" / "tokenwarden"), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert words in result.stderr, result.stderr
+
+
+# -- HTTP headers ------------------------------------------------------------------
+
+HEADERS = [
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer "},
+    {"Authorization": "Bearer twst_" + "A" * 49},
+    {"Authorization": "Basic " + base64.b64encode(b"no-colon-here").decode()},
+    {"Authorization": "Basic ###"},
+    {"Authorization": "Negotiate abc"},
+    {"X-API-Key": "x" * 5000},
+    {"X-API-Key": "twik_tooshort"},
+    {"X-API-Key": "caf\u00e9".encode().decode("latin-1")},
+]
+
+
+@pytest.mark.parametrize("headers", HEADERS, ids=[f"http-{i}" for i in range(len(HEADERS))])
+def test_http_credentials_are_refused_cleanly(authenticator, headers):
+    response = authenticator.get("/verify", headers)
+    assert response.status_code in (400, 401)
+    assert response.json()["reason"] in ("missing", "malformed", "unknown")
+    for value in headers.values():
+        if len(value) > 12:
+            assert value[-12:] not in response.text

@@ -1,0 +1,88 @@
+"""PMM's migration path: existing keys imported with the CLI, one by one or from a file."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes import client
+
+from .kubehelpers import GROUP, VERSION, get
+from .test_authenticator import _eventually
+
+BIN = Path(sys.executable).parent
+OPAQUE = "0paque-legacy-key-7f3a9c2e41b8d6"
+GRAFANA = "glsa_R3JhZmFuYVNlcnZpY2VBY2NvdW50VG9rZW4_a1b2c3d4"
+
+
+def run(cluster, namespace, *args):
+    return subprocess.run([str(BIN / "tokenwarden"), *args, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _legacy_secret(core, namespace):
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="legacy-api-keys"),
+        data={"opaque": base64.b64encode(OPAQUE.encode()).decode(),
+              "grafana": base64.b64encode(GRAFANA.encode()).decode()}))
+    return core.read_namespaced_secret("legacy-api-keys", namespace)
+
+
+def test_import_one_key_from_the_cli(cluster, operator, authenticator, custom, core, namespace):
+    before = _legacy_secret(core, namespace)
+    result = run(cluster, namespace, "service-token", "import", "--name", "grafana-agent",
+                 "--from-secret", "legacy-api-keys:grafana", "--roles", "writer")
+    assert result.returncode == 0, result.stderr
+    token = get(custom, "ServiceToken", namespace, "grafana-agent")
+    assert result.stdout == f"Service token imported: {token['status']['tokenId']}\n"
+    assert token["status"]["tokenHash"] == "sha256:" + hashlib.sha256(GRAFANA.encode()).hexdigest()
+    for headers in ({"Authorization": f"Bearer {GRAFANA}"}, {"X-API-Key": GRAFANA},
+                    {"Authorization": f"ApiKey {GRAFANA}"},
+                    {"Authorization": "Basic " + base64.b64encode(f"service_token:{GRAFANA}".encode()).decode()}):
+        assert _eventually(lambda: authenticator.get("/verify?permission=write", headers).status_code == 200)
+    after = core.read_namespaced_secret("legacy-api-keys", namespace)
+    assert after.data == before.data and after.metadata.resource_version == before.metadata.resource_version
+
+    assert run(cluster, namespace, "service-token", "delete", "grafana-agent").returncode == 0
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": GRAFANA}).status_code == 401)
+
+
+def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, authenticator, custom, core,
+                                                           namespace, tmp_path):
+    _legacy_secret(core, namespace)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("keys:\n"
+                   "  - {name: a, roles: [superuser], secret: legacy-api-keys, key: opaque}\n"
+                   "  - {name: a, roles: [writer], secret: legacy-api-keys, key: grafana}\n")
+    refused = run(cluster, namespace, "migrate", "--from-file", str(bad))
+    assert refused.returncode != 0
+    assert "nothing was created" in refused.stderr
+    assert "the name appears twice" in refused.stderr and "superuser" in refused.stderr
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")["items"] == []
+
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n"
+                    "  - {name: node-agent, serviceAccount: agents, roles: [writer], secret: legacy-api-keys,"
+                    " key: opaque}\n"
+                    "  - {name: grafana, serviceAccount: agents, roles: [writer], secret: legacy-api-keys,"
+                    " key: grafana}\n")
+    dry = run(cluster, namespace, "migrate", "--from-file", str(keys), "--dry-run")
+    assert dry.returncode == 0 and "would create" in dry.stdout
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")["items"] == []
+
+    first = run(cluster, namespace, "migrate", "--from-file", str(keys))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("created") == 4  # one account, one binding, two tokens
+    assert _eventually(lambda: authenticator.get("/verify?permission=write", {"X-API-Key": OPAQUE}).status_code
+                       == 200)
+    snapshot = {p: [(i["metadata"]["name"], i["spec"]) for i in
+                    custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]]
+                for p in ("serviceaccounts", "rolebindings", "servicetokens")}
+    second = run(cluster, namespace, "migrate", "--from-file", str(keys))
+    assert second.returncode == 0 and "created" not in second.stdout.replace("Migrated", "")
+    assert second.stdout.count("unchanged") == 4
+    assert snapshot == {p: [(i["metadata"]["name"], i["spec"]) for i in
+                            custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]]
+                        for p in snapshot}
