@@ -102,3 +102,19 @@ def test_argocd_health_checks_on_real_objects(operator, custom, core, namespace)
     fresh = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "x", "generation": 1}}
     assert _lua_health(TOKEN_HEALTH, fresh)["status"] == "Progressing"
     assert _lua_health(READY_HEALTH, fresh)["status"] == "Progressing"
+
+
+def test_second_server_side_apply_of_the_crds_changes_nothing(api_client):
+    api = client.ApiextensionsV1Api(api_client)
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if doc.get("kind") != "CustomResourceDefinition":
+            continue
+
+        def apply():
+            return api.patch_custom_resource_definition(doc["metadata"]["name"], doc, field_manager="argocd-controller",
+                                                        force=True, _content_type="application/apply-patch+yaml")
+
+        first = apply()
+        second = apply()
+        assert second.metadata.resource_version == first.metadata.resource_version, path.name

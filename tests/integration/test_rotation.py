@@ -16,27 +16,33 @@ def _sha(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _deployment(api_client, namespace, name):
-    client.AppsV1Api(api_client).create_namespaced_deployment(namespace, client.V1Deployment(
+def _daemonset(api_client, namespace, name):
+    """The profiling agent's DaemonSet that mounts the token's Secret."""
+    client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, client.V1DaemonSet(
         metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1DeploymentSpec(
+        spec=client.V1DaemonSetSpec(
             selector=client.V1LabelSelector(match_labels={"app": name}),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels={"app": name}),
                 spec=client.V1PodSpec(containers=[client.V1Container(name="agent", image="agent:1")])))))
 
 
-def _restarted_at(api_client, namespace, name, timeout=20):
-    """The Deployment's restartedAt annotation, once the operator has set it."""
-    apps = client.AppsV1Api(api_client)
-    listing = apps.list_namespaced_deployment(namespace, field_selector=f"metadata.name={name}")
+def _template_changes(api_client, namespace, name) -> int:
+    """How often the pod template changed: the DaemonSet's generation beyond its first."""
+    return client.AppsV1Api(api_client).read_namespaced_daemon_set(name, namespace).metadata.generation - 1
 
-    def annotation(deployment):
-        return (deployment.spec.template.metadata.annotations or {}).get("kubectl.kubernetes.io/restartedAt")
+
+def _restarted_at(api_client, namespace, name, timeout=20):
+    """The DaemonSet's restartedAt annotation, once the operator has set it."""
+    apps = client.AppsV1Api(api_client)
+    listing = apps.list_namespaced_daemon_set(namespace, field_selector=f"metadata.name={name}")
+
+    def annotation(daemonset):
+        return (daemonset.spec.template.metadata.annotations or {}).get("kubectl.kubernetes.io/restartedAt")
 
     if annotation(listing.items[0]):
         return annotation(listing.items[0])
-    for event in watch.Watch().stream(apps.list_namespaced_deployment, namespace,
+    for event in watch.Watch().stream(apps.list_namespaced_daemon_set, namespace,
                                       field_selector=f"metadata.name={name}",
                                       resource_version=listing.metadata.resource_version, timeout_seconds=timeout):
         if annotation(event["object"]):
@@ -50,11 +56,11 @@ def _secret(core, namespace, name):
 
 
 def test_rotates_before_expiry_and_restarts_targets_once(operator, api_client, custom, core, namespace):
-    _deployment(api_client, namespace, "agent")
+    _daemonset(api_client, namespace, "agent")
     create(custom, "ServiceToken", namespace, "rolling", {
         "roles": ["writer"], "ttl": "8s",
-        "rotation": {"renewBefore": "5s", "restartTargets": [{"kind": "Deployment", "name": "agent"},
-                                                             {"kind": "DaemonSet", "name": "missing"}]}})
+        "rotation": {"renewBefore": "5s", "restartTargets": [{"kind": "DaemonSet", "name": "agent"},
+                                                             {"kind": "Deployment", "name": "missing"}]}})
     first = wait_for(custom, "ServiceToken", namespace, "rolling", phase_is("Active"))["status"]
     old = _secret(core, namespace, "rolling")["token"]
     rotated = wait_for(custom, "ServiceToken", namespace, "rolling", lambda o: o["status"].get("rotatedAt"))
@@ -71,7 +77,9 @@ def test_rotates_before_expiry_and_restarts_targets_once(operator, api_client, c
 
 
 def test_manual_rotation_by_annotation(operator, authenticator, api_client, custom, core, namespace):
-    create(custom, "IngestionAPIKey", namespace, "on-demand", {"ttl": "1h", "rotation": {"renewBefore": "10m"}})
+    _daemonset(api_client, namespace, "collector")
+    create(custom, "IngestionAPIKey", namespace, "on-demand", {"ttl": "1h", "rotation": {
+        "renewBefore": "10m", "restartTargets": [{"kind": "DaemonSet", "name": "collector"}]}})
     wait_for(custom, "IngestionAPIKey", namespace, "on-demand", phase_is("Active"))
     old = _secret(core, namespace, "on-demand")["token"]
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "ingestionapikeys", "on-demand",
@@ -90,6 +98,9 @@ def test_manual_rotation_by_annotation(operator, authenticator, api_client, cust
                                           {"metadata": {"labels": {"touched": "yes"}}})
     wait_for(custom, "IngestionAPIKey", namespace, "on-demand", lambda o: o["metadata"]["labels"].get("touched"))
     assert get(custom, "IngestionAPIKey", namespace, "on-demand")["status"]["rotatedAt"] == rotated_at
+    # The DaemonSet's pod template changed exactly once, for the one rotation.
+    assert _restarted_at(api_client, namespace, "collector") == rotated_at
+    assert _template_changes(api_client, namespace, "collector") == 1
 
 
 def test_rotation_with_a_fixed_expiration_is_refused(operator, custom, namespace):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import os
-
 import click
+
+from tokenwarden.cli._serving import prepare
 
 
 @click.command("authenticator")
@@ -40,15 +40,9 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, namesp
     """
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(kubeconfig)
     from tokenwarden.authn import AuthenticatorOptions, run_authenticator
-    from tokenwarden.config import ConfigError, load_settings
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = prepare(kubeconfig, config_path)
     run_authenticator(AuthenticatorOptions(
         settings=settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
         namespaces=list(namespaces), clusterwide=not namespaces, last_used_interval=last_used_interval,

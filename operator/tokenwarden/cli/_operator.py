@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import os
-
 import click
+
+from tokenwarden.cli._serving import prepare
 
 
 @click.command("operator")
@@ -45,15 +45,9 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
     if not namespaces and not all_namespaces:
         raise click.UsageError("name the namespaces to serve with -n NAMESPACE, or pass --all-namespaces")
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = os.path.abspath(kubeconfig)
-    from tokenwarden.config import ConfigError, load_settings
     from tokenwarden.handlers import OperatorOptions, run_operator
 
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = prepare(kubeconfig, config_path)
     run_operator(
         OperatorOptions(
             settings=settings,

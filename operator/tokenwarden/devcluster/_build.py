@@ -124,26 +124,30 @@ def ensure_binaries(log=print) -> Binaries:
         kube_controller_manager=target / "kube-controller-manager",
         kubernetes_version=version,
     )
+    def build(staging: Path) -> None:
+        _go_build(go, hack / "controlplane", str(staging) + os.sep,
+                  ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
+                  _version_ldflags(version))
+        _go_build(go, hack / "etcd", str(staging / "etcd"), ["go.etcd.io/etcd/server/v3"], "-s -w")
+
+    _cached_build(target, version, f"kube-apiserver, kube-controller-manager {version} and etcd", build, log)
+    return binaries
+
+
+def _cached_build(target: Path, version: str, what: str, build, log) -> None:
+    """Run ``build(staging)`` once per cache key; a half-finished build never counts as done."""
     if (target / ".complete").is_file():
-        return binaries
+        return
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     started = time.monotonic()
-    log(f"building kube-apiserver and kube-controller-manager {version} and etcd (once; cached in {target})")
-    _go_build(
-        go,
-        hack / "controlplane",
-        str(staging) + os.sep,
-        ["k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager"],
-        _version_ldflags(version),
-    )
-    _go_build(go, hack / "etcd", str(staging / "etcd"), ["go.etcd.io/etcd/server/v3"], "-s -w")
+    log(f"building {what} (once; cached in {target})")
+    build(staging)
     (staging / ".complete").write_text(version + "\n")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    log(f"control plane built in {time.monotonic() - started:.0f}s")
-    return binaries
+    log(f"{what} built in {time.monotonic() - started:.0f}s")
 
 
 def ensure_helm(log=print) -> Path:
@@ -152,18 +156,7 @@ def ensure_helm(log=print) -> Path:
     go = _go()
     version = pinned_version(hack / "helm" / "go.mod", "helm.sh/helm/v3")
     target = cache_root() / "helm" / f"{version}-{_cache_key(hack, _go_version(go), ('helm',))}"
-    binary = target / "helm"
-    if (target / ".complete").is_file():
-        return binary
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    started = time.monotonic()
-    log(f"building helm {version} (once; cached in {target})")
-    _go_build(go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
-              f"-s -w -X helm.sh/helm/v3/internal/version.version={version}")
-    (staging / ".complete").write_text(version + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    log(f"helm built in {time.monotonic() - started:.0f}s")
-    return binary
+    _cached_build(target, version, f"helm {version}", lambda staging: _go_build(
+        go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
+        f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"), log)
+    return target / "helm"

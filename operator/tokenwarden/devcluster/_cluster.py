@@ -133,6 +133,21 @@ class ControlPlane:
         shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.stop)
 
+    def _apiserver_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=self._ssl_context()) as r:
+                return r.status == 200
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+    @staticmethod
+    def _etcd_healthy(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                return json.load(response).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
     def outage(self, component: str, seconds: float) -> None:
         """Stop one component (``etcd`` or ``kube-apiserver``) for ``seconds``, then start it
         again with the same flags and wait until it serves: a fault for resilience tests."""
@@ -142,27 +157,10 @@ class ControlPlane:
         restarted = _Process(component, process.argv, process.log_path)
         self._processes[index] = restarted
         if component == "kube-apiserver":
-            context = self._ssl_context()
-
-            def ready() -> bool:
-                try:
-                    with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=context) as r:
-                        return r.status == 200
-                except (OSError, urllib.error.HTTPError):
-                    return False
-
-            self._wait(restarted, ready, component)
+            self._wait(restarted, self._apiserver_ready, component)
         else:
             url = next(a.split("=", 1)[1] for a in process.argv if a.startswith("--listen-client-urls="))
-
-            def healthy() -> bool:
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                        return json.load(response).get("health") == "true"
-                except (OSError, ValueError):
-                    return False
-
-            self._wait(restarted, healthy, component)
+            self._wait(restarted, lambda: self._etcd_healthy(url), component)
 
     @property
     def pids(self) -> list[int]:
@@ -223,15 +221,7 @@ class ControlPlane:
             "--unsafe-no-fsync=true",
             "--log-level=warn",
         ])
-
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    return json.load(response).get("health") == "true"
-            except (OSError, ValueError):
-                return False
-
-        self._wait(process, healthy, "etcd")
+        self._wait(process, lambda: self._etcd_healthy(url), "etcd")
         return url
 
     def _ssl_context(self) -> ssl.SSLContext:
@@ -265,16 +255,7 @@ class ControlPlane:
             "--endpoint-reconciler-type=none",
             *self.extra_apiserver_args,
         ])
-        context = self._ssl_context()
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{self.server}/readyz", timeout=3, context=context) as r:
-                    return r.status == 200
-            except (OSError, urllib.error.HTTPError):
-                return False
-
-        self._wait(process, ready, "kube-apiserver")
+        self._wait(process, self._apiserver_ready, "kube-apiserver")
 
     def _write_kubeconfig(self) -> None:
         assert self.pki is not None

@@ -36,6 +36,7 @@ from tokenwarden.kube._resources import (
 from tokenwarden.tokens import hash_token, mint_token, new_token_id
 
 WAIT_DELAY = 5.0  # seconds before a token waiting on its account or binding looks again
+UNSETTLED_RECHECK = 20.0  # seconds a token may sit without a status before it is looked at again
 TERMINAL = ("Expired", "Revoked")
 
 
@@ -324,6 +325,14 @@ def _register(kind: Kind) -> None:
     def resume(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
         reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
                         tokens_idx if kind.has_roles else None, hashes_idx, resuming=True)
+
+    @kopf.timer(GROUP, VERSION, plural, id="unsettled", interval=UNSETTLED_RECHECK, idle=UNSETTLED_RECHECK,
+                initial_delay=UNSETTLED_RECHECK, when=lambda status, **_: status.get("phase") in (None, "Pending"))
+    def unsettled(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
+        """Safety net for a token with no status, or Pending, and untouched for a while: its
+        events may have been lost while the API server was away. Settled tokens have no timer."""
+        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
+                        tokens_idx if kind.has_roles else None, hashes_idx)
 
     @kopf.on.delete(GROUP, VERSION, plural, id="revoke")
     def revoke(body, memo, logger, **_):

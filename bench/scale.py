@@ -1,0 +1,91 @@
+"""Scale: N ServiceTokens across 100 accounts. Peak RSS of the operator and the authenticator,
+and the time a restarted operator takes to settle, with the number of tokens it re-minted.
+
+    python bench/scale.py [--tokens 10000] [--accounts 100]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+from kubernetes import client
+
+from _harness import (GROUP, VERSION, api_client, control_plane, new_namespace, operator_process, parallel, rss_mb,
+                      wait_all)
+from tokenwarden.devcluster import free_port
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(m) for m in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.M))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=10000)
+    parser.add_argument("--accounts", type=int, default=100)
+    args = parser.parse_args()
+    n, accounts = args.tokens, args.accounts
+    settings = f"quotas: {{maxTokensPerAccount: {n}, maxAccountsPerNamespace: {accounts}}}\n"
+    with control_plane() as plane:
+        api = api_client(plane)
+        custom = client.CustomObjectsApi(api)
+        namespace = new_namespace(api)
+        metrics_port = free_port()
+        with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator:
+            started = time.monotonic()
+            parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceAccount", "metadata": {"name": f"acct-{a}"},
+                "spec": {}}), range(accounts))
+            parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "rolebindings", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "RoleBinding", "metadata": {"name": f"acct-{a}-writer"},
+                "spec": {"serviceAccountName": f"acct-{a}", "roles": ["writer"]}}), range(accounts))
+            parallel(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": f"t-{i}"},
+                "spec": {"serviceAccountName": f"acct-{i % accounts}"}}), range(n))
+            wait_all(api, namespace, "servicetokens", n, lambda o: (o.get("status") or {}).get("phase") == "Active",
+                     timeout=3600)
+            minted_in = time.monotonic() - started
+            operator_rss = rss_mb(operator.pid)
+        # The authenticator loads the whole index.
+        port = free_port()
+        authn = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig",
+                                  str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(port)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        loaded = time.monotonic()
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        authn_ready = time.monotonic() - loaded
+        time.sleep(5)
+        authn_rss = rss_mb(authn.pid)
+        authn.terminate()
+        # A restarted operator: how long until a new token is minted (its queue is drained), and re-mints.
+        metrics_port = free_port()
+        restarted = time.monotonic()
+        with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
+                "spec": {"roles": ["reader"]}})
+            wait_all(api, namespace, "servicetokens", n + 1,
+                     lambda o: (o.get("status") or {}).get("phase") == "Active", timeout=3600)
+            settle = time.monotonic() - restarted
+            remints = metric(metrics_port, "tokenwarden_tokens_minted_total") - 1
+            restarted_rss = rss_mb(operator.pid)
+    print(f"{n} tokens across {accounts} accounts, minted in {minted_in:.0f}s ({n / minted_in:.0f}/s)")
+    print(f"operator peak RSS: {operator_rss:.0f} MB (after a restart: {restarted_rss:.0f} MB)")
+    print(f"authenticator peak RSS: {authn_rss:.0f} MB, ready with the full index in {authn_ready:.1f}s")
+    print(f"restarted operator settled (probe token minted) in {settle:.1f}s, re-mints: {remints:.0f}")
+
+
+if __name__ == "__main__":
+    main()
