@@ -40,22 +40,33 @@ def reconcile_account(body, name, namespace, spec, patch, memo, accounts_idx, to
 
 
 def _mark_tokens(memo, namespace: str, account: str, tokens, *, disabled: bool, force: bool = False) -> None:
-    """Set the Ready condition of the account's Active tokens to match ``disabled``."""
+    """Set the Ready condition of the account's Active tokens to match ``disabled``.
+
+    With ``force`` (the account's spec changed) each token is read from the API server,
+    since the index may not have seen a token that became Active a moment ago.
+    """
     for entry in tokens:
-        if entry.phase != "Active":
+        if force:
+            with kube_errors_to_kopf():
+                token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, entry.name)
+            status = (token or {}).get("status") or {}
+            phase = status.get("phase")
+            reason = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        else:
+            phase, reason = entry.phase, entry.ready_reason
+        if phase != "Active":
             continue
-        if disabled and (force or entry.ready_reason != "AccountDisabled"):
+        if disabled and reason != "AccountDisabled":
             ready = (False, "AccountDisabled",
                      f"ServiceAccount {account!r} is disabled: the token fails verification until "
                      "the account is enabled")
-        elif not disabled and (force or entry.ready_reason == "AccountDisabled"):
+        elif not disabled and reason == "AccountDisabled":
             ready = (True, "Minted", "the account is enabled again")
         else:
             continue
         conditions = set_condition(None, "Ready", *ready, generation=None, now=_now())
         with kube_errors_to_kopf():
-            objects.patch_status(memo.custom, SERVICE_TOKENS, namespace, entry.name,
-                                 {"conditions": conditions})
+            objects.patch_status(memo.custom, SERVICE_TOKENS, namespace, entry.name, {"conditions": conditions})
 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_ACCOUNTS.plural,
