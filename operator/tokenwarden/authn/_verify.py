@@ -61,15 +61,15 @@ def verify(
         return Verdict(401, "missing")
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
         return Verdict(401, "malformed")
-    if token.partition("_")[0] in prefixes:
-        # Our own format: a wrong checksum is rejected offline, before any lookup.
-        # Other strings (imported keys) go straight to the hash lookup.
-        try:
-            parse_token(token, prefixes)
-        except TokenFormatError:
-            return Verdict(401, "malformed")
     identity = index.by_hash.get(hash_token(token))
     if identity is None:
+        # Name the refusal: a string with our prefix and a wrong checksum is a mistyped or
+        # truncated token. (A valid token is found by its hash, so it needs no checksum check.)
+        if token.partition("_")[0] in prefixes:
+            try:
+                parse_token(token, prefixes)
+            except TokenFormatError:
+                return Verdict(401, "malformed")
         return Verdict(401, "unknown")
     if identity.phase != "Active":
         return Verdict(401, (identity.phase or "pending").lower(), identity)
