@@ -18,16 +18,3 @@ def parse_duration(text: str) -> timedelta:
         )
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(text))
     return timedelta(seconds=seconds)
-
-
-def format_duration(value: timedelta) -> str:
-    """The shortest ``parse_duration`` text for ``value`` (whole seconds)."""
-    seconds = int(value.total_seconds())
-    if seconds == 0:
-        return "0s"
-    parts = []
-    for unit in ("d", "h", "m", "s"):
-        n, seconds = divmod(seconds, _UNITS[unit])
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)

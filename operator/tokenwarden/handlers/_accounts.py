@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import kopf
 
 from tokenwarden import policies
-from tokenwarden.conditions import set_condition
+from tokenwarden.conditions import condition, set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -51,7 +51,7 @@ def _mark_tokens(memo, namespace: str, account: str, tokens, *, disabled: bool, 
                 token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, entry.name)
             status = (token or {}).get("status") or {}
             phase = status.get("phase")
-            reason = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+            reason = (condition(status.get("conditions"), "Ready") or {}).get("reason")
         else:
             phase, reason = entry.phase, entry.ready_reason
         if phase != "Active":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import kopf
 
+from tokenwarden.conditions import condition
 from tokenwarden.kube._resources import (
     GROUP,
     INGESTION_KEYS,
@@ -59,7 +60,7 @@ def tokens_idx(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, 
     account = spec.get("serviceAccountName")
     if not account:
         return None
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready = condition(status.get("conditions"), "Ready") or {}
     effective = status.get("effectiveRoles")
     entry = TokenEntry(name, status.get("phase"), tuple(spec.get("roles") or ()),
                        tuple(effective) if effective is not None else None, ready.get("reason"))
