@@ -112,9 +112,16 @@ def test_two_operators_mint_each_token_once_and_take_over(operator, peering, clu
             create(custom, "ServiceToken", namespace, f"peer-{i}", {"roles": ["reader"]})
         for i in range(20):
             wait_for(custom, "ServiceToken", namespace, f"peer-{i}", phase_is("Active"))
-        events = core.list_namespaced_event(namespace).items
-        minted = [e.involved_object.name for e in events if e.reason == "Minted"]
-        assert sorted(minted) == sorted(f"peer-{i}" for i in range(20)), "each token minted exactly once"
+        expected = sorted(f"peer-{i}" for i in range(20))
+
+        def minted() -> list[str]:
+            # Events are posted after the status is written, so they may trail it.
+            events = core.list_namespaced_event(namespace).items
+            return sorted(e.involved_object.name for e in events
+                          if e.reason == "Minted" and e.involved_object.name.startswith("peer-"))
+
+        assert _eventually(lambda: set(minted()) == set(expected), timeout=30), minted()
+        assert minted() == expected, "each token minted exactly once"
 
         active.stop()  # graceful: it leaves the peering, the standby takes over
         create(custom, "ServiceToken", namespace, "after-takeover", {"roles": ["reader"]})
