@@ -17,7 +17,7 @@ from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._watch import build_registry, identity_from
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
-from tokenwarden.kube import load_api_client, objects
+from tokenwarden.kube import load_api_client, objects, quiet_body_loggers
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 
 logger = logging.getLogger("tokenwarden.authenticator")
@@ -44,8 +44,7 @@ def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: d
     """List everything once before answering, so readiness means a complete index."""
     from tokenwarden import policies
 
-    scopes = namespaces or [None]
-    for scope in scopes:
+    for scope in objects.listing_scopes(namespaces):
         for account in objects.list_objects(custom, SERVICE_ACCOUNTS, scope):
             if (account.get("spec") or {}).get("disabled"):
                 index.set_account_disabled(account["metadata"]["namespace"], account["metadata"]["name"], True)
@@ -111,8 +110,6 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
 
 
 def run_authenticator(options: AuthenticatorOptions) -> None:
-    from tokenwarden.handlers._run import quiet_body_loggers
-
     kopf.configure(verbose=options.verbose, debug=options.debug)
     quiet_body_loggers()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens

@@ -20,11 +20,11 @@ def _now() -> datetime:
 @kopf.on.create(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="account")
 @kopf.on.update(GROUP, VERSION, SERVICE_ACCOUNTS.plural, field="spec", id="account-update")
 @kopf.on.resume(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="account-resume")
-def reconcile_account(body, name, namespace, spec, patch, memo, accounts_idx, tokens_idx, reason, **_):
+def reconcile_account(body, name, namespace, spec, patch, memo, reason, **_):
     generation = body.metadata.get("generation")
-    others = [a for a in accounts_idx.get(namespace, []) if a.name != name]
+    others = [a for a in memo.indexes.accounts.get(namespace) if a.name != name]
     quota = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
-    tokens = list(tokens_idx.get((namespace, name), []))
+    tokens = memo.indexes.tokens.get((namespace, name))
     if quota and not body.status.get("conditions"):
         ready = (False, quota.reason, quota.message)
         kopf.warn(body, reason=quota.reason, message=quota.message)
@@ -71,9 +71,9 @@ def _mark_tokens(memo, namespace: str, account: str, tokens, *, disabled: bool, 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_ACCOUNTS.plural,
                when=lambda type, **_: type == "DELETED")
-def revoke_account_tokens(name, namespace, memo, logger, tokens_idx, **_):
+def revoke_account_tokens(name, namespace, memo, logger, **_):
     """Deleting an account revokes its tokens: Secrets deleted, phase Revoked."""
-    for entry in list(tokens_idx.get((namespace, name), [])):
+    for entry in memo.indexes.tokens.get((namespace, name)):
         if entry.phase in ("Revoked", "Expired"):
             continue
         token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, entry.name)

@@ -45,8 +45,8 @@ def _check_expiration(spec) -> None:
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
 
 
-def validate_account(name, namespace, memo, accounts_idx, **_):
-    others = [a for a in accounts_idx.get(namespace, []) if a.name != name]
+def validate_account(name, namespace, memo, **_):
+    others = [a for a in memo.indexes.accounts.get(namespace) if a.name != name]
     problem = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
     if problem:
         _refuse(problem)
@@ -56,14 +56,14 @@ def validate_binding(spec, memo, **_):
     _check_roles(spec.get("roles"), memo)
 
 
-def validate_token(name, namespace, spec, operation, memo, tokens_idx, **_):
+def validate_token(name, namespace, spec, operation, memo, **_):
     parsed = _parse(ServiceTokenSpec, spec)
     _check_roles(parsed.roles, memo)
     if operation == "CREATE":
         _check_expiration(parsed)
         account = parsed.service_account_name
         if account:
-            others = [t for t in tokens_idx.get((namespace, account), []) if t.name != name]
+            others = [t for t in memo.indexes.tokens.get((namespace, account)) if t.name != name]
             problem = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
                                                    account)
             if problem:

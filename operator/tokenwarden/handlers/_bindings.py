@@ -21,7 +21,7 @@ def _now() -> datetime:
 @kopf.on.create(GROUP, VERSION, ROLE_BINDINGS.plural, id="binding")
 @kopf.on.update(GROUP, VERSION, ROLE_BINDINGS.plural, field="spec", id="binding-update")
 @kopf.on.resume(GROUP, VERSION, ROLE_BINDINGS.plural, id="binding-resume")
-def reconcile_binding(body, namespace, spec, patch, memo, accounts_idx, **_):
+def reconcile_binding(body, namespace, spec, patch, memo, **_):
     generation = body.metadata.get("generation")
     account = spec.get("serviceAccountName")
     missing = policies.unknown_roles(spec.get("roles") or [], memo.settings.roles)
@@ -36,7 +36,7 @@ def reconcile_binding(body, namespace, spec, patch, memo, accounts_idx, **_):
         ready(False, "UnknownRole", message)
         kopf.warn(body, reason="UnknownRole", message=message)
         return
-    if (namespace, account) not in accounts_idx:
+    if (namespace, account) not in memo.indexes.accounts:
         message = f"ServiceAccount {account!r} does not exist in this namespace; create it"
         ready(False, "AccountNotFound", message)
         raise kopf.TemporaryError(message, delay=WAIT_DELAY)
@@ -45,14 +45,14 @@ def reconcile_binding(body, namespace, spec, patch, memo, accounts_idx, **_):
 
 
 @kopf.on.event(GROUP, VERSION, ROLE_BINDINGS.plural)
-def refresh_token_roles(namespace, spec, memo, logger, accounts_idx, bindings_idx, tokens_idx, **_):
+def refresh_token_roles(namespace, spec, memo, logger, **_):
     """After any change to a binding, bring the account's Active tokens' roles up to date."""
     account = (spec or {}).get("serviceAccountName")
     if not account:
         return
-    bindings = list(bindings_idx.get((namespace, account), []))
-    exists = (namespace, account) in accounts_idx
-    for entry in list(tokens_idx.get((namespace, account), [])):
+    bindings = memo.indexes.bindings.get((namespace, account))
+    exists = (namespace, account) in memo.indexes.accounts
+    for entry in memo.indexes.tokens.get((namespace, account)):
         if entry.phase != "Active":
             continue
         plan = policies.plan_roles(list(entry.roles) or None, memo.settings.roles, account=account,

@@ -4,6 +4,7 @@ import kopf
 from kubernetes import client
 
 from tokenwarden.config import Settings
+from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.kube import load_api_client
 
 
@@ -16,12 +17,16 @@ class OperatorMemo(kopf.Memo):
     settings: Settings
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
+    namespaces: list[str]  # served; empty for all
+    indexes: Indexes
 
     @classmethod
-    def create(cls, settings: Settings) -> OperatorMemo:
+    def create(cls, settings: Settings, namespaces: list[str] | None = None) -> OperatorMemo:
         api = load_api_client(pool_size=WORKERS + 4)
         memo = cls()
         memo.settings = settings
         memo.core = client.CoreV1Api(api)
         memo.custom = client.CustomObjectsApi(api)
+        memo.namespaces = list(namespaces or [])
+        memo.indexes = Indexes(settings.roles)
         return memo

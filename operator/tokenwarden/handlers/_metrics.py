@@ -5,7 +5,6 @@ import kopf
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, SERVICE_TOKENS, VERSION
 
 MINTED = Counter("tokenwarden_tokens_minted_total", "Tokens minted, by kind.", ["kind"])
 MINT_SECONDS = Histogram("tokenwarden_mint_seconds", "Time to mint a token and write its Secret.", ["kind"],
@@ -16,27 +15,16 @@ EXPIRY_LAG = Histogram("tokenwarden_expiry_lag_seconds", "Secret deleted minus e
 COLLECTED = Counter("tokenwarden_tokens_collected_total", "Expired tokens deleted after retention.", ["kind"])
 
 
-def _phase_of(kind: str):
-    def index(status: kopf.Status, **_):
-        return {(kind, status.get("phase") or "Pending"): 1}
-    return index
-
-
-kopf.index(GROUP, VERSION, SERVICE_TOKENS.plural, id="phases_st")(_phase_of(SERVICE_TOKENS.kind))
-kopf.index(GROUP, VERSION, INGESTION_KEYS.plural, id="phases_ik")(_phase_of(INGESTION_KEYS.kind))
-
-
 class PhaseCollector:
-    """``tokenwarden_tokens{kind, phase}`` read from kopf's in-memory indexes at scrape time."""
+    """``tokenwarden_tokens{kind, phase}`` read from the operator's in-memory indexes at scrape time."""
 
     def __init__(self) -> None:
-        self.indexes: list = []
+        self.phases = None
 
     def collect(self):
         family = GaugeMetricFamily("tokenwarden_tokens", "Tokens by kind and phase.", labels=["kind", "phase"])
-        for index in self.indexes:
-            for (kind, phase), store in list(index.items()):
-                family.add_metric([kind, phase], len(list(store)))
+        for (kind, phase), count in (self.phases.counts() if self.phases is not None else {}).items():
+            family.add_metric([kind, phase], count)
         yield family
 
 
@@ -45,5 +33,5 @@ REGISTRY.register(PHASES)
 
 
 @kopf.on.startup()
-def expose_phases(phases_st: kopf.Index, phases_ik: kopf.Index, **_) -> None:
-    PHASES.indexes = [phases_st, phases_ik]
+def expose_phases(memo, **_) -> None:
+    PHASES.phases = memo.indexes.phases

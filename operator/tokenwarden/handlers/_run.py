@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -11,10 +10,8 @@ from pathlib import Path
 import kopf
 
 from tokenwarden.config import Settings
+from tokenwarden.kube import quiet_body_loggers
 
-# Loggers that would print request or response bodies (a Secret's data among them)
-# at DEBUG. They stay at INFO whatever the operator's own level.
-QUIET_LOGGERS = ("kubernetes.client.rest", "urllib3", "aiohttp.client")
 
 
 @dataclass
@@ -33,11 +30,6 @@ class OperatorOptions:
     metrics_port: int | None = None
     verbose: bool = False
     debug: bool = False
-
-
-def quiet_body_loggers() -> None:
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -65,13 +57,13 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 def run_operator(options: OperatorOptions) -> None:
     """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
     from tokenwarden import handlers as _  # noqa: F401  (registration)
+    from tokenwarden.handlers import _indexes  # noqa: F401  (first: its event handlers feed the others)
     from tokenwarden.handlers import (  # noqa: F401  (registration)
         _accounts,
         _admission,
         _bindings,
         _bootstrap,
         _expiry,
-        _indexes,
         _metrics,
         _rotation,
         _tokens,
@@ -105,7 +97,7 @@ def run_operator(options: OperatorOptions) -> None:
             return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_with_service_account(**kwargs)
 
-    memo = OperatorMemo.create(options.settings)
+    memo = OperatorMemo.create(options.settings, [] if options.clusterwide else options.namespaces)
     if options.metrics_port:
         from prometheus_client import start_http_server
 

@@ -73,7 +73,7 @@ class _Status:
         kopf.warn(self.body, reason=problem.reason, message=problem.message)
 
 
-def _roles_for(kind: Kind, spec, namespace: str, memo, accounts_idx, bindings_idx):
+def _roles_for(kind: Kind, spec, namespace: str, memo):
     if not kind.has_roles:
         return policies.RolePlan(["ingest"])
     account = spec.service_account_name
@@ -81,14 +81,12 @@ def _roles_for(kind: Kind, spec, namespace: str, memo, accounts_idx, bindings_id
         spec.roles,
         memo.settings.roles,
         account=account,
-        account_exists=account is not None and (namespace, account) in accounts_idx,
-        bindings=list(bindings_idx.get((namespace, account), [])) if account else [],
+        account_exists=account is not None and (namespace, account) in memo.indexes.accounts,
+        bindings=memo.indexes.bindings.get((namespace, account)) if account else [],
     )
 
 
 def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
-                    accounts_idx: kopf.Index, bindings_idx: kopf.Index,
-                    tokens_idx: kopf.Index | None, hashes_idx: kopf.Index | None = None,
                     resuming: bool = False) -> None:
     name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
     status = body.status
@@ -101,7 +99,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         out.problem(policies.Problem("InvalidSpec", describe_validation_error(exc)), "Failed")
         return
 
-    plan = _roles_for(kind, spec, namespace, memo, accounts_idx, bindings_idx)
+    plan = _roles_for(kind, spec, namespace, memo)
     if isinstance(plan, policies.Problem):
         if plan.waiting:
             out.ready(False, plan.reason, plan.message, phase="Pending")
@@ -118,8 +116,8 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             patch.status["effectiveRoles"] = plan.effective_roles
         return
 
-    if kind.has_roles and spec.service_account_name and not minted and tokens_idx is not None:
-        others = [t for t in tokens_idx.get((namespace, spec.service_account_name), [])
+    if kind.has_roles and spec.service_account_name and not minted:
+        others = [t for t in memo.indexes.tokens.get((namespace, spec.service_account_name))
                   if t.name != name]
         quota = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
                                              spec.service_account_name)
@@ -128,7 +126,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             return
 
     if kind.has_roles and spec.import_ is not None:
-        credential = _imported(kind, spec, body, out, memo, hashes_idx)
+        credential = _imported(kind, spec, body, out, memo)
     else:
         credential = _minted(kind, spec, body, out, memo, already_minted=bool(minted))
     if credential is None:
@@ -147,7 +145,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     )
     if kind.has_roles:
         fields["effectiveRoles"] = plan.effective_roles
-    disabled = _account_disabled(kind, spec, namespace, accounts_idx)
+    disabled = _account_disabled(kind, spec, namespace, memo)
     if disabled:
         out.ready(False, "AccountDisabled",
                   f"ServiceAccount {spec.service_account_name!r} is disabled: the token fails "
@@ -234,7 +232,7 @@ def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, tok
     return True
 
 
-def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx) -> Credential | None:
+def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> Credential | None:
     """An existing key adopted from the user's Secret: only its hash is kept (and a copy,
     when spec.secretName asks for one). The source Secret is never written or deleted.
 
@@ -262,14 +260,13 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx)
                                      f"{minimum} are needed (importMinLength)"), "Failed")
         return None
     token_hash = hash_token(value)
-    if hashes_idx is not None:
-        others = [o for o in hashes_idx.get(token_hash, []) if o != (namespace, name)]
-        if others:
-            out.problem(policies.Problem("DuplicateImport",
-                                         f"the same key is already imported by ServiceToken "
-                                         f"{others[0][0]}/{others[0][1]}; a key can belong to one token only"),
-                        "Failed")
-            return None
+    others = [o for o in memo.indexes.hashes.get(token_hash) if o != (namespace, name)]
+    if others:
+        out.problem(policies.Problem("DuplicateImport",
+                                     f"the same key is already imported by ServiceToken "
+                                     f"{others[0][0]}/{others[0][1]}; a key can belong to one token only"),
+                    "Failed")
+        return None
     issued_at = status.get("issuedAt") or rfc3339(out.now)
     token_id = status.get("tokenId") or new_token_id()
     if status.get("tokenHash") and status.get("tokenHash") != token_hash:
@@ -295,10 +292,10 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo, hashes_idx)
     return value, token_id, issued_at, spec.secret_name
 
 
-def _account_disabled(kind: Kind, spec, namespace: str, accounts_idx: kopf.Index) -> bool:
+def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:
     if not kind.has_roles or not spec.service_account_name:
         return False
-    return any(a.disabled for a in accounts_idx.get((namespace, spec.service_account_name), []))
+    return any(a.disabled for a in memo.indexes.accounts.get((namespace, spec.service_account_name)))
 
 
 def revoke_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
@@ -317,22 +314,19 @@ def _register(kind: Kind) -> None:
 
     @kopf.on.create(GROUP, VERSION, plural, id="mint")
     @kopf.on.update(GROUP, VERSION, plural, field="spec", id="update")
-    def mint(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
-        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
-                        tokens_idx if kind.has_roles else None, hashes_idx)
+    def mint(body, patch, memo, logger, **_):
+        reconcile_token(kind, body, patch, memo, logger)
 
     @kopf.on.resume(GROUP, VERSION, plural, id="resume")
-    def resume(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
-        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
-                        tokens_idx if kind.has_roles else None, hashes_idx, resuming=True)
+    def resume(body, patch, memo, logger, **_):
+        reconcile_token(kind, body, patch, memo, logger, resuming=True)
 
     @kopf.timer(GROUP, VERSION, plural, id="unsettled", interval=UNSETTLED_RECHECK, idle=UNSETTLED_RECHECK,
                 initial_delay=UNSETTLED_RECHECK, when=lambda status, **_: status.get("phase") in (None, "Pending"))
-    def unsettled(body, patch, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
+    def unsettled(body, patch, memo, logger, **_):
         """Safety net for a token with no status, or Pending, and untouched for a while: its
         events may have been lost while the API server was away. Settled tokens have no timer."""
-        reconcile_token(kind, body, patch, memo, logger, accounts_idx, bindings_idx,
-                        tokens_idx if kind.has_roles else None, hashes_idx)
+        reconcile_token(kind, body, patch, memo, logger)
 
     @kopf.on.delete(GROUP, VERSION, plural, id="revoke")
     def revoke(body, memo, logger, **_):
@@ -353,7 +347,7 @@ _KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE},
                when=lambda type, **_: type == "DELETED")
-def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx, **_):
+def secret_deleted(body, namespace, memo, logger, **_):
     """A token's Secret deleted by hand: its token is revoked and a new one is minted.
 
     The old plaintext is gone with the Secret, so keeping its hash valid would leave a
@@ -371,15 +365,13 @@ def secret_deleted(body, namespace, memo, logger, accounts_idx, bindings_idx, to
             or token["status"].get("secretName") != body.metadata.name
             or _past(token["status"].get("expiresAt"))):
         return
-    _reconcile_now(kind, token, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx)
+    _reconcile_now(kind, token, memo, logger)
 
 
-def _reconcile_now(kind: Kind, token: dict, memo, logger, accounts_idx, bindings_idx, tokens_idx,
-                   hashes_idx) -> None:
+def _reconcile_now(kind: Kind, token: dict, memo, logger) -> None:
     """Reconcile a token from another object's handler and write its status."""
     patch = kopf.Patch()
-    reconcile_token(kind, kopf.Body(token), patch, memo, logger, accounts_idx, bindings_idx,
-                    tokens_idx if kind.has_roles else None, hashes_idx)
+    reconcile_token(kind, kopf.Body(token), patch, memo, logger)
     if patch.get("status"):
         with kube_errors_to_kopf():
             objects.patch_status(memo.custom, kind.resource, token["metadata"]["namespace"],
@@ -387,21 +379,18 @@ def _reconcile_now(kind: Kind, token: dict, memo, logger, accounts_idx, bindings
 
 
 @kopf.on.event("", "v1", "secrets")
-async def import_source_changed(type, body, namespace, memo, logger, imports_idx, accounts_idx, bindings_idx,
-                                tokens_idx, hashes_idx, **_):
+async def import_source_changed(type, body, namespace, memo, logger, **_):
     """An imported key's source Secret changed or went: look at its importers again.
 
     Every Secret event passes here, so the common case (no importer) costs one index
     lookup on the event loop and no thread.
     """
-    importers = list(imports_idx.get((namespace, body.metadata.name), []))
+    importers = memo.indexes.imports.get((namespace, body.metadata.name))
     if importers:
-        await asyncio.to_thread(_recheck_importers, type, namespace, importers, memo, logger, accounts_idx,
-                                bindings_idx, tokens_idx, hashes_idx)
+        await asyncio.to_thread(_recheck_importers, type, namespace, importers, memo, logger)
 
 
-def _recheck_importers(type, namespace, importers, memo, logger, accounts_idx, bindings_idx, tokens_idx,
-                       hashes_idx) -> None:
+def _recheck_importers(type, namespace, importers, memo, logger) -> None:
     for name in importers:
         with kube_errors_to_kopf():
             token = objects.get_object(memo.custom, SERVICE_TOKENS, namespace, name)
@@ -412,16 +401,16 @@ def _recheck_importers(type, namespace, importers, memo, logger, accounts_idx, b
             logger.warning(f"source Secret of imported ServiceToken {name} was deleted; the key stays "
                            "valid until the token is deleted or expires")
             continue
-        _reconcile_now(SERVICE_TOKEN, token, memo, logger, accounts_idx, bindings_idx, tokens_idx, hashes_idx)
+        _reconcile_now(SERVICE_TOKEN, token, memo, logger)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
                when=lambda type, **_: type != "DELETED")
-async def collect_orphaned_secret(body, name, namespace, memo, logger, owners_st, owners_ik, **_):
+async def collect_orphaned_secret(body, name, namespace, memo, logger, **_):
     """A Secret with our labels whose token no longer exists is removed (also without a GC)."""
     ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
     uid = ref.get("uid") if ref else None
-    if uid and (uid in owners_st or uid in owners_ik):
+    if uid and uid in memo.indexes.owners:
         return
     if body.metadata.get("deletionTimestamp"):
         return

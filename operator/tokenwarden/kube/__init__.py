@@ -1,6 +1,6 @@
 """The only modules that talk to the Kubernetes API server."""
 from tokenwarden.kube import _secrets as secrets
-from tokenwarden.kube._client import load_api_client
+from tokenwarden.kube._client import load_api_client, quiet_body_loggers
 from tokenwarden.kube._crds import install_crds
 from tokenwarden.kube import _objects as objects
 from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, ApiTransientError, translated
@@ -12,6 +12,7 @@ __all__ = [
     "install_crds",
     "load_api_client",
     "objects",
+    "quiet_body_loggers",
     "secrets",
     "translated",
 ]

@@ -1,9 +1,19 @@
 from __future__ import annotations
 
+import logging
 import os
 
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
+
+# Loggers that would print request or response bodies (a Secret's data among them)
+# at DEBUG. They stay at INFO whatever the process's own level.
+QUIET_LOGGERS = ("kubernetes.client.rest", "urllib3", "aiohttp.client")
+
+
+def quiet_body_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None,

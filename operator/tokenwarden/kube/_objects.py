@@ -28,14 +28,33 @@ def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace:
 
 
 def list_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None) -> list[dict]:
+                 label_selector: str | None = None, page: int = 500) -> list[dict]:
+    """Every object of a kind, read in pages so a large listing never arrives in one response."""
     kwargs = {"label_selector": label_selector} if label_selector else {}
+    items: list[dict] = []
+    token = None
     with translated(f"listing {resource.kind}"):
-        if namespace:
-            result = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, **kwargs)
-        else:
-            result = custom.list_cluster_custom_object(GROUP, VERSION, resource.plural, **kwargs)
-    return result.get("items", [])
+        while True:
+            if token:
+                kwargs["_continue"] = token
+            if namespace:
+                result = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural,
+                                                              limit=page, **kwargs)
+            else:
+                result = custom.list_cluster_custom_object(GROUP, VERSION, resource.plural, limit=page, **kwargs)
+            items.extend(result.get("items", []))
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+
+def listing_scopes(namespaces: list[str]) -> list[str | None]:
+    """Where to list what a process serves: each named namespace, or the whole cluster
+    (None) when it serves all of them or names them by glob. Listing more than is served
+    is harmless: handlers only ask about the namespaces they serve."""
+    if not namespaces or any(ch in pattern for pattern in namespaces for ch in "*?[!,"):
+        return [None]
+    return list(namespaces)
 
 
 def delete_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str) -> None:

@@ -1,0 +1,76 @@
+"""The operator's in-memory indexes: what each kind puts where, and replacement per object."""
+from __future__ import annotations
+
+from tokenwarden.handlers._indexes import AccountEntry, Index, Indexes, TokenEntry
+from tokenwarden.policies import Binding
+
+
+def body(kind: str, name: str, uid: str, spec: dict | None = None, status: dict | None = None,
+         namespace: str = "team", **meta) -> dict:
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace, "uid": uid, **meta},
+            "spec": spec or {}, "status": status or {}}
+
+
+def test_an_object_replaces_its_own_keys_and_leaves_others():
+    index = Index()
+    index.replace("u1", {"a": 1, "b": 1})
+    index.replace("u2", {"a": 2})
+    index.replace("u1", {"c": 3})
+    assert sorted(index.get("a")) == [2]
+    assert "b" not in index and index.get("b") == []
+    assert index.get("c") == [3]
+    index.replace("u2", None)
+    assert "a" not in index
+    assert index.counts() == {"c": 1}
+
+
+def test_tokens_are_found_by_account_hash_import_and_owner():
+    indexes = Indexes(["reader", "writer"])
+    indexes.observe("ServiceToken", body(
+        "ServiceToken", "t1", "uid-1", spec={"serviceAccountName": "agents", "roles": ["reader"]},
+        status={"phase": "Active", "tokenHash": "sha256:aa", "effectiveRoles": ["reader"],
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Minted"}]}))
+    indexes.observe("ServiceToken", body(
+        "ServiceToken", "t2", "uid-2", spec={"import": {"secretRef": {"name": "legacy"}}}))
+    indexes.observe("IngestionAPIKey", body("IngestionAPIKey", "k1", "uid-3", status={"phase": "Active"}))
+
+    assert indexes.tokens.get(("team", "agents")) == [TokenEntry("t1", "Active", ("reader",), ("reader",), "Minted")]
+    assert indexes.hashes.get("sha256:aa") == [("team", "t1")]
+    assert indexes.imports.get(("team", "legacy")) == ["t2"]
+    assert all(uid in indexes.owners for uid in ("uid-1", "uid-2", "uid-3"))
+    assert indexes.phases.counts() == {("ServiceToken", "Active"): 1, ("ServiceToken", "Pending"): 1,
+                                       ("IngestionAPIKey", "Active"): 1}
+
+    indexes.observe("ServiceToken", body("ServiceToken", "t1", "uid-1"), deleted=True)
+    assert ("team", "agents") not in indexes.tokens
+    assert "sha256:aa" not in indexes.hashes and "uid-1" not in indexes.owners
+
+
+def test_a_changed_token_moves_between_phases_and_accounts():
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", body("ServiceToken", "t", "u", spec={"serviceAccountName": "a"}))
+    indexes.observe("ServiceToken", body("ServiceToken", "t", "u", spec={"serviceAccountName": "b"},
+                                         status={"phase": "Expired"}))
+    assert indexes.tokens.get(("team", "a")) == []
+    assert [e.phase for e in indexes.tokens.get(("team", "b"))] == ["Expired"]
+    assert indexes.phases.counts() == {("ServiceToken", "Expired"): 1}
+
+
+def test_accounts_count_per_namespace_and_leave_when_deleting():
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceAccount", body("ServiceAccount", "a", "ua", spec={"disabled": True}))
+    indexes.observe("ServiceAccount", body("ServiceAccount", "b", "ub"))
+    assert indexes.accounts.get(("team", "a")) == [AccountEntry("a", True)]
+    assert len(indexes.accounts.get("team")) == 2
+    indexes.observe("ServiceAccount", body("ServiceAccount", "b", "ub", deletionTimestamp="2026-01-01T00:00:00Z"))
+    assert ("team", "b") not in indexes.accounts
+
+
+def test_bindings_with_a_role_outside_the_catalog_grant_nothing():
+    indexes = Indexes(["reader"])
+    indexes.observe("RoleBinding", body("RoleBinding", "ok", "u1",
+                                        spec={"serviceAccountName": "a", "roles": ["reader"], "project": "p"}))
+    indexes.observe("RoleBinding", body("RoleBinding", "bad", "u2",
+                                        spec={"serviceAccountName": "b", "roles": ["reader", "admin"]}))
+    assert indexes.bindings.get(("team", "a")) == [Binding(roles=("reader",), project="p")]
+    assert ("team", "b") not in indexes.bindings
