@@ -31,7 +31,11 @@ def floor(api, n: int) -> float:
             "spec": {}})
 
     parallel(one, range(n))
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    # Leave nothing for the operator to mint when it starts for the timed runs.
+    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, "ingestionapikeys")
+    core.delete_collection_namespaced_secret(namespace)
+    return elapsed
 
 
 def mint(api, n: int) -> tuple[float, list[float]]:

@@ -91,10 +91,10 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
         logger.info("bootstrap token updated to the Helm values' roles and ttl")
 
 
-@kopf.on.event("", "v1", "secrets")
-async def bootstrap_secret(type, body, name, namespace, memo, logger, **_):
-    if not _is_bootstrap_secret(name, namespace, memo):
-        return  # every other Secret: no thread, no API call
+@kopf.on.event("", "v1", "secrets",
+               when=lambda name, namespace, memo, **_: _is_bootstrap_secret(name, namespace, memo))
+async def bootstrap_secret(type, body, memo, logger, **_):
+    """Only the bootstrap Secret passes the filter: every other Secret costs no call at all."""
     if type == "DELETED":
         await asyncio.to_thread(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values")
     else:

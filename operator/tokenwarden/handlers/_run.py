@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ def run_operator(options: OperatorOptions) -> None:
 
     kopf.configure(verbose=options.verbose, debug=options.debug)
     quiet_body_loggers()
+    # One access line per admission review is noise (the API server logs its own).
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, **_) -> None:
