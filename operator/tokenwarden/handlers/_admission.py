@@ -45,18 +45,18 @@ def _check_expiration(spec) -> None:
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
 
 
-def validate_account(name, namespace, memo, **_):
+async def validate_account(name, namespace, memo, **_):
     others = [a for a in memo.indexes.accounts.get(namespace) if a.name != name]
     problem = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
     if problem:
         _refuse(problem)
 
 
-def validate_binding(spec, memo, **_):
+async def validate_binding(spec, memo, **_):
     _check_roles(spec.get("roles"), memo)
 
 
-def validate_token(name, namespace, spec, operation, memo, **_):
+async def validate_token(name, namespace, spec, operation, memo, **_):
     parsed = _parse(ServiceTokenSpec, spec)
     _check_roles(parsed.roles, memo)
     if operation == "CREATE":
@@ -70,7 +70,7 @@ def validate_token(name, namespace, spec, operation, memo, **_):
                 _refuse(problem)
 
 
-def validate_key(spec, operation, **_):
+async def validate_key(spec, operation, **_):
     parsed = _parse(IngestionAPIKeySpec, spec)
     if operation == "CREATE":
         _check_expiration(parsed)
