@@ -74,3 +74,24 @@ def test_bindings_with_a_role_outside_the_catalog_grant_nothing():
                                         spec={"serviceAccountName": "b", "roles": ["reader", "admin"]}))
     assert indexes.bindings.get(("team", "a")) == [Binding(roles=("reader",), project="p")]
     assert ("team", "b") not in indexes.bindings
+
+
+def test_unsettled_tokens_are_handed_out_once_per_quiet_period(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("tokenwarden.handlers._indexes.time.monotonic", lambda: clock[0])
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", body("ServiceToken", "new", "u1"))
+    indexes.observe("IngestionAPIKey", body("IngestionAPIKey", "waiting", "u2", status={"phase": "Pending"}))
+    indexes.observe("ServiceToken", body("ServiceToken", "done", "u3", status={"phase": "Active"}))
+    clock[0] += 30
+    indexes.observe("IngestionAPIKey", body("IngestionAPIKey", "waiting", "u2", status={"phase": "Pending"}))
+    clock[0] += 40  # "new" untouched for 70 s, "waiting" for 40 s
+
+    assert [e.name for e in indexes.stale_unsettled(60, limit=10)] == ["new"]
+    assert indexes.stale_unsettled(60, limit=10) == [], "handed out again only after another quiet period"
+    clock[0] += 60
+    assert sorted(e.name for e in indexes.stale_unsettled(60, limit=1)) in (["new"], ["waiting"])
+
+    indexes.observe("ServiceToken", body("ServiceToken", "new", "u1", status={"phase": "Active"}))
+    indexes.observe("IngestionAPIKey", body("IngestionAPIKey", "waiting", "u2"), deleted=True)
+    assert indexes.unsettled == {}

@@ -45,11 +45,11 @@ def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: d
     from tokenwarden import policies
 
     for scope in objects.listing_scopes(namespaces):
-        for account in objects.list_objects(custom, SERVICE_ACCOUNTS, scope):
+        for account in objects.iter_objects(custom, SERVICE_ACCOUNTS, scope):
             if (account.get("spec") or {}).get("disabled"):
                 index.set_account_disabled(account["metadata"]["namespace"], account["metadata"]["name"], True)
         for resource in (SERVICE_TOKENS, INGESTION_KEYS):
-            for body in objects.list_objects(custom, resource, scope):
+            for body in objects.iter_objects(custom, resource, scope):
                 found = identity_from(resource.kind, body)
                 if found:
                     index.put(*found)

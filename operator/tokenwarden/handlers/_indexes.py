@@ -12,6 +12,7 @@ until the operator restarts; it can only make a quota count one token too many.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
@@ -45,6 +46,15 @@ class TokenEntry:
     roles: tuple[str, ...]
     effective_roles: tuple[str, ...] | None
     ready_reason: str | None
+
+
+@dataclass
+class Unsettled:
+    """A token or key without a phase, or Pending, and when an event last touched it."""
+    kind: str
+    namespace: str
+    name: str
+    since: float
 
 
 class Index:
@@ -143,6 +153,7 @@ class Indexes:
         self.accounts, self.bindings = Index(), Index()
         self.tokens, self.hashes, self.imports, self.owners = Index(), Index(), Index(), Index()
         self.phases = Index()
+        self.unsettled: dict[str, Unsettled] = {}
         self._by_kind: dict[str, tuple[tuple[Index, Indexer], ...]] = {
             SERVICE_ACCOUNTS.kind: ((self.accounts, _account),),
             ROLE_BINDINGS.kind: ((self.bindings, _binding),),
@@ -155,13 +166,28 @@ class Indexes:
         uid = body["metadata"]["uid"]
         for index, indexer in self._by_kind[kind]:
             index.replace(uid, None if deleted else indexer(body, self))
+        if kind in (SERVICE_TOKENS.kind, INGESTION_KEYS.kind):
+            meta, phase = body["metadata"], (body.get("status") or {}).get("phase")
+            if deleted or meta.get("deletionTimestamp") or phase not in (None, "Pending"):
+                self.unsettled.pop(uid, None)
+            else:
+                self.unsettled[uid] = Unsettled(kind, meta["namespace"], meta["name"], time.monotonic())
+
+    def stale_unsettled(self, age: float, limit: int) -> list[Unsettled]:
+        """Up to ``limit`` unsettled objects no event has touched for ``age`` seconds; each
+        is marked touched now, so it is handed out again only after another ``age``."""
+        now = time.monotonic()
+        stale = [entry for entry in list(self.unsettled.values()) if now - entry.since >= age][:limit]
+        for entry in stale:
+            entry.since = now
+        return stale
 
     def load(self, custom: client.CustomObjectsApi, namespaces: list[str]) -> int:
         """Fill the indexes from one listing of every kind; returns how many objects were read."""
         count = 0
         for scope in objects.listing_scopes(namespaces):
             for resource in RESOURCES:
-                for body in objects.list_objects(custom, resource, scope):
+                for body in objects.iter_objects(custom, resource, scope):
                     self.observe(resource.kind, body)
                     count += 1
         return count

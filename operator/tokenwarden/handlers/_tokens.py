@@ -7,6 +7,7 @@ once per object. Only the hash reaches the status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,7 +37,9 @@ from tokenwarden.kube._resources import (
 from tokenwarden.tokens import hash_token, mint_token, new_token_id
 
 WAIT_DELAY = 5.0  # seconds before a token waiting on its account or binding looks again
-UNSETTLED_RECHECK = 20.0  # seconds a token may sit without a status before it is looked at again
+UNSETTLED_AFTER = 60.0  # seconds a token may sit without a status, untouched, before it is looked at again
+UNSETTLED_SWEEP = 15.0  # seconds between looks
+UNSETTLED_LIMIT = 100  # tokens looked at per sweep: kopf's own queue does the bulk of the work
 TERMINAL = ("Expired", "Revoked")
 
 
@@ -321,13 +324,6 @@ def _register(kind: Kind) -> None:
     def resume(body, patch, memo, logger, **_):
         reconcile_token(kind, body, patch, memo, logger, resuming=True)
 
-    @kopf.timer(GROUP, VERSION, plural, id="unsettled", interval=UNSETTLED_RECHECK, idle=UNSETTLED_RECHECK,
-                initial_delay=UNSETTLED_RECHECK, when=lambda status, **_: status.get("phase") in (None, "Pending"))
-    def unsettled(body, patch, memo, logger, **_):
-        """Safety net for a token with no status, or Pending, and untouched for a while: its
-        events may have been lost while the API server was away. Settled tokens have no timer."""
-        reconcile_token(kind, body, patch, memo, logger)
-
     @kopf.on.delete(GROUP, VERSION, plural, id="revoke")
     def revoke(body, memo, logger, **_):
         revoke_token(kind, body, memo, logger)
@@ -433,3 +429,43 @@ def _delete_orphan(body, name, namespace, memo, logger) -> None:
             if exc.status not in (404, 409):
                 raise
     logger.info(f"deleted orphaned token Secret {namespace}/{name}: its token no longer exists")
+
+
+@kopf.on.startup()
+async def start_unsettled_sweep(memo, logger, **_) -> None:
+    """Safety net for tokens with no status, or Pending, that no event has touched for a
+    while: their events may have been lost while the API server was away. One task for
+    all of them, fed by the indexes, where a timer per token would hold 10,000 tasks."""
+    memo.unsettled_sweep = asyncio.create_task(_sweep_unsettled(memo, logger))
+
+
+@kopf.on.cleanup()
+async def stop_unsettled_sweep(memo, **_) -> None:
+    task = getattr(memo, "unsettled_sweep", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep_unsettled(memo, logger) -> None:
+    while True:
+        await asyncio.sleep(UNSETTLED_SWEEP)
+        for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
+            try:
+                await asyncio.to_thread(_settle, entry, memo, logger)
+            except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                logger.info(f"{entry.kind} {entry.namespace}/{entry.name} is still unsettled: {exc}")
+            except Exception as exc:  # noqa: BLE001  (the sweep outlives any one token)
+                logger.warning(f"could not look at {entry.kind} {entry.namespace}/{entry.name} again: {exc!r}")
+
+
+def _settle(entry, memo, logger) -> None:
+    kind = _KINDS_BY_NAME[entry.kind]
+    with kube_errors_to_kopf():
+        token = objects.get_object(memo.custom, kind.resource, entry.namespace, entry.name)
+    if token is None or token["metadata"].get("deletionTimestamp") or \
+            (token.get("status") or {}).get("phase") not in (None, "Pending"):
+        return
+    logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
+    _reconcile_now(kind, token, memo, logger)

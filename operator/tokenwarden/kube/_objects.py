@@ -1,6 +1,8 @@
 """Read and patch tokenwarden's own custom objects (status only: spec belongs to the user)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from kubernetes import client
 
 from tokenwarden.kube._errors import ApiNotFound, translated
@@ -27,25 +29,29 @@ def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace:
     return True
 
 
-def list_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None, page: int = 500) -> list[dict]:
-    """Every object of a kind, read in pages so a large listing never arrives in one response."""
+def iter_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
+                 label_selector: str | None = None, page: int = 500) -> Iterator[dict]:
+    """Every object of a kind, read in pages: a large listing is never held whole in memory."""
     kwargs = {"label_selector": label_selector} if label_selector else {}
-    items: list[dict] = []
     token = None
-    with translated(f"listing {resource.kind}"):
-        while True:
-            if token:
-                kwargs["_continue"] = token
+    while True:
+        if token:
+            kwargs["_continue"] = token
+        with translated(f"listing {resource.kind}"):
             if namespace:
                 result = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural,
                                                               limit=page, **kwargs)
             else:
                 result = custom.list_cluster_custom_object(GROUP, VERSION, resource.plural, limit=page, **kwargs)
-            items.extend(result.get("items", []))
-            token = (result.get("metadata") or {}).get("continue")
-            if not token:
-                return items
+        token = (result.get("metadata") or {}).get("continue")
+        yield from result.get("items", [])
+        if not token:
+            return
+
+
+def list_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
+                 label_selector: str | None = None) -> list[dict]:
+    return list(iter_objects(custom, resource, namespace, label_selector))
 
 
 def listing_scopes(namespaces: list[str]) -> list[str | None]:
