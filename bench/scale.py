@@ -49,9 +49,15 @@ def main() -> None:
             parallel(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": f"t-{i}"},
                 "spec": {"serviceAccountName": f"acct-{i % accounts}"}}), range(n))
+            # The backlog: tokens created but not yet Active when the last create returned.
+            created_all = time.monotonic()
+            listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")
+            backlog = sum(1 for o in listing["items"] if (o.get("status") or {}).get("phase") != "Active")
+            del listing
             wait_all(api, namespace, "servicetokens", n, lambda o: (o.get("status") or {}).get("phase") == "Active",
                      timeout=3600)
             minted_in = time.monotonic() - started
+            drained_in = time.monotonic() - created_all
             operator_rss = rss_mb(operator.pid)
         # The authenticator loads the whole index.
         port = free_port()
@@ -82,6 +88,8 @@ def main() -> None:
             remints = metric(metrics_port, "tokenwarden_tokens_minted_total") - 1
             restarted_rss = rss_mb(operator.pid)
     print(f"{n} tokens across {accounts} accounts, minted in {minted_in:.0f}s ({n / minted_in:.0f}/s)")
+    print(f"backlog when the last create returned: {backlog} tokens waiting, drained in {drained_in:.0f}s "
+          f"({backlog / max(drained_in, 1e-9):.0f}/s)")
     print(f"operator peak RSS: {operator_rss:.0f} MB (after a restart: {restarted_rss:.0f} MB)")
     print(f"authenticator peak RSS: {authn_rss:.0f} MB, ready with the full index in {authn_ready:.1f}s")
     print(f"restarted operator settled (probe token minted) in {settle:.1f}s, re-mints: {remints:.0f}")
