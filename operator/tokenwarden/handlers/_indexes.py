@@ -51,6 +51,7 @@ class TokenEntry:
 @dataclass
 class Unsettled:
     """A token or key without a phase, or Pending, and when an event last touched it."""
+    uid: str
     kind: str
     namespace: str
     name: str
@@ -171,7 +172,7 @@ class Indexes:
             if deleted or meta.get("deletionTimestamp") or phase not in (None, "Pending"):
                 self.unsettled.pop(uid, None)
             else:
-                self.unsettled[uid] = Unsettled(kind, meta["namespace"], meta["name"], time.monotonic())
+                self.unsettled[uid] = Unsettled(uid, kind, meta["namespace"], meta["name"], time.monotonic())
 
     def stale_unsettled(self, age: float, limit: int) -> list[Unsettled]:
         """Up to ``limit`` unsettled objects no event has touched for ``age`` seconds; each

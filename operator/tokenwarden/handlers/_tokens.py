@@ -449,23 +449,31 @@ async def stop_unsettled_sweep(memo, **_) -> None:
 
 
 async def _sweep_unsettled(memo, logger) -> None:
+    """In a standby replica (kopf peering) the sweep may act too; that is safe, since minting
+    is idempotent (the Secret's create is atomic and a conflict reuses its token), and it only
+    acts on tokens the API server shows unsettled for a minute."""
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
         for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
+            kind = _KINDS_BY_NAME[entry.kind]
             try:
-                await asyncio.to_thread(_settle, entry, memo, logger)
+                token = await asyncio.to_thread(_read, kind, entry, memo)
+                if token is None or token["metadata"]["uid"] != entry.uid:
+                    memo.indexes.unsettled.pop(entry.uid, None)  # gone (perhaps replaced by a namesake)
+                if token is None:
+                    continue
+                memo.indexes.observe(entry.kind, token)  # a paused replica sees no events: learn here
+                if token["metadata"].get("deletionTimestamp") or \
+                        (token.get("status") or {}).get("phase") not in (None, "Pending"):
+                    continue
+                logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
+                await asyncio.to_thread(_reconcile_now, kind, token, memo, logger)
             except (kopf.TemporaryError, kopf.PermanentError) as exc:
                 logger.info(f"{entry.kind} {entry.namespace}/{entry.name} is still unsettled: {exc}")
             except Exception as exc:  # noqa: BLE001  (the sweep outlives any one token)
                 logger.warning(f"could not look at {entry.kind} {entry.namespace}/{entry.name} again: {exc!r}")
 
 
-def _settle(entry, memo, logger) -> None:
-    kind = _KINDS_BY_NAME[entry.kind]
+def _read(kind: Kind, entry, memo) -> dict | None:
     with kube_errors_to_kopf():
-        token = objects.get_object(memo.custom, kind.resource, entry.namespace, entry.name)
-    if token is None or token["metadata"].get("deletionTimestamp") or \
-            (token.get("status") or {}).get("phase") not in (None, "Pending"):
-        return
-    logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
-    _reconcile_now(kind, token, memo, logger)
+        return objects.get_object(memo.custom, kind.resource, entry.namespace, entry.name)
