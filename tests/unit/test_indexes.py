@@ -95,3 +95,19 @@ def test_unsettled_tokens_are_handed_out_once_per_quiet_period(monkeypatch):
     indexes.observe("ServiceToken", body("ServiceToken", "new", "u1", status={"phase": "Active"}))
     indexes.observe("IngestionAPIKey", body("IngestionAPIKey", "waiting", "u2"), deleted=True)
     assert indexes.unsettled == {}
+
+
+def test_a_read_teaches_what_events_did_not():
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", body("ServiceToken", "a", "u1"))
+    indexes.observe("ServiceToken", body("ServiceToken", "b", "u2"))
+    indexes.observe("ServiceToken", body("ServiceToken", "c", "u3"))
+    a, b, c = (indexes.unsettled[u] for u in ("u1", "u2", "u3"))
+
+    indexes.learn(a, body("ServiceToken", "a", "u1", status={"phase": "Active"}))
+    indexes.learn(b, None)
+    indexes.learn(c, body("ServiceToken", "c", "u9"))  # deleted and created again under the same name
+
+    assert set(indexes.unsettled) == {"u9"}
+    assert indexes.phases.counts() == {("ServiceToken", "Active"): 1, ("ServiceToken", "Pending"): 1}
+    assert "u2" not in indexes.owners and "u3" not in indexes.owners

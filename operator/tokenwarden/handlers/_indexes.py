@@ -76,15 +76,12 @@ class Index:
             for key, value in mapping.items():
                 self._values.setdefault(key, {})[uid] = value
 
-    def get(self, key: Hashable, default: Iterable = ()) -> list:
+    def get(self, key: Hashable) -> list:
         values = self._values.get(key)
-        return list(values.values()) if values else list(default)
+        return list(values.values()) if values else []
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._values
-
-    def __len__(self) -> int:
-        return len(self._values)
 
     def counts(self) -> dict[Hashable, int]:
         return {key: len(values) for key, values in list(self._values.items())}
@@ -173,6 +170,14 @@ class Indexes:
                 self.unsettled.pop(uid, None)
             else:
                 self.unsettled[uid] = Unsettled(uid, kind, meta["namespace"], meta["name"], time.monotonic())
+
+    def learn(self, entry: Unsettled, body: dict | None) -> None:
+        """What a read of an unsettled object found: its current state, or that it is gone
+        (or was replaced by a namesake with another uid)."""
+        if body is None or body["metadata"]["uid"] != entry.uid:
+            self.observe(entry.kind, {"metadata": {"uid": entry.uid}}, deleted=True)
+        if body is not None:
+            self.observe(entry.kind, body)
 
     def stale_unsettled(self, age: float, limit: int) -> list[Unsettled]:
         """Up to ``limit`` unsettled objects no event has touched for ``age`` seconds; each

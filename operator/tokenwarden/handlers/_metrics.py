@@ -5,7 +5,6 @@ import kopf
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-
 MINTED = Counter("tokenwarden_tokens_minted_total", "Tokens minted, by kind.", ["kind"])
 MINT_SECONDS = Histogram("tokenwarden_mint_seconds", "Time to mint a token and write its Secret.", ["kind"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))

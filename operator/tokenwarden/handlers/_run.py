@@ -14,7 +14,6 @@ from tokenwarden.config import Settings
 from tokenwarden.kube import quiet_body_loggers
 
 
-
 @dataclass
 class OperatorOptions:
     settings: Settings = field(default_factory=Settings)

@@ -341,6 +341,11 @@ def _past(moment: str | None) -> bool:
 _KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
 
 
+def _controller_ref(body: kopf.Body) -> dict | None:
+    """The ownerReference of a Secret's controlling token, if any."""
+    return next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+
+
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE},
                when=lambda type, **_: type == "DELETED")
 def secret_deleted(body, namespace, memo, logger, **_):
@@ -349,7 +354,7 @@ def secret_deleted(body, namespace, memo, logger, **_):
     The old plaintext is gone with the Secret, so keeping its hash valid would leave a
     credential nobody can rotate; agents get a fresh Secret under the same name.
     """
-    ref = next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)
+    ref = _controller_ref(body)
     kind = _KINDS_BY_NAME.get(ref.get("kind")) if ref else None
     if kind is None:
         return
@@ -400,14 +405,10 @@ def _recheck_importers(type, namespace, importers, memo, logger) -> None:
         _reconcile_now(SERVICE_TOKEN, token, memo, logger)
 
 
-def _controller_uid(body) -> str | None:
-    ref = next((r for r in body.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")), None)
-    return ref.get("uid") if ref else None
-
-
 def _orphaned(type, body, memo, **_) -> bool:
+    ref = _controller_ref(body)
     return (type != "DELETED" and not body.metadata.get("deletionTimestamp")
-            and _controller_uid(body) not in memo.indexes.owners)
+            and (ref or {}).get("uid") not in memo.indexes.owners)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
@@ -458,11 +459,9 @@ async def _sweep_unsettled(memo, logger) -> None:
             kind = _KINDS_BY_NAME[entry.kind]
             try:
                 token = await asyncio.to_thread(_read, kind, entry, memo)
-                if token is None or token["metadata"]["uid"] != entry.uid:
-                    memo.indexes.unsettled.pop(entry.uid, None)  # gone (perhaps replaced by a namesake)
+                memo.indexes.learn(entry, token)  # a paused replica sees no events: learn here
                 if token is None:
                     continue
-                memo.indexes.observe(entry.kind, token)  # a paused replica sees no events: learn here
                 if token["metadata"].get("deletionTimestamp") or \
                         (token.get("status") or {}).get("phase") not in (None, "Pending"):
                     continue
