@@ -111,3 +111,31 @@ def test_a_read_teaches_what_events_did_not():
     assert set(indexes.unsettled) == {"u9"}
     assert indexes.phases.counts() == {("ServiceToken", "Active"): 1, ("ServiceToken", "Pending"): 1}
     assert "u2" not in indexes.owners and "u3" not in indexes.owners
+
+
+def test_a_claimed_hash_refuses_a_second_token_until_the_outcome_lands():
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", body("ServiceToken", "held", "uid-0", status={"phase": "Active",
+                                                                                  "tokenHash": "sha256:old"}))
+    assert indexes.claim_hash("sha256:old", "uid-1", ("team", "a")) == ("team", "held")
+
+    # Two tokens adopt one new key before either status lands: the first to claim wins.
+    assert indexes.claim_hash("sha256:k", "uid-1", ("team", "a")) is None
+    assert indexes.claim_hash("sha256:k", "uid-1", ("team", "a")) is None  # a retry of the same token
+    assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) == ("team", "a")
+
+    # An event from before the status keeps the claim; the status itself hands over to the index.
+    indexes.observe("ServiceToken", body("ServiceToken", "a", "uid-1"))
+    assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) == ("team", "a")
+    indexes.observe("ServiceToken", body("ServiceToken", "a", "uid-1", status={"phase": "Active",
+                                                                               "tokenHash": "sha256:k"}))
+    assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) == ("team", "a")
+    indexes.observe("ServiceToken", body("ServiceToken", "a", "uid-1"), deleted=True)
+    assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) is None
+
+
+def test_a_failed_token_releases_its_claim():
+    indexes = Indexes(["reader"])
+    assert indexes.claim_hash("sha256:k", "uid-1", ("team", "a")) is None
+    indexes.observe("ServiceToken", body("ServiceToken", "a", "uid-1", status={"phase": "Failed"}))
+    assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) is None

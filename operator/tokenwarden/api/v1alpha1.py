@@ -27,6 +27,7 @@ ROLE_NAME = r"^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
 # yyyy-MM-dd, or an RFC 3339 date-time with a mandatory offset (upper-case T and Z, as Python parses them).
 EXPIRATION = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
 TOKEN_HASH = r"^sha256:[0-9a-f]{64}$"
+SECRET_KEY = r"^[-._a-zA-Z0-9]+$"  # what the API server allows as a key of a Secret's data
 MAX_TTL = timedelta(days=3650)
 
 
@@ -47,6 +48,12 @@ def _dns_name(value: str) -> str:
 def _role_name(value: str) -> str:
     if not re.fullmatch(ROLE_NAME, value):
         raise ValueError(f"invalid role name {value!r}: lower-case letters, digits, '-' and ':'")
+    return value
+
+
+def _secret_key(value: str) -> str:
+    if not re.fullmatch(SECRET_KEY, value):
+        raise ValueError(f"invalid Secret key {value!r}: use letters, digits, '-', '_' and '.'")
     return value
 
 
@@ -155,8 +162,11 @@ class SecretKeyRef(_Model):
     """A key of a Secret in the same namespace."""
 
     name: DNSName = Field(description="Name of the Secret (same namespace).")
-    key: str = Field("token", max_length=253, description="Key in the Secret that holds the existing token. "
-                                                           "Default: token.")
+    key: Annotated[str, Field(max_length=253), _schema(pattern=SECRET_KEY), AfterValidator(_secret_key)] = Field(
+        "token", description="Key in the Secret that holds the existing token. Default: token.")
+    namespace: DNSName | None = Field(
+        None, description="Optional, and if set it must be the token's own namespace: a key is never imported "
+                          "from another namespace (the request is refused with a reason).")
 
 
 class TokenImport(_Model):

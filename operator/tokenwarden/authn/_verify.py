@@ -7,10 +7,9 @@ from datetime import datetime
 
 from tokenwarden.authn._index import Identity, TokenIndex
 from tokenwarden.config import Role
-from tokenwarden.tokens import TokenFormatError, hash_token, parse_token
+from tokenwarden.tokens import MAX_TOKEN_LENGTH, TokenFormatError, hash_token, parse_token
 
 INGEST = "ingest"
-MAX_TOKEN_LENGTH = 4096  # far above any key we mint or import; refuse before hashing
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,10 @@ async def validate_binding(spec, memo, **_):
 async def validate_token(name, namespace, spec, operation, memo, **_):
     parsed = _parse(ServiceTokenSpec, spec)
     _check_roles(parsed.roles, memo)
+    if parsed.import_ is not None:
+        problem = policies.source_namespace_problem(namespace, parsed.import_.secret_ref.namespace)
+        if problem:
+            _refuse(problem)
     if operation == "CREATE":
         _check_expiration(parsed)
         account = parsed.service_account_name

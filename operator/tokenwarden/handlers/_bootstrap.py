@@ -39,10 +39,9 @@ def revoke_bootstrap(memo, logger, why: str) -> None:
 
 def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
     config = memo.settings.bootstrap
-    data = {}
-    for key in ("token", "roles", "ttl"):
-        with kube_errors_to_kopf():
-            _, data[key] = kube_secrets.read_secret_value(memo.core, config.namespace, config.secret_name, key)
+    with kube_errors_to_kopf():
+        stored = kube_secrets.read_secret_data(memo.core, config.namespace, config.secret_name) or {}
+    data = {key: kube_secrets.text_of(stored, key) for key in ("token", "roles", "ttl")}
     problem = policies.bootstrap_token_problem(data["token"], config.min_length)
     roles = policies.parse_roles(data["roles"])
     if problem is None and not roles:
@@ -107,6 +106,5 @@ def bootstrap_on_start(memo, logger, **_):
     config = memo.settings.bootstrap
     if not config.namespace:
         return
-    exists, _ = kube_secrets.read_secret_value(memo.core, config.namespace, config.secret_name, "token")
-    if not exists:
+    if kube_secrets.read_secret_data(memo.core, config.namespace, config.secret_name) is None:
         revoke_bootstrap(memo, logger, "the values have no bootstrap section")

@@ -12,6 +12,7 @@ until the operator restarts; it can only make a quota count one token too many.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -152,6 +153,9 @@ class Indexes:
         self.tokens, self.hashes, self.imports, self.owners = Index(), Index(), Index(), Index()
         self.phases = Index()
         self.unsettled: dict[str, Unsettled] = {}
+        # Hashes a handler adopted whose status has not landed yet: uid → (hash, (namespace, name)).
+        self._claims: dict[str, tuple[str, tuple[str, str]]] = {}
+        self._claims_lock = threading.Lock()
         self._by_kind: dict[str, tuple[tuple[Index, Indexer], ...]] = {
             SERVICE_ACCOUNTS.kind: ((self.accounts, _account),),
             ROLE_BINDINGS.kind: ((self.bindings, _binding),),
@@ -164,12 +168,30 @@ class Indexes:
         uid = body["metadata"]["uid"]
         for index, indexer in self._by_kind[kind]:
             index.replace(uid, None if deleted else indexer(body, self))
+        if kind == SERVICE_TOKENS.kind and uid in self._claims:
+            status = body.get("status") or {}
+            with self._claims_lock:
+                claim = self._claims.get(uid)
+                if claim and (deleted or status.get("phase") == "Failed" or status.get("tokenHash") == claim[0]):
+                    del self._claims[uid]  # the outcome landed: the hashes index speaks from here
         if kind in (SERVICE_TOKENS.kind, INGESTION_KEYS.kind):
             meta, phase = body["metadata"], (body.get("status") or {}).get("phase")
             if deleted or meta.get("deletionTimestamp") or phase not in (None, "Pending"):
                 self.unsettled.pop(uid, None)
             else:
                 self.unsettled[uid] = Unsettled(uid, kind, meta["namespace"], meta["name"], time.monotonic())
+
+    def claim_hash(self, token_hash: str, uid: str, who: tuple[str, str]) -> tuple[str, str] | None:
+        """(namespace, name) of another token that holds ``token_hash``, or None once it is
+        claimed for ``uid``. Handlers run in threads and a status lands after its handler
+        returns, so without the claim two tokens adopting one key at once would both win."""
+        with self._claims_lock:
+            holders = [h for h in self.hashes.get(token_hash) if h != who]
+            holders += [h for u, (claimed, h) in self._claims.items() if claimed == token_hash and u != uid]
+            if holders:
+                return min(holders)
+            self._claims[uid] = (token_hash, who)
+            return None
 
     def learn(self, entry: Unsettled, body: dict | None) -> None:
         """What a read of an unsettled object found: its current state, or that it is gone

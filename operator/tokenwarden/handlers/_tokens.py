@@ -244,31 +244,26 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> Credenti
     """
     name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
     ref = spec.import_.secret_ref
+    problem = policies.source_namespace_problem(namespace, ref.namespace)
+    if problem:
+        out.problem(problem, "Failed")
+        return None
     with kube_errors_to_kopf():
-        exists, value = kube_secrets.read_secret_value(memo.core, namespace, ref.name, ref.key)
-    if not exists:
+        data = kube_secrets.read_secret_data(memo.core, namespace, ref.name)
+    if data is None:
         out.ready(False, "ImportSourceNotFound",
                   f"Secret {ref.name!r} to import from does not exist in namespace {namespace!r}; "
                   "create it (the key is imported as soon as it exists)", phase="Pending")
         raise kopf.TemporaryError(f"Secret {ref.name!r} not found", delay=WAIT_DELAY)
-    minimum = memo.settings.import_min_length
-    if not value or not value.strip():
-        out.problem(policies.Problem("ImportKeyMissing",
-                                     f"Secret {ref.name!r} has no non-empty key {ref.key!r}; "
-                                     "set spec.import.secretRef.key to the key holding the API key"), "Failed")
-        return None
-    if len(value) < minimum:
-        out.problem(policies.Problem("ImportTooShort",
-                                     f"the key in Secret {ref.name!r} is {len(value)} characters; at least "
-                                     f"{minimum} are needed (importMinLength)"), "Failed")
+    value = policies.adopted_key(data.get(ref.key), secret=ref.name, key=ref.key, keys=data,
+                                 minimum=memo.settings.import_min_length)
+    if isinstance(value, policies.Problem):
+        out.problem(value, "Failed")
         return None
     token_hash = hash_token(value)
-    others = [o for o in memo.indexes.hashes.get(token_hash) if o != (namespace, name)]
-    if others:
-        out.problem(policies.Problem("DuplicateImport",
-                                     f"the same key is already imported by ServiceToken "
-                                     f"{others[0][0]}/{others[0][1]}; a key can belong to one token only"),
-                    "Failed")
+    holder = memo.indexes.claim_hash(token_hash, body.metadata.uid, (namespace, name))
+    if holder is not None:
+        out.problem(policies.duplicate_import_problem(holder), "Failed")
         return None
     issued_at = status.get("issuedAt") or rfc3339(out.now)
     token_id = status.get("tokenId") or new_token_id()
@@ -399,8 +394,9 @@ def _recheck_importers(type, namespace, importers, memo, logger) -> None:
                 (token.get("status") or {}).get("phase") in TERMINAL:
             continue
         if type == "DELETED":
-            logger.warning(f"source Secret of imported ServiceToken {name} was deleted; the key stays "
-                           "valid until the token is deleted or expires")
+            kopf.warn(token, reason="ImportSourceDeleted",
+                      message=f"the Secret this key was imported from is gone; the key stays valid until "
+                              f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
             continue
         _reconcile_now(SERVICE_TOKEN, token, memo, logger)
 

@@ -124,20 +124,28 @@ def delete_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner
     return True
 
 
-def read_secret_value(core: client.CoreV1Api, namespace: str, name: str, key: str) -> tuple[bool, str | None]:
-    """(whether Secret ``name`` exists, the decoded value of ``key`` or None)."""
+def read_secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, bytes] | None:
+    """The decoded data of Secret ``name``; None when there is no such Secret."""
     try:
         with translated(f"reading Secret {namespace}/{name}"):
             secret = core.read_namespaced_secret(name, namespace)
     except ApiNotFound:
-        return False, None
-    raw = (secret.data or {}).get(key)
-    if raw is None:
-        return True, None
+        return None
+    data = {}
+    for key, raw in (secret.data or {}).items():
+        try:
+            data[key] = base64.b64decode(raw)
+        except ValueError:
+            continue  # the API server stores valid base64 only
+    return data
+
+
+def text_of(data: dict[str, bytes], key: str) -> str | None:
+    """``data[key]`` as text; None when absent or not UTF-8."""
     try:
-        return True, base64.b64decode(raw).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        return True, None
+        return data[key].decode("utf-8") if key in data else None
+    except UnicodeDecodeError:
+        return None
 
 
 def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str,

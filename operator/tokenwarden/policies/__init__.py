@@ -1,5 +1,6 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
+from tokenwarden.policies._imports import adopted_key, duplicate_import_problem, source_namespace_problem
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
 from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
@@ -17,6 +18,8 @@ __all__ = [
     "Problem",
     "RolePlan",
     "account_quota_problem",
+    "adopted_key",
+    "duplicate_import_problem",
     "bootstrap_token_problem",
     "parse_roles",
     "deletion_due",
@@ -25,6 +28,7 @@ __all__ = [
     "renew_at",
     "rotation_requested",
     "seconds_until",
+    "source_namespace_problem",
     "granted_roles",
     "plan_roles",
     "token_quota_problem",

@@ -12,10 +12,12 @@ Only ``[A-Za-z0-9_]`` appear, so a double click selects a token whole.
 """
 from tokenwarden.tokens._format import (
     CHECKSUM_LENGTH,
+    MAX_TOKEN_LENGTH,
     PAYLOAD_LENGTH,
     TOKEN_REGEX,
     ParsedToken,
     TokenFormatError,
+    fits_a_header,
     hash_token,
     mint_token,
     new_token_id,
@@ -24,10 +26,12 @@ from tokenwarden.tokens._format import (
 
 __all__ = [
     "CHECKSUM_LENGTH",
+    "MAX_TOKEN_LENGTH",
     "PAYLOAD_LENGTH",
     "TOKEN_REGEX",
     "ParsedToken",
     "TokenFormatError",
+    "fits_a_header",
     "hash_token",
     "mint_token",
     "new_token_id",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 
+MAX_TOKEN_LENGTH = 4096  # far above any key we mint or import; longer strings are refused before hashing
 PAYLOAD_BITS = 256
 PAYLOAD_LENGTH = 43  # ceil(256 / log2(62))
 CHECKSUM_LENGTH = 6  # ceil(32 / log2(62))
@@ -75,6 +76,14 @@ def parse_token(token: str, prefixes: tuple[str, ...] | None = None) -> ParsedTo
 def hash_token(token: str) -> str:
     """``sha256:<hex>`` of the whole token: what status, logs and indexes hold."""
     return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def fits_a_header(value: str) -> bool:
+    """Whether ``value`` can travel as a credential in every form the authenticator reads
+    (``Bearer <t>``, ``X-API-Key: <t>``, Basic): printable ASCII without spaces, at most
+    MAX_TOKEN_LENGTH characters."""
+    return (0 < len(value) <= MAX_TOKEN_LENGTH and value.isascii() and value.isprintable()
+            and " " not in value)
 
 
 def new_token_id() -> str:

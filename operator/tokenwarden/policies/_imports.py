@@ -1,0 +1,64 @@
+"""May an existing key be adopted? Pure: the caller reads the source Secret.
+
+A key is adopted as its owner stored it, less surrounding whitespace: a Secret made
+with ``kubectl create secret --from-file`` usually ends in a newline that no agent
+sends. Everything else must travel as a credential unchanged, so it is refused
+rather than altered.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenwarden.policies._roles import Problem
+from tokenwarden.tokens import MAX_TOKEN_LENGTH, fits_a_header
+
+FIELD = "spec.import.secretRef"
+
+
+def source_namespace_problem(token_namespace: str, source_namespace: str | None) -> Problem | None:
+    """Keys are read only from the token's own namespace: whoever may create a token in
+    one namespace must not be able to adopt (and so learn the use of) a key in another."""
+    if not source_namespace or source_namespace == token_namespace:
+        return None
+    return Problem("ImportSourceInOtherNamespace",
+                   f"{FIELD}.namespace is {source_namespace!r}, but a key is imported only from a Secret in "
+                   f"the token's own namespace {token_namespace!r}; copy the Secret into {token_namespace!r} "
+                   f"and drop {FIELD}.namespace")
+
+
+def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str], minimum: int) -> str | Problem:
+    """The key to adopt from ``raw`` (the bytes under ``key`` of Secret ``secret``, None when
+    that key is absent; ``keys`` are the Secret's keys), or why it cannot be adopted."""
+    if raw is None:
+        present = ", ".join(sorted(keys)) or "none"
+        return Problem("ImportKeyMissing",
+                       f"Secret {secret!r} has no key {key!r} (its keys: {present}); set {FIELD}.key to the "
+                       "key that holds the API key")
+    try:
+        value = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        value = None
+    if value == "":
+        return Problem("ImportKeyEmpty",
+                       f"key {key!r} of Secret {secret!r} is empty; put the existing API key in it "
+                       "(the token is imported when the Secret changes)")
+    if value is None or not fits_a_header(value):
+        too_long = value is not None and len(value) > MAX_TOKEN_LENGTH
+        what = f"longer than {MAX_TOKEN_LENGTH} characters" if too_long else \
+            "not one line of printable ASCII without spaces"
+        return Problem("ImportKeyMalformed",
+                       f"key {key!r} of Secret {secret!r} is {what}, so no agent can send it as a credential; "
+                       "store the API key itself there")
+    if len(value) < minimum:
+        return Problem("ImportTooShort",
+                       f"the key in Secret {secret!r} has {len(value)} characters; at least {minimum} are "
+                       "needed (importMinLength): a key that short is too easy to guess, so issue a new "
+                       "token instead")
+    return value
+
+
+def duplicate_import_problem(holder: tuple[str, str]) -> Problem:
+    """The key is already adopted by ``holder`` (namespace, name)."""
+    return Problem("DuplicateImport",
+                   f"the same key is already imported by ServiceToken {holder[0]}/{holder[1]}; a key can "
+                   "belong to one token only: delete one of the two")

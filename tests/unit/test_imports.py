@@ -1,0 +1,61 @@
+"""Which existing keys may be adopted, and what the refusal says."""
+from __future__ import annotations
+
+import pytest
+
+from tokenwarden.policies import Problem, adopted_key, duplicate_import_problem, source_namespace_problem
+from tokenwarden.tokens import MAX_TOKEN_LENGTH
+
+GRAFANA = "glsa_R3JhZmFuYVNlcnZpY2VBY2NvdW50VG9rZW4_a1b2c3d4"
+
+
+def adopt(raw, minimum=16, key="token"):
+    return adopted_key(raw, secret="legacy", key=key, keys=["apikey", "password"] if raw is None else [key],
+                       minimum=minimum)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (GRAFANA.encode(), GRAFANA),
+    (b"0paque-legacy-key-7f3a9c2e41b8d6", "0paque-legacy-key-7f3a9c2e41b8d6"),
+    (GRAFANA.encode() + b"\n", GRAFANA),            # kubectl create secret --from-file
+    (b"  " + GRAFANA.encode() + b"\r\n", GRAFANA),
+    (b"k" * MAX_TOKEN_LENGTH, "k" * MAX_TOKEN_LENGTH),
+])
+def test_keys_are_adopted_as_stored_less_surrounding_whitespace(raw, expected):
+    assert adopt(raw) == expected
+
+
+@pytest.mark.parametrize("raw, reason, words", [
+    (None, "ImportKeyMissing", "(its keys: apikey, password)"),
+    (b"", "ImportKeyEmpty", "is empty"),
+    (b" \n", "ImportKeyEmpty", "is empty"),
+    (b"tiny-key", "ImportTooShort", "8 characters; at least 16"),
+    (b"two words-0123456789", "ImportKeyMalformed", "without spaces"),
+    (b"line-one-0123456789\nline-two", "ImportKeyMalformed", "printable ASCII"),
+    (b"\xff\xfe-not-utf8-0123456789", "ImportKeyMalformed", "printable ASCII"),
+    ("caf\u00e9-0123456789abcdef".encode(), "ImportKeyMalformed", "printable ASCII"),
+    (b"k" * (MAX_TOKEN_LENGTH + 1), "ImportKeyMalformed", f"longer than {MAX_TOKEN_LENGTH}"),
+])
+def test_unusable_keys_are_refused_with_the_fix(raw, reason, words):
+    problem = adopt(raw)
+    assert isinstance(problem, Problem)
+    assert (problem.reason, problem.waiting) == (reason, False)
+    assert words in problem.message and "'legacy'" in problem.message
+
+
+def test_minimum_length_is_configurable():
+    assert adopt(b"short-but-ok", minimum=8) == "short-but-ok"
+    assert adopt(b"short-but-ok", minimum=13).reason == "ImportTooShort"
+
+
+def test_keys_are_never_read_across_namespaces():
+    assert source_namespace_problem("team-a", None) is None
+    assert source_namespace_problem("team-a", "team-a") is None
+    problem = source_namespace_problem("team-a", "team-b")
+    assert problem.reason == "ImportSourceInOtherNamespace"
+    assert "'team-b'" in problem.message and "copy the Secret into 'team-a'" in problem.message
+
+
+def test_duplicate_names_the_first_holder():
+    problem = duplicate_import_problem(("team-a", "first"))
+    assert problem.reason == "DuplicateImport" and "team-a/first" in problem.message
