@@ -6,7 +6,6 @@ and the time a restarted operator takes to settle, with the number of tokens it 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys

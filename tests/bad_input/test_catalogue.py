@@ -70,6 +70,9 @@ REFUSED = [
     ("ServiceToken", {"roles": ["reader"], "ttl": "1h", "rotation": {
         "renewBefore": "5m", "restartTargets": [{"kind": "Pod", "name": "x"}]}}, "kind"),
     ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "ns/other"}}}, "secretRef"),
+    ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "x", "namespace": "elsewhere"}}},
+     "only from a Secret in the token's own namespace"),
+    ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "x", "key": "a/b"}}}, "secretRef.key"),
     ("IngestionAPIKey", {"expiration": "2030-13-45"}, "expiration"),
     ("IngestionAPIKey", {"ttl": "soon"}, "ttl"),
     ("RoleBinding", {"serviceAccountName": "acct", "roles": []}, "roles"),
@@ -124,6 +127,9 @@ CLI = [
     (["ingestion-api-key", "create", "--name", "x", "--expiration", "tomorrow"], "yyyy-MM-dd"),
     (["role-binding", "create", "b", "--service-account", "acct", "--roles", "root"], "root"),
     (["service-token", "list", "-o", "xml"], "xml"),
+    (["service-token", "import", "--name", "x", "--from-secret", "other-ns/key", "--roles", "reader"],
+     "same namespace"),
+    (["migrate", "--from-file", "/nonexistent/keys.yaml"], "does not exist"),
 ]
 
 

@@ -1,6 +1,7 @@
 """Small helpers for integration tests: create objects, wait on a watch."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 
 from kubernetes import client, watch
@@ -71,3 +72,24 @@ def wait_for_event(core: client.CoreV1Api, namespace: str, name: str, reason: st
             stream.stop()
             return change["object"]
     raise AssertionError(f"no {reason} event for {namespace}/{name} within {timeout}s")
+
+
+def credential_forms(token: str) -> list[dict]:
+    """Every way a client may present ``token`` to the authenticator."""
+    basic = base64.b64encode(f"service_token:{token}".encode()).decode()
+    return [{"Authorization": f"Bearer {token}"}, {"Authorization": f"ApiKey {token}"},
+            {"Authorization": f"Otel {token}"}, {"X-API-Key": token}, {"Authorization": f"Basic {basic}"}]
+
+
+def kube_apiserver_user(cluster, token: str):
+    """Who kube-apiserver takes ``token`` for, through the authenticator's TokenReview
+    webhook (a SelfSubjectReview); None when it refuses the token."""
+    configuration = client.Configuration()
+    configuration.host = cluster.plane.server
+    configuration.ssl_ca_cert = str(cluster.plane.pki.ca.cert)
+    configuration.api_key = {"authorization": f"Bearer {token}"}
+    api = client.AuthenticationV1Api(client.ApiClient(configuration))
+    try:
+        return api.create_self_subject_review(client.V1SelfSubjectReview()).status.user_info
+    except client.ApiException:
+        return None

@@ -6,9 +6,8 @@ import time
 
 import pytest
 import requests
-from kubernetes import client
 
-from .kubehelpers import GROUP, VERSION, create, phase_is, wait_for
+from .kubehelpers import GROUP, VERSION, create, credential_forms, kube_apiserver_user, phase_is, wait_for
 
 
 def _token(core, namespace, name) -> str:
@@ -38,14 +37,7 @@ def writer_token(operator, custom, core, namespace):
 
 
 def test_every_credential_form_is_accepted(authenticator, writer_token, namespace):
-    basic = base64.b64encode(f"service_token:{writer_token}".encode()).decode()
-    forms = [
-        {"Authorization": f"Bearer {writer_token}"},
-        {"Authorization": f"ApiKey {writer_token}"},
-        {"Authorization": f"Otel {writer_token}"},
-        {"X-API-Key": writer_token},
-        {"Authorization": f"Basic {basic}"},
-    ]
+    forms = credential_forms(writer_token)
     assert _eventually(lambda: authenticator.get("/verify", forms[0]).status_code == 200)
     for headers in forms:
         response = authenticator.get("/verify", headers)
@@ -116,17 +108,9 @@ def test_kube_apiserver_authenticates_tokens_through_the_webhook(cluster, authen
                                                                  custom, namespace):
     if cluster.plane is None:
         pytest.skip("the token webhook is configured on the local control plane only")
-    configuration = client.Configuration()
-    configuration.host = cluster.plane.server
-    configuration.ssl_ca_cert = str(cluster.plane.pki.ca.cert)
-    configuration.api_key = {"authorization": f"Bearer {writer_token}"}
-    api = client.AuthenticationV1Api(client.ApiClient(configuration))
 
     def whoami():
-        try:
-            return api.create_self_subject_review(client.V1SelfSubjectReview()).status.user_info
-        except client.ApiException:
-            return None
+        return kube_apiserver_user(cluster, writer_token)
 
     user = _eventually(whoami)
     assert user is not None, authenticator.log()[-2000:]

@@ -1,7 +1,6 @@
 """GitOps: no drift (spec is the user's), server-side apply is idempotent, Argo CD health in Lua."""
 from __future__ import annotations
 
-import pytest
 import yaml
 from kubernetes import client
 

@@ -1,52 +1,104 @@
-"""Adopting existing keys: only the hash is kept, the source is never touched."""
+"""Adopting existing keys: only the hash is kept, the source is never touched, and an
+imported key lives exactly as a minted one (verification, roles, last use, expiry,
+revocation)."""
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 
+import pytest
 from kubernetes import client
 
+from .kubehelpers import (
+    GROUP,
+    VERSION,
+    create,
+    credential_forms,
+    get,
+    kube_apiserver_user,
+    phase_is,
+    ready_reason,
+    wait_for,
+    wait_for_event,
+)
 from .test_authenticator import _eventually
-from .kubehelpers import create, phase_is, ready_reason, wait_for, wait_for_event
+from .test_minting import _wait_gone
 
 GRAFANA_KEY = "glsa_Qm9ndXNLZXlGb3JUZXN0aW5nT25seQ_1a2b3c4d"
+OPAQUE_KEY = "0paque-import-key-5d2e8b7c93a1f4"
 
 
-def _source(core, namespace, name, value, key="token"):
+def _source(core, namespace, name, value: str | bytes, key="token"):
+    raw = value.encode() if isinstance(value, str) else value
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name), data={key: base64.b64encode(value.encode()).decode()}))
+        metadata=client.V1ObjectMeta(name=name), data={key: base64.b64encode(raw).decode()}))
+    return core.read_namespaced_secret(name, namespace)
 
 
 def _sha(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
-def test_imported_key_keeps_its_value_and_only_its_hash_is_stored(operator, authenticator, custom, core, namespace):
-    _source(core, namespace, "legacy-key", GRAFANA_KEY)
-    before = core.read_namespaced_secret("legacy-key", namespace)
+def _unchanged(core, namespace, before) -> bool:
+    after = core.read_namespaced_secret(before.metadata.name, namespace)
+    return (after.data == before.data and after.metadata.resource_version == before.metadata.resource_version
+            and not after.metadata.owner_references)
+
+
+# The opaque key is stored as `kubectl create secret --from-file` leaves it: with a newline.
+@pytest.mark.parametrize("key, stored", [(GRAFANA_KEY, GRAFANA_KEY), (OPAQUE_KEY, OPAQUE_KEY + "\n")],
+                         ids=["glsa", "opaque"])
+def test_imported_key_verifies_in_every_form_until_its_token_is_deleted(
+        cluster, operator, authenticator, custom, core, namespace, key, stored):
+    before = _source(core, namespace, "legacy-key", stored)
     create(custom, "ServiceToken", namespace, "legacy", {
-        "roles": ["writer"], "secretName": "legacy-copy",
-        "import": {"secretRef": {"name": "legacy-key"}}})
+        "roles": ["writer"], "secretName": "legacy-copy", "import": {"secretRef": {"name": "legacy-key"}}})
     token = wait_for(custom, "ServiceToken", namespace, "legacy", phase_is("Active"))
-    assert token["status"]["tokenHash"] == _sha(GRAFANA_KEY)
+    assert token["status"]["tokenHash"] == _sha(key)
     assert token["status"]["imported"] is True
     copy = core.read_namespaced_secret("legacy-copy", namespace)
-    assert base64.b64decode(copy.data["token"]).decode() == GRAFANA_KEY
-    after = core.read_namespaced_secret("legacy-key", namespace)
-    assert after.metadata.resource_version == before.metadata.resource_version
-    assert not after.metadata.owner_references
-    assert GRAFANA_KEY not in str(token) and GRAFANA_KEY not in operator.log()
+    assert base64.b64decode(copy.data["token"]).decode() == key
+    assert key not in str(token) and key not in operator.log()
 
-    # A foreign format goes straight to the hash lookup (no checksum rejection).
-    headers = {"Authorization": f"Bearer {GRAFANA_KEY}"}
-    assert _eventually(lambda: authenticator.get("/verify?permission=write", headers).status_code == 200)
+    # A foreign format goes straight to the hash lookup (no checksum rejection), in every form.
+    forms = credential_forms(key)
+    assert _eventually(lambda: authenticator.get("/verify?permission=write", forms[0]).status_code == 200)
+    for headers in forms:
+        response = authenticator.get("/verify?permission=write", headers)
+        assert response.status_code == 200, headers.keys()
+        assert response.headers["X-Auth-Subject"] == f"tokenwarden:{namespace}:legacy"
+        assert response.headers["X-Auth-Roles"] == "writer"
+    assert authenticator.get("/verify?permission=admin", forms[0]).status_code == 403
+    if cluster.plane is not None:
+        user = _eventually(lambda: kube_apiserver_user(cluster, key))
+        assert user is not None and user.username == f"tokenwarden:{namespace}:legacy"
+    assert wait_for(custom, "ServiceToken", namespace, "legacy", lambda o: o["status"].get("lastUsedAt"))
 
-    # Deleting the token leaves the user's Secret alone.
-    custom.delete_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace, "servicetokens", "legacy")
-    assert core.read_namespaced_secret("legacy-key", namespace).data == before.data
+    # Deleting the token revokes the key and leaves the user's Secret byte for byte as it was.
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "legacy")
+    assert _eventually(lambda: authenticator.get("/verify", forms[3]).status_code == 401)
+    _wait_gone(core, namespace, "legacy-copy")
+    assert _unchanged(core, namespace, before)
+    assert key not in authenticator.log()
 
 
-def test_changed_source_is_rehashed(operator, custom, core, namespace):
+def test_imported_key_expires_and_its_source_stays(operator, authenticator, custom, core, namespace):
+    key = f"expiring-key-{namespace}"
+    before = _source(core, namespace, "short-lived", key)
+    create(custom, "ServiceToken", namespace, "short-lived", {
+        "roles": ["reader"], "ttl": "3s", "secretName": "short-lived-copy",
+        "import": {"secretRef": {"name": "short-lived"}}})
+    wait_for(custom, "ServiceToken", namespace, "short-lived", phase_is("Active"))
+    headers = {"X-API-Key": key}
+    expired = wait_for(custom, "ServiceToken", namespace, "short-lived", phase_is("Expired"))
+    assert ready_reason(expired) == "Expired"
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 401)
+    _wait_gone(core, namespace, "short-lived-copy")
+    assert _unchanged(core, namespace, before)
+
+
+def test_changed_source_is_rehashed(operator, authenticator, custom, core, namespace):
     _source(core, namespace, "rotating", "first-value-0123456789")
     create(custom, "ServiceToken", namespace, "rotating", {
         "roles": ["reader"], "import": {"secretRef": {"name": "rotating"}}})
@@ -56,6 +108,21 @@ def test_changed_source_is_rehashed(operator, custom, core, namespace):
     wait_for(custom, "ServiceToken", namespace, "rotating",
              lambda o: o["status"].get("tokenHash") == _sha("second-value-0123456789"))
     wait_for_event(core, namespace, "rotating", "ImportedKeyChanged")
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": "second-value-0123456789"}).status_code
+                       == 200)
+    assert authenticator.get("/verify", {"X-API-Key": "first-value-0123456789"}).status_code == 401
+
+
+def test_deleted_source_is_reported_and_the_key_stays_valid(operator, authenticator, custom, core, namespace):
+    key = f"going-key-{namespace}"
+    _source(core, namespace, "going", key)
+    create(custom, "ServiceToken", namespace, "going", {
+        "roles": ["reader"], "import": {"secretRef": {"name": "going"}}})
+    wait_for(custom, "ServiceToken", namespace, "going", phase_is("Active"))
+    core.delete_namespaced_secret("going", namespace)
+    wait_for_event(core, namespace, "going", "ImportSourceDeleted", contains="stays valid")
+    assert get(custom, "ServiceToken", namespace, "going")["status"]["phase"] == "Active"
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": key}).status_code == 200)
 
 
 def test_missing_source_waits_then_imports(operator, custom, core, namespace):
@@ -67,17 +134,31 @@ def test_missing_source_waits_then_imports(operator, custom, core, namespace):
     wait_for(custom, "ServiceToken", namespace, "later", phase_is("Active"))
 
 
-def test_bad_sources_are_marked_with_a_reason(operator, custom, core, namespace):
-    _source(core, namespace, "short", "tiny")
-    _source(core, namespace, "other-key", "long-enough-but-wrong-key", key="password")
-    create(custom, "ServiceToken", namespace, "too-short", {
-        "roles": ["reader"], "import": {"secretRef": {"name": "short"}}})
-    create(custom, "ServiceToken", namespace, "wrong-key", {
-        "roles": ["reader"], "import": {"secretRef": {"name": "other-key"}}})
-    short = wait_for(custom, "ServiceToken", namespace, "too-short", phase_is("Failed"))
-    assert ready_reason(short) == "ImportTooShort" and "at least 16" in short["status"]["conditions"][0]["message"]
-    wrong = wait_for(custom, "ServiceToken", namespace, "wrong-key", phase_is("Failed"))
-    assert ready_reason(wrong) == "ImportKeyMissing"
+BAD_SOURCES = [
+    ("too-short", {"token": b"tiny"}, "token", "ImportTooShort", "at least 16"),
+    ("wrong-key", {"password": b"long-enough-but-wrong-key"}, "token", "ImportKeyMissing", "its keys: password"),
+    ("empty", {"token": b""}, "token", "ImportKeyEmpty", "is empty"),
+    ("spaces", {"token": b"two words-0123456789"}, "token", "ImportKeyMalformed", "without spaces"),
+    ("binary", {"token": b"\xff\xfe\x00-binary-0123456789"}, "token", "ImportKeyMalformed", "printable ASCII"),
+]
+
+
+def test_bad_sources_are_marked_with_a_reason_and_fixed_by_fixing_the_source(operator, custom, core, namespace):
+    for name, data, key, _, _ in BAD_SOURCES:
+        core.create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name), data={k: base64.b64encode(v).decode() for k, v in data.items()}))
+        create(custom, "ServiceToken", namespace, name, {"roles": ["reader"],
+                                                         "import": {"secretRef": {"name": name, "key": key}}})
+    for name, _, _, reason, words in BAD_SOURCES:
+        marked = wait_for(custom, "ServiceToken", namespace, name, phase_is("Failed"))
+        assert ready_reason(marked) == reason
+        assert words in marked["status"]["conditions"][0]["message"]
+        assert "tokenHash" not in marked["status"]
+    # Putting a usable key into the source is all it takes.
+    core.patch_namespaced_secret("empty", namespace, {"data": {"token": base64.b64encode(b"now-filled-0123456789")
+                                                               .decode()}})
+    fixed = wait_for(custom, "ServiceToken", namespace, "empty", phase_is("Active"))
+    assert fixed["status"]["tokenHash"] == _sha("now-filled-0123456789")
 
 
 def test_the_same_key_imported_twice_is_refused_for_the_second(operator, custom, core, namespace):
@@ -90,3 +171,22 @@ def test_the_same_key_imported_twice_is_refused_for_the_second(operator, custom,
     second = wait_for(custom, "ServiceToken", namespace, "second", phase_is("Failed"))
     assert ready_reason(second) == "DuplicateImport"
     assert f"{namespace}/first" in second["status"]["conditions"][0]["message"]
+
+
+def test_one_key_adopted_by_several_tokens_at_once_has_one_holder(operator, custom, core, namespace):
+    _source(core, namespace, "contested", "the-contested-key-0123456789")
+    names = [f"rival-{i}" for i in range(4)]
+    threads = [threading.Thread(target=create, args=(custom, "ServiceToken", namespace, name, {
+        "roles": ["reader"], "import": {"secretRef": {"name": "contested"}}})) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    settled = {name: wait_for(custom, "ServiceToken", namespace, name, phase_is("Active", "Failed"))
+               for name in names}
+    active = [name for name, token in settled.items() if token["status"]["phase"] == "Active"]
+    assert len(active) == 1, {n: ready_reason(t) for n, t in settled.items()}
+    for name, token in settled.items():
+        if name != active[0]:
+            assert ready_reason(token) == "DuplicateImport"
+            assert f"{namespace}/{active[0]}" in token["status"]["conditions"][0]["message"]

@@ -52,15 +52,27 @@ def test_import_one_key_from_the_cli(cluster, operator, authenticator, custom, c
 def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, authenticator, custom, core,
                                                            namespace, tmp_path):
     _legacy_secret(core, namespace)
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="weak-keys"), data={"short": base64.b64encode(b"tiny").decode()}))
     bad = tmp_path / "bad.yaml"
     bad.write_text("keys:\n"
                    "  - {name: a, roles: [superuser], secret: legacy-api-keys, key: opaque}\n"
-                   "  - {name: a, roles: [writer], secret: legacy-api-keys, key: grafana}\n")
+                   "  - {name: a, roles: [writer], secret: legacy-api-keys, key: grafana}\n"
+                   "  - {name: b, roles: [writer], secret: legacy-api-keys, key: opaque}\n"
+                   "  - {name: c, roles: [writer], secret: nowhere}\n"
+                   "  - {name: d, roles: [writer], secret: legacy-api-keys, key: missing}\n"
+                   "  - {name: e, roles: [writer], secret: weak-keys, key: short}\n")
     refused = run(cluster, namespace, "migrate", "--from-file", str(bad))
     assert refused.returncode != 0
     assert "nothing was created" in refused.stderr
-    assert "the name appears twice" in refused.stderr and "superuser" in refused.stderr
-    assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")["items"] == []
+    for problem in ("a: the name appears twice", "superuser", "b: holds the same key as a",
+                    f"c: Secret 'nowhere' does not exist in namespace {namespace}",
+                    "d: Secret 'legacy-api-keys' has no key 'missing' (its keys: grafana, opaque)",
+                    "e: the key in Secret 'weak-keys' has 4 characters; at least 16"):
+        assert problem in refused.stderr, refused.stderr
+    assert OPAQUE not in refused.stderr + refused.stdout and "tiny" not in refused.stderr
+    for plural in ("serviceaccounts", "rolebindings", "servicetokens"):
+        assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"] == []
 
     keys = tmp_path / "keys.yaml"
     keys.write_text("keys:\n"
@@ -86,3 +98,10 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
     assert snapshot == {p: [(i["metadata"]["name"], i["spec"]) for i in
                             custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]]
                         for p in snapshot}
+
+    # A key already imported cannot be migrated again under another name.
+    again = tmp_path / "again.yaml"
+    again.write_text("keys:\n  - {name: node-agent-2, roles: [writer], secret: legacy-api-keys, key: opaque}\n")
+    twice = run(cluster, namespace, "migrate", "--from-file", str(again))
+    assert twice.returncode != 0
+    assert f"node-agent-2: the key is already imported by ServiceToken {namespace}/node-agent" in twice.stderr

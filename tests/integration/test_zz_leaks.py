@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 
-from kubernetes import client
 
 from .kubehelpers import GROUP, VERSION, PLURALS, create, phase_is, wait_for
 

@@ -8,11 +8,15 @@ import yaml
 from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tokenwarden import policies
 from tokenwarden.api import describe_validation_error
+from tokenwarden.kube import ApiPermanentError, ApiTransientError
+from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.cli._kubeopts import Kube, kube_options, require_name, server_message
 from tokenwarden.cli._output import done, print_table
 from tokenwarden.cli._tokens import SERVICE_TOKEN, check_expiration, ready_message, wait_until_settled
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
+from tokenwarden.tokens import hash_token
 
 
 def _split_source(value: str) -> tuple[str, str]:
@@ -120,12 +124,51 @@ def _existing(kube: Kube, item: _Planned) -> dict | None:
         raise
 
 
+def _check_sources(kube: Kube, entries: list[_Entry], minimum: int) -> list[str]:
+    """What the operator would refuse about each entry's key, found before anything is
+    created: a missing Secret or key, an unusable value, a key listed twice or already
+    imported by another ServiceToken. Only hashes are compared; no value is printed."""
+    problems: list[str] = []
+    sources: dict[str, dict[str, bytes] | None | str] = {}  # name → data, None (absent) or why unreadable
+    holders = {(t.get("status") or {}).get("tokenHash"): t["metadata"]["name"] for t in kube.list(SERVICE_TOKENS)}
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.secret not in sources:
+            try:
+                sources[entry.secret] = kube_secrets.read_secret_data(kube.core, kube.namespace, entry.secret)
+            except (ApiPermanentError, ApiTransientError) as exc:
+                sources[entry.secret] = str(exc)
+        data = sources[entry.secret]
+        if isinstance(data, str):
+            problems.append(f"{entry.name}: cannot check the key: {data}")
+            continue
+        if data is None:
+            problems.append(f"{entry.name}: Secret {entry.secret!r} does not exist in namespace {kube.namespace}")
+            continue
+        value = policies.adopted_key(data.get(entry.key), secret=entry.secret, key=entry.key, keys=data,
+                                     minimum=minimum, key_field="`key`")
+        if isinstance(value, policies.Problem):
+            problems.append(f"{entry.name}: {value.message}")
+            continue
+        token_hash = hash_token(value)
+        if token_hash in seen:
+            problems.append(f"{entry.name}: holds the same key as {seen[token_hash]}; a key can belong to one "
+                            "token only")
+        seen.setdefault(token_hash, entry.name)
+        holder = holders.get(token_hash)
+        if holder is not None and holder != entry.name:
+            problems.append(f"{entry.name}: the key is already imported by ServiceToken {kube.namespace}/{holder}")
+    return problems
+
+
 @click.command("migrate")
 @click.option("--from-file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="YAML with keys: [{name, serviceAccount, roles, project, expiration, secret, key}].")
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
+@click.option("--min-length", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Shortest key accepted: the operator's importMinLength.")
 @kube_options
-def migrate(kube: Kube, path: str, dry_run: bool) -> None:
+def migrate(kube: Kube, path: str, dry_run: bool, min_length: int) -> None:
     """Turn existing API keys into ServiceAccounts, RoleBindings and imported ServiceTokens.
 
     Idempotent: a second run changes nothing. Every problem in the file is listed
@@ -157,6 +200,7 @@ def migrate(kube: Kube, path: str, dry_run: bool) -> None:
                 check_expiration(entry.expiration)
             except click.BadParameter as exc:
                 problems.append(f"{entry.name}: {exc.message}")
+    problems += _check_sources(kube, document.keys, min_length)
     plan = _plan(document.keys)
     # The server and the admission webhook judge every object (roles, formats) without storing it.
     for item in plan:

@@ -26,13 +26,15 @@ def source_namespace_problem(token_namespace: str, source_namespace: str | None)
                    f"and drop {FIELD}.namespace")
 
 
-def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str], minimum: int) -> str | Problem:
+def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str], minimum: int,
+                key_field: str = f"{FIELD}.key") -> str | Problem:
     """The key to adopt from ``raw`` (the bytes under ``key`` of Secret ``secret``, None when
-    that key is absent; ``keys`` are the Secret's keys), or why it cannot be adopted."""
+    that key is absent; ``keys`` are the Secret's keys), or why it cannot be adopted.
+    ``key_field`` names where the user chose ``key``."""
     if raw is None:
         present = ", ".join(sorted(keys)) or "none"
         return Problem("ImportKeyMissing",
-                       f"Secret {secret!r} has no key {key!r} (its keys: {present}); set {FIELD}.key to the "
+                       f"Secret {secret!r} has no key {key!r} (its keys: {present}); set {key_field} to the "
                        "key that holds the API key")
     try:
         value = raw.decode("utf-8").strip()
@@ -40,8 +42,7 @@ def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str]
         value = None
     if value == "":
         return Problem("ImportKeyEmpty",
-                       f"key {key!r} of Secret {secret!r} is empty; put the existing API key in it "
-                       "(the token is imported when the Secret changes)")
+                       f"key {key!r} of Secret {secret!r} is empty; put the existing API key in it")
     if value is None or not fits_a_header(value):
         too_long = value is not None and len(value) > MAX_TOKEN_LENGTH
         what = f"longer than {MAX_TOKEN_LENGTH} characters" if too_long else \
