@@ -73,6 +73,8 @@ REFUSED = [
     ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "x", "namespace": "elsewhere"}}},
      "only from a Secret in the token's own namespace"),
     ("ServiceToken", {"roles": ["reader"], "import": {"secretRef": {"name": "x", "key": "a/b"}}}, "secretRef.key"),
+    ("ServiceToken", {"roles": ["reader"], "ttl": "30d", "rotation": {"renewBefore": "1d"},
+                      "import": {"secretRef": {"name": "x"}}}, "rotated by its owner"),
     ("IngestionAPIKey", {"expiration": "2030-13-45"}, "expiration"),
     ("IngestionAPIKey", {"ttl": "soon"}, "ttl"),
     ("RoleBinding", {"serviceAccountName": "acct", "roles": []}, "roles"),

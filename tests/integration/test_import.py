@@ -186,3 +186,23 @@ def test_one_key_adopted_by_several_tokens_at_once_has_one_holder(operator, cust
         if name != active[0]:
             assert ready_reason(token) == "DuplicateImport"
             assert f"{namespace}/{active[0]}" in token["status"]["conditions"][0]["message"]
+
+
+def test_a_token_is_either_minted_or_imported_for_life(operator, custom, core, namespace):
+    _source(core, namespace, "legacy", "a-legacy-key-0123456789")
+    create(custom, "ServiceToken", namespace, "minted", {"roles": ["reader"]})
+    create(custom, "ServiceToken", namespace, "adopted", {"roles": ["reader"],
+                                                            "import": {"secretRef": {"name": "legacy"}}})
+    for name in ("minted", "adopted"):
+        wait_for(custom, "ServiceToken", namespace, name, phase_is("Active"))
+    for name, change in (("minted", {"spec": {"import": {"secretRef": {"name": "legacy"}}}}),
+                         ("adopted", {"spec": {"import": None}})):
+        with pytest.raises(client.ApiException) as refused:
+            custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", name, change)
+        assert refused.value.status == 422 and "cannot be added or removed" in refused.value.body
+    # Pointing an imported token at another Secret is allowed: that is how its owner rotates it.
+    _source(core, namespace, "legacy-2", "the-next-legacy-key-0123456789")
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "adopted",
+                                          {"spec": {"import": {"secretRef": {"name": "legacy-2"}}}})
+    wait_for(custom, "ServiceToken", namespace, "adopted",
+             lambda o: o["status"].get("tokenHash") == _sha("the-next-legacy-key-0123456789"))

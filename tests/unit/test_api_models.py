@@ -118,15 +118,23 @@ def test_camel_case_on_the_wire_snake_case_in_python():
         "serviceAccountName": "agents", "secretName": "agent-token", "ttl": "30d",
         "secretTemplate": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
         "rotation": {"renewBefore": "7d", "restartTargets": [{"kind": "DaemonSet", "name": "agent"}]},
-        "import": {"secretRef": {"name": "old-key"}},
     })
     assert spec.service_account_name == "agents" and spec.secret_template.labels == {"team": "a"}
-    assert spec.import_.secret_ref.key == "token"  # the default key
     assert spec.rotation.restart_targets[0].kind == "DaemonSet"
+    imported = ServiceTokenSpec.model_validate({"roles": ["reader"], "import": {"secretRef": {"name": "old-key"}}})
+    assert imported.import_.secret_ref.key == "token"  # the default key
+    assert imported.import_.secret_ref.namespace is None
     assert ServiceTokenSpec(service_account_name="agents").service_account_name == "agents"
-    wire = spec.model_dump(by_alias=True, exclude_none=True)
+    assert "serviceAccountName" in spec.model_dump(by_alias=True, exclude_none=True)
+    wire = imported.model_dump(by_alias=True, exclude_none=True)
     assert wire["import"] == {"secretRef": {"name": "old-key", "key": "token"}}
-    assert "import_" not in wire and "serviceAccountName" in wire
+    assert "import_" not in wire
+
+
+def test_imported_keys_are_not_rotated_by_tokenwarden():
+    assert "rotated by its owner" in _refusal(ServiceTokenSpec, {
+        "roles": ["reader"], "ttl": "30d", "rotation": {"renewBefore": "7d"},
+        "import": {"secretRef": {"name": "old-key"}}})
 
 
 def test_service_account_defaults_and_binding_roles():

@@ -169,6 +169,10 @@ class SecretKeyRef(_Model):
                           "from another namespace (the request is refused with a reason).")
 
 
+IMPORT_NO_ROTATION = ("an imported key is rotated by its owner, by changing the source Secret; "
+                      "remove spec.rotation")
+
+
 class TokenImport(_Model):
     """Take over an existing token instead of minting one; only its hash is stored."""
 
@@ -257,6 +261,11 @@ class ServiceTokenSpec(_CredentialSpec):
         {"rule": "has(self.serviceAccountName) || (has(self.roles) && size(self.roles) > 0)",
          "message": "a token without spec.serviceAccountName needs spec.roles"},
         _fixed_once_created("serviceAccountName"),
+        # CEL escapes the reserved word: spec.import is self.__import__.
+        {"rule": "!has(self.__import__) || !has(self.rotation)", "message": IMPORT_NO_ROTATION},
+        {"rule": "has(self.__import__) == has(oldSelf.__import__)",
+         "message": "spec.import cannot be added or removed: a token is either minted or imported; "
+                    "delete and re-create the object"},
     ]})
 
     service_account_name: DNSName | None = Field(
@@ -273,6 +282,8 @@ class ServiceTokenSpec(_CredentialSpec):
     def _roles_or_account(self):
         if not self.service_account_name and not self.roles:
             raise ValueError("a token without spec.serviceAccountName needs spec.roles")
+        if self.import_ is not None and self.rotation is not None:
+            raise ValueError(IMPORT_NO_ROTATION)
         return self
 
 
