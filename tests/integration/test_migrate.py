@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from kubernetes import client
 
-from .kubehelpers import GROUP, VERSION, get
+from .kubehelpers import GROUP, VERSION, get, phase_is, wait_for
 from .test_authenticator import _eventually
 
 BIN = Path(sys.executable).parent
@@ -105,3 +106,25 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
     twice = run(cluster, namespace, "migrate", "--from-file", str(again))
     assert twice.returncode != 0
     assert f"node-agent-2: the key is already imported by ServiceToken {namespace}/node-agent" in twice.stderr
+
+
+def test_the_examples_work_as_written(cluster, operator, authenticator, custom, core, namespace):
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    keys = {name: f"{name}-legacy-key-{namespace[-6:]}-0123456789"
+            for name in ("grafana-agent", "node-exporter", "dashboards", "ci-pipeline")}
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="legacy-api-keys"),
+        data={name: base64.b64encode(f"{key}\n".encode()).decode() for name, key in keys.items()}))
+
+    result = run(cluster, namespace, "migrate", "--from-file", str(examples / "migrate-keys.yaml"))
+    assert result.returncode == 0, result.stderr
+    for document in yaml.safe_load_all((examples / "import-existing-key.yaml").read_text()):
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", document)
+
+    for name, role in (("grafana-agent", "write"), ("node-exporter", "write"), ("dashboards", "read"),
+                       ("ci-pipeline", "write")):
+        token = wait_for(custom, "ServiceToken", namespace, name, phase_is("Active"))
+        assert token["status"]["imported"] is True
+        assert _eventually(lambda: authenticator.get(f"/verify?permission={role}",
+                                                     {"X-API-Key": keys[name]}).status_code == 200), name
+    assert get(custom, "ServiceAccount", namespace, "agents")
