@@ -88,6 +88,7 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
     first = run(cluster, namespace, "migrate", "--from-file", str(keys))
     assert first.returncode == 0, first.stderr
     assert first.stdout.count("created") == 4  # one account, one binding, two tokens
+    assert first.stdout.count("| Active, id ") == 2  # migrate waits until the operator has imported them
     assert _eventually(lambda: authenticator.get("/verify?permission=write", {"X-API-Key": OPAQUE}).status_code
                        == 200)
     snapshot = {p: [(i["metadata"]["name"], i["spec"]) for i in
@@ -128,3 +129,16 @@ def test_the_examples_work_as_written(cluster, operator, authenticator, custom, 
         assert _eventually(lambda: authenticator.get(f"/verify?permission={role}",
                                                      {"X-API-Key": keys[name]}).status_code == 200), name
     assert get(custom, "ServiceAccount", namespace, "agents")
+
+
+def test_migrate_reports_keys_the_operator_refused(cluster, operator, custom, core, namespace, tmp_path):
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="short"), data={"token": base64.b64encode(b"ten-chars!").decode()}))
+    keys = tmp_path / "keys.yaml"
+    keys.write_text("keys:\n  - {name: shorty, roles: [reader], secret: short}\n")
+    # The operator's importMinLength is 16: a lower --min-length lets the key past the CLI's own check.
+    result = run(cluster, namespace, "migrate", "--from-file", str(keys), "--min-length", "8")
+    assert result.returncode == 1
+    assert "| Failed" in result.stdout
+    assert "1 of 1 key(s) are not in use" in result.stderr and "at least 16 are needed" in result.stderr
+    assert "ten-chars!" not in result.stdout + result.stderr

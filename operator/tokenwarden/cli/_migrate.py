@@ -1,6 +1,7 @@
 """`service-token import` and `migrate`: take existing API keys over without re-issuing them."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import click
@@ -97,6 +98,8 @@ class _Planned:
     name: str
     spec: dict
     action: str = ""
+    current: dict | None = None  # the object on the server
+    status: str = ""  # a token's phase after the operator has looked at it
 
 
 def _plan(entries: list[_Entry]) -> list[_Planned]:
@@ -167,8 +170,10 @@ def _check_sources(kube: Kube, entries: list[_Entry], minimum: int) -> list[str]
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
 @click.option("--min-length", type=click.IntRange(min=1), default=16, show_default=True,
               help="Shortest key accepted: the operator's importMinLength.")
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait, in all, for the operator to import the keys.")
 @kube_options
-def migrate(kube: Kube, path: str, dry_run: bool, min_length: int) -> None:
+def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: float) -> None:
     """Turn existing API keys into ServiceAccounts, RoleBindings and imported ServiceTokens.
 
     Idempotent: a second run changes nothing. Every problem in the file is listed
@@ -204,7 +209,8 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int) -> None:
     plan = _plan(document.keys)
     # The server and the admission webhook judge every object (roles, formats) without storing it.
     for item in plan:
-        if _existing(kube, item) is not None:
+        item.current = _existing(kube, item)
+        if item.current is not None:
             continue
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": item.resource.kind, "metadata": {"name": item.name},
                 "spec": item.spec}
@@ -216,16 +222,41 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int) -> None:
     if problems:
         raise click.ClickException("nothing was created; fix these first:\n  " + "\n  ".join(problems))
     for item in plan:
-        current = _existing(kube, item)
-        if current is not None:
-            item.action = "unchanged" if current.get("spec") == item.spec else "exists (differs; left alone)"
+        if item.current is not None:
+            item.action = "unchanged" if item.current.get("spec") == item.spec else "exists (differs; left alone)"
         elif dry_run:
             item.action = "would create"
         else:
-            kube.create(item.resource, item.name, item.spec)
+            item.current = kube.create(item.resource, item.name, item.spec)
             item.action = "created"
-    print_table(["KIND", "NAME", "DETAIL", "ACTION"], [
-        [i.resource.kind, i.name, ",".join(i.spec.get("roles", [])) or i.spec.get("description", ""), i.action]
-        for i in plan])
-    if not dry_run:
-        done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
+    columns = ["KIND", "NAME", "DETAIL", "ACTION"]
+    rows = [[i.resource.kind, i.name, ",".join(i.spec.get("roles", [])) or i.spec.get("description", ""), i.action]
+            for i in plan]
+    if dry_run:
+        print_table(columns, rows)
+        return
+    not_active = _settle_tokens(kube, plan, timeout)
+    print_table([*columns, "STATUS"], [[*row, item.status] for row, item in zip(rows, plan)])
+    if not_active:
+        raise click.ClickException(f"{len(not_active)} of {len(document.keys)} key(s) are not in use:\n  "
+                                   + "\n  ".join(not_active))
+    done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
+
+
+def _settle_tokens(kube: Kube, plan: list[_Planned], timeout: float) -> list[str]:
+    """Wait, ``timeout`` seconds in all, until the operator has imported each token; fill in
+    each token's status and return why those that are not Active are not."""
+    deadline = time.monotonic() + timeout
+    not_active = []
+    for item in plan:
+        if item.resource is not SERVICE_TOKENS:
+            continue
+        item.current = wait_until_settled(kube, SERVICE_TOKEN, item.current, max(1.0, deadline - time.monotonic()))
+        status = item.current.get("status") or {}
+        phase = status.get("phase") or "no status"
+        if phase == "Active":
+            item.status = f"Active, id {status.get('tokenId')}"
+        else:
+            item.status = phase
+            not_active.append(f"{item.name}: {phase}: {ready_message(item.current) or 'is the operator running?'}")
+    return not_active
