@@ -99,7 +99,8 @@ def test_chart_template_is_gated_and_keeps_on_request(info, keep):
 @pytest.mark.parametrize("kind, plural, short, columns", [
     ("ServiceAccount", "serviceaccounts", "tsa", ["Disabled", "Tokens", "Ready", "Age"]),
     ("RoleBinding", "rolebindings", "trb", ["Account", "Roles", "Project", "Ready", "Age"]),
-    ("ServiceToken", "servicetokens", "tst", ["ID", "Account", "Roles", "Phase", "Expires", "Last Used", "Age"]),
+    ("ServiceToken", "servicetokens", "tst", ["ID", "Account", "Roles", "Phase", "Expires", "Last Used", "Age",
+                                              "Imported", "Secret"]),
     ("IngestionAPIKey", "ingestionapikeys", "tik", ["ID", "Description", "Phase", "Expires", "Last Used", "Age"]),
 ])
 def test_names_and_printer_columns(kind, plural, short, columns):
@@ -113,6 +114,9 @@ def test_names_and_printer_columns(kind, plural, short, columns):
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
+    # Columns past Age are for kubectl get -o wide only.
+    assert [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority")] == columns[
+        columns.index("Age") + 1:]
     schema = version["schema"]["openAPIV3Schema"]
     for column in version["additionalPrinterColumns"]:
         top, *rest = column["jsonPath"].lstrip(".").split(".")

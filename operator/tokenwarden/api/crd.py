@@ -20,8 +20,10 @@ SYNC_WAVE = {"argocd.argoproj.io/sync-wave": "-10"}
 LABELS = {"app.kubernetes.io/name": "tokenwarden", "app.kubernetes.io/part-of": "tokenwarden"}
 
 
-def _column(name: str, path: str, type_: str = "string") -> dict:
-    return {"name": name, "type": type_, "jsonPath": path}
+def _column(name: str, path: str, type_: str = "string", *, wide: bool = False) -> dict:
+    """A printer column; ``wide`` ones show with ``kubectl get -o wide`` only."""
+    column = {"name": name, "type": type_, "jsonPath": path}
+    return {**column, "priority": 1} if wide else column
 
 
 _READY = _column("Ready", '.status.conditions[?(@.type=="Ready")].status')
@@ -68,7 +70,9 @@ KINDS = [
         _column("ID", ".status.tokenId"),
         _column("Account", ".spec.serviceAccountName"),
         _column("Roles", ".status.effectiveRoles"),
-        *_CREDENTIAL_COLUMNS]),
+        *_CREDENTIAL_COLUMNS,
+        _column("Imported", ".status.imported", "boolean", wide=True),
+        _column("Secret", ".status.secretName", wide=True)]),
     KindInfo(v1.IngestionAPIKey, "ingestionapikeys", "tik", [
         _column("ID", ".status.tokenId"),
         _column("Description", ".spec.description"),
