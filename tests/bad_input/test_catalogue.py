@@ -132,6 +132,10 @@ CLI = [
     (["service-token", "import", "--name", "x", "--from-secret", "other-ns/key", "--roles", "reader"],
      "same namespace"),
     (["migrate", "--from-file", "/nonexistent/keys.yaml"], "does not exist"),
+    (["service-token", "import", "--name", "x", "--from-secret", "absent-secret", "--roles", "reader"],
+     "Secret 'absent-secret' does not exist"),
+    (["service-token", "import", "--name", "x", "--from-secret", "canary:token", "--roles", "reader"],
+     "already belongs to ServiceToken"),
 ]
 
 

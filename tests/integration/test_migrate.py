@@ -106,7 +106,7 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
     again.write_text("keys:\n  - {name: node-agent-2, roles: [writer], secret: legacy-api-keys, key: opaque}\n")
     twice = run(cluster, namespace, "migrate", "--from-file", str(again))
     assert twice.returncode != 0
-    assert f"node-agent-2: the key is already imported by ServiceToken {namespace}/node-agent" in twice.stderr
+    assert f"node-agent-2: the key already belongs to ServiceToken {namespace}/node-agent" in twice.stderr
 
 
 def test_the_examples_work_as_written(cluster, operator, authenticator, custom, core, namespace):

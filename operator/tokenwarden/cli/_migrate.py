@@ -38,6 +38,11 @@ def import_spec(secret: str, key: str, account: str | None, roles: list[str] | N
     return spec
 
 
+_min_length_option = click.option(
+    "--min-length", type=click.IntRange(min=1), default=16, show_default=True,
+    help="Shortest key accepted: the operator's importMinLength.")
+
+
 @click.command("import")
 @click.option("--name", required=True, help="Name of the ServiceToken (a DNS label).")
 @click.option("--from-secret", "source", required=True, help="SECRET[:KEY] holding the existing key (same namespace).")
@@ -45,8 +50,9 @@ def import_spec(secret: str, key: str, account: str | None, roles: list[str] | N
 @click.option("--roles", help="Comma-separated roles (default: all the account is granted).")
 @click.option("--expiration", help="Expiration date, yyyy-MM-dd. Optional.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the operator.")
+@_min_length_option
 @kube_options
-def import_token(kube: Kube, name, source, service_account, roles, expiration, timeout) -> None:
+def import_token(kube: Kube, name, source, service_account, roles, expiration, timeout, min_length) -> None:
     """Adopt an existing API key: only its hash is stored; the key keeps working.
 
     \b
@@ -59,7 +65,10 @@ def import_token(kube: Kube, name, source, service_account, roles, expiration, t
     if not role_list and not service_account:
         raise click.UsageError("give --roles, or --service-account to use the account's roles")
     spec = import_spec(secret, key, service_account, role_list, check_expiration(expiration))
-    created = kube.create(SERVICE_TOKENS, require_name(name), spec)
+    problems = _check_sources(kube, [_Source(require_name(name), secret, key)], min_length)
+    if problems:
+        raise click.ClickException("; ".join(p.partition(": ")[2] for p in problems) + "; nothing was created")
+    created = kube.create(SERVICE_TOKENS, name, spec)
     obj = wait_until_settled(kube, SERVICE_TOKEN, created, timeout)
     status = obj.get("status") or {}
     if status.get("phase") != "Active":
@@ -127,8 +136,15 @@ def _existing(kube: Kube, item: _Planned) -> dict | None:
         raise
 
 
-def _check_sources(kube: Kube, entries: list[_Entry], minimum: int) -> list[str]:
-    """What the operator would refuse about each entry's key, found before anything is
+@dataclass(frozen=True)
+class _Source:
+    name: str  # the ServiceToken
+    secret: str
+    key: str
+
+
+def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str]:
+    """What the operator would refuse about each token's key, found before anything is
     created: a missing Secret or key, an unusable value, a key listed twice or already
     imported by another ServiceToken. Only hashes are compared; no value is printed."""
     problems: list[str] = []
@@ -160,7 +176,7 @@ def _check_sources(kube: Kube, entries: list[_Entry], minimum: int) -> list[str]
         seen.setdefault(token_hash, entry.name)
         holder = holders.get(token_hash)
         if holder is not None and holder != entry.name:
-            problems.append(f"{entry.name}: the key is already imported by ServiceToken {kube.namespace}/{holder}")
+            problems.append(f"{entry.name}: the key already belongs to ServiceToken {kube.namespace}/{holder}")
     return problems
 
 
@@ -168,8 +184,7 @@ def _check_sources(kube: Kube, entries: list[_Entry], minimum: int) -> list[str]
 @click.option("--from-file", "path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="YAML with keys: [{name, serviceAccount, roles, project, expiration, secret, key}].")
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
-@click.option("--min-length", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Shortest key accepted: the operator's importMinLength.")
+@_min_length_option
 @click.option("--timeout", type=float, default=120.0, show_default=True,
               help="Seconds to wait, in all, for the operator to import the keys.")
 @kube_options
@@ -205,7 +220,7 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: floa
                 check_expiration(entry.expiration)
             except click.BadParameter as exc:
                 problems.append(f"{entry.name}: {exc.message}")
-    problems += _check_sources(kube, document.keys, min_length)
+    problems += _check_sources(kube, [_Source(e.name, e.secret, e.key) for e in document.keys], min_length)
     plan = _plan(document.keys)
     # The server and the admission webhook judge every object (roles, formats) without storing it.
     for item in plan:

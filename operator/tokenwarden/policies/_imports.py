@@ -61,5 +61,5 @@ def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str]
 def duplicate_import_problem(holder: tuple[str, str]) -> Problem:
     """The key is already adopted by ``holder`` (namespace, name)."""
     return Problem("DuplicateImport",
-                   f"the same key is already imported by ServiceToken {holder[0]}/{holder[1]}; a key can "
-                   "belong to one token only: delete one of the two")
+                   f"the same key already belongs to ServiceToken {holder[0]}/{holder[1]}; a key can "
+                   "belong to one token only: delete this token, or delete that one and re-create this one")
