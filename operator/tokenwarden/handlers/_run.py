@@ -11,7 +11,7 @@ from pathlib import Path
 import kopf
 
 from tokenwarden.config import Settings
-from tokenwarden.kube import quiet_body_loggers
+from tokenwarden.kube import objects, quiet_body_loggers
 
 
 @dataclass
@@ -87,6 +87,10 @@ def run_operator(options: OperatorOptions) -> None:
         settings.posting.loggers = False  # events are the ones we post, not every log line
         settings.execution.max_workers = WORKERS
         settings.watching.server_timeout = 300
+        # Memory: page kopf's initial listing, and let an object's worker (and its body) go
+        # sooner than kopf's 5 s after its last event; a later event starts a new one.
+        settings.watching.chunk_size = objects.LIST_PAGE
+        settings.queueing.idle_timeout = 0.5
         if options.webhook_port:
             settings.admission.server = _webhook_server(options)
             settings.admission.managed = "tokenwarden.io"

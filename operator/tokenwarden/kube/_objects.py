@@ -8,6 +8,8 @@ from kubernetes import client
 from tokenwarden.kube._errors import ApiNotFound, translated
 from tokenwarden.kube._resources import GROUP, VERSION, Resource
 
+LIST_PAGE = 500  # objects per page of a listing: memory stays bounded with any number of tokens
+
 
 def get_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str) -> dict | None:
     try:
@@ -30,7 +32,7 @@ def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace:
 
 
 def iter_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,
-                 label_selector: str | None = None, page: int = 500) -> Iterator[dict]:
+                 label_selector: str | None = None, page: int = LIST_PAGE) -> Iterator[dict]:
     """Every object of a kind, read in pages: a large listing is never held whole in memory."""
     kwargs = {"label_selector": label_selector} if label_selector else {}
     token = None
