@@ -107,6 +107,17 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def wait_ready(port: int) -> float:
+    """Seconds until the authenticator on ``port`` answers /readyz."""
+    started = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                return time.monotonic() - started
+        except OSError:
+            time.sleep(0.2)
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

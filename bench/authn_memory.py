@@ -14,11 +14,11 @@ import hashlib
 import subprocess
 import sys
 import time
-import urllib.request
 
 from kubernetes import client
 
-from _harness import GROUP, VERSION, api_client, control_plane, median, new_namespace, parallel, rss_mb
+from _harness import (GROUP, VERSION, api_client, control_plane, median, new_namespace, parallel, rss_mb,
+                      wait_ready)
 from tokenwarden.devcluster import free_port
 
 SETTLE = 20.0  # seconds after readiness: kopf's own listing and watch have caught up by then
@@ -30,15 +30,8 @@ def peak_rss(kubeconfig: str) -> tuple[float, float]:
     process = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig", kubeconfig,
                                 "--host", "127.0.0.1", "--port", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.monotonic()
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        ready = time.monotonic() - started
+        ready = wait_ready(port)
         time.sleep(SETTLE)
         return rss_mb(process.pid), ready
     finally:

@@ -15,7 +15,7 @@ import urllib.request
 from kubernetes import client
 
 from _harness import (GROUP, VERSION, api_client, control_plane, new_namespace, operator_process, parallel, rss_mb,
-                      wait_all)
+                      wait_all, wait_ready)
 from tokenwarden.devcluster import free_port
 
 
@@ -63,14 +63,7 @@ def main() -> None:
         authn = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig",
                                   str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(port)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        loaded = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        authn_ready = time.monotonic() - loaded
+        authn_ready = wait_ready(port)
         time.sleep(5)
         authn_rss = rss_mb(authn.pid)
         authn.terminate()
