@@ -33,26 +33,39 @@ def build_controlplane() -> None:
               help="Where to write the kubeconfig (default: a temporary file).")
 @click.option("--controller-manager/--no-controller-manager", default=True, show_default=True,
               help="Also run kube-controller-manager (garbage collector, namespaces, SA tokens).")
-def dev_cluster(kubeconfig: str | None, controller_manager: bool) -> None:
+@click.option("--node", is_flag=True,
+              help="Add a real node (containerd, kubelet, kube-scheduler, kube-proxy, cluster DNS) "
+                   "in a network namespace of its own; needs root.")
+@click.option("--image", "images", multiple=True, metavar="NAME",
+              help="With --node: also import this image from buildah's storage (repeatable). "
+                   "Images from `make image` are imported anyway.")
+def dev_cluster(kubeconfig: str | None, controller_manager: bool, node: bool, images: tuple[str, ...]) -> None:
     """Run a real local etcd + kube-apiserver with tokenwarden's CRDs installed.
 
-    Prints "kubeconfig: PATH" when ready and serves until SIGINT or SIGTERM;
-    then it stops every process it started and removes its files.
+    Prints "kubeconfig: PATH" when ready (with --node: when the node is Ready)
+    and serves until SIGINT or SIGTERM; then it stops every process it started
+    and removes its files.
 
     \b
-    Example:
+    Examples:
       tokenwarden dev-cluster --kubeconfig /tmp/tw.kubeconfig &
       kubectl --kubeconfig /tmp/tw.kubeconfig get --raw /version
+      make image && tokenwarden dev-cluster --node --kubeconfig /tmp/tw.kubeconfig &
+      helm install tokenwarden charts/tokenwarden --kubeconfig /tmp/tw.kubeconfig \\
+        --set image.repository=tokenwarden,image.tag=dev,image.pullPolicy=Never
     """
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        binaries = devcluster.ensure_binaries(log=lambda m: click.echo(m, err=True))
-        plane = devcluster.ControlPlane(binaries, kubeconfig=kubeconfig,
-                                        controller_manager=controller_manager,
-                                        log=lambda m: click.echo(m, err=True))
-        plane.start()
+        log = lambda m: click.echo(m, err=True)  # noqa: E731
+        if node:
+            plane = devcluster.start_node_cluster(kubeconfig=kubeconfig, images=images, log=log)
+        else:
+            binaries = devcluster.ensure_binaries(log=log)
+            plane = devcluster.ControlPlane(binaries, kubeconfig=kubeconfig,
+                                            controller_manager=controller_manager, log=log)
+            plane.start()
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
     try:

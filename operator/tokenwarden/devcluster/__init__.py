@@ -1,7 +1,24 @@
 """A real local Kubernetes control plane, built from Go modules, for the demo and tests."""
-from tokenwarden.devcluster._build import Binaries, ensure_binaries, ensure_helm, hack_dir
+from tokenwarden.devcluster._build import (
+    Binaries,
+    NodeBinaries,
+    ensure_binaries,
+    ensure_helm,
+    ensure_node_binaries,
+    hack_dir,
+)
 from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, free_port
 from tokenwarden.devcluster._errors import ControlPlaneError
+from tokenwarden.devcluster._node import (
+    NODE_IP,
+    NODE_NAME,
+    NodeCluster,
+    NodeImages,
+    ensure_node_packages,
+    node_images,
+    node_problems,
+    start_node_cluster,
+)
 from tokenwarden.tls import issue_serving_cert
 
 __all__ = [
@@ -9,6 +26,16 @@ __all__ = [
     "CLUSTER_NAME",
     "ControlPlane",
     "ControlPlaneError",
+    "NODE_IP",
+    "NODE_NAME",
+    "NodeBinaries",
+    "NodeCluster",
+    "NodeImages",
+    "ensure_node_binaries",
+    "ensure_node_packages",
+    "node_images",
+    "node_problems",
+    "start_node_cluster",
     "ensure_binaries",
     "ensure_helm",
     "free_port",

@@ -160,3 +160,31 @@ def ensure_helm(log=print) -> Path:
         go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
         f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"), log)
     return target / "helm"
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    kubelet: Path
+    kube_scheduler: Path
+    kube_proxy: Path
+
+
+def ensure_node_binaries(log=print) -> NodeBinaries:
+    """kubelet, kube-scheduler and kube-proxy from hack/node, which pins the same
+    k8s.io/kubernetes as the control plane; built once and cached like it."""
+    hack = hack_dir()
+    go = _go()
+    version = pinned_version(hack / "node" / "go.mod", "k8s.io/kubernetes")
+    control_plane = pinned_version(hack / "controlplane" / "go.mod", "k8s.io/kubernetes")
+    if version != control_plane:
+        raise ControlPlaneError(
+            f"hack/node pins k8s.io/kubernetes {version} but hack/controlplane pins {control_plane}: "
+            "pin the same version in both (go get k8s.io/kubernetes@VERSION && go mod tidy in each)"
+        )
+    target = cache_root() / "node" / f"{version}-{_cache_key(hack, _go_version(go), ('node',))}"
+    _cached_build(target, version, f"kubelet, kube-scheduler and kube-proxy {version}", lambda staging: _go_build(
+        go, hack / "node", str(staging) + os.sep,
+        ["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-scheduler",
+         "k8s.io/kubernetes/cmd/kube-proxy"], _version_ldflags(version)), log)
+    return NodeBinaries(kubelet=target / "kubelet", kube_scheduler=target / "kube-scheduler",
+                        kube_proxy=target / "kube-proxy")

@@ -80,6 +80,9 @@ class ControlPlane:
     token-webhook configuration).
     """
 
+    _authorization_mode = "RBAC"
+    _apiserver_hosts: tuple[str, ...] = ()
+
     def __init__(
         self,
         binaries: Binaries,
@@ -113,7 +116,7 @@ class ControlPlane:
         self._check_kubeconfig_path()
         atexit.register(self.stop)
         try:
-            self.pki = create_pki(self.workdir / "pki")
+            self.pki = create_pki(self.workdir / "pki", self._apiserver_hosts)
             etcd_url = self._start_etcd()
             self._start_apiserver(etcd_url)
             self._write_kubeconfig()
@@ -140,8 +143,7 @@ class ControlPlane:
         except (OSError, urllib.error.HTTPError):
             return False
 
-    @staticmethod
-    def _etcd_healthy(url: str) -> bool:
+    def _etcd_healthy(self, url: str) -> bool:
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
                 return json.load(response).get("health") == "true"
@@ -187,10 +189,14 @@ class ControlPlane:
                     "pass another --kubeconfig or remove the file"
                 )
 
+    def _command(self, argv: list[str]) -> list[str]:
+        """How a component is started; a node cluster runs them in its network namespace."""
+        return argv
+
     def _spawn(self, name: str, argv: list[str]) -> _Process:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
-        process = _Process(name, argv, logs / f"{name}.log")
+        process = _Process(name, self._command(argv), logs / f"{name}.log")
         self._processes.append(process)
         return process
 
@@ -205,8 +211,11 @@ class ControlPlane:
             f"{what} did not become ready within {_START_TIMEOUT:.0f}s:\n{_tail(process.log_path)}"
         )
 
+    def _etcd_ports(self) -> tuple[int, int]:
+        return free_port(), free_port()
+
     def _start_etcd(self) -> str:
-        client, peer = free_port(), free_port()
+        client, peer = self._etcd_ports()
         url = f"http://127.0.0.1:{client}"
         peer_url = f"http://127.0.0.1:{peer}"
         process = self._spawn("etcd", [
@@ -230,17 +239,25 @@ class ControlPlane:
         context.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
         return context
 
-    def _start_apiserver(self, etcd_url: str) -> None:
-        assert self.pki is not None
+    def _apiserver_address(self) -> list[str]:
+        """Where kube-apiserver listens (sets :attr:`server`) and how it is set up for that."""
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
+        return [
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+        ]
+
+    def _start_apiserver(self, etcd_url: str) -> None:
+        assert self.pki is not None
         pki = self.pki
         process = self._spawn("kube-apiserver", [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={port}",
+            *self._apiserver_address(),
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.serving.cert}",
             f"--tls-private-key-file={pki.serving.key}",
@@ -249,10 +266,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC",
+            f"--authorization-mode={self._authorization_mode}",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
-            "--endpoint-reconciler-type=none",
             *self.extra_apiserver_args,
         ])
         self._wait(process, self._apiserver_ready, "kube-apiserver")

@@ -22,10 +22,11 @@ class Pki:
     service_account_pub: Path
 
 
-def create_pki(directory: Path) -> Pki:
-    """A CA, an API-server serving cert, an admin client cert and a service-account key."""
+def create_pki(directory: Path, extra_hosts: tuple[str, ...] = ()) -> Pki:
+    """A CA, an API-server serving cert (for :data:`APISERVER_HOSTS` and ``extra_hosts``),
+    an admin client cert and a service-account key."""
     ca = create_ca(directory, "tokenwarden-dev-cluster-ca")
-    serving = issue_serving_cert(ca, directory, "apiserver", APISERVER_HOSTS)
+    serving = issue_serving_cert(ca, directory, "apiserver", [*APISERVER_HOSTS, *extra_hosts])
     admin = issue_client_cert(ca, directory, "admin", "admin", "system:masters")
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_private, sa_public = directory / "sa.key", directory / "sa.pub"
