@@ -12,5 +12,5 @@ def test_node_and_control_plane_pin_the_same_kubernetes():
 
 def test_node_module_pins_the_node_binaries():
     tools = (hack_dir() / "node" / "tools.go").read_text()
-    for command in ("kubelet", "kube-scheduler", "kube-proxy"):
+    for command in ("kubelet", "kube-scheduler", "kube-proxy", "kubectl"):
         assert f'"k8s.io/kubernetes/cmd/{command}"' in tools

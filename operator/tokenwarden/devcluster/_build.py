@@ -167,10 +167,11 @@ class NodeBinaries:
     kubelet: Path
     kube_scheduler: Path
     kube_proxy: Path
+    kubectl: Path
 
 
 def ensure_node_binaries(log=print) -> NodeBinaries:
-    """kubelet, kube-scheduler and kube-proxy from hack/node, which pins the same
+    """kubelet, kube-scheduler, kube-proxy and kubectl from hack/node, which pins the same
     k8s.io/kubernetes as the control plane; built once and cached like it."""
     hack = hack_dir()
     go = _go()
@@ -182,9 +183,9 @@ def ensure_node_binaries(log=print) -> NodeBinaries:
             "pin the same version in both (go get k8s.io/kubernetes@VERSION && go mod tidy in each)"
         )
     target = cache_root() / "node" / f"{version}-{_cache_key(hack, _go_version(go), ('node',))}"
-    _cached_build(target, version, f"kubelet, kube-scheduler and kube-proxy {version}", lambda staging: _go_build(
-        go, hack / "node", str(staging) + os.sep,
-        ["k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-scheduler",
-         "k8s.io/kubernetes/cmd/kube-proxy"], _version_ldflags(version)), log)
+    commands = ("kubelet", "kube-scheduler", "kube-proxy", "kubectl")
+    _cached_build(target, version, f"{', '.join(commands)} {version}", lambda staging: _go_build(
+        go, hack / "node", str(staging) + os.sep, [f"k8s.io/kubernetes/cmd/{c}" for c in commands],
+        _version_ldflags(version)), log)
     return NodeBinaries(kubelet=target / "kubelet", kube_scheduler=target / "kube-scheduler",
-                        kube_proxy=target / "kube-proxy")
+                        kube_proxy=target / "kube-proxy", kubectl=target / "kubectl")
