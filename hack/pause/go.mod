@@ -1,0 +1,3 @@
+module tokenwarden.io/hack/pause
+
+go 1.21
