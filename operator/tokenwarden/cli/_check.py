@@ -1,10 +1,11 @@
-"""`token check`: is a string a well-formed tokenwarden token? Offline, no cluster."""
+"""The `token` group; `token check`: is a string a well-formed tokenwarden token? Offline, no cluster."""
 from __future__ import annotations
 
 import sys
 
 import click
 
+from tokenwarden.cli._probe import probe
 from tokenwarden.tokens import TokenFormatError, parse_token
 
 _VERDICT = "not a tokenwarden token: "
@@ -25,12 +26,14 @@ def check_token(text: str) -> tuple[bool, str]:
 
 @click.group("token")
 def token() -> None:
-    """Offline checks of token strings (no cluster needed).
+    """Check a token string offline (check), or send a mounted token to the authenticator
+    as an agent does (probe). Neither needs access to the Kubernetes API.
 
     \b
     Examples:
       tokenwarden token check twst_…
       kubectl get secret ci -o jsonpath='{.data.token}' | base64 -d | tokenwarden token check -
+      tokenwarden token probe --token-file /var/run/tokenwarden/token --url http://authn:8080/verify
     """
 
 
@@ -55,3 +58,6 @@ def token_check(value: str) -> None:
         click.echo(message, err=True)
         sys.exit(1)
     click.echo(message)
+
+
+token.add_command(probe)
