@@ -1,0 +1,57 @@
+"""The examples hold together offline: tokenwarden objects pass the API models, and the agent
+DaemonSet mounts its token's Secret, runs a valid probe command and asks the chart's Service."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tokenwarden.api import IngestionAPIKey, RoleBinding, ServiceAccount, ServiceToken
+from tokenwarden.cli import cli
+from tokenwarden.config import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CHART = Path(__file__).resolve().parents[2] / "charts" / "tokenwarden"
+MODELS = {m.model_fields["kind"].default: m for m in (ServiceAccount, RoleBinding, ServiceToken, IngestionAPIKey)}
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_tokenwarden_objects_in_examples_are_valid(path):
+    for document in documents(path):
+        if document.get("apiVersion") == "tokenwarden.io/v1alpha1":
+            model = MODELS[document["kind"]].model_validate(document)
+            assert set(getattr(model.spec, "roles", None) or ()) <= set(Settings().roles)
+
+
+def test_the_agent_daemonset_mounts_its_token_and_asks_the_charts_authenticator():
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in documents(EXAMPLES / "agent-daemonset.yaml")}
+    assert set(objects) == {("Namespace", "observability"), ("ServiceAccount", "profiler"),
+                            ("RoleBinding", "profiler-writer"), ("ServiceToken", "profiling-agent"),
+                            ("DaemonSet", "profiling-agent")}
+    assert {d["metadata"].get("namespace") for k, d in objects.items() if k[0] != "Namespace"} == {"observability"}
+    token = objects["ServiceToken", "profiling-agent"]["spec"]
+    assert token["rotation"]["restartTargets"] == [{"kind": "DaemonSet", "name": "profiling-agent"}]
+    assert objects["RoleBinding", "profiler-writer"]["spec"]["roles"] == ["profile-writer"]
+
+    pod = objects["DaemonSet", "profiling-agent"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (mount,) = container["volumeMounts"]
+    (volume,) = pod["volumes"]
+    assert "subPath" not in mount and mount["readOnly"] is True  # a subPath mount never sees a rotation
+    assert volume["name"] == mount["name"] and volume["secret"]["secretName"] == token["secretName"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"]
+
+    # The arguments are a valid probe command line (the image's entrypoint is `tokenwarden`)...
+    assert container["args"][:2] == ["token", "probe"]
+    params = cli.commands["token"].commands["probe"].make_context("probe", container["args"][2:]).params
+    assert params["token_file"] == Path(mount["mountPath"]) / "token"
+    # ...asking the Service the chart makes for a release named tokenwarden in namespace tokenwarden.
+    port = yaml.safe_load((CHART / "values.yaml").read_text())["authenticator"]["port"]
+    assert "name: {{ $name }}-authenticator" in (CHART / "templates" / "authenticator.yaml").read_text()
+    assert params["url"] == f"http://tokenwarden-authenticator.tokenwarden.svc:{port}/verify"
+    assert params["permission"] in Settings().roles["profile-writer"].permissions
