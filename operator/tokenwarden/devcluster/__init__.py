@@ -8,6 +8,7 @@ from tokenwarden.devcluster._build import (
     hack_dir,
 )
 from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, free_port
+from tokenwarden.devcluster._dns import corefile, ensure_coredns
 from tokenwarden.devcluster._errors import ControlPlaneError
 from tokenwarden.devcluster._node import (
     NODE_IP,
@@ -26,6 +27,7 @@ __all__ = [
     "CLUSTER_NAME",
     "ControlPlane",
     "ControlPlaneError",
+    "corefile",
     "NODE_IP",
     "NODE_NAME",
     "NodeBinaries",
@@ -37,6 +39,7 @@ __all__ = [
     "node_problems",
     "start_node_cluster",
     "ensure_binaries",
+    "ensure_coredns",
     "ensure_helm",
     "free_port",
     "hack_dir",
