@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit setup controlplane crds lint
+.PHONY: demo test unit setup controlplane crds lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,25 @@ crds: setup
 
 lint: setup
 	$(BIN)/lint-imports
+
+# The product image, built from the Dockerfile with buildah (no Docker engine): on a local
+# Debian bookworm base made with mmdebstrap, because the public python base needs a
+# registry; IMAGE_BASE=default builds on the Dockerfile's own BASE_IMAGE instead.
+# Installs buildah and mmdebstrap with apt-get when missing (as root); prints size and time.
+IMAGE_TAG  ?= tokenwarden:dev
+IMAGE_BASE ?= local
+
+image: setup
+	$(BIN)/tokenwarden build-image --tag $(IMAGE_TAG) --base $(IMAGE_BASE)
+
+# requirements.lock pins the image's dependencies with hashes (python 3.11, linux x86_64):
+# pyproject's runtime dependencies plus its build-system requirements, which build
+# tokenwarden itself in the image. Run after changing dependencies; commit the result.
+UV_VERSION := 0.13.9
+
+lock: setup
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' \
+	  | $(BIN)/uv pip compile pyproject.toml - --quiet --generate-hashes --python-version 3.11 \
+	      --python-platform x86_64-unknown-linux-gnu --custom-compile-command 'make lock' \
+	      --output-file requirements.lock

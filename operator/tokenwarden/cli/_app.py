@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _migrate, _operator, _tokens
+from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _image, _migrate, _operator, _tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(_devcluster.dev_cluster)
 cli.add_command(_devcluster.build_controlplane)
+cli.add_command(_image.build_image)
 cli.add_command(_operator.operator)
 cli.add_command(_demo.demo)
 cli.add_command(_authenticator.authenticator)

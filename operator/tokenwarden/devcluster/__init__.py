@@ -10,6 +10,16 @@ from tokenwarden.devcluster._build import (
 from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, free_port
 from tokenwarden.devcluster._dns import corefile, ensure_coredns
 from tokenwarden.devcluster._errors import ControlPlaneError
+from tokenwarden.devcluster._images import (
+    BASE_IMAGE,
+    DEFAULT_TAG,
+    PAUSE_IMAGE,
+    Image,
+    build_image,
+    ensure_base_image,
+    ensure_pause_image,
+    image_archive,
+)
 from tokenwarden.devcluster._node import (
     NODE_IP,
     NODE_NAME,
@@ -23,6 +33,14 @@ from tokenwarden.devcluster._node import (
 from tokenwarden.tls import issue_serving_cert
 
 __all__ = [
+    "BASE_IMAGE",
+    "DEFAULT_TAG",
+    "Image",
+    "PAUSE_IMAGE",
+    "build_image",
+    "ensure_base_image",
+    "ensure_pause_image",
+    "image_archive",
     "Binaries",
     "CLUSTER_NAME",
     "ControlPlane",
