@@ -174,7 +174,7 @@ class NodeCluster(ControlPlane):
         self._netns_made = True
         for argv in (
             ["ip", "link", "set", "lo", "up"],
-            ["ip", "link", "add", "node0", "type", "dummy"],
+            ["ip", "link", "add", "node0", "type", "bridge"],
             ["ip", "addr", "add", f"{NODE_IP}/32", "dev", "node0"],
             ["ip", "link", "set", "node0", "up"],
             # Everything not on the pod bridge goes to the dummy interface, which drops it.
@@ -343,6 +343,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # Pods' network namespaces live in our state folder, not /run/netns, so stopping removes them.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -387,10 +389,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "--leader-elect=false",
             # What a node's workloads need: Deployments, DaemonSets, Services' endpoints,
             # ServiceAccount tokens and the CA ConfigMap they mount, PDBs, cleanup.
-            "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,"
-            "deployment,replicaset,daemonset,endpoint,endpointslice,endpointslicemirroring,"
-            "root-ca-certificate-publisher-controller,disruption,podgc,clusterrole-aggregation,"
-            "ttl-after-finished,job",
+            "--controllers=" + ",".join(f"{name}-controller" for name in (
+                "garbage-collector", "namespace", "serviceaccount", "serviceaccount-token",
+                "deployment", "replicaset", "daemonset", "endpoints", "endpointslice",
+                "endpointslice-mirroring", "root-ca-certificate-publisher", "disruption",
+                "pod-garbage-collector", "clusterrole-aggregation", "ttl-after-finished", "job",
+                "service-cidr", "node-lifecycle")),
             f"--service-account-private-key-file={self.pki.service_account_key}",
             f"--root-ca-file={self.pki.ca.cert}",
             "--use-service-account-credentials=false",
