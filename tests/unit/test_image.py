@@ -200,8 +200,9 @@ def test_an_archive_is_exported_again_only_when_the_image_changed(monkeypatch, t
     current["id"] = "b" * 64
     assert _images.image_archive("tokenwarden:dev") == first and pushes == ["a" * 64, "b" * 64]
     assert first.read_text() == "b" * 64
-    assert sorted(p.name for p in first.parent.iterdir()) == ["localhost_tokenwarden_dev.id",
-                                                              "localhost_tokenwarden_dev.tar"]
+    assert sorted(p.name for p in first.parent.iterdir() if not p.name.startswith(".")) == [
+        "localhost_tokenwarden_dev.id", "localhost_tokenwarden_dev.tar"]
+    assert not list(first.parent.glob("*partial"))
 
 
 def test_an_archive_of_an_image_not_built_names_the_fix(monkeypatch, tmp_path):

@@ -13,6 +13,7 @@ of the checkout's last commit, so the same commit and base give the same image i
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -379,7 +380,8 @@ def ensure_pause_image(log=print) -> str:
 
 def image_archive(name: str) -> Path:
     """A docker-archive tar of the image ``name`` under the cache (``images/``), for
-    ``ctr -n k8s.io images import``; exported again only when the image id changed."""
+    ``ctr -n k8s.io images import``; exported again only when the image id changed.
+    Safe to call from several processes at once: one exports, the others wait for it."""
     found = image(name)
     if found is None:
         raise ControlPlaneError(f"image {name} is not in buildah's storage: build it first "
@@ -388,12 +390,18 @@ def image_archive(name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", found.name)
     archive, stamp = folder / f"{stem}.tar", folder / f"{stem}.id"
-    if archive.is_file() and stamp.is_file() and stamp.read_text().strip() == found.id:
-        return archive
-    partial = folder / f"{stem}.tar.partial"
-    partial.unlink(missing_ok=True)
-    stamp.unlink(missing_ok=True)
-    _buildah("push", "--quiet", found.id, f"docker-archive:{partial}:{found.name}", what=f"exporting {name}")
-    os.replace(partial, archive)
-    stamp.write_text(found.id + "\n")
+    with open(folder / f".{stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if archive.is_file() and stamp.is_file() and stamp.read_text().strip() == found.id:
+            return archive
+        partial = folder / f".{stem}.{os.getpid()}.partial"
+        partial.unlink(missing_ok=True)
+        stamp.unlink(missing_ok=True)
+        try:
+            _buildah("push", "--quiet", found.id, f"docker-archive:{partial}:{found.name}",
+                     what=f"exporting {name}")
+            os.replace(partial, archive)
+        finally:
+            partial.unlink(missing_ok=True)
+        stamp.write_text(found.id + "\n")
     return archive
