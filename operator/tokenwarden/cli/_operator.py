@@ -1,8 +1,33 @@
 from __future__ import annotations
 
+import time
+
 import click
 
 from tokenwarden.cli._serving import prepare
+
+
+class _Priority(click.ParamType):
+    """An integer, or ``auto``: the earlier a process started, the higher its priority."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            return auto_priority()
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither an integer nor 'auto'", param, ctx)
+
+
+def auto_priority() -> int:
+    """Minus this process's start time in microseconds: distinct for every replica (kopf pauses
+    all replicas of equal priority), and the oldest wins, so a replica started by a rollout
+    stands by instead of taking over, and the active one changes only when it goes."""
+    return -(time.time_ns() // 1000)
 
 
 @click.command("operator")
@@ -14,10 +39,17 @@ from tokenwarden.cli._serving import prepare
 @click.option("-n", "--namespace", "namespaces", multiple=True,
               help="Serve only these namespaces (repeatable; globs allowed).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Serve every namespace.")
-@click.option("--peering", default=None, help="Peering object name for several replicas.")
+@click.option("--peering", default=None,
+              help="Name of the ClusterKopfPeering that several replicas share (cluster-wide also "
+                   "when serving some namespaces): one replica is active, the others stand by.")
 @click.option("--standalone", is_flag=True, help="Run without peering (one replica only).")
-@click.option("--priority", type=int, default=0, show_default=True,
-              help="Peering priority: the highest-priority replica is active, the others stand by.")
+@click.option("--priority", type=_Priority(), default="0", show_default=True,
+              help="Peering priority: the highest-priority replica is active, the others stand by "
+                   "(equal priorities pause them all). 'auto': the replica started first is active "
+                   "and another takes over only when it goes.")
+@click.option("--peering-lifetime", type=click.IntRange(min=10), default=60, show_default=True,
+              help="Seconds a replica's peering record stays valid: a standby takes over this long "
+                   "after a replica's last keep-alive when it dies without leaving (at once when it stops).")
 @click.option("--liveness", "liveness", default=None,
               help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
 @click.option("--webhook-port", type=int, default=None,
@@ -28,11 +60,15 @@ from tokenwarden.cli._serving import prepare
               help="Address the webhook server listens on.")
 @click.option("--webhook-cert-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with tls.crt, tls.key and ca.crt; a self-signed set is made when absent.")
+@click.option("--webhook-managed/--no-webhook-managed", default=True, show_default=True,
+              help="Keep the ValidatingWebhookConfiguration 'tokenwarden.io' current with the webhook's "
+                   "URL (--webhook-host) and CA; --no-webhook-managed when it is installed otherwise "
+                   "(the Helm chart's, which reaches the webhook through its Service).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
-def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, liveness,
-             webhook_port, webhook_host, webhook_bind, webhook_cert_dir, metrics_port,
+def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, peering_lifetime,
+             liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed, metrics_port,
              verbose, debug) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
 
@@ -40,6 +76,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
     Examples:
       tokenwarden operator --all-namespaces
       tokenwarden operator -n team-a -n team-b --webhook-port 9443
+      tokenwarden operator -A --peering tokenwarden --priority auto   # one of several replicas
     """
     if namespaces and all_namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")
@@ -56,11 +93,13 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             peering=peering,
             standalone=standalone or not peering,
             priority=priority,
+            peering_lifetime=peering_lifetime,
             liveness=liveness,
             webhook_port=webhook_port,
             webhook_host=webhook_host,
             webhook_bind=webhook_bind,
             webhook_cert_dir=webhook_cert_dir,
+            webhook_managed=webhook_managed,
             metrics_port=metrics_port,
             verbose=verbose,
             debug=debug,

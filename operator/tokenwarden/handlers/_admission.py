@@ -1,11 +1,21 @@
 """Validating admission: refuse at the door what the API server's schema cannot check.
 
 Quotas, the role catalog and past expirations need the operator's knowledge; the
-same checks run again in the reconcilers, so nothing depends on the webhook
-being reachable (its failure policy is Ignore).
+same checks run again in the reconcilers. Run outside the cluster, kopf manages the
+webhook configuration with failure policy Ignore; the Helm chart installs its own
+(``templates/webhook.yaml``: the same webhooks, paths and rules as ``register`` below,
+which a test compares) with ``operator.webhook.failurePolicy``, Fail by default.
+
+Every replica serves the webhook, a standby (kopf peering) too, although its indexes
+are only as fresh as its start: quotas counted from the indexes are therefore counted
+again from the API server before a request is refused, so a stale or deleted object
+never refuses anyone. An update that leaves ``spec`` alone is not checked at all:
+every check looks at ``spec`` only, and a role dropped from the catalog must not stop
+a label, an annotation or a finalizer from being written.
 """
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 import kopf
@@ -13,6 +23,8 @@ from pydantic import ValidationError
 
 from tokenwarden import policies
 from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_validation_error
+from tokenwarden.handlers._indexes import Indexes
+from tokenwarden.kube import objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
 
 _REFUSED = 422
@@ -45,18 +57,54 @@ def _check_expiration(spec) -> None:
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
 
 
-async def validate_account(name, namespace, memo, **_):
-    others = [a for a in memo.indexes.accounts.get(namespace) if a.name != name]
-    problem = policies.account_quota_problem(len(others), memo.settings.quotas.max_accounts_per_namespace)
-    if problem:
-        _refuse(problem)
+def _spec_unchanged(operation, old, new) -> bool:
+    return operation == "UPDATE" and old is not None and new is not None and \
+        (old.get("spec") or {}) == (new.get("spec") or {})
 
 
-async def validate_binding(spec, memo, **_):
+def _listed(memo, resource, namespace: str) -> Indexes:
+    """Indexes of one kind in one namespace, read from the API server now."""
+    fresh = Indexes(memo.settings.roles)
+    for body in objects.iter_objects(memo.custom, resource, namespace):
+        fresh.observe(resource.kind, body)
+    return fresh
+
+
+async def _confirmed(problem, recount):
+    """``problem`` as counted again from the API server: the indexes of a standby replica
+    are as old as its start, and an object deleted while a watch was away stays in them.
+    Only a refusal is confirmed (an allowance is checked again by the reconciler)."""
+    if problem is None:
+        return None
+    try:
+        return await asyncio.to_thread(recount)
+    except Exception:  # noqa: BLE001  (the API server is away: the indexes' answer stands)
+        return problem
+
+
+async def validate_account(name, namespace, operation, old, new, memo, **_):
+    if _spec_unchanged(operation, old, new):
+        return
+    limit = memo.settings.quotas.max_accounts_per_namespace
+
+    def problem(indexes: Indexes):
+        others = [a for a in indexes.accounts.get(namespace) if a.name != name]
+        return policies.account_quota_problem(len(others), limit)
+
+    found = await _confirmed(problem(memo.indexes), lambda: problem(_listed(memo, SERVICE_ACCOUNTS, namespace)))
+    if found:
+        _refuse(found)
+
+
+async def validate_binding(spec, operation, old, new, memo, **_):
+    if _spec_unchanged(operation, old, new):
+        return
     _check_roles(spec.get("roles"), memo)
 
 
-async def validate_token(name, namespace, spec, operation, memo, **_):
+async def validate_token(name, namespace, spec, operation, old, new, memo, **_):
+    if _spec_unchanged(operation, old, new):
+        return
     parsed = _parse(ServiceTokenSpec, spec)
     _check_roles(parsed.roles, memo)
     if parsed.import_ is not None:
@@ -67,22 +115,39 @@ async def validate_token(name, namespace, spec, operation, memo, **_):
         _check_expiration(parsed)
         account = parsed.service_account_name
         if account:
-            others = [t for t in memo.indexes.tokens.get((namespace, account)) if t.name != name]
-            problem = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
-                                                   account)
-            if problem:
-                _refuse(problem)
+            limit = memo.settings.quotas.max_tokens_per_account
+
+            def problem(indexes: Indexes):
+                others = [t for t in indexes.tokens.get((namespace, account)) if t.name != name]
+                return policies.token_quota_problem(len(others), limit, account)
+
+            found = await _confirmed(problem(memo.indexes),
+                                     lambda: problem(_listed(memo, SERVICE_TOKENS, namespace)))
+            if found:
+                _refuse(found)
 
 
-async def validate_key(spec, operation, **_):
+async def validate_key(spec, operation, old, new, **_):
+    if _spec_unchanged(operation, old, new):
+        return
     parsed = _parse(IngestionAPIKeySpec, spec)
     if operation == "CREATE":
         _check_expiration(parsed)
 
 
-def register() -> None:
+# id → (plural, operations): what each validating webhook is called for. The chart's
+# ValidatingWebhookConfiguration has one webhook per entry, at path /<id> (kopf's webhook
+# server routes a request to the handler whose id is the path).
+WEBHOOKS = {
+    "validate-account": (SERVICE_ACCOUNTS.plural, ("CREATE",), validate_account),
+    "validate-binding": (ROLE_BINDINGS.plural, ("CREATE", "UPDATE"), validate_binding),
+    "validate-token": (SERVICE_TOKENS.plural, ("CREATE", "UPDATE"), validate_token),
+    "validate-key": (INGESTION_KEYS.plural, ("CREATE", "UPDATE"), validate_key),
+}
+
+
+def register(registry: kopf.OperatorRegistry | None = None) -> None:
     """Register the validating webhooks (only when the operator serves them)."""
-    kopf.on.validate(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="validate-account", operations=["CREATE"], ignore_failures=True)(validate_account)
-    kopf.on.validate(GROUP, VERSION, ROLE_BINDINGS.plural, id="validate-binding", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_binding)
-    kopf.on.validate(GROUP, VERSION, SERVICE_TOKENS.plural, id="validate-token", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_token)
-    kopf.on.validate(GROUP, VERSION, INGESTION_KEYS.plural, id="validate-key", operations=["CREATE", "UPDATE"], ignore_failures=True)(validate_key)
+    for handler_id, (plural, operations, fn) in WEBHOOKS.items():
+        kopf.on.validate(GROUP, VERSION, plural, id=handler_id, operations=list(operations),
+                         ignore_failures=True, registry=registry)(fn)

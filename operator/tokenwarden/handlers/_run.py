@@ -11,7 +11,7 @@ from pathlib import Path
 import kopf
 
 from tokenwarden.config import Settings
-from tokenwarden.kube import objects, quiet_body_loggers
+from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
 
 
 @dataclass
@@ -22,11 +22,16 @@ class OperatorOptions:
     peering: str | None = None
     standalone: bool = True
     priority: int = 0
+    peering_lifetime: int = 60
     liveness: str | None = None
     webhook_port: int | None = None
     webhook_host: str = "127.0.0.1"
     webhook_bind: str = "127.0.0.1"
     webhook_cert_dir: str | None = None
+    # True: kopf keeps a ValidatingWebhookConfiguration "tokenwarden.io" current with the
+    # webhook's URL and CA (an operator outside the cluster). False: someone else owns the
+    # configuration (the chart's, with clientConfig.service) and the operator only serves.
+    webhook_managed: bool = True
     metrics_port: int | None = None
     verbose: bool = False
     debug: bool = False
@@ -79,7 +84,7 @@ def run_operator(options: OperatorOptions) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     @kopf.on.startup()
-    def configure(settings: kopf.OperatorSettings, **_) -> None:
+    def configure(settings: kopf.OperatorSettings, memo, logger, **_) -> None:
         settings.persistence.finalizer = "tokenwarden.io/finalizer"
         # Bookkeeping in status.kopf: written in the same request as the status itself.
         settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
@@ -93,7 +98,21 @@ def run_operator(options: OperatorOptions) -> None:
         settings.queueing.idle_timeout = 0.5
         if options.webhook_port:
             settings.admission.server = _webhook_server(options)
-            settings.admission.managed = "tokenwarden.io"
+            if options.webhook_managed:
+                settings.admission.managed = "tokenwarden.io"
+        if options.peering:
+            # One ClusterKopfPeering, also when serving some namespaces only: namespaced peering
+            # would need a KopfPeering object in every served namespace (and glob), and without
+            # it every replica would stay paused.
+            settings.peering.clusterwide = True
+            settings.peering.lifetime = options.peering_lifetime
+            try:
+                if not ensure_cluster_peering(memo.core.api_client, options.peering):
+                    logger.warning("kopf's ClusterKopfPeering CRD is missing: every replica stays paused "
+                                   "until it is installed (the chart installs it for operator.replicas > 1)")
+            except ApiPermanentError as exc:
+                logger.warning(f"could not create the ClusterKopfPeering {options.peering!r} ({exc}); "
+                               "if it does not exist, every replica stays paused")
         quiet_body_loggers()
 
     @kopf.on.login()

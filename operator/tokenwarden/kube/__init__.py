@@ -4,11 +4,13 @@ from tokenwarden.kube._client import load_api_client, quiet_body_loggers
 from tokenwarden.kube._crds import install_crds
 from tokenwarden.kube import _objects as objects
 from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, ApiTransientError, translated
+from tokenwarden.kube._peering import ensure_cluster_peering
 
 __all__ = [
     "ApiNotFound",
     "ApiPermanentError",
     "ApiTransientError",
+    "ensure_cluster_peering",
     "install_crds",
     "load_api_client",
     "objects",

@@ -1,0 +1,103 @@
+"""Admission handlers: what they refuse, and that a refusal counted from stale indexes (a standby
+replica's, or one that missed a deletion) is counted again from the API server first."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import kopf
+import pytest
+
+from tokenwarden.config import Settings
+from tokenwarden.handlers import _admission
+from tokenwarden.handlers._indexes import Indexes
+
+
+def body(kind: str, name: str, spec: dict | None = None, namespace: str = "team") -> dict:
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{kind}-{name}"},
+            "spec": spec or {}}
+
+
+class FakeCustom:
+    """list_namespaced_custom_object of CustomObjectsApi, from a fixed list (or an error)."""
+
+    def __init__(self, items: list[dict] | Exception) -> None:
+        self.items, self.calls = items, 0
+
+    def list_namespaced_custom_object(self, group, version, namespace, plural, **_):
+        self.calls += 1
+        if isinstance(self.items, Exception):
+            raise self.items
+        return {"metadata": {}, "items": [i for i in self.items if i["metadata"]["namespace"] == namespace]}
+
+
+def memo(indexed: list[dict], live: list[dict] | Exception, accounts: int = 2, tokens: int = 2):
+    settings = Settings.model_validate({"quotas": {"maxAccountsPerNamespace": accounts,
+                                                   "maxTokensPerAccount": tokens}})
+    indexes = Indexes(settings.roles)
+    for item in indexed:
+        indexes.observe(item["kind"], item)
+    return SimpleNamespace(settings=settings, indexes=indexes, custom=FakeCustom(live))
+
+
+ACCOUNTS = [body("ServiceAccount", "a"), body("ServiceAccount", "b")]
+TOKENS = [body("ServiceToken", n, {"serviceAccountName": "agents", "roles": ["reader"]}) for n in ("t1", "t2")]
+
+
+async def test_a_quota_refusal_from_stale_indexes_is_counted_again_and_dropped():
+    # The indexes still hold two accounts the API server no longer has.
+    stale = memo(ACCOUNTS, live=ACCOUNTS[:1])
+    await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
+                                      memo=stale)
+    assert stale.custom.calls == 1
+    stale = memo(TOKENS, live=[])
+    await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
+                                    spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=stale)
+
+
+async def test_a_confirmed_quota_refusal_stands():
+    full = memo(ACCOUNTS, live=ACCOUNTS)
+    with pytest.raises(kopf.AdmissionError, match="at most 2 ServiceAccounts"):
+        await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
+                                          memo=full)
+    full = memo(TOKENS, live=TOKENS)
+    with pytest.raises(kopf.AdmissionError, match="already has 2 tokens"):
+        await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
+                                        spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=full)
+
+
+async def test_within_quota_no_api_call_is_made():
+    fresh = memo(ACCOUNTS[:1], live=RuntimeError("not called"))
+    await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
+                                      memo=fresh)
+    assert fresh.custom.calls == 0
+
+
+async def test_when_the_api_server_is_away_the_indexes_answer():
+    away = memo(ACCOUNTS, live=RuntimeError("connection refused"))
+    with pytest.raises(kopf.AdmissionError, match="quota exceeded"):
+        await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
+                                          memo=away)
+
+
+async def test_an_update_that_leaves_spec_alone_is_not_checked():
+    """A role dropped from the catalog must not block labels, annotations or finalizers."""
+    empty = memo([], live=[])
+    spec = {"serviceAccountName": "agents", "roles": ["dropped"]}
+    old, new = body("RoleBinding", "b", spec), body("RoleBinding", "b", spec)
+    new["metadata"]["labels"] = {"team": "x"}
+    await _admission.validate_binding(spec=spec, operation="UPDATE", old=old, new=new, memo=empty)
+    await _admission.validate_token(name="t", namespace="team", spec=spec, operation="UPDATE", old=old, new=new,
+                                    memo=empty)
+    changed = body("RoleBinding", "b", {**spec, "roles": ["dropped", "reader"]})
+    with pytest.raises(kopf.AdmissionError, match="dropped is not in the role catalog"):
+        await _admission.validate_binding(spec=changed["spec"], operation="UPDATE", old=old, new=changed,
+                                          memo=empty)
+    with pytest.raises(kopf.AdmissionError, match="not in the role catalog"):
+        await _admission.validate_binding(spec=spec, operation="CREATE", old=None, new=new, memo=empty)
+
+
+def test_every_webhook_is_registered_as_listed():
+    registry = kopf.OperatorRegistry()
+    _admission.register(registry)
+    registered = {h.id: (h.selector.any_name, tuple(h.operations)) for h in registry._webhooks.get_all_handlers()}
+    assert registered == {i: (plural, ops) for i, (plural, ops, _) in _admission.WEBHOOKS.items()}
