@@ -241,3 +241,16 @@ def test_pause_waits_for_a_stop_signal_and_exits_zero(tmp_path, signum):
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize(("name", "reference"), [
+    ("tokenwarden:dev", "docker.io/library/tokenwarden:dev"),
+    ("acme/tokenwarden:1.0", "docker.io/acme/tokenwarden:1.0"),
+    ("ghcr.io/acme/tokenwarden:1.0", "ghcr.io/acme/tokenwarden:1.0"),
+    ("localhost/tokenwarden/pause:1.0", "localhost/tokenwarden/pause:1.0"),
+    ("registry:5000/tokenwarden:dev", "registry:5000/tokenwarden:dev"),
+])
+def test_pod_reference_is_what_a_kubelet_asks_containerd_for(name, reference):
+    from tokenwarden.devcluster._images import pod_reference
+
+    assert pod_reference(name) == reference

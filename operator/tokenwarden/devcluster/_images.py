@@ -342,8 +342,22 @@ def build_image(tag: str = DEFAULT_TAG, log=print, base: str = "local", no_cache
     built = image(tag)
     if built is None:
         raise ControlPlaneError(f"buildah reported success but {tag} is not in its storage")
-    image_archive(built.name)
+    # buildah files an unqualified tag under localhost/; a pod's `image: tokenwarden:dev`
+    # means docker.io/library/tokenwarden:dev. Tag it so too, so that name works on the node.
+    reference = pod_reference(tag)
+    if reference != built.name:
+        _buildah("tag", built.id, reference, what=f"tagging {tag} as {reference}")
+    image_archive(reference)
     return built
+
+
+def pod_reference(name: str) -> str:
+    """The fully qualified name a kubelet and containerd give the image ``name``
+    (``tokenwarden:dev`` -> ``docker.io/library/tokenwarden:dev``)."""
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return name
+    return f"docker.io/{name}" if rest else f"docker.io/library/{name}"
 
 
 # -- the pause image -----------------------------------------------------------------
@@ -388,7 +402,8 @@ def image_archive(name: str) -> Path:
                                 "(tokenwarden build-image, or make image)")
     folder = cache_root() / "images"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", found.name)
+    reference = pod_reference(name)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", reference)
     archive, stamp = folder / f"{stem}.tar", folder / f"{stem}.id"
     with open(folder / f".{stem}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -398,7 +413,7 @@ def image_archive(name: str) -> Path:
         partial.unlink(missing_ok=True)
         stamp.unlink(missing_ok=True)
         try:
-            _buildah("push", "--quiet", found.id, f"docker-archive:{partial}:{found.name}",
+            _buildah("push", "--quiet", found.id, f"docker-archive:{partial}:{reference}",
                      what=f"exporting {name}")
             os.replace(partial, archive)
         finally:
