@@ -188,20 +188,20 @@ def test_an_archive_is_exported_again_only_when_the_image_changed(monkeypatch, t
     def push(*args, what):
         assert args[:3] == ("push", "--quiet", current["id"])
         target = args[3]
-        assert target.startswith("docker-archive:") and target.endswith(":localhost/tokenwarden:dev")
+        assert target.startswith("docker-archive:") and target.endswith(":docker.io/library/tokenwarden:dev")
         Path(target.split(":")[1]).write_text(current["id"])
         pushes.append(current["id"])
         return ""
 
     monkeypatch.setattr(_images, "_buildah", push)
     first = _images.image_archive("tokenwarden:dev")
-    assert first == tmp_path / "images" / "localhost_tokenwarden_dev.tar"
+    assert first == tmp_path / "images" / "docker.io_library_tokenwarden_dev.tar"
     assert _images.image_archive("tokenwarden:dev") == first and pushes == ["a" * 64]
     current["id"] = "b" * 64
     assert _images.image_archive("tokenwarden:dev") == first and pushes == ["a" * 64, "b" * 64]
     assert first.read_text() == "b" * 64
     assert sorted(p.name for p in first.parent.iterdir() if not p.name.startswith(".")) == [
-        "localhost_tokenwarden_dev.id", "localhost_tokenwarden_dev.tar"]
+        "docker.io_library_tokenwarden_dev.id", "docker.io_library_tokenwarden_dev.tar"]
     assert not list(first.parent.glob("*partial"))
 
 
