@@ -40,7 +40,8 @@ def build_controlplane() -> None:
               help="With --node: also import this image from buildah's storage (repeatable). "
                    "Images from `make image` are imported anyway.")
 def dev_cluster(kubeconfig: str | None, controller_manager: bool, node: bool, images: tuple[str, ...]) -> None:
-    """Run a real local etcd + kube-apiserver with tokenwarden's CRDs installed.
+    """Run a real local etcd + kube-apiserver with tokenwarden's CRDs installed
+    (with --node: without them, for the chart to install).
 
     Prints "kubeconfig: PATH" when ready (with --node: when the node is Ready)
     and serves until SIGINT or SIGTERM; then it stops every process it started
@@ -69,7 +70,11 @@ def dev_cluster(kubeconfig: str | None, controller_manager: bool, node: bool, im
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
-        kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), _crds_dir())
+        if node:
+            # A node cluster is for installing the chart, which brings the CRDs (as Helm's own).
+            click.echo(f"node {devcluster.NODE_NAME} Ready; install tokenwarden with helm", err=True)
+        else:
+            kube.install_crds(kube.load_api_client(str(plane.kubeconfig)), _crds_dir())
         click.echo(f"kubernetes: {plane.version} at {plane.server}", err=True)
         click.echo(f"kubeconfig: {plane.kubeconfig}")
         sys.stdout.flush()

@@ -29,7 +29,7 @@ def build_image(tag: str, base: str, no_cache: bool) -> None:
     log = lambda message: click.echo(message, err=True)  # noqa: E731
     try:
         image = devcluster.build_image(tag, log=log, base=base, no_cache=no_cache)
-        archive = devcluster.image_archive(image.name)
+        archive = devcluster.image_archive(tag)
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{image.name}: {image.size_mb:.0f} MB (id {image.id[:12]}), built in "

@@ -1,0 +1,167 @@
+"""End-to-end tier: the chart installed from the image onto a real node.
+
+Nothing here gives a tokenwarden process an admin kubeconfig: the operator and the
+authenticator run as the chart's pods under the chart's RBAC; the tests drive the
+cluster as its administrator would, with kubectl and helm.
+
+The node is ``tokenwarden dev-cluster --node`` (or kind, with ``--cluster=kind``).
+Where a node cannot run (no root, no cgroups), every test here is skipped with the
+reason, never silently.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tokenwarden import devcluster
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "tokenwarden"
+EXAMPLES = REPO / "examples"
+RELEASE = "tokenwarden"
+NAMESPACE = "tokenwarden"
+IMAGE = ("tokenwarden", "dev")
+# Figures the tests measure (never assert on): bench/node_e2e.py reads them.
+FIGURES_ENV = "TOKENWARDEN_E2E_FIGURES"
+
+
+@dataclass
+class Node:
+    """A cluster with a node, driven from the host with kubectl and helm."""
+
+    kubeconfig: Path
+    kubectl_bin: str
+    helm_bin: str
+    workdir: Path
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.kubectl_bin, f"--kubeconfig={self.kubeconfig}", *args],
+                                input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def helm(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run([self.helm_bin, f"--kubeconfig={self.kubeconfig}", *args],
+                                capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def wait_until(self, what: str, probe, timeout: float = 180, interval: float = 1.0):
+        """Poll ``probe()`` until it returns something truthy; fail naming ``what``."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = probe()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
+
+    def pods(self, namespace: str, selector: str) -> list[dict]:
+        return self.json("get", "pods", "-n", namespace, "-l", selector)["items"]
+
+    def logs(self, namespace: str, pod: str, container: str | None = None) -> str:
+        args = ["logs", "-n", namespace, pod]
+        if container:
+            args += ["-c", container]
+        return self.kubectl(*args, check=False).stdout
+
+    def record(self, name: str, seconds: float) -> None:
+        self.figures[name] = round(seconds, 1)
+
+
+def _local_node(workdir: Path):
+    log = lambda *_: None  # noqa: E731
+    devcluster.ensure_node_packages(log)
+    problems = devcluster.node_problems()
+    if problems:
+        pytest.skip("node tier skipped: " + "; ".join(problems))
+    started = time.monotonic()
+    devcluster.build_image(f"{IMAGE[0]}:{IMAGE[1]}", log=log)
+    built = time.monotonic()
+    cluster = devcluster.start_node_cluster(images=(f"{IMAGE[0]}:{IMAGE[1]}",), log=log)
+    node = Node(cluster.kubeconfig, str(cluster.node.kubectl), str(devcluster.ensure_helm(log)), workdir)
+    node.record("image build (cached base)", built - started)
+    node.record("node cluster start", time.monotonic() - built)
+    return node, cluster
+
+
+def _kind_node(workdir: Path):
+    from pytest_kind import KindCluster  # only where Docker and kind exist
+
+    subprocess.run(["docker", "build", "-t", f"{IMAGE[0]}:{IMAGE[1]}", str(REPO)], check=True)
+    kind = KindCluster("tokenwarden-e2e")
+    kind.create()
+    kind.load_docker_image(f"{IMAGE[0]}:{IMAGE[1]}")
+    kubectl = shutil.which("kubectl") or str(kind.kubectl_path)
+    return Node(Path(kind.kubeconfig_path), kubectl, str(devcluster.ensure_helm()), workdir), kind
+
+
+@pytest.fixture(scope="package")
+def node(request, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    if request.config.getoption("--cluster") == "kind":
+        node, kind = _kind_node(workdir)
+        stop = kind.delete
+    else:
+        node, cluster = _local_node(workdir)
+        stop = cluster.stop
+    try:
+        yield node
+    finally:
+        figures = os.environ.get(FIGURES_ENV)
+        if figures:
+            Path(figures).write_text(json.dumps(node.figures, indent=2))
+        print("\nend-to-end figures (s): " + json.dumps(node.figures))
+        stop()
+
+
+@dataclass
+class Release:
+    values: Path
+    bootstrap_token: str
+    installed_at: float
+
+
+def release_values(bootstrap_token: str) -> dict:
+    return {
+        "image": {"repository": IMAGE[0], "tag": IMAGE[1], "pullPolicy": "Never"},
+        "rotationOverlap": "20s",
+        "quotas": {"maxAccountsPerNamespace": 3, "maxTokensPerAccount": 3},
+        "authentication": {"servicetoken": {"bootstrap": {
+            "token": bootstrap_token, "roles": ["power-user"], "ttl": "24h"}}},
+    }
+
+
+@pytest.fixture(scope="package")
+def release(node) -> Release:
+    """The chart installed as a user would: helm install with an authentication.yaml."""
+    token = secrets.token_hex(32)
+    values = node.workdir / "values.yaml"
+    values.write_text(yaml.safe_dump(release_values(token)))
+    started = time.monotonic()
+    node.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+              "--values", str(values), "--wait", "--timeout", "5m")
+    node.record("helm install --wait", time.monotonic() - started)
+    return Release(values, token, started)
+
+
+def verify_url(permission: str | None = None) -> str:
+    url = f"http://{RELEASE}-authenticator.{NAMESPACE}.svc:8080/verify"
+    return f"{url}?permission={permission}" if permission else url

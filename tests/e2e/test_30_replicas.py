@@ -1,0 +1,88 @@
+"""operator.replicas: 2: exactly one replica acts; when it goes, the other takes over,
+and no token is minted twice."""
+from __future__ import annotations
+
+import time
+import uuid
+
+from .conftest import CHART, NAMESPACE, RELEASE
+
+OPERATOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
+
+
+def _ready_operators(node) -> list[str]:
+    return [p["metadata"]["name"] for p in node.pods(NAMESPACE, OPERATOR)
+            if not p["metadata"].get("deletionTimestamp")
+            and all(c.get("ready") for c in p["status"].get("containerStatuses", []))
+            and p["status"].get("containerStatuses")]
+
+
+def _apply_token(node, namespace: str, name: str) -> None:
+    node.kubectl("apply", "-f", "-", input=f"""
+apiVersion: tokenwarden.io/v1alpha1
+kind: ServiceToken
+metadata: {{name: {name}, namespace: {namespace}}}
+spec: {{serviceAccountName: fleet, ttl: 1h}}
+""")
+
+
+def _active(node, namespace: str, name: str):
+    token = node.json("get", "servicetokens.tokenwarden.io", "-n", namespace, name)
+    return token if token.get("status", {}).get("phase") == "Active" else None
+
+
+def _minted_events(node, namespace: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for event in node.json("get", "events", "-n", namespace)["items"]:
+        if event.get("reason") == "Minted":
+            name = event["involvedObject"]["name"]
+            counts[name] = counts.get(name, 0) + event.get("count", 1)
+    return counts
+
+
+def test_two_replicas_one_acts_and_the_other_takes_over(node, release):
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
+              "--set", "operator.replicas=2", "--wait", "--timeout", "5m")
+    node.wait_until("two operator replicas ready", lambda: len(_ready_operators(node)) == 2)
+
+    ns = f"fleet-{uuid.uuid4().hex[:6]}"
+    node.kubectl("create", "namespace", ns)
+    node.kubectl("apply", "-f", "-", input=f"""
+apiVersion: tokenwarden.io/v1alpha1
+kind: ServiceAccount
+metadata: {{name: fleet, namespace: {ns}}}
+spec: {{}}
+---
+apiVersion: tokenwarden.io/v1alpha1
+kind: RoleBinding
+metadata: {{name: fleet, namespace: {ns}}}
+spec: {{serviceAccountName: fleet, roles: [writer]}}
+""")
+    for i in range(2):
+        _apply_token(node, ns, f"before-{i}")
+    ids = {}
+    for i in range(2):
+        ids[f"before-{i}"] = node.wait_until(f"before-{i} Active", lambda: _active(node, ns, f"before-{i}"))[
+            "status"]["tokenId"]
+
+    # Only the active replica runs handlers; the other stands by (kopf peering).
+    minted = {pod: node.logs(NAMESPACE, pod).count("Handler 'mint' succeeded") for pod in _ready_operators(node)}
+    actors = [pod for pod, count in minted.items() if count]
+    assert len(actors) == 1, f"mint handlers run per replica: {minted}"
+    actor = actors[0]
+    assert minted[actor] >= 2
+
+    started = time.monotonic()
+    node.kubectl("delete", "pod", "-n", NAMESPACE, actor, "--wait=false")
+    _apply_token(node, ns, "after")
+    node.wait_until("a token minted after the active replica went", lambda: _active(node, ns, "after"),
+                    timeout=240)
+    node.record("operator failover (delete the active pod to the next token Active)", time.monotonic() - started)
+
+    for name, token_id in ids.items():
+        assert _active(node, ns, name)["status"]["tokenId"] == token_id
+    minted = node.wait_until("Minted events posted", lambda: (
+        lambda counts: counts if set(counts) == {"before-0", "before-1", "after"} else None)(
+        _minted_events(node, ns)))
+    assert minted == {"before-0": 1, "before-1": 1, "after": 1}
+    node.kubectl("delete", "namespace", ns, "--wait=false")

@@ -1,0 +1,51 @@
+"""helm upgrade with the same values changes nothing; helm uninstall leaves nothing
+cluster-scoped behind but the CRDs it is told to keep."""
+from __future__ import annotations
+
+from .conftest import CHART, NAMESPACE, RELEASE
+
+INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
+
+
+def _webhook_ca(node) -> list[str]:
+    configs = node.json("get", "validatingwebhookconfigurations", "-l", INSTANCE)["items"]
+    return [w["clientConfig"].get("caBundle") for c in configs for w in c["webhooks"]]
+
+
+def _pods(node) -> set[str]:
+    return {p["metadata"]["uid"] for p in node.pods(NAMESPACE, INSTANCE)}
+
+
+def _bootstrap_expiry(node) -> str:
+    return node.json("get", "servicetokens.tokenwarden.io", "-n", NAMESPACE,
+                     "tokenwarden-bootstrap")["status"]["expiresAt"]
+
+
+def test_upgrade_with_the_same_values_changes_nothing(node, release):
+    ca, pods, expiry = _webhook_ca(node), _pods(node), _bootstrap_expiry(node)
+    generations = {d["metadata"]["name"]: d["metadata"]["generation"]
+                   for d in node.json("get", "deployments", "-n", NAMESPACE, "-l", INSTANCE)["items"]}
+    assert ca and all(ca)
+
+    node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m")
+
+    assert _webhook_ca(node) == ca, "helm upgrade made a new webhook CA"
+    assert {d["metadata"]["name"]: d["metadata"]["generation"]
+            for d in node.json("get", "deployments", "-n", NAMESPACE, "-l", INSTANCE)["items"]} == generations
+    assert _pods(node) == pods, "helm upgrade restarted pods"
+    assert _bootstrap_expiry(node) == expiry
+
+
+def test_uninstall_leaves_nothing_cluster_scoped_but_the_kept_crds(node, release):
+    node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    kinds = node.kubectl("api-resources", "--namespaced=false", "--verbs=list", "-o", "name").stdout.split()
+    left = {}
+    for kind in kinds:
+        items = node.json("get", kind, "-l", INSTANCE)["items"]
+        if items:
+            left[kind] = sorted(i["metadata"]["name"] for i in items)
+    crds = left.pop("customresourcedefinitions.apiextensions.k8s.io", [])
+    assert left == {}, f"left behind: {left}"
+    assert {"servicetokens.tokenwarden.io", "serviceaccounts.tokenwarden.io"} <= set(crds)
+    assert not node.json("get", "validatingwebhookconfigurations")["items"] or all(
+        "tokenwarden" not in c["metadata"]["name"] for c in node.json("get", "validatingwebhookconfigurations")["items"])
