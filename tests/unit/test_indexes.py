@@ -139,3 +139,81 @@ def test_a_failed_token_releases_its_claim():
     assert indexes.claim_hash("sha256:k", "uid-1", ("team", "a")) is None
     indexes.observe("ServiceToken", body("ServiceToken", "a", "uid-1", status={"phase": "Failed"}))
     assert indexes.claim_hash("sha256:k", "uid-2", ("team", "b")) is None
+
+
+def test_a_listing_forgets_what_was_deleted_while_no_watch_saw_it(monkeypatch):
+    """A standby replica (paused by peering) sees no DELETED events; neither does a watch that
+    lists again after a 410. What a later listing does not find is forgotten, unless an event
+    showed it after that listing began."""
+    clock = [1000.0]
+    monkeypatch.setattr("tokenwarden.handlers._indexes.time.monotonic", lambda: clock[0])
+    indexes = Indexes(["reader", "writer"])
+    indexes.observe("RoleBinding", body("RoleBinding", "gone", "u1", spec={"serviceAccountName": "a",
+                                                                            "roles": ["writer"]}))
+    indexes.observe("RoleBinding", body("RoleBinding", "kept", "u2", spec={"serviceAccountName": "a",
+                                                                            "roles": ["reader"]}))
+    indexes.observe("ServiceAccount", body("ServiceAccount", "a", "u3"))
+    clock[0] += 600  # paused: "gone" is deleted meanwhile
+    since = clock[0]
+    clock[0] += 1
+    indexes.observe("RoleBinding", body("RoleBinding", "new", "u4", spec={"serviceAccountName": "a",
+                                                                           "roles": ["reader"]}))
+    # Our listing ran before "new" was created: it finds only "kept".
+    assert indexes.prune("RoleBinding", {"u2"}, since) == 1
+    assert indexes.bindings.get(("team", "a")) == [Binding(roles=("reader",), project=None)] * 2
+    assert indexes.prune("ServiceAccount", {"u3"}, since) == 0 and ("team", "a") in indexes.accounts
+
+
+def test_a_pruned_token_leaves_every_index():
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", body("ServiceToken", "t", "u1", spec={"serviceAccountName": "a"},
+                                         status={"phase": "Active", "tokenHash": "sha256:aa"}))
+    assert indexes.prune("ServiceToken", set(), float("inf")) == 1
+    assert "sha256:aa" not in indexes.hashes and "u1" not in indexes.owners
+    assert ("team", "a") not in indexes.tokens and indexes.phases.counts() == {}
+
+
+class Listing:
+    """list_*_custom_object of CustomObjectsApi over fixed objects, counting its calls."""
+
+    def __init__(self, items):
+        self.items, self.calls = items, 0
+
+    def list_cluster_custom_object(self, group, version, plural, **_):
+        self.calls += 1
+        return {"metadata": {}, "items": [i for i in self.items if PLURAL[i["kind"]] == plural]}
+
+
+PLURAL = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings", "ServiceToken": "servicetokens",
+          "IngestionAPIKey": "ingestionapikeys"}
+
+
+async def test_the_first_event_of_a_listing_checks_every_kind_and_every_event_waits(monkeypatch):
+    import asyncio
+    from types import SimpleNamespace
+
+    from tokenwarden.handlers import _indexes
+
+    clock = [1000.0]
+    monkeypatch.setattr("tokenwarden.handlers._indexes.time.monotonic", lambda: clock[0])
+    account, binding = body("ServiceAccount", "a", "u1"), body("RoleBinding", "b", "u2", spec={
+        "serviceAccountName": "a", "roles": ["reader"]})
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceAccount", account)
+    indexes.observe("RoleBinding", binding)  # deleted while paused: the listing below lacks it
+    custom = Listing([account])
+    memo = SimpleNamespace(indexes=indexes, custom=custom, namespaces=[])
+    clock[0] += 100
+
+    first = asyncio.create_task(_indexes.after_listing_check(None, memo))
+    other = asyncio.create_task(_indexes.after_listing_check("MODIFIED", memo))
+    await asyncio.gather(first, other)
+    assert custom.calls == 4, "one listing of each kind"
+    assert ("team", "a") not in indexes.bindings and ("team", "a") in indexes.accounts
+
+    clock[0] += 10
+    await _indexes.after_listing_check(None, memo)  # the same listing's later events
+    assert custom.calls == 4
+    clock[0] += _indexes.CHECK_AGAIN_AFTER
+    await _indexes.after_listing_check(None, memo)  # a later listing
+    assert custom.calls == 8

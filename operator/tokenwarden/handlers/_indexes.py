@@ -7,11 +7,22 @@ kopf's indexes are not used because, on a restart, they hold every worker until 
 listed object is indexed, and each indexed object wakes every waiting worker: with
 10,000 tokens that is minutes of CPU before the first handler runs.
 
-An object deleted in the moment between the startup listing and kopf's own is kept
-until the operator restarts; it can only make a quota count one token too many.
+A listing sends no event for an object that is gone, so whatever was deleted while no
+watch was there to say so (between the startup listing and kopf's, while a standby replica
+was paused by peering, before a watch that had fallen too far behind listed again) would
+stay in the indexes: a deleted RoleBinding would still grant its roles on a token's resume,
+a deleted account still count. So the first event of a listing of kopf's (its events have
+no type) starts a listing of every kind of ours, and what was last seen before it began and
+is not in ours is forgotten (``prune``). Every handler of every object waits for that check
+(kopf runs these event handlers before an object's resume, create or update handlers), so
+nothing acts on a deleted object after a resume. Not covered: a listing that finds none of
+the four kinds at all (nothing to start the check), and a second listing within
+CHECK_AGAIN_AFTER of a check.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -153,6 +164,10 @@ class Indexes:
         self.tokens, self.hashes, self.imports, self.owners = Index(), Index(), Index(), Index()
         self.phases = Index()
         self.unsettled: dict[str, Unsettled] = {}
+        # uid → (kind, when an event or a read last showed it): what a listing checks.
+        self._seen: dict[str, tuple[str, float]] = {}
+        self.check: asyncio.Task | None = None  # a check against a listing of ours, under way
+        self.checked_at: float | None = None  # when the last one began
         # Hashes a handler adopted whose status has not landed yet: uid → (hash, (namespace, name)).
         self._claims: dict[str, tuple[str, tuple[str, str]]] = {}
         self._claims_lock = threading.Lock()
@@ -166,6 +181,10 @@ class Indexes:
 
     def observe(self, kind: str, body: dict, deleted: bool = False) -> None:
         uid = body["metadata"]["uid"]
+        if deleted:
+            self._seen.pop(uid, None)
+        else:
+            self._seen[uid] = (kind, time.monotonic())
         for index, indexer in self._by_kind[kind]:
             index.replace(uid, None if deleted else indexer(body, self))
         if kind == SERVICE_TOKENS.kind and uid in self._claims:
@@ -210,6 +229,15 @@ class Indexes:
             entry.since = now
         return stale
 
+    def prune(self, kind: str, existing: set[str], since: float) -> int:
+        """Forget the objects of ``kind`` last seen before ``since`` that a listing made after
+        it did not find (``existing``: their uids); returns how many. Whatever was created or
+        changed since was seen since, and what is deleted later has its DELETED event."""
+        gone = [uid for uid, (k, at) in list(self._seen.items()) if k == kind and at < since and uid not in existing]
+        for uid in gone:
+            self.observe(kind, {"metadata": {"uid": uid}}, deleted=True)
+        return len(gone)
+
     def load(self, custom: client.CustomObjectsApi, namespaces: list[str]) -> int:
         """Fill the indexes from one listing of every kind; returns how many objects were read."""
         count = 0
@@ -222,6 +250,45 @@ class Indexes:
 
 
 RESOURCES: tuple[Resource, ...] = (SERVICE_ACCOUNTS, ROLE_BINDINGS, SERVICE_TOKENS, INGESTION_KEYS)
+# A listing's events (10,000 tokens: tens of seconds) arrive within this long of the check
+# that their first one started; a listing that begins later starts a check of its own.
+CHECK_AGAIN_AFTER = 60.0
+_logger = logging.getLogger("tokenwarden.indexes")
+
+
+def _uids(custom: client.CustomObjectsApi, namespaces: list[str]) -> dict[str, set[str]]:
+    return {resource.kind: {body["metadata"]["uid"] for scope in objects.listing_scopes(namespaces)
+                            for body in objects.iter_objects(custom, resource, scope)}
+            for resource in RESOURCES}
+
+
+async def check_listing(memo, since: float) -> None:
+    """Forget what a listing of ours, made now, does not find of what was last seen before
+    ``since``; on failure the indexes stay as they are (the next listing checks again)."""
+    try:
+        existing = await asyncio.to_thread(_uids, memo.custom, memo.namespaces)
+    except Exception as exc:  # noqa: BLE001
+        memo.indexes.checked_at = None
+        _logger.warning(f"could not list to drop deleted objects from the indexes: {exc}")
+        return
+    for kind, uids in existing.items():
+        gone = memo.indexes.prune(kind, uids, since)
+        if gone:
+            _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
+
+
+async def after_listing_check(type, memo) -> None:
+    """Called first by every index handler: the first event of a listing starts a check, and
+    every event waits for a check under way."""
+    indexes = memo.indexes
+    now = time.monotonic()
+    if type is None and indexes.check is None and \
+            (indexes.checked_at is None or now - indexes.checked_at > CHECK_AGAIN_AFTER):
+        indexes.checked_at = now
+        indexes.check = asyncio.create_task(check_listing(memo, now))
+        indexes.check.add_done_callback(lambda _: setattr(indexes, "check", None))
+    if indexes.check is not None:
+        await asyncio.shield(indexes.check)
 
 
 @kopf.on.startup()
@@ -234,6 +301,7 @@ def load(memo, logger, **_) -> None:
 def _register(resource: Resource) -> None:
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
     async def index(type, body, memo, **_):
+        await after_listing_check(type, memo)  # kopf lists at start, on resuming, after a 410
         memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
 
 
