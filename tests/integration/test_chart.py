@@ -401,6 +401,13 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
         as_operator = kube.load_api_client(str(cluster.kubeconfig))
         as_operator.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:tw-tokenwarden-operator")
         create(client.CustomObjectsApi(as_operator), "ServiceToken", guarded, "by-the-operator", {"roles": ["reader"]})
+
+        # Back to one replica: Recreate, without the rolling-update settings it would refuse.
+        one = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, *values, "--set", "operator.replicas=1",
+                       kubeconfig=cluster.kubeconfig)
+        assert one.returncode == 0, one.stderr
+        strategy = apps.read_namespaced_deployment("tw-tokenwarden-operator", namespace).spec.strategy
+        assert strategy.type == "Recreate" and strategy.rolling_update is None
     finally:
         run_helm(helm, "uninstall", "tw", "-n", namespace, kubeconfig=cluster.kubeconfig)
         core.delete_namespace(namespace)
