@@ -44,9 +44,15 @@ def test_two_replicas_one_acts_and_the_other_takes_over(node, release):
     node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
               "--set", "operator.replicas=2", "--wait", "--timeout", "5m")
     node.wait_until("two operator replicas ready", lambda: len(_ready_operators(node)) == 2)
-
     ns = f"fleet-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", ns)
+    # A ready pod reaches the Service's rules a moment later (endpoints, then kube-proxy).
+    node.wait_until("the webhook answers through its Service", lambda: node.kubectl(
+        "create", "--dry-run=server", "-f", "-", check=False, input=f"""
+apiVersion: tokenwarden.io/v1alpha1
+kind: ServiceAccount
+metadata: {{name: probe, namespace: {ns}}}
+""").returncode == 0)
     node.kubectl("apply", "-f", "-", input=f"""
 apiVersion: tokenwarden.io/v1alpha1
 kind: ServiceAccount

@@ -412,12 +412,22 @@ def _orphaned(type, body, memo, **_) -> bool:
 async def collect_orphaned_secret(body, name, namespace, memo, logger, **_):
     """A Secret with our labels whose token no longer exists is removed (also without a GC).
 
-    The filter is one index lookup: a Secret whose token exists costs no call at all."""
+    The filter is one index lookup: a Secret whose token exists costs no call at all. The
+    index may be behind (a standby replica that just took over has seen no events while it
+    stood by), so the token is read before anything is deleted: only a token that is gone,
+    or replaced by a namesake, leaves an orphan."""
     await asyncio.to_thread(_delete_orphan, body, name, namespace, memo, logger)
 
 
 def _delete_orphan(body, name, namespace, memo, logger) -> None:
+    ref = _controller_ref(body) or {}
+    kind = _KINDS_BY_NAME.get(ref.get("kind"))
     with kube_errors_to_kopf():
+        if kind is not None:
+            owner = objects.get_object(memo.custom, kind.resource, namespace, ref.get("name", ""))
+            if owner is not None and owner["metadata"]["uid"] == ref.get("uid"):
+                memo.indexes.observe(kind.resource.kind, owner)
+                return
         try:
             memo.core.delete_namespaced_secret(name, namespace,
                                                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(
