@@ -86,7 +86,8 @@ spec: {{serviceAccountName: fleet, roles: [writer]}}
     node.record("operator failover (delete the active pod to the next token Active)", time.monotonic() - started)
 
     for name, token_id in ids.items():
-        assert _active(node, ns, name)["status"]["tokenId"] == token_id
+        status = node.json("get", "servicetokens.tokenwarden.io", "-n", ns, name).get("status", {})
+        assert (status.get("phase"), status.get("tokenId")) == ("Active", token_id), status
     minted = node.wait_until("Minted events posted", lambda: (
         lambda counts: counts if set(counts) == {"before-0", "before-1", "after"} else None)(
         _minted_events(node, ns)))

@@ -205,15 +205,32 @@ async def test_the_first_event_of_a_listing_checks_every_kind_and_every_event_wa
     memo = SimpleNamespace(indexes=indexes, custom=custom, namespaces=[])
     clock[0] += 100
 
-    first = asyncio.create_task(_indexes.after_listing_check(None, memo))
-    other = asyncio.create_task(_indexes.after_listing_check("MODIFIED", memo))
+    first = asyncio.create_task(_indexes.after_listing_check(None, "ServiceAccount", memo))
+    other = asyncio.create_task(_indexes.after_listing_check("MODIFIED", "ServiceToken", memo))
     await asyncio.gather(first, other)
     assert custom.calls == 4, "one listing of each kind"
     assert ("team", "a") not in indexes.bindings and ("team", "a") in indexes.accounts
 
-    clock[0] += 10
-    await _indexes.after_listing_check(None, memo)  # the same listing's later events
+    clock[0] += 1
+    await _indexes.after_listing_check(None, "RoleBinding", memo)  # another kind's listing, begun alongside
     assert custom.calls == 4
     clock[0] += _indexes.CHECK_AGAIN_AFTER
-    await _indexes.after_listing_check(None, memo)  # a later listing
+    await _indexes.after_listing_check(None, "ServiceAccount", memo)  # the same listing's later events
+    assert custom.calls == 4
+    await _indexes.after_listing_check("ADDED", "ServiceAccount", memo)  # watch events
+    await _indexes.after_listing_check(None, "ServiceAccount", memo)  # a later listing (a 410, a resume)
     assert custom.calls == 8
+
+
+async def test_a_listing_check_indexes_what_was_created_while_no_watch_saw_it():
+    from types import SimpleNamespace
+
+    from tokenwarden.handlers import _indexes
+
+    account = body("ServiceAccount", "a", "u1")
+    binding = body("RoleBinding", "b", "u2", spec={"serviceAccountName": "a", "roles": ["reader"]})
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceAccount", account)  # all a standby saw before its pause
+    memo = SimpleNamespace(indexes=indexes, custom=Listing([account, binding]), namespaces=[])
+    await _indexes.after_listing_check(None, "ServiceToken", memo)  # its resume: kopf lists again
+    assert ("team", "a") in indexes.bindings, "the binding created during the pause grants its roles"

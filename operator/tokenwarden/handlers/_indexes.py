@@ -7,17 +7,18 @@ kopf's indexes are not used because, on a restart, they hold every worker until 
 listed object is indexed, and each indexed object wakes every waiting worker: with
 10,000 tokens that is minutes of CPU before the first handler runs.
 
-A listing sends no event for an object that is gone, so whatever was deleted while no
-watch was there to say so (between the startup listing and kopf's, while a standby replica
-was paused by peering, before a watch that had fallen too far behind listed again) would
-stay in the indexes: a deleted RoleBinding would still grant its roles on a token's resume,
-a deleted account still count. So the first event of a listing of kopf's (its events have
-no type) starts a listing of every kind of ours, and what was last seen before it began and
-is not in ours is forgotten (``prune``). Every handler of every object waits for that check
-(kopf runs these event handlers before an object's resume, create or update handlers), so
-nothing acts on a deleted object after a resume. Not covered: a listing that finds none of
-the four kinds at all (nothing to start the check), and a second listing within
-CHECK_AGAIN_AFTER of a check.
+A replica whose watches stopped (a standby paused by peering, a watch that fell too far
+behind and lists again) has indexes as old as its last event. kopf's new listing delivers
+each kind's objects in its own order, so a token's resume could run before the RoleBinding
+created meanwhile is indexed (the token would go Pending), and a listing sends no event at
+all for an object deleted meanwhile (a deleted RoleBinding would still grant its roles).
+So the first event of each of kopf's listings (its events have no type; the first one of a
+kind after watch events, or its very first) starts one listing of every kind of ours: every
+object found is indexed, and what was last seen before it began and is not found is
+forgotten (``prune``). Every index handler waits for that check, and kopf runs them before
+an object's resume, create or update handlers, so nothing acts on an old view after a
+resume. Listings of several kinds that begin within CHECK_AGAIN_AFTER share one check.
+Not covered: a listing that finds none of the four kinds at all (nothing starts a check).
 """
 from __future__ import annotations
 
@@ -168,6 +169,7 @@ class Indexes:
         self._seen: dict[str, tuple[str, float]] = {}
         self.check: asyncio.Task | None = None  # a check against a listing of ours, under way
         self.checked_at: float | None = None  # when the last one began
+        self.last_event_type: dict[str, object] = {}  # kind → type of its last event
         # Hashes a handler adopted whose status has not landed yet: uid → (hash, (namespace, name)).
         self._claims: dict[str, tuple[str, tuple[str, str]]] = {}
         self._claims_lock = threading.Lock()
@@ -250,45 +252,55 @@ class Indexes:
 
 
 RESOURCES: tuple[Resource, ...] = (SERVICE_ACCOUNTS, ROLE_BINDINGS, SERVICE_TOKENS, INGESTION_KEYS)
-# A listing's events (10,000 tokens: tens of seconds) arrive within this long of the check
-# that their first one started; a listing that begins later starts a check of its own.
-CHECK_AGAIN_AFTER = 60.0
+# kopf lists the four kinds at about the same time (at start, on resuming): listings that
+# begin within this long of a check share it; a listing that begins later starts its own.
+CHECK_AGAIN_AFTER = 5.0
 _logger = logging.getLogger("tokenwarden.indexes")
 
 
-def _uids(custom: client.CustomObjectsApi, namespaces: list[str]) -> dict[str, set[str]]:
-    return {resource.kind: {body["metadata"]["uid"] for scope in objects.listing_scopes(namespaces)
-                            for body in objects.iter_objects(custom, resource, scope)}
+def _listed(custom: client.CustomObjectsApi, namespaces: list[str]) -> dict[str, list[dict]]:
+    return {resource.kind: [body for scope in objects.listing_scopes(namespaces)
+                            for body in objects.iter_objects(custom, resource, scope)]
             for resource in RESOURCES}
 
 
 async def check_listing(memo, since: float) -> None:
-    """Forget what a listing of ours, made now, does not find of what was last seen before
-    ``since``; on failure the indexes stay as they are (the next listing checks again)."""
+    """Index what a listing of ours, made now, finds, and forget what it does not find of
+    what was last seen before ``since``; on failure the indexes stay as they are (the next
+    listing checks again)."""
     try:
-        existing = await asyncio.to_thread(_uids, memo.custom, memo.namespaces)
+        listed = await asyncio.to_thread(_listed, memo.custom, memo.namespaces)
     except Exception as exc:  # noqa: BLE001
         memo.indexes.checked_at = None
-        _logger.warning(f"could not list to drop deleted objects from the indexes: {exc}")
+        _logger.warning(f"could not list to bring the indexes up to date: {exc}")
         return
-    for kind, uids in existing.items():
-        gone = memo.indexes.prune(kind, uids, since)
+    for kind, bodies in listed.items():
+        for body in bodies:
+            memo.indexes.observe(kind, body)
+        gone = memo.indexes.prune(kind, {body["metadata"]["uid"] for body in bodies}, since)
         if gone:
             _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
 
 
-async def after_listing_check(type, memo) -> None:
-    """Called first by every index handler: the first event of a listing starts a check, and
-    every event waits for a check under way."""
+async def after_listing_check(type, kind: str, memo) -> None:
+    """Called first by every index handler: the first event of a listing of ``kind`` starts
+    a check (or shares one begun within CHECK_AGAIN_AFTER), and every event waits for a
+    check under way."""
     indexes = memo.indexes
     now = time.monotonic()
-    if type is None and indexes.check is None and \
+    previous = indexes.last_event_type.get(kind, _NO_EVENT)
+    indexes.last_event_type[kind] = type
+    listing_began = type is None and previous is not None
+    if listing_began and indexes.check is None and \
             (indexes.checked_at is None or now - indexes.checked_at > CHECK_AGAIN_AFTER):
         indexes.checked_at = now
         indexes.check = asyncio.create_task(check_listing(memo, now))
         indexes.check.add_done_callback(lambda _: setattr(indexes, "check", None))
     if indexes.check is not None:
         await asyncio.shield(indexes.check)
+
+
+_NO_EVENT = object()
 
 
 @kopf.on.startup()
@@ -301,7 +313,7 @@ def load(memo, logger, **_) -> None:
 def _register(resource: Resource) -> None:
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
     async def index(type, body, memo, **_):
-        await after_listing_check(type, memo)  # kopf lists at start, on resuming, after a 410
+        await after_listing_check(type, resource.kind, memo)  # kopf lists at start, on resuming, after a 410
         memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
 
 
