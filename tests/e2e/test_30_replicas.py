@@ -43,7 +43,9 @@ def _minted_events(node, namespace: str) -> dict[str, int]:
 def test_two_replicas_one_acts_and_the_other_takes_over(node, release):
     node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
               "--set", "operator.replicas=2", "--wait", "--timeout", "5m")
-    node.wait_until("two operator replicas ready", lambda: len(_ready_operators(node)) == 2)
+    # The replaced replica serves a few seconds into its deletion (preStop), active meanwhile.
+    node.wait_until("two operator replicas ready, the replaced one gone", lambda: len(_ready_operators(node)) == 2
+                    and len(node.pods(NAMESPACE, OPERATOR)) == 2)
     ns = f"fleet-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", ns)
     # A ready pod reaches the Service's rules a moment later (endpoints, then kube-proxy).
@@ -80,10 +82,16 @@ spec: {{serviceAccountName: fleet, roles: [writer]}}
 
     started = time.monotonic()
     node.kubectl("delete", "pod", "-n", NAMESPACE, actor, "--wait=false")
+    node.kubectl("wait", "--for=delete", "pod", "-n", NAMESPACE, actor, "--timeout=120s")
+    gone = time.monotonic()
     _apply_token(node, ns, "after")
     node.wait_until("a token minted after the active replica went", lambda: _active(node, ns, "after"),
                     timeout=240)
-    node.record("operator failover (delete the active pod to the next token Active)", time.monotonic() - started)
+    node.record("operator failover: active pod deleted to the next token Active (5 s preStop included)",
+                time.monotonic() - started)
+    node.record("operator failover: active pod gone to the next token Active", time.monotonic() - gone)
+    takers = [pod for pod in _ready_operators(node) if "Handler 'mint' succeeded" in node.logs(NAMESPACE, pod)]
+    assert takers and actor not in takers
 
     for name, token_id in ids.items():
         status = node.json("get", "servicetokens.tokenwarden.io", "-n", ns, name).get("status", {})

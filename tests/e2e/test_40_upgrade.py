@@ -13,7 +13,7 @@ def _webhook_ca(node) -> list[str]:
 
 
 def _pods(node) -> set[str]:
-    return {p["metadata"]["uid"] for p in node.pods(NAMESPACE, INSTANCE)}
+    return {p["metadata"]["uid"] for p in node.pods(NAMESPACE, INSTANCE) if not p["metadata"].get("deletionTimestamp")}
 
 
 def _bootstrap_expiry(node) -> str:
@@ -44,8 +44,11 @@ def test_uninstall_leaves_nothing_cluster_scoped_but_the_kept_crds(node, release
         items = node.json("get", kind, "-l", INSTANCE)["items"]
         if items:
             left[kind] = sorted(i["metadata"]["name"] for i in items)
-    crds = left.pop("customresourcedefinitions.apiextensions.k8s.io", [])
+    left.pop("customresourcedefinitions.apiextensions.k8s.io", None)
     assert left == {}, f"left behind: {left}"
-    assert {"servicetokens.tokenwarden.io", "serviceaccounts.tokenwarden.io"} <= set(crds)
+    # crds.keep (the default): the CRDs, and so every token, outlive the release.
+    crds = {c["metadata"]["name"] for c in node.json("get", "customresourcedefinitions")["items"]}
+    assert {"servicetokens.tokenwarden.io", "serviceaccounts.tokenwarden.io", "rolebindings.tokenwarden.io",
+            "ingestionapikeys.tokenwarden.io"} <= crds
     assert not node.json("get", "validatingwebhookconfigurations")["items"] or all(
         "tokenwarden" not in c["metadata"]["name"] for c in node.json("get", "validatingwebhookconfigurations")["items"])
