@@ -1,14 +1,15 @@
 # The two commands a newcomer needs (see README):
 #   make demo   set up, start a local control plane, run the operator, mint and show a token
-#   make test   set up and run every test against a real local control plane
-# Each sets itself up idempotently: virtualenv, pip install, control-plane build (cached).
+#   make test   set up and run every test against a real local control plane, and the
+#               end-to-end tier on a real node where one can run (root, cgroups)
+# Each sets itself up idempotently: virtualenv, pip install, control-plane and node builds (cached).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit setup controlplane crds lint image lock
+.PHONY: demo test unit setup controlplane node crds lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +22,15 @@ setup: $(STAMP)
 controlplane: setup
 	$(BIN)/tokenwarden build-controlplane
 
+# The node for `dev-cluster --node` and tests/e2e: Debian packages, kubelet and friends,
+# CoreDNS, the pause and product images (cached; says why and builds nothing without root).
+node: controlplane
+	$(BIN)/tokenwarden build-node
+
 demo: controlplane
 	$(BIN)/tokenwarden demo
 
-test: controlplane
+test: controlplane node
 	$(BIN)/python -m pytest tests
 
 unit: setup

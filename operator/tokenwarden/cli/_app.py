@@ -23,6 +23,7 @@ def cli() -> None:
 
 cli.add_command(_devcluster.dev_cluster)
 cli.add_command(_devcluster.build_controlplane)
+cli.add_command(_devcluster.build_node)
 cli.add_command(_image.build_image)
 cli.add_command(_operator.operator)
 cli.add_command(_demo.demo)

@@ -28,6 +28,31 @@ def build_controlplane() -> None:
                f"{time.monotonic() - started:.0f}s: {binaries.directory}")
 
 
+@click.command("build-node")
+@click.option("--image", "images", multiple=True, default=("tokenwarden:dev",), show_default=True,
+              metavar="TAG", help="Also build the product image under this tag (repeatable).")
+def build_node(images: tuple[str, ...]) -> None:
+    """Build (once) and cache what `dev-cluster --node` runs: the node's Debian packages,
+    kubelet, kube-scheduler, kube-proxy, kubectl, CoreDNS, the pause image and the product
+    image. Where a node cannot run (no root, no cgroups) it says why and builds nothing."""
+    started = time.monotonic()
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    try:
+        devcluster.ensure_node_packages(log)
+        problems = devcluster.node_problems()
+        if problems:
+            click.echo("no node here: " + "; ".join(problems))
+            return
+        devcluster.ensure_node_binaries(log)
+        devcluster.ensure_coredns(log)
+        devcluster.ensure_pause_image(log)
+        for tag in images:
+            devcluster.build_image(tag, log=log)
+    except devcluster.ControlPlaneError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"node ready to run in {time.monotonic() - started:.0f}s")
+
+
 @click.command("dev-cluster")
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
               help="Where to write the kubeconfig (default: a temporary file).")
