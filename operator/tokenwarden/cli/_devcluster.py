@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -80,9 +79,11 @@ def dev_cluster(kubeconfig: str | None, controller_manager: bool, node: bool, im
       helm install tokenwarden charts/tokenwarden --kubeconfig /tmp/tw.kubeconfig \\
         --set image.repository=tokenwarden,image.tag=dev,image.pullPolicy=Never
     """
-    stop = threading.Event()
+    # A handler only records the signal: Event.set() in a handler can deadlock against the
+    # main thread's own Event.wait() (they share one lock), and then nothing is stopped.
+    received: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda number, _: received.append(number))
     try:
         log = lambda m: click.echo(m, err=True)  # noqa: E731
         if node:
@@ -103,7 +104,8 @@ def dev_cluster(kubeconfig: str | None, controller_manager: bool, node: bool, im
         click.echo(f"kubernetes: {plane.version} at {plane.server}", err=True)
         click.echo(f"kubeconfig: {plane.kubeconfig}")
         sys.stdout.flush()
-        stop.wait()
+        while not received:
+            time.sleep(0.2)
     finally:
         plane.stop()
         click.echo("dev-cluster stopped", err=True)
