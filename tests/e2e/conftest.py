@@ -16,6 +16,7 @@ import secrets
 import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +31,10 @@ EXAMPLES = REPO / "examples"
 RELEASE = "tokenwarden"
 NAMESPACE = "tokenwarden"
 IMAGE = ("tokenwarden", "dev")
-# Figures the tests measure (never assert on): bench/node_e2e.py reads them.
+# Figures the tests measure (never assert on), printed at the end of the run and, when
+# this variable names a file, written there as JSON.
 FIGURES_ENV = "TOKENWARDEN_E2E_FIGURES"
+_FIGURES: dict[str, float] = {}
 
 
 @dataclass
@@ -42,7 +45,7 @@ class Node:
     kubectl_bin: str
     helm_bin: str
     workdir: Path
-    figures: dict[str, float] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=lambda: _FIGURES)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
@@ -128,8 +131,14 @@ def node(request, tmp_path_factory):
         figures = os.environ.get(FIGURES_ENV)
         if figures:
             Path(figures).write_text(json.dumps(node.figures, indent=2))
-        print("\nend-to-end figures (s): " + json.dumps(node.figures))
         stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.write_sep("-", "end-to-end figures (measured, not asserted)")
+        for name, seconds in _FIGURES.items():
+            terminalreporter.write_line(f"{name}: {seconds} s")
 
 
 @dataclass
@@ -160,6 +169,15 @@ def release(node) -> Release:
               "--values", str(values), "--wait", "--timeout", "5m")
     node.record("helm install --wait", time.monotonic() - started)
     return Release(values, token, started)
+
+
+@pytest.fixture
+def fresh_namespace(request, node, release):
+    """A namespace of this test's own on the node, deleted afterwards."""
+    name = f"{request.node.name.split('_')[1]}-{uuid.uuid4().hex[:6]}"
+    node.kubectl("create", "namespace", name)
+    yield name
+    node.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def verify_url(permission: str | None = None) -> str:

@@ -2,7 +2,6 @@
 their own RBAC, as 10001 with a read-only root, and admission goes through the Service."""
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
@@ -75,32 +74,24 @@ def _apply(node, manifest: str):
     return node.kubectl("apply", "-f", "-", input=manifest, check=False)
 
 
-@pytest.fixture
-def tenant_namespace(node, release):
-    name = f"tenant-{uuid.uuid4().hex[:6]}"
-    node.kubectl("create", "namespace", name)
-    yield name
-    node.kubectl("delete", "namespace", name, "--wait=false")
-
-
-def test_admission_refuses_an_unknown_role(node, tenant_namespace):
+def test_admission_refuses_an_unknown_role(node, fresh_namespace):
     result = _apply(node, f"""
 apiVersion: tokenwarden.io/v1alpha1
 kind: ServiceToken
-metadata: {{name: greedy, namespace: {tenant_namespace}}}
+metadata: {{name: greedy, namespace: {fresh_namespace}}}
 spec: {{roles: [no-such-role], ttl: 1h}}
 """)
     assert result.returncode != 0
     assert "denied the request" in result.stderr and "no-such-role" in result.stderr
-    assert node.kubectl("get", "servicetoken", "-n", tenant_namespace, "greedy", check=False).returncode != 0
+    assert node.kubectl("get", "servicetoken", "-n", fresh_namespace, "greedy", check=False).returncode != 0
 
 
-def test_admission_refuses_an_exceeded_quota(node, tenant_namespace):
+def test_admission_refuses_an_exceeded_quota(node, fresh_namespace):
     for i in range(3):
         created = _apply(node, f"""
 apiVersion: tokenwarden.io/v1alpha1
 kind: ServiceAccount
-metadata: {{name: acct-{i}, namespace: {tenant_namespace}}}
+metadata: {{name: acct-{i}, namespace: {fresh_namespace}}}
 spec: {{}}
 """)
         assert created.returncode == 0, created.stderr
@@ -108,11 +99,11 @@ spec: {{}}
     node.wait_until("three accounts Ready", lambda: all(
         any(c.get("type") == "Ready" and c.get("reason") == "Ready"
             for c in a.get("status", {}).get("conditions", []))
-        for a in node.json("get", "serviceaccounts.tokenwarden.io", "-n", tenant_namespace)["items"]))
+        for a in node.json("get", "serviceaccounts.tokenwarden.io", "-n", fresh_namespace)["items"]))
     result = _apply(node, f"""
 apiVersion: tokenwarden.io/v1alpha1
 kind: ServiceAccount
-metadata: {{name: acct-3, namespace: {tenant_namespace}}}
+metadata: {{name: acct-3, namespace: {fresh_namespace}}}
 spec: {{}}
 """)
     assert result.returncode != 0

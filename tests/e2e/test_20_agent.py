@@ -158,21 +158,13 @@ spec:
 """
 
 
-@pytest.fixture
-def workload_namespace(node, release):
-    name = f"agents-{uuid.uuid4().hex[:6]}"
-    node.kubectl("create", "namespace", name)
-    yield name
-    node.kubectl("delete", "namespace", name, "--wait=false")
-
-
 def _agent_pod(node, namespace: str, name: str) -> str:
     pod = node.wait_until(f"{name} running", lambda: next(iter(_running_pods(node, namespace, f"app={name}")), None))
     return pod["metadata"]["name"]
 
 
-def test_kubelet_refreshes_a_rotated_secret_without_a_restart(node, workload_namespace):
-    ns = workload_namespace
+def test_kubelet_refreshes_a_rotated_secret_without_a_restart(node, fresh_namespace):
+    ns = fresh_namespace
     node.kubectl("apply", "-f", "-", input=_probe_workload(ns, "steady", "steady-token", ttl="24h", restart=False))
     pod = _agent_pod(node, ns, "steady")
     first = _token(node, ns, "steady")["status"]["tokenHash"]
@@ -189,8 +181,8 @@ def test_kubelet_refreshes_a_rotated_secret_without_a_restart(node, workload_nam
     assert _agent_pod(node, ns, "steady") == pod
 
 
-def test_expired_token_loses_its_secret_and_the_agent_gets_401(node, workload_namespace):
-    ns = workload_namespace
+def test_expired_token_loses_its_secret_and_the_agent_gets_401(node, fresh_namespace):
+    ns = fresh_namespace
     node.kubectl("apply", "-f", "-", input=_probe_workload(ns, "brief", "brief-token", ttl="45s", restart=False))
     pod = _agent_pod(node, ns, "brief")
     node.wait_until("the agent's 200", lambda: "status=200" in node.logs(ns, pod))

@@ -21,6 +21,7 @@ import yaml
 from tokenwarden.devcluster._build import Binaries
 from tokenwarden.devcluster._errors import ControlPlaneError
 from tokenwarden.devcluster._pki import Pki, create_pki
+from tokenwarden.tls import KeyPair
 
 CLUSTER_NAME = "tokenwarden-dev"
 _START_TIMEOUT = 90.0
@@ -71,6 +72,33 @@ class _Process:
                 self.popen.kill()
                 self.popen.wait()
         self._log.close()
+
+
+def write_kubeconfig(path: Path, server: str, ca: KeyPair, user: KeyPair, user_name: str) -> Path:
+    """A kubeconfig (mode 0600) for ``user``'s client certificate at ``server``."""
+
+    def b64(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CLUSTER_NAME, "cluster": {
+            "server": server, "certificate-authority-data": b64(ca.cert)}}],
+        "users": [{"name": user_name, "user": {
+            "client-certificate-data": b64(user.cert), "client-key-data": b64(user.key)}}],
+        "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user_name}}],
+        "current-context": CLUSTER_NAME,
+    }, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+def component_kubeconfig_flags(kubeconfig) -> list[str]:
+    """The flags with which kube-controller-manager and kube-scheduler reach the API server
+    (and check who calls them) as one identity."""
+    return [f"--{flag}={kubeconfig}" for flag in ("kubeconfig", "authentication-kubeconfig",
+                                                   "authorization-kubeconfig")] + ["--leader-elect=false"]
 
 
 class ControlPlane:
@@ -274,26 +302,7 @@ class ControlPlane:
 
     def _write_kubeconfig(self) -> None:
         assert self.pki is not None
-
-        def b64(path: Path) -> str:
-            return base64.b64encode(path.read_bytes()).decode()
-
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": CLUSTER_NAME, "cluster": {
-                "server": self.server,
-                "certificate-authority-data": b64(self.pki.ca.cert),
-            }}],
-            "users": [{"name": "admin", "user": {
-                "client-certificate-data": b64(self.pki.admin.cert),
-                "client-key-data": b64(self.pki.admin.key),
-            }}],
-            "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": "admin"}}],
-            "current-context": CLUSTER_NAME,
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.kubeconfig.chmod(0o600)
+        write_kubeconfig(self.kubeconfig, self.server, self.pki.ca, self.pki.admin, "admin")
 
     def _start_controller_manager(self) -> None:
         assert self.pki is not None
@@ -301,10 +310,7 @@ class ControlPlane:
         kubeconfig = str(self.kubeconfig)
         process = self._spawn("kube-controller-manager", [
             str(self.binaries.kube_controller_manager),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--leader-elect=false",
+            *component_kubeconfig_flags(kubeconfig),
             "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
             f"--service-account-private-key-file={self.pki.service_account_key}",
             f"--root-ca-file={self.pki.ca.cert}",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 from pathlib import Path
 
 from tokenwarden.devcluster._build import (

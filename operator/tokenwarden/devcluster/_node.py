@@ -23,7 +23,6 @@ ever carries traffic):
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -37,7 +36,13 @@ from pathlib import Path
 import yaml
 
 from tokenwarden.devcluster._build import Binaries, NodeBinaries
-from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, _Process, free_port
+from tokenwarden.devcluster._cluster import (
+    ControlPlane,
+    _Process,
+    component_kubeconfig_flags,
+    free_port,
+    write_kubeconfig,
+)
 from tokenwarden.devcluster._errors import ControlPlaneError
 from tokenwarden.tls import KeyPair, issue_client_cert, issue_serving_cert
 
@@ -107,6 +112,14 @@ class NodeImages:
     name of the pause image among them that containerd uses for pod sandboxes."""
     pause: str
     archives: tuple[Path, ...]
+
+
+def _read(path: Path) -> str:
+    """A cgroup file's text, or nothing when the cgroup went while we looked (ENODEV)."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 class NodeCluster(ControlPlane):
@@ -219,23 +232,8 @@ class NodeCluster(ControlPlane):
     def _in_cluster_kubeconfig(self, stem: str, user: KeyPair) -> Path:
         """A kubeconfig for a component inside the namespace, as ``user``."""
         assert self.pki is not None
-
-        def b64(path: Path) -> str:
-            return base64.b64encode(path.read_bytes()).decode()
-
-        path = self.workdir / f"{stem}.kubeconfig"
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": CLUSTER_NAME, "cluster": {
-                "server": f"https://{NODE_IP}:{APISERVER_PORT}",
-                "certificate-authority-data": b64(self.pki.ca.cert)}}],
-            "users": [{"name": stem, "user": {
-                "client-certificate-data": b64(user.cert), "client-key-data": b64(user.key)}}],
-            "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": stem}}],
-            "current-context": CLUSTER_NAME,
-        }, sort_keys=False))
-        path.chmod(0o600)
-        return path
+        return write_kubeconfig(self.workdir / f"{stem}.kubeconfig", f"https://{NODE_IP}:{APISERVER_PORT}",
+                                self.pki.ca, user, stem)
 
     # -- cgroups ---------------------------------------------------------
     def _controllers(self) -> list[Path]:
@@ -257,7 +255,7 @@ class NodeCluster(ControlPlane):
     def _kill_containers(self) -> None:
         for _ in range(20):
             pids = {int(pid) for cgroup in self._cgroups_made if cgroup.exists()
-                    for procs in cgroup.rglob("cgroup.procs") for pid in procs.read_text().split()}
+                    for procs in cgroup.rglob("cgroup.procs") for pid in _read(procs).split()}
             if not pids:
                 return
             for pid in pids:
@@ -383,10 +381,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         admin = self._in_cluster_kubeconfig("controller-manager", self.pki.admin)
         process = self._spawn("kube-controller-manager", [
             str(self.binaries.kube_controller_manager),
-            f"--kubeconfig={admin}",
-            f"--authentication-kubeconfig={admin}",
-            f"--authorization-kubeconfig={admin}",
-            "--leader-elect=false",
+            *component_kubeconfig_flags(admin),
             # What a node's workloads need: Deployments, DaemonSets, Services' endpoints,
             # ServiceAccount tokens and the CA ConfigMap they mount, PDBs, cleanup.
             "--controllers=" + ",".join(f"{name}-controller" for name in (
@@ -412,10 +407,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             self.pki.ca, pki_dir, "scheduler", "system:kube-scheduler"))
         process = self._spawn("kube-scheduler", [
             str(self.node.kube_scheduler),
-            f"--kubeconfig={scheduler}",
-            f"--authentication-kubeconfig={scheduler}",
-            f"--authorization-kubeconfig={scheduler}",
-            "--leader-elect=false",
+            *component_kubeconfig_flags(scheduler),
             "--bind-address=127.0.0.1",
             "--secure-port=10259",
         ])
