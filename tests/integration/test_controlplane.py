@@ -87,7 +87,9 @@ def test_dev_cluster_command_serves_until_sigterm(tmp_path):
         crds = client.ApiextensionsV1Api(api).list_custom_resource_definition().items
         assert {c.metadata.name for c in crds} >= {"servicetokens.tokenwarden.io"}
     finally:
-        process.send_signal(signal.SIGTERM)
+        for _ in range(3):  # an impatient Ctrl-C, Ctrl-C, kill: still one clean stop
+            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     assert "dev-cluster stopped" in process.stderr.read()
     assert not kubeconfig.exists()
