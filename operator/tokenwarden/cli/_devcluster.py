@@ -46,7 +46,8 @@ def build_node(images: tuple[str, ...]) -> None:
         devcluster.ensure_coredns(log)
         devcluster.ensure_pause_image(log)
         for tag in images:
-            devcluster.build_image(tag, log=log)
+            image = devcluster.build_image(tag, log=log)
+            log(f"{tag}: {image.size_mb:.0f} MB (id {image.id[:12]})")
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"node ready to run in {time.monotonic() - started:.0f}s")
