@@ -85,11 +85,17 @@ spec: {{serviceAccountName: fleet, roles: [writer]}}
     node.wait_until("after Active", lambda: _active(node, ns, "after"), interval=0.1)
     figures["failover: active pod deleted to the next token Active"] = time.monotonic() - deleted
     figures["failover: active pod gone to the next token Active"] = time.monotonic() - gone
-
-    node.kubectl("delete", "namespace", ns, "observability", "--wait=true", "--timeout=180s")
-    node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
-    node.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s")
+    _clean(node, ns)
     return figures
+
+
+def _clean(node: Node, ns: str) -> None:
+    """Remove the round's tokens while the operator runs (their finalizers need it), then
+    the release and its namespace."""
+    node.kubectl("delete", "namespace", ns, "observability", "--wait=true", "--timeout=180s")
+    node.kubectl("delete", "servicetokens.tokenwarden.io", "--all", "-n", NAMESPACE, "--wait=true", "--timeout=120s")
+    node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    node.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s", timeout=240)
 
 
 def main() -> None:
