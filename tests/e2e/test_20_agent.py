@@ -47,12 +47,13 @@ def _probe_once(node, namespace: str, pod: str, token: str) -> str:
 @pytest.fixture(scope="package")
 def agent(node, release):
     """examples/agent-daemonset.yaml applied as written; returns when an agent got a 200."""
+    applied = time.monotonic()
     node.kubectl("apply", "-f", str(EXAMPLES / "agent-daemonset.yaml"))
     pod = node.wait_until("an agent pod running", lambda: next(iter(
         _running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")), None))
     name = pod["metadata"]["name"]
     node.wait_until("the agent's first 200", lambda: "status=200" in node.logs(AGENT_NS, name))
-    node.record("helm install to the agent's first 200", time.monotonic() - release.installed_at)
+    node.record("example agent applied to its first 200", time.monotonic() - applied)
     return name
 
 
