@@ -14,3 +14,22 @@ def test_node_module_pins_the_node_binaries():
     tools = (hack_dir() / "node" / "tools.go").read_text()
     for command in ("kubelet", "kube-scheduler", "kube-proxy", "kubectl"):
         assert f'"k8s.io/kubernetes/cmd/{command}"' in tools
+
+
+def test_a_node_that_cannot_run_says_why(monkeypatch):
+    from tokenwarden.devcluster import _node
+
+    monkeypatch.setattr(_node.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_node.shutil, "which", lambda tool: None if tool == "socat" else f"/usr/bin/{tool}")
+    problems = _node.node_problems()
+    assert any("needs root" in p for p in problems)
+    assert any("socat" in p and "apt-get install socat" in p for p in problems)
+
+
+def test_packages_are_not_installed_without_root(monkeypatch):
+    from tokenwarden.devcluster import _node
+
+    monkeypatch.setattr(_node.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(_node.shutil, "which", lambda tool: None)
+    monkeypatch.setattr(_node.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    _node.ensure_node_packages(log=lambda *_: None)
