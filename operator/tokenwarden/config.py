@@ -8,6 +8,7 @@ the seed products (50 accounts per namespace, 100 tokens per account).
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,6 +70,21 @@ class Bootstrap(BaseModel):
     min_length: int = Field(32, ge=16, alias="minLength")
 
 
+class ImportKey(BaseModel):
+    """The cluster key that imported keys are hashed with (HMAC-SHA256): a Secret in the
+    operator's namespace, created by the operator when missing; the authenticator reads it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    namespace: str | None = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE") or None,
+        description="Namespace of the key's Secret (default: the operator's own, $POD_NAMESPACE).")
+    secret_name: str = Field("tokenwarden-import-key", alias="secretName")
+
+
+ROLE_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
 class Settings(BaseModel):
     """Everything an operator or authenticator may be configured with."""
 
@@ -81,6 +97,19 @@ class Settings(BaseModel):
     rotation_overlap: timedelta = Field(timedelta(hours=1), alias="rotationOverlap")
     import_min_length: int = Field(16, ge=1, alias="importMinLength")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
+    import_key: ImportKey = Field(default_factory=ImportKey, alias="importKey")
+    # A TokenReview that names no audience is answered for these; a token without
+    # spec.audiences is valid for these only.
+    audiences: list[str] = Field(default_factory=lambda: ["tokenwarden"], min_length=1)
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, value: dict[str, Role]) -> dict[str, Role]:
+        bad = [name for name in value if len(name) > 63 or not re.fullmatch(ROLE_NAME, name)]
+        if bad:
+            raise ValueError(f"role names {', '.join(map(repr, bad))} are not DNS labels: use lower-case "
+                             "letters, digits and '-', at most 63 characters")
+        return value
 
     @field_validator("expired_retention", "rotation_overlap", mode="before")
     @classmethod

@@ -139,8 +139,8 @@ def test_imported_keys_are_not_rotated_by_tokenwarden():
 
 def test_service_account_defaults_and_binding_roles():
     assert ServiceAccountSpec().disabled is False
-    binding = RoleBindingSpec.model_validate({"serviceAccountName": "agents", "roles": ["profile-writer", "a:b"]})
-    assert binding.roles == ["profile-writer", "a:b"] and binding.project is None
+    binding = RoleBindingSpec.model_validate({"serviceAccountName": "agents", "roles": ["profile-writer", "r2"]})
+    assert binding.roles == ["profile-writer", "r2"] and binding.project is None
     assert "spec.roles: List should have at least 1 item" in _refusal(
         RoleBindingSpec, {"serviceAccountName": "agents", "roles": []})
 
@@ -172,3 +172,21 @@ def test_status_rejects_what_the_schema_would_refuse():
     with pytest.raises(ValidationError):
         ServiceTokenStatus(token_hash="sha256:abc")
     assert ServiceTokenStatus(token_hash="sha256:" + "0" * 64).token_hash
+
+
+@pytest.mark.parametrize("field,value", [
+    ("roles", ["a:b"]), ("roles", ["x,admin"]), ("roles", ["reader@shop"]), ("roles", ["a" * 64]),
+    ("project", "x,admin"), ("project", "evil@shop"), ("project", "Shop"), ("project", "a b"),
+    ("project", "a" * 64),
+])
+def test_role_and_project_names_are_dns_labels(field, value):
+    spec = {"serviceAccountName": "agents", "roles": ["reader"], field: value}
+    refusal = _refusal(RoleBindingSpec, spec)
+    assert f"spec.{field}" in refusal and ("not a DNS label" in refusal or "at most 63 characters" in refusal)
+
+
+def test_a_uuid_project_fits():
+    project = "3f2b8f0e-6c1d-4b7a-9e5f-0a1b2c3d4e5f"  # seed 000's projectID is a UUID
+    assert RoleBindingSpec.model_validate(
+        {"serviceAccountName": "agents", "roles": ["reader"], "project": project}).project == project
+    assert IngestionAPIKeySpec.model_validate({"project": project}).project == project

@@ -175,7 +175,7 @@ def test_preserve_unknown_fields_only_for_the_frameworks_bookkeeping():
     for kind in KINDS:
         preserved = [path for path, node in _walk(_schema(kind))
                      if node.get("x-kubernetes-preserve-unknown-fields")]
-        assert preserved == [".status.kopf"], kind
+        assert preserved == ([] if kind == "TokenUsage" else [".status.kopf"]), kind
 
 
 # -- what the API server checks by itself ---------------------------------------
@@ -198,7 +198,7 @@ def test_credential_rules(kind):
     assert kinds["enum"] == ["Deployment", "DaemonSet", "StatefulSet"]
     status = _node(kind, "status")["properties"]
     assert status["phase"]["enum"] == ["Pending", "Active", "Expired", "Revoked", "Failed"]
-    assert status["tokenHash"]["pattern"] == "^sha256:[0-9a-f]{64}$"
+    assert status["tokenHash"]["pattern"] == "^(sha256|hmac-sha256):[0-9a-f]{64}$"
     assert status["expiresAt"]["format"] == "date-time"
 
 
@@ -216,11 +216,13 @@ def test_service_token_rules():
     assert rules["spec.import cannot be added or removed: a token is either minted or imported; "
                  "delete and re-create the object"] == "has(self.__import__) == has(oldSelf.__import__)"
     assert spec["properties"]["roles"]["x-kubernetes-list-type"] == "set"
-    assert spec["properties"]["roles"]["items"]["pattern"] == "^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
+    assert spec["properties"]["roles"]["items"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    assert spec["properties"]["audiences"]["x-kubernetes-list-type"] == "set"
     status = _node("ServiceToken", "status")["properties"]
     assert {"effectiveRoles", "imported"} <= set(status)
     assert not {"effectiveRoles", "imported", "roles"} & set(_node("IngestionAPIKey", "status")["properties"])
-    assert not {"roles", "serviceAccountName", "import"} & set(_node("IngestionAPIKey", "spec")["properties"])
+    assert not {"roles", "serviceAccountName", "import", "audiences"} & set(
+        _node("IngestionAPIKey", "spec")["properties"])
 
 
 def test_role_binding_rules():
@@ -231,10 +233,23 @@ def test_role_binding_rules():
     assert _rules(account) == {message: "self == oldSelf"}
     roles = spec["properties"]["roles"]
     assert roles["minItems"] == 1 and roles["x-kubernetes-list-type"] == "set"
-    assert roles["items"]["pattern"] == "^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
+    assert roles["items"]["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    assert roles["items"]["maxLength"] == 63
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["RoleBinding", "IngestionAPIKey"])
+def test_projects_are_dns_labels_checked_by_the_api_server(kind):
+    project = _node(kind, "spec.project")
+    assert project["pattern"] == "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" and project["maxLength"] == 63
+
+
+def test_token_usage_holds_only_times():
+    status = _node("TokenUsage", "status")["properties"]
+    assert set(status) == {"serviceTokens", "ingestionAPIKeys"}
+    assert status["serviceTokens"]["additionalProperties"]["format"] == "date-time"
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "TokenUsage"])
 def test_conditions_are_a_map_list_keyed_by_type(kind):
     conditions = _node(kind, "status.conditions")
     assert conditions["x-kubernetes-list-type"] == "map"

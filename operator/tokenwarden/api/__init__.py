@@ -22,6 +22,8 @@ from tokenwarden.api.v1alpha1 import (
     ServiceTokenSpec,
     ServiceTokenStatus,
     TokenImport,
+    TokenUsage,
+    TokenUsageStatus,
     parse_expiration,
 )
 
@@ -47,6 +49,8 @@ __all__ = [
     "ServiceTokenSpec",
     "ServiceTokenStatus",
     "TokenImport",
+    "TokenUsage",
+    "TokenUsageStatus",
     "describe_validation_error",
     "parse_expiration",
 ]

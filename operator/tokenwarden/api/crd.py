@@ -77,6 +77,7 @@ KINDS = [
         _column("ID", ".status.tokenId"),
         _column("Description", ".spec.description"),
         *_CREDENTIAL_COLUMNS]),
+    KindInfo(v1.TokenUsage, "tokenusages", "tus", [_AGE]),
 ]
 
 # JSON-schema keywords a structural schema may carry, in the order the YAML shows them;

@@ -23,10 +23,18 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ROLE_NAME = r"^[a-z0-9]([-a-z0-9:]*[a-z0-9])?$"
+# Role and project names are DNS labels: nothing in them can break the comma- and
+# @-separated X-Auth-Roles header, and a UUID project id fits.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ROLE_NAME = DNS_LABEL
+PROJECT_NAME = DNS_LABEL
+AUDIENCE = r"^[^\s,]+$"
 # yyyy-MM-dd, or an RFC 3339 date-time with a mandatory offset (upper-case T and Z, as Python parses them).
 EXPIRATION = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
-TOKEN_HASH = r"^sha256:[0-9a-f]{64}$"
+# sha256:<hex> for a minted token (256 random bits need no salt); hmac-sha256:<hex> for an
+# imported key, which a person may have chosen: keyed with the cluster's import key, so a
+# status that leaks is no offline guessing oracle.
+TOKEN_HASH = r"^(sha256|hmac-sha256):[0-9a-f]{64}$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"  # what the API server allows as a key of a Secret's data
 MAX_TTL = timedelta(days=3650)
 
@@ -47,7 +55,21 @@ def _dns_name(value: str) -> str:
 
 def _role_name(value: str) -> str:
     if not re.fullmatch(ROLE_NAME, value):
-        raise ValueError(f"invalid role name {value!r}: lower-case letters, digits, '-' and ':'")
+        raise ValueError(f"invalid role name {value!r}, not a DNS label: use lower-case letters, digits and '-', "
+                         "starting and ending with a letter or digit (at most 63)")
+    return value
+
+
+def _project_name(value: str) -> str:
+    if not re.fullmatch(PROJECT_NAME, value):
+        raise ValueError(f"invalid project {value!r}, not a DNS label: use lower-case letters, digits and '-', "
+                         "starting and ending with a letter or digit (at most 63; a UUID fits)")
+    return value
+
+
+def _audience(value: str) -> str:
+    if not re.fullmatch(AUDIENCE, value):
+        raise ValueError(f"invalid audience {value!r}: no spaces or commas")
     return value
 
 
@@ -65,6 +87,8 @@ def _positive_duration(value: str) -> str:
 
 DNSName = Annotated[str, Field(max_length=253), _schema(pattern=DNS_SUBDOMAIN), AfterValidator(_dns_name)]
 RoleName = Annotated[str, Field(max_length=63), _schema(pattern=ROLE_NAME), AfterValidator(_role_name)]
+ProjectName = Annotated[str, Field(max_length=63), _schema(pattern=PROJECT_NAME), AfterValidator(_project_name)]
+Audience = Annotated[str, Field(max_length=253), _schema(pattern=AUDIENCE), AfterValidator(_audience)]
 Duration = Annotated[str, Field(max_length=32), _schema(pattern=DURATION_PATTERN),
                      AfterValidator(_positive_duration)]
 Timestamp = Annotated[str, _schema(format="date-time")]
@@ -249,8 +273,9 @@ class RoleBindingSpec(_Model):
     roles: list[RoleName] = Field(
         min_length=1, max_length=32, json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Role names from the operator's role catalog.")
-    project: str | None = Field(
-        None, max_length=253, description="Grant the roles only within this project (all projects when unset).")
+    project: ProjectName | None = Field(
+        None, description="Grant the roles only within this project (all projects when unset). A DNS label "
+                          "such as team-a or a UUID.")
 
 
 class ServiceTokenSpec(_CredentialSpec):
@@ -277,6 +302,10 @@ class ServiceTokenSpec(_CredentialSpec):
                     "roles from the catalog. Unset: everything the account is granted.")
     import_: TokenImport | None = Field(None, alias="import",
                                         description="Adopt an existing token instead of minting one.")
+    audiences: list[Audience] | None = Field(
+        None, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Audiences the token is valid for in a Kubernetes TokenReview. Unset: only the "
+                    "authenticator's default audience.")
 
     @model_validator(mode="after")
     def _roles_or_account(self):
@@ -291,6 +320,9 @@ class IngestionAPIKeySpec(_CredentialSpec):
     """Desired state of an IngestionAPIKey."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _CREDENTIAL_RULES})
+
+    project: ProjectName | None = Field(
+        None, description="The one project the key may send data to. Unset: every project.")
 
 
 # -- status ------------------------------------------------------------------
@@ -345,8 +377,10 @@ class _CredentialStatus(_Status):
     phase: Phase | None = Field(None, description="Pending, Active, Expired, Revoked or Failed.")
     token_id: str | None = Field(None, max_length=32, description="Short public id, printed by list, "
                                                                   "accepted by delete.")
-    token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="sha256 of the whole token; never "
-                                                                         "the token.")
+    token_hash: str | None = Field(None, pattern=TOKEN_HASH, description="sha256 of the whole token (an "
+                                                                         "imported key: HMAC-SHA256 under the "
+                                                                         "cluster's import key); never the "
+                                                                         "token.")
     secret_name: str | None = Field(None, max_length=253, description="Secret holding the token (key token).")
     issued_at: Timestamp | None = Field(None, description="When the current token was minted.")
     expires_at: Timestamp | None = Field(None, description="When the token stops being valid.")
@@ -373,6 +407,15 @@ class ServiceTokenStatus(_CredentialStatus):
 
 class IngestionAPIKeyStatus(_CredentialStatus):
     """Observed state of an IngestionAPIKey, written by the operator."""
+
+
+class TokenUsageStatus(_Status):
+    """When each credential of the namespace was last verified, as the authenticator saw it."""
+
+    service_tokens: dict[str, Timestamp] | None = Field(
+        None, description="ServiceToken name → when it was last verified.")
+    ingestion_api_keys: dict[str, Timestamp] | None = Field(
+        None, alias="ingestionAPIKeys", description="IngestionAPIKey name → when it was last verified.")
 
 
 # -- the kinds ----------------------------------------------------------------
@@ -425,3 +468,12 @@ class IngestionAPIKey(_Object):
     kind: Literal["IngestionAPIKey"] = "IngestionAPIKey"
     spec: IngestionAPIKeySpec = Field(default_factory=IngestionAPIKeySpec, description=IngestionAPIKeySpec.__doc__)
     status: IngestionAPIKeyStatus | None = Field(None, description=IngestionAPIKeyStatus.__doc__)
+
+
+class TokenUsage(_Object):
+    """Last use of the namespace's credentials, written by the authenticator (one object per
+    namespace, named tokenwarden-usage). It authorises nothing: the operator copies it into
+    each credential's status.lastUsedAt."""
+
+    kind: Literal["TokenUsage"] = "TokenUsage"
+    status: TokenUsageStatus | None = Field(None, description=TokenUsageStatus.__doc__)

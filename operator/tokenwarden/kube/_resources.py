@@ -17,6 +17,8 @@ SERVICE_ACCOUNTS = Resource("ServiceAccount", "serviceaccounts")
 ROLE_BINDINGS = Resource("RoleBinding", "rolebindings")
 SERVICE_TOKENS = Resource("ServiceToken", "servicetokens")
 INGESTION_KEYS = Resource("IngestionAPIKey", "ingestionapikeys")
+TOKEN_USAGES = Resource("TokenUsage", "tokenusages")
+USAGE_OBJECT = "tokenwarden-usage"  # the one TokenUsage per namespace the authenticator writes
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "tokenwarden"
