@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -10,6 +11,7 @@ from tokenwarden.tokens import (
     TOKEN_REGEX,
     TokenFormatError,
     hash_token,
+    hmac_token,
     mint_token,
     new_token_id,
     parse_token,
@@ -64,6 +66,18 @@ def test_hash_is_sha256_of_the_whole_token():
     token = mint_token("twst")
     assert hash_token(token) == "sha256:" + hashlib.sha256(token.encode()).hexdigest()
     assert token not in hash_token(token)
+
+
+def test_an_imported_key_is_kept_as_an_hmac_under_the_cluster_key():
+    key, other = b"k" * 32, b"o" * 32
+    value = "a-person-chose-this-0123"
+    kept = hmac_token(value, key)
+    assert kept == "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+    # Without the cluster key the stored hash says nothing: not the bare sha256, and
+    # another key gives another hash.
+    assert kept.partition(":")[2] != hash_token(value).partition(":")[2]
+    assert hmac_token(value, other) != kept
+    assert hmac_token(value, key) == kept and value not in kept
 
 
 def test_regex_finds_tokens_in_text_for_secret_scanners():

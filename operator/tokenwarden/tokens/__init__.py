@@ -12,6 +12,7 @@ Only ``[A-Za-z0-9_]`` appear, so a double click selects a token whole.
 """
 from tokenwarden.tokens._format import (
     CHECKSUM_LENGTH,
+    IMPORT_KEY_BYTES,
     MAX_TOKEN_LENGTH,
     PAYLOAD_LENGTH,
     TOKEN_REGEX,
@@ -19,6 +20,7 @@ from tokenwarden.tokens._format import (
     TokenFormatError,
     fits_a_header,
     hash_token,
+    hmac_token,
     mint_token,
     new_token_id,
     parse_token,
@@ -26,6 +28,7 @@ from tokenwarden.tokens._format import (
 
 __all__ = [
     "CHECKSUM_LENGTH",
+    "IMPORT_KEY_BYTES",
     "MAX_TOKEN_LENGTH",
     "PAYLOAD_LENGTH",
     "TOKEN_REGEX",
@@ -33,6 +36,7 @@ __all__ = [
     "TokenFormatError",
     "fits_a_header",
     "hash_token",
+    "hmac_token",
     "mint_token",
     "new_token_id",
     "parse_token",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 import zlib
@@ -76,6 +77,16 @@ def parse_token(token: str, prefixes: tuple[str, ...] | None = None) -> ParsedTo
 def hash_token(token: str) -> str:
     """``sha256:<hex>`` of the whole token: what status, logs and indexes hold."""
     return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+IMPORT_KEY_BYTES = 32  # the cluster key imported keys are hashed with
+
+
+def hmac_token(token: str, key: bytes) -> str:
+    """``hmac-sha256:<hex>`` of the whole token under ``key``: the hash kept for an imported
+    key, which a person may have chosen, so that the stored hash is no offline guessing
+    oracle for anyone without the cluster key."""
+    return "hmac-sha256:" + hmac.new(key, token.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def fits_a_header(value: str) -> bool:
