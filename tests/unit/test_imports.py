@@ -3,8 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from tokenwarden.policies import Problem, adopted_key, duplicate_import_problem, source_namespace_problem
-from tokenwarden.tokens import MAX_TOKEN_LENGTH
+from tokenwarden.policies import (
+    IMPORTABLE_LABEL,
+    ImportedHash,
+    Problem,
+    adopted_key,
+    duplicate_import_problem,
+    fix_label_command,
+    import_hash_outdated,
+    imported_hash,
+    is_importable,
+    source_namespace_problem,
+    source_not_importable_problem,
+)
+from tokenwarden.tokens import MAX_TOKEN_LENGTH, hash_token, hmac_token
 
 GRAFANA = "glsa_R3JhZmFuYVNlcnZpY2VBY2NvdW50VG9rZW4_a1b2c3d4"
 
@@ -59,3 +71,46 @@ def test_keys_are_never_read_across_namespaces():
 def test_duplicate_names_the_first_holder():
     problem = duplicate_import_problem(("team-a", "first"))
     assert problem.reason == "DuplicateImport" and "team-a/first" in problem.message
+
+
+def test_only_a_secret_labelled_importable_may_be_imported_from():
+    assert is_importable({IMPORTABLE_LABEL: "true"})
+    for labels in (None, {}, {IMPORTABLE_LABEL: "false"}, {IMPORTABLE_LABEL: "True"}, {"other": "true"}):
+        assert not is_importable(labels)
+
+
+def test_an_unlabelled_source_waits_for_its_label_and_the_refusal_names_the_fix():
+    problem = source_not_importable_problem("legacy-keys", "team-a")
+    assert (problem.reason, problem.waiting) == ("SourceNotImportable", True)
+    assert "'legacy-keys'" in problem.message and "'team-a'" in problem.message
+    assert "kubectl label secret legacy-keys -n team-a tokenwarden.io/importable=true" in problem.message
+    assert fix_label_command("legacy-keys", "team-a") in problem.message
+
+
+KEY, OLD_KEY = b"k" * 32, b"o" * 32
+VALUE = "0paque-legacy-key-7f3a9c2e41b8d6"
+
+
+@pytest.mark.parametrize("stored, change", [
+    (None, "new"),
+    (hmac_token(VALUE, KEY), "same"),
+    (hash_token(VALUE), "rehashed"),                 # imported before keys were HMACs: migrated
+    (hmac_token(VALUE, OLD_KEY), "rehashed"),        # under the cluster key it replaced
+    (hash_token("another-key-0123456789"), "changed"),
+    (hmac_token("another-key-0123456789", KEY), "changed"),
+    (hmac_token(VALUE, b"x" * 32), "changed"),       # a key nobody holds any more: cannot tell
+])
+def test_an_imported_key_is_always_kept_as_an_hmac_and_the_change_is_named(stored, change):
+    decision = imported_hash(VALUE, stored, KEY, [OLD_KEY])
+    assert decision == ImportedHash(hmac_token(VALUE, KEY), change)
+    assert decision.token_hash.startswith("hmac-sha256:") and decision.token_hash != hash_token(VALUE)
+
+
+@pytest.mark.parametrize("stored, outdated", [
+    (None, False),
+    ("", False),
+    ("sha256:" + "0" * 64, True),
+    ("hmac-sha256:" + "0" * 64, False),
+])
+def test_a_bare_sha256_of_an_import_is_reconciled_even_when_nothing_else_changed(stored, outdated):
+    assert import_hash_outdated(stored) is outdated

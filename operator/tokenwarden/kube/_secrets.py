@@ -124,13 +124,18 @@ def delete_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner
     return True
 
 
-def read_secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, bytes] | None:
-    """The decoded data of Secret ``name``; None when there is no such Secret."""
-    try:
-        with translated(f"reading Secret {namespace}/{name}"):
-            secret = core.read_namespaced_secret(name, namespace)
-    except ApiNotFound:
-        return None
+@dataclass(frozen=True)
+class SourceSecret:
+    """A Secret as a key is imported from it: its labels and decoded data."""
+
+    labels: dict[str, str]
+    data: dict[str, bytes]
+
+    def __repr__(self) -> str:  # never print a value
+        return f"SourceSecret(keys={sorted(self.data)!r}, labels={self.labels!r})"
+
+
+def _decoded(secret: client.V1Secret) -> dict[str, bytes]:
     data = {}
     for key, raw in (secret.data or {}).items():
         try:
@@ -138,6 +143,22 @@ def read_secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[
         except ValueError:
             continue  # the API server stores valid base64 only
     return data
+
+
+def read_source_secret(core: client.CoreV1Api, namespace: str, name: str) -> SourceSecret | None:
+    """Secret ``name`` with its labels and decoded data; None when there is no such Secret."""
+    try:
+        with translated(f"reading Secret {namespace}/{name}"):
+            secret = core.read_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        return None
+    return SourceSecret(dict(secret.metadata.labels or {}), _decoded(secret))
+
+
+def read_secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, bytes] | None:
+    """The decoded data of Secret ``name``; None when there is no such Secret."""
+    found = read_source_secret(core, namespace, name)
+    return found.data if found is not None else None
 
 
 def text_of(data: dict[str, bytes], key: str) -> str | None:

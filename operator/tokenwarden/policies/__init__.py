@@ -1,6 +1,17 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
-from tokenwarden.policies._imports import adopted_key, duplicate_import_problem, source_namespace_problem
+from tokenwarden.policies._imports import (
+    IMPORTABLE_LABEL,
+    ImportedHash,
+    adopted_key,
+    duplicate_import_problem,
+    fix_label_command,
+    import_hash_outdated,
+    imported_hash,
+    is_importable,
+    source_namespace_problem,
+    source_not_importable_problem,
+)
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
 from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
@@ -14,12 +25,18 @@ from tokenwarden.policies._roles import (
 )
 
 __all__ = [
+    "IMPORTABLE_LABEL",
     "Binding",
+    "ImportedHash",
     "Problem",
     "RolePlan",
     "account_quota_problem",
     "adopted_key",
     "duplicate_import_problem",
+    "fix_label_command",
+    "import_hash_outdated",
+    "imported_hash",
+    "is_importable",
     "bootstrap_token_problem",
     "parse_roles",
     "deletion_due",
@@ -29,6 +46,7 @@ __all__ = [
     "rotation_requested",
     "seconds_until",
     "source_namespace_problem",
+    "source_not_importable_problem",
     "granted_roles",
     "plan_roles",
     "token_quota_problem",

@@ -7,12 +7,60 @@ rather than altered.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from tokenwarden.policies._roles import Problem
-from tokenwarden.tokens import MAX_TOKEN_LENGTH, fits_a_header
+from tokenwarden.tokens import MAX_TOKEN_LENGTH, fits_a_header, hash_token, hmac_token
 
 FIELD = "spec.import.secretRef"
+#: A Secret's opt-in to being imported from: a key is read only from a Secret that carries it.
+IMPORTABLE_LABEL = "tokenwarden.io/importable"
+HMAC_SCHEME = "hmac-sha256:"
+
+
+def is_importable(labels: Mapping[str, str] | None) -> bool:
+    return (labels or {}).get(IMPORTABLE_LABEL) == "true"
+
+
+def fix_label_command(secret: str, namespace: str) -> str:
+    return f"kubectl label secret {secret} -n {namespace} {IMPORTABLE_LABEL}=true"
+
+
+def source_not_importable_problem(secret: str, namespace: str) -> Problem:
+    """Importing reads a Secret on the requester's behalf, so the Secret must opt in. Waiting:
+    the key is imported as soon as the label is there."""
+    return Problem("SourceNotImportable",
+                   f"Secret {secret!r} in namespace {namespace!r} does not carry the label "
+                   f'{IMPORTABLE_LABEL}: "true", so no key is imported from it; whoever owns the Secret '
+                   f"opts it in with: {fix_label_command(secret, namespace)}", waiting=True)
+
+
+@dataclass(frozen=True)
+class ImportedHash:
+    """What to keep for an imported key: ``token_hash``, and how it relates to the stored one:
+    ``new`` (none stored), ``same``, ``rehashed`` (the same key, kept before as a bare sha256
+    or under an older cluster key: no new issue date), ``changed`` (its owner put a new key in
+    the source: issued anew)."""
+
+    token_hash: str
+    change: str
+
+
+def imported_hash(value: str, stored: str | None, key: bytes, older_keys: Iterable[bytes] = ()) -> ImportedHash:
+    token_hash = hmac_token(value, key)
+    if not stored:
+        return ImportedHash(token_hash, "new")
+    if stored == token_hash:
+        return ImportedHash(token_hash, "same")
+    earlier = [hash_token(value), *(hmac_token(value, k) for k in older_keys)]
+    return ImportedHash(token_hash, "rehashed" if stored in earlier else "changed")
+
+
+def import_hash_outdated(stored: str | None) -> bool:
+    """An imported key stored as a bare sha256 (from before imports were keyed): reconcile it
+    even when nothing else changed, so its hash is replaced by the HMAC."""
+    return bool(stored) and not stored.startswith(HMAC_SCHEME)
 
 
 def source_namespace_problem(token_namespace: str, source_namespace: str | None) -> Problem | None:

@@ -1,0 +1,118 @@
+"""The cluster's import key: the Secret that imported keys are hashed (HMAC) with.
+
+The operator creates it when it is missing; the authenticator reads it by name (a get,
+then a watch whose field selector names that one Secret), so neither needs to list
+Secrets it has no business with. The key itself leaves this module only to its caller.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+from tokenwarden.kube._errors import ApiNotFound, translated
+from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE
+from tokenwarden.tokens import IMPORT_KEY_BYTES
+
+KEY_DATA = "key"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+logger = logging.getLogger("tokenwarden.importkey")
+
+
+class ImportKeyInvalid(Exception):
+    """The Secret exists but holds no usable key; the message says what to do."""
+
+
+def key_of(secret: client.V1Secret | Mapping) -> bytes:
+    """The key in the Secret (a client object, or a watch event's or kopf's body);
+    ImportKeyInvalid if it holds none."""
+    if isinstance(secret, client.V1Secret):
+        data, where = secret.data or {}, f"{secret.metadata.namespace}/{secret.metadata.name}"
+    else:
+        data, meta = secret.get("data") or {}, secret.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+    try:
+        key = base64.b64decode(data.get(KEY_DATA) or "")
+    except ValueError:
+        key = b""
+    if len(key) < IMPORT_KEY_BYTES:
+        raise ImportKeyInvalid(f"Secret {where} holds no import key of {IMPORT_KEY_BYTES} bytes under "
+                               f"{KEY_DATA!r}; delete the Secret and the operator creates a new one (imported "
+                               "keys are then re-hashed as their tokens are reconciled)")
+    return key
+
+
+def read_import_key(core: client.CoreV1Api, namespace: str, name: str) -> bytes | None:
+    """The key, None when the Secret does not exist; ImportKeyInvalid when it holds none."""
+    try:
+        with translated(f"reading the import key Secret {namespace}/{name}"):
+            return key_of(core.read_namespaced_secret(name, namespace))
+    except ApiNotFound:
+        return None
+
+
+def ensure_import_key(core: client.CoreV1Api, namespace: str, name: str, key: bytes | None = None) -> bytes:
+    """The key in Secret ``name``, created (with ``key``, or 32 random bytes) when missing.
+    Two replicas may race to create it: the loser reads the winner's."""
+    found = read_import_key(core, namespace, name)
+    if found is not None:
+        return found
+    key = key or secrets.token_bytes(IMPORT_KEY_BYTES)
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, namespace=namespace,
+                                     labels={MANAGED_BY: MANAGED_BY_VALUE, COMPONENT_LABEL: "import-key"}),
+        type="Opaque", data={KEY_DATA: base64.b64encode(key).decode()})
+    try:
+        core.create_namespaced_secret(namespace, body)
+    except ApiException as exc:
+        if exc.status != 409:
+            with translated(f"creating the import key Secret {namespace}/{name}"):
+                raise
+        found = read_import_key(core, namespace, name)
+        if found is None:
+            raise ImportKeyInvalid(f"the import key Secret {namespace}/{name} was created and deleted at once; "
+                                   "looking again") from None
+        return found
+    logger.info("created the import key Secret %s/%s", namespace, name)
+    return key
+
+
+def follow_import_key(core: client.CoreV1Api, namespace: str, name: str, on_key: Callable[[bytes], None],
+                      stop: threading.Event, retry_after: float = 5.0) -> None:
+    """Call ``on_key`` with the key whenever Secret ``name`` is written, until ``stop`` is set.
+    A watch on that one name: RBAC may grant it with resourceNames. A deleted or invalid
+    Secret leaves the last key in use (the operator re-creates a deleted one from memory)."""
+    version = None
+    while not stop.is_set():
+        try:
+            stream = watch.Watch().stream(core.list_namespaced_secret, namespace,
+                                          field_selector=f"metadata.name={name}", resource_version=version,
+                                          timeout_seconds=60, _request_timeout=90)
+            for event in stream:
+                if stop.is_set():
+                    return
+                obj = event["raw_object"]
+                version = (obj.get("metadata") or {}).get("resourceVersion") or version
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    try:
+                        on_key(key_of(obj))
+                    except ImportKeyInvalid as exc:
+                        logger.error("%s", exc)
+                elif event["type"] == "ERROR":
+                    version = None  # 410 Gone: start again from the current state
+                    break
+        except ApiException as exc:
+            if exc.status == 410:
+                version = None
+                continue
+            logger.warning("cannot watch the import key Secret %s/%s: %s %s; trying again in %ss",
+                           namespace, name, exc.status, exc.reason, retry_after)
+            stop.wait(retry_after)
+        except Exception as exc:  # noqa: BLE001  (a dropped connection: watch again)
+            logger.warning("watch of the import key Secret %s/%s ended: %r; trying again", namespace, name, exc)
+            stop.wait(retry_after)
