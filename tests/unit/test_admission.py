@@ -85,15 +85,15 @@ async def test_an_update_that_leaves_spec_alone_is_not_checked():
     spec = {"serviceAccountName": "agents", "roles": ["dropped"]}
     old, new = body("RoleBinding", "b", spec), body("RoleBinding", "b", spec)
     new["metadata"]["labels"] = {"team": "x"}
-    await _admission.validate_binding(spec=spec, operation="UPDATE", old=old, new=new, memo=empty)
+    await _admission.validate_binding(namespace="team", spec=spec, operation="UPDATE", old=old, new=new, memo=empty)
     await _admission.validate_token(name="t", namespace="team", spec=spec, operation="UPDATE", old=old, new=new,
                                     memo=empty)
     changed = body("RoleBinding", "b", {**spec, "roles": ["dropped", "reader"]})
     with pytest.raises(kopf.AdmissionError, match="dropped is not in the role catalog"):
-        await _admission.validate_binding(spec=changed["spec"], operation="UPDATE", old=old, new=changed,
+        await _admission.validate_binding(namespace="team", spec=changed["spec"], operation="UPDATE", old=old, new=changed,
                                           memo=empty)
     with pytest.raises(kopf.AdmissionError, match="not in the role catalog"):
-        await _admission.validate_binding(spec=spec, operation="CREATE", old=None, new=new, memo=empty)
+        await _admission.validate_binding(namespace="team", spec=spec, operation="CREATE", old=None, new=new, memo=empty)
 
 
 def test_every_webhook_is_registered_as_listed():
@@ -101,3 +101,26 @@ def test_every_webhook_is_registered_as_listed():
     _admission.register(registry)
     registered = {h.id: (h.selector.any_name, tuple(h.operations)) for h in registry._webhooks.get_all_handlers()}
     assert registered == {i: (plural, ops) for i, (plural, ops, _) in _admission.WEBHOOKS.items()}
+
+
+async def test_a_grant_that_cannot_be_checked_is_refused_with_the_cause():
+    """Fail closed: no API server answers the SubjectAccessReview, so the grant is refused, with
+    a message that says so; a change that grants nothing new needs no review at all."""
+    from kubernetes import client
+
+    configuration = client.Configuration()
+    configuration.host = "https://127.0.0.1:1"
+    configuration.retries = False
+    away = memo([], live=[])
+    away.core = client.CoreV1Api(client.ApiClient(configuration))
+    spec = {"serviceAccountName": "agents", "roles": ["reader"], "project": "shop"}
+    user = {"username": "alice", "groups": ["system:authenticated"]}
+    with pytest.raises(kopf.AdmissionError, match="permissions could not be checked") as refused:
+        await _admission.validate_binding(namespace="team", spec=spec, operation="CREATE", old=None,
+                                          new=body("RoleBinding", "b", spec), memo=away, userinfo=user)
+    assert "Traceback" not in str(refused.value)
+    await _admission.validate_key(namespace="team", spec={"project": "shop", "description": "new"},
+                                  operation="UPDATE",
+                                  old=body("IngestionAPIKey", "k", {"project": "shop"}),
+                                  new=body("IngestionAPIKey", "k", {"project": "shop", "description": "new"}),
+                                  memo=away, userinfo=user)

@@ -12,6 +12,12 @@ again from the API server before a request is refused, so a stale or deleted obj
 never refuses anyone. An update that leaves ``spec`` alone is not checked at all:
 every check looks at ``spec`` only, and a role dropped from the catalog must not stop
 a label, an annotation or a finalizer from being written.
+
+Whoever creates an object must hold what it grants (``policies._grants``): ``bind`` on each
+role, ``use`` on the project, ``get`` on an imported Secret, asked of the API server with a
+SubjectAccessReview for the request's user. An update is checked for what it newly grants
+only. When the review cannot be made, the request is refused: a grant is never let through
+unchecked (and the chart's failure policy Fail refuses when the webhook itself is away).
 """
 from __future__ import annotations
 
@@ -22,9 +28,9 @@ import kopf
 from pydantic import ValidationError
 
 from tokenwarden import policies
-from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_validation_error
+from tokenwarden.api import IngestionAPIKeySpec, RoleBindingSpec, ServiceTokenSpec, describe_validation_error
 from tokenwarden.handlers._indexes import Indexes
-from tokenwarden.kube import objects
+from tokenwarden.kube import access, objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
 
 _REFUSED = 422
@@ -62,6 +68,47 @@ def _spec_unchanged(operation, old, new) -> bool:
         (old.get("spec") or {}) == (new.get("spec") or {})
 
 
+def _binding_grants(spec: RoleBindingSpec) -> frozenset:
+    return policies.binding_grants(spec.roles, spec.project)
+
+
+def _token_grants(spec: ServiceTokenSpec) -> frozenset:
+    imported = spec.import_.secret_ref.name if spec.import_ is not None else None
+    return policies.token_grants(spec.roles, spec.service_account_name, imported)
+
+
+def _key_grants(spec: IngestionAPIKeySpec) -> frozenset:
+    return policies.key_grants(spec.project)
+
+
+def _granted_before(model, grants_of, operation, old) -> frozenset:
+    """What the object granted before this update; nothing on create, or when the old spec no
+    longer parses (then all it grants is checked)."""
+    if operation != "UPDATE" or old is None:
+        return frozenset()
+    try:
+        return grants_of(model.model_validate(dict(old.get("spec") or {})))
+    except ValidationError:
+        return frozenset()
+
+
+async def _check_grants(kind: str, namespace: str, granted: frozenset, before: frozenset, userinfo, memo) -> None:
+    """Refuse unless the requester holds every permission that what is newly granted needs."""
+    needed = policies.needed_permissions(granted, before)
+    if not needed:
+        return
+    user = dict(userinfo or {})
+    try:
+        missing = await access.missing_permissions(memo.core.api_client, user, namespace, needed)
+    except Exception as exc:  # noqa: BLE001  (fail closed, with the cause instead of a stack trace)
+        failure = policies.grant_unchecked(str(exc) or type(exc).__name__)
+    else:
+        if not missing:
+            return
+        failure = policies.grant_refused(user.get("username") or "(unknown)", namespace, kind, missing)
+    _refuse(failure)
+
+
 def _listed(memo, resource, namespace: str) -> Indexes:
     """Indexes of one kind in one namespace, read from the API server now."""
     fresh = Indexes(memo.settings.roles)
@@ -96,13 +143,16 @@ async def validate_account(name, namespace, operation, old, new, memo, **_):
         _refuse(found)
 
 
-async def validate_binding(spec, operation, old, new, memo, **_):
+async def validate_binding(namespace, spec, operation, old, new, memo, userinfo=None, **_):
     if _spec_unchanged(operation, old, new):
         return
     _check_roles(spec.get("roles"), memo)
+    parsed = _parse(RoleBindingSpec, spec)
+    await _check_grants("RoleBinding", namespace, _binding_grants(parsed),
+                        _granted_before(RoleBindingSpec, _binding_grants, operation, old), userinfo, memo)
 
 
-async def validate_token(name, namespace, spec, operation, old, new, memo, **_):
+async def validate_token(name, namespace, spec, operation, old, new, memo, userinfo=None, **_):
     if _spec_unchanged(operation, old, new):
         return
     parsed = _parse(ServiceTokenSpec, spec)
@@ -125,14 +175,18 @@ async def validate_token(name, namespace, spec, operation, old, new, memo, **_):
                                      lambda: problem(_listed(memo, SERVICE_TOKENS, namespace)))
             if found:
                 _refuse(found)
+    await _check_grants("ServiceToken", namespace, _token_grants(parsed),
+                        _granted_before(ServiceTokenSpec, _token_grants, operation, old), userinfo, memo)
 
 
-async def validate_key(spec, operation, old, new, **_):
+async def validate_key(namespace, spec, operation, old, new, memo, userinfo=None, **_):
     if _spec_unchanged(operation, old, new):
         return
     parsed = _parse(IngestionAPIKeySpec, spec)
     if operation == "CREATE":
         _check_expiration(parsed)
+    await _check_grants("IngestionAPIKey", namespace, _key_grants(parsed),
+                        _granted_before(IngestionAPIKeySpec, _key_grants, operation, old), userinfo, memo)
 
 
 # id → (plural, operations): what each validating webhook is called for. The chart's

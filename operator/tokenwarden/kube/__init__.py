@@ -1,4 +1,5 @@
 """The only modules that talk to the Kubernetes API server."""
+from tokenwarden.kube import _access as access
 from tokenwarden.kube import _secrets as secrets
 from tokenwarden.kube._client import load_api_client, quiet_body_loggers
 from tokenwarden.kube._crds import install_crds
@@ -7,6 +8,7 @@ from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, ApiTransien
 from tokenwarden.kube._peering import ensure_cluster_peering
 
 __all__ = [
+    "access",
     "ApiNotFound",
     "ApiPermanentError",
     "ApiTransientError",

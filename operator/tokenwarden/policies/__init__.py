@@ -1,5 +1,16 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
+from tokenwarden.policies._grants import (
+    Grant,
+    Permission,
+    SecretRead,
+    binding_grants,
+    grant_refused,
+    grant_unchecked,
+    key_grants,
+    needed_permissions,
+    token_grants,
+)
 from tokenwarden.policies._imports import (
     IMPORTABLE_LABEL,
     ImportedHash,
@@ -25,6 +36,15 @@ from tokenwarden.policies._roles import (
 )
 
 __all__ = [
+    "Grant",
+    "Permission",
+    "SecretRead",
+    "binding_grants",
+    "grant_refused",
+    "grant_unchecked",
+    "key_grants",
+    "needed_permissions",
+    "token_grants",
     "IMPORTABLE_LABEL",
     "Binding",
     "ImportedHash",
