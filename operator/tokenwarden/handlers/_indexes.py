@@ -96,6 +96,9 @@ class Index:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._values
 
+    def items(self) -> list[tuple[Hashable, list]]:
+        return [(key, list(values.values())) for key, values in list(self._values.items())]
+
     def counts(self) -> dict[Hashable, int]:
         return {key: len(values) for key, values in list(self._values.items())}
 
@@ -202,12 +205,16 @@ class Indexes:
             else:
                 self.unsettled[uid] = Unsettled(uid, kind, meta["namespace"], meta["name"], time.monotonic())
 
-    def claim_hash(self, token_hash: str, uid: str, who: tuple[str, str]) -> tuple[str, str] | None:
-        """(namespace, name) of another token that holds ``token_hash``, or None once it is
-        claimed for ``uid``. Handlers run in threads and a status lands after its handler
-        returns, so without the claim two tokens adopting one key at once would both win."""
+    def claim_hash(self, token_hash: str, uid: str, who: tuple[str, str],
+                   also_held_as: str | None = None) -> tuple[str, str] | None:
+        """(namespace, name) of another token that holds ``token_hash`` (or, in status only,
+        ``also_held_as``: the same key as hashed before), or None once it is claimed for
+        ``uid``. Handlers run in threads and a status lands after its handler returns, so
+        without the claim two tokens adopting one key at once would both win."""
         with self._claims_lock:
             holders = [h for h in self.hashes.get(token_hash) if h != who]
+            if also_held_as:
+                holders += [h for h in self.hashes.get(also_held_as) if h != who]
             holders += [h for u, (claimed, h) in self._claims.items() if claimed == token_hash and u != uid]
             if holders:
                 return min(holders)

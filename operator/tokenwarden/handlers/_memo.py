@@ -4,6 +4,7 @@ import kopf
 from kubernetes import client
 
 from tokenwarden.config import Settings
+from tokenwarden.handlers._import_key import ImportKeys
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.kube import load_api_client
 
@@ -19,6 +20,7 @@ class OperatorMemo(kopf.Memo):
     custom: client.CustomObjectsApi
     namespaces: list[str]  # served; empty for all
     indexes: Indexes
+    import_keys: ImportKeys
 
     @classmethod
     def create(cls, settings: Settings, namespaces: list[str] | None = None) -> OperatorMemo:
@@ -29,4 +31,5 @@ class OperatorMemo(kopf.Memo):
         memo.custom = client.CustomObjectsApi(api)
         memo.namespaces = list(namespaces or [])
         memo.indexes = Indexes(settings.roles)
+        memo.import_keys = ImportKeys()
         return memo

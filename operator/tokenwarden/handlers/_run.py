@@ -69,6 +69,7 @@ def run_operator(options: OperatorOptions) -> None:
         _bindings,
         _bootstrap,
         _expiry,
+        _import_key,
         _metrics,
         _rotation,
         _tokens,

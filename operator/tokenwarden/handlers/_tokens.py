@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from tokenwarden import policies
 from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_validation_error
-from tokenwarden.conditions import rfc3339, set_condition
+from tokenwarden.conditions import condition, rfc3339, set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._import_key import follow_key_secret, is_key_secret
 from tokenwarden.handlers._metrics import MINT_SECONDS, MINTED
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -110,10 +111,12 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         out.problem(plan, "Failed")
         return
 
+    imported = kind.has_roles and spec.import_ is not None
     minted = status.get("phase") == "Active" and status.get("tokenHash")
     if minted and _past(status.get("expiresAt")):
         return  # the expiry daemon takes it from here; never re-mint an expired token
-    if resuming and minted and status.get("observedGeneration") == out.generation:
+    if resuming and minted and status.get("observedGeneration") == out.generation and \
+            not (imported and policies.import_hash_outdated(status.get("tokenHash"))):
         # Already minted and nothing changed while we were away: no Secret read, no re-mint.
         if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
             patch.status["effectiveRoles"] = plan.effective_roles
@@ -128,8 +131,10 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             out.problem(quota, "Failed")
             return
 
-    if kind.has_roles and spec.import_ is not None:
-        credential = _imported(kind, spec, body, out, memo)
+    token_hash = None
+    if imported:
+        adopted = _imported(kind, spec, body, out, memo)
+        credential, token_hash = adopted if adopted is not None else (None, None)
     else:
         credential = _minted(kind, spec, body, out, memo, already_minted=bool(minted))
     if credential is None:
@@ -139,9 +144,9 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     expires_at = spec.expires_at(issued)
     fields = dict(
         phase="Active",
-        imported=True if kind.has_roles and spec.import_ is not None else None,
+        imported=True if imported else None,
         tokenId=token_id,
-        tokenHash=hash_token(token),
+        tokenHash=token_hash or hash_token(token),
         secretName=secret_name,
         issuedAt=issued_at,
         expiresAt=rfc3339(expires_at) if expires_at else None,
@@ -235,9 +240,10 @@ def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, tok
     return True
 
 
-def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> Credential | None:
-    """An existing key adopted from the user's Secret: only its hash is kept (and a copy,
-    when spec.secretName asks for one). The source Secret is never written or deleted.
+def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> tuple[Credential, str] | None:
+    """An existing key adopted from the user's Secret, and the hash to keep: only that HMAC
+    is kept (and a copy, when spec.secretName asks for one). The source Secret is never
+    written or deleted, and it is read only when it carries the importable label.
 
     When the source's value changes, the new value replaces the old one (re-hashed,
     issued anew): its owner rotated it, and agents read the source.
@@ -249,32 +255,61 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> Credenti
         out.problem(problem, "Failed")
         return None
     with kube_errors_to_kopf():
-        data = kube_secrets.read_secret_data(memo.core, namespace, ref.name)
-    if data is None:
+        source = kube_secrets.read_source_secret(memo.core, namespace, ref.name)
+    if source is None:
         out.ready(False, "ImportSourceNotFound",
                   f"Secret {ref.name!r} to import from does not exist in namespace {namespace!r}; "
                   "create it (the key is imported as soon as it exists)", phase="Pending")
         raise kopf.TemporaryError(f"Secret {ref.name!r} not found", delay=WAIT_DELAY)
-    value = policies.adopted_key(data.get(ref.key), secret=ref.name, key=ref.key, keys=data,
+    importable = policies.is_importable(source.labels) or _bootstrap_source(namespace, name, ref.name, memo)
+    not_importable = policies.source_not_importable_problem(ref.name, namespace)
+    if not importable and not status.get("tokenHash"):
+        # Waits for the label: a change to the Secret brings the token back here.
+        if (condition(status.get("conditions"), "Ready") or {}).get("reason") != not_importable.reason:
+            kopf.warn(body, reason=not_importable.reason, message=not_importable.message)
+        out.ready(False, not_importable.reason, not_importable.message, phase="Pending")
+        return None
+    value = policies.adopted_key(source.data.get(ref.key), secret=ref.name, key=ref.key, keys=source.data,
                                  minimum=memo.settings.import_min_length)
     if isinstance(value, policies.Problem):
         out.problem(value, "Failed")
         return None
-    token_hash = hash_token(value)
-    holder = memo.indexes.claim_hash(token_hash, body.metadata.uid, (namespace, name))
+    key = memo.import_keys.current(memo)
+    if isinstance(key, policies.Problem):
+        out.ready(False, key.reason, key.message, phase="Pending")
+        raise kopf.TemporaryError(key.message, delay=WAIT_DELAY)
+    decision = policies.imported_hash(value, status.get("tokenHash"), key, memo.import_keys.older)
+    if not importable:
+        # Imported before the Secret lost its label (or before labels were asked for): the key
+        # adopted then stays valid, and its hash is brought up to date, but a new value is not taken.
+        if decision.change == "changed":
+            kopf.warn(body, reason=not_importable.reason,
+                      message=f"the key in Secret {ref.name!r} changed, but the Secret does not carry the label "
+                              f"{policies.IMPORTABLE_LABEL}; the key imported before stays valid until the "
+                              f"label is added: {policies.fix_label_command(ref.name, namespace)}")
+            return None
+        kopf.warn(body, reason=not_importable.reason,
+                  message=f"Secret {ref.name!r} does not carry the label {policies.IMPORTABLE_LABEL}; the key "
+                          "imported from it stays valid, but a new value in it is not taken until the label is "
+                          f"added: {policies.fix_label_command(ref.name, namespace)}")
+    holder = memo.indexes.claim_hash(decision.token_hash, body.metadata.uid, (namespace, name),
+                                     also_held_as=hash_token(value))
     if holder is not None:
         out.problem(policies.duplicate_import_problem(holder), "Failed")
         return None
     issued_at = status.get("issuedAt") or rfc3339(out.now)
     token_id = status.get("tokenId") or new_token_id()
-    if status.get("tokenHash") and status.get("tokenHash") != token_hash:
+    if decision.change == "changed":
         issued_at = rfc3339(out.now)
         kopf.info(body, reason="ImportedKeyChanged",
                   message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
-    elif not status.get("tokenHash"):
+    elif decision.change == "new":
         kopf.info(body, reason="Imported", message=f"key from Secret {ref.name!r} imported as token {token_id}")
+    elif decision.change == "rehashed":
+        kopf.info(body, reason="ImportRehashed",
+                  message="the key's stored hash is now an HMAC under the cluster's import key")
     if spec.secret_name is None:
-        return value, token_id, issued_at, None
+        return (value, token_id, issued_at, None), decision.token_hash
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
     with kube_errors_to_kopf():
         copy = kube_secrets.read_token_secret(memo.core, namespace, spec.secret_name, owner)
@@ -287,7 +322,15 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> Credenti
     elif copy.token != value:
         with kube_errors_to_kopf():
             kube_secrets.update_token_secret(memo.core, namespace, spec.secret_name, value, issued_at)
-    return value, token_id, issued_at, spec.secret_name
+    return (value, token_id, issued_at, spec.secret_name), decision.token_hash
+
+
+def _bootstrap_source(namespace: str, name: str, secret: str, memo) -> bool:
+    """The operator's own bootstrap token reads the bootstrap Secret the cluster admin
+    configured, labelled or not (the chart's existingSecret need not carry the label)."""
+    config = memo.settings.bootstrap
+    return bool(config.namespace) and (namespace, name, secret) == (config.namespace, config.token_name,
+                                                                    config.secret_name)
 
 
 def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:
@@ -384,6 +427,14 @@ async def import_source_changed(type, body, namespace, memo, logger, **_):
     importers = memo.indexes.imports.get((namespace, body.metadata.name))
     if importers:
         await asyncio.to_thread(_recheck_importers, type, namespace, importers, memo, logger)
+
+
+@kopf.on.event("", "v1", "secrets", when=lambda name, namespace, memo, **_: is_key_secret(name, namespace, memo))
+async def import_key_changed(type, body, memo, logger, **_):
+    """The import key's Secret changed: every imported key is re-hashed with the new key."""
+    if await asyncio.to_thread(follow_key_secret, type, body, memo, logger):
+        for (namespace, _), importers in memo.indexes.imports.items():
+            await asyncio.to_thread(_recheck_importers, "MODIFIED", namespace, importers, memo, logger)
 
 
 def _recheck_importers(type, namespace, importers, memo, logger) -> None:
