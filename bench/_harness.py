@@ -108,7 +108,7 @@ def median(values: list[float]) -> float:
 
 
 def wait_ready(port: int) -> float:
-    """Seconds until the authenticator on ``port`` answers /readyz."""
+    """Seconds until the authenticator whose health and metrics port is ``port`` answers /readyz."""
     started = time.monotonic()
     while True:
         try:

@@ -26,12 +26,12 @@ SETTLE = 20.0  # seconds after readiness: kopf's own listing and watch have caug
 
 def peak_rss(kubeconfig: str) -> tuple[float, float]:
     """(peak RSS in MB, seconds until ready) of one authenticator start."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     process = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig", kubeconfig,
-                                "--host", "127.0.0.1", "--port", str(port)],
+                                "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        ready = wait_ready(port)
+        ready = wait_ready(metrics_port)
         time.sleep(SETTLE)
         return rss_mb(process.pid), ready
     finally:

@@ -59,11 +59,12 @@ def main() -> None:
             drained_in = time.monotonic() - created_all
             operator_rss = rss_mb(operator.pid)
         # The authenticator loads the whole index.
-        port = free_port()
+        port, authn_metrics = free_port(), free_port()
         authn = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig",
-                                  str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(port)],
+                                  str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(port),
+                                  "--metrics-port", str(authn_metrics)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        authn_ready = wait_ready(port)
+        authn_ready = wait_ready(authn_metrics)
         time.sleep(5)
         authn_rss = rss_mb(authn.pid)
         authn.terminate()

@@ -202,17 +202,21 @@ def operator(cluster, tmp_path_factory):
 
 
 class AuthenticatorProcess:
-    """``tokenwarden authenticator`` over TLS, on the port the API server's token webhook calls."""
+    """``tokenwarden authenticator`` over TLS, on the port the API server's token webhook calls;
+    health and metrics on a plain-HTTP port of their own."""
 
-    def __init__(self, cluster: Cluster, workdir: Path) -> None:
-        self.port = cluster.authn_port or devcluster.free_port()
-        self.tls = cluster.authn_tls
+    def __init__(self, cluster: Cluster, workdir: Path, *, port: int | None = None, tls: Path | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.port = port or cluster.authn_port or devcluster.free_port()
+        self.tls = tls or cluster.authn_tls
+        self.metrics_port = devcluster.free_port()
         self.log_path = workdir / "authenticator.log"
         self.url = f"https://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.ca = str(self.tls / "ca.crt") if self.tls else None
         argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug",
                 "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
-                "--last-used-interval", "1", "--scheme", "Otel"]
+                "--metrics-port", str(self.metrics_port), "--last-used-interval", "1", "--scheme", "Otel", *extra]
         if self.tls:
             argv += ["--tls-cert", str(self.tls / "tls.crt"), "--tls-key", str(self.tls / "tls.key")]
         else:
@@ -227,13 +231,19 @@ class AuthenticatorProcess:
 
         return requests.get(self.url + path, headers=headers or {}, verify=self.ca or True, timeout=timeout)
 
+    def internal(self, path: str, timeout: float = 5):
+        """GET ``path`` (/healthz, /readyz, /metrics) on the health and metrics port."""
+        import requests
+
+        return requests.get(self.metrics_url + path, timeout=timeout)
+
     def _wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"authenticator exited:\n{self.log()[-3000:]}")
             try:
-                if self.get("/readyz", timeout=1).status_code == 200:
+                if self.internal("/readyz", timeout=1).status_code == 200:
                     return
             except OSError:
                 pass

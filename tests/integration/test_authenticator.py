@@ -133,7 +133,7 @@ def test_kube_apiserver_authenticates_tokens_through_the_webhook(cluster, authen
 def test_metrics_carry_no_token_material(authenticator, writer_token):
     headers = {"X-API-Key": writer_token}
     assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
-    metrics = authenticator.get("/metrics").text
+    metrics = authenticator.internal("/metrics").text
     assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"}' in metrics
     assert writer_token not in metrics
     assert "sha256" not in metrics
@@ -151,7 +151,7 @@ def test_an_oversized_header_is_refused_and_the_authenticator_serves_on(authenti
     if response is not None:
         assert response.status_code in (400, 431) and len(response.text) < 300
     assert authenticator.process.poll() is None
-    assert authenticator.get("/healthz").status_code == 200
+    assert authenticator.internal("/healthz").status_code == 200
     assert "Traceback" not in authenticator.log()
 
 
@@ -172,7 +172,7 @@ def test_hostile_headers_get_a_clean_4xx(authenticator, headers):
     for value in headers.values():
         assert value[-20:] not in response.text
     assert authenticator.process.poll() is None
-    assert authenticator.get("/healthz").status_code == 200
+    assert authenticator.internal("/healthz").status_code == 200
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"spec": {}}', b'{"spec": {"token": 42}}'])

@@ -39,7 +39,7 @@ def test_no_token_anywhere_but_its_secret(operator, authenticator, custom, core,
         "operator log": operator.log(),
         "authenticator log": authenticator.log(),
         "operator metrics": operator.metrics(),
-        "authenticator metrics": authenticator.get("/metrics").text,
+        "authenticator metrics": authenticator.internal("/metrics").text,
         "events": json.dumps(core.list_event_for_all_namespaces().to_dict(), default=str),
     }
     for kind, plural in PLURALS.items():

@@ -1,10 +1,10 @@
-"""Run the authenticator: HTTP(S) server plus watches that keep its index current."""
+"""Run the authenticator: the public HTTP(S) server, a plain-HTTP one for health and metrics,
+and the watches that keep its index current."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import ssl
 from dataclasses import dataclass, field
 
 import kopf
@@ -14,6 +14,7 @@ from kubernetes import client
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import TokenIndex
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
+from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._watch import build_registry, identity_from
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
@@ -31,6 +32,9 @@ class AuthenticatorOptions:
     port: int = 8443
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_check_interval: float = 10.0
+    metrics_host: str | None = None  # None: the public server's host
+    metrics_port: int = 9090
     namespaces: list[str] = field(default_factory=list)
     clusterwide: bool = True
     last_used_interval: float = 60.0
@@ -55,14 +59,6 @@ def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: d
                     index.put(*found)
                     key = (resource.kind, body["metadata"]["namespace"], body["metadata"]["name"])
                     written[key] = policies.parse_time(body["status"].get("lastUsedAt"))
-
-
-def _ssl_context(options: AuthenticatorOptions) -> ssl.SSLContext | None:
-    if not options.tls_cert:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(options.tls_cert, options.tls_key)
-    return context
 
 
 async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None) -> None:
@@ -90,12 +86,20 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
             return kopf.login_with_kubeconfig(**kwargs)
         return kopf.login_with_service_account(**kwargs)
 
+    certificate = ReloadingCertificate(options.tls_cert, options.tls_key) if options.tls_cert else None
+    # Health and metrics first, on a port of their own: the public port serves verification only.
+    metrics_host = options.metrics_host or options.host
+    metrics_runner = QuietAppRunner(authenticator.metrics_app(), access_log=None)
+    await metrics_runner.setup()
+    await TCPSite(metrics_runner, metrics_host, options.metrics_port).start()
     runner = QuietAppRunner(authenticator.app(), access_log=None)
     await runner.setup()
-    site = TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
-    await site.start()
-    logger.info("authenticator listening on %s:%s (%s)", options.host, options.port,
-                "https" if options.tls_cert else "http")
+    await TCPSite(runner, options.host, options.port,
+                  ssl_context=certificate.context if certificate else None).start()
+    logger.info("authenticator listening on %s:%s (%s); health and metrics on http://%s:%s",
+                options.host, options.port, "https" if certificate else "http", metrics_host, options.metrics_port)
+    reloader = asyncio.create_task(watch_certificate(certificate, stop, options.tls_check_interval)) \
+        if certificate else None
 
     await asyncio.to_thread(_initial_load, custom, index, last_used.written, options.namespaces)
     authenticator.ready = True
@@ -111,7 +115,10 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     finally:
         stop.set()
         await flusher
+        if reloader:
+            await reloader
         await runner.cleanup()
+        await metrics_runner.cleanup()
 
 
 def run_authenticator(options: AuthenticatorOptions) -> None:

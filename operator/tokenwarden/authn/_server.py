@@ -1,4 +1,5 @@
-"""The authenticator's HTTP endpoints: forward auth, TokenReview, health and metrics."""
+"""The authenticator's HTTP endpoints: forward auth and TokenReview on the public port; health
+and metrics on a port of their own."""
 from __future__ import annotations
 
 import asyncio
@@ -135,10 +136,16 @@ class Authenticator:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def app(self) -> web.Application:
+        """The public port: verification only."""
         app = web.Application()
         app.router.add_route("*", "/verify", self.forward_auth)
         app.router.add_route("*", "/verify/{tail:.*}", self.forward_auth)
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """The port of its own for probes and Prometheus, never exposed with the public one."""
+        app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)

@@ -11,11 +11,19 @@ from tokenwarden.cli._serving import prepare
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               envvar="TOKENWARDEN_CONFIG", help="Settings file (role catalog, prefixes).")
 @click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8443, show_default=True, help="Port to listen on.")
+@click.option("--port", type=int, default=8443, show_default=True,
+              help="Public port: /verify and TokenReview only.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Serve HTTPS with this certificate (the TokenReview webhook needs TLS).")
+              help="Serve HTTPS with this certificate chain (the TokenReview webhook needs TLS). "
+                   "Reloaded when the file changes.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Private key of --tls-cert.")
+@click.option("--tls-check-interval", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="Seconds between looks at --tls-cert/--tls-key for a new pair.")
+@click.option("--metrics-host", default=None,
+              help="Address of the health and metrics server (default: --host).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
+              help="Port of /healthz, /readyz and /metrics (plain HTTP), apart from the public port.")
 @click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces.")
 @click.option("--scheme", "schemes", multiple=True,
               help="Extra Authorization scheme to accept (e.g. an OpenTelemetry collector's). Repeatable.")
@@ -23,27 +31,37 @@ from tokenwarden.cli._serving import prepare
               help="Seconds between lastUsedAt writes (at most one per token per interval).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
-def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, namespaces, schemes,
-                  last_used_interval, verbose, debug) -> None:
+def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
+                  metrics_port, namespaces, schemes, last_used_interval, verbose, debug) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
-    Endpoints:
+    Endpoints on --port:
       /verify                                     forward auth (ingress-nginx auth-url,
                                                   Traefik ForwardAuth, Envoy ext_authz HTTP)
-      /apis/authentication.k8s.io/v1/tokenreviews Kubernetes TokenReview webhook
+      /apis/authentication.k8s.io/v1/tokenreviews Kubernetes TokenReview webhook (needs TLS)
+    on --metrics-port:
       /healthz /readyz /metrics
     \b
     Examples:
-      tokenwarden authenticator --port 8080
-      curl -H "Authorization: ApiKey $TOKEN" "http://localhost:8080/verify?permission=write"
+      tokenwarden authenticator --port 8443 --tls-cert tls.crt --tls-key tls.key
+      curl --cacert ca.crt -H "Authorization: ApiKey $TOKEN" "https://localhost:8443/verify?permission=write"
+      curl http://localhost:9090/readyz
     """
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    if metrics_port == port:
+        raise click.UsageError(f"--metrics-port {metrics_port} is the public --port: give the health and "
+                               "metrics server a port of its own")
     from tokenwarden.authn import AuthenticatorOptions, run_authenticator
+    from tokenwarden.authn._tls import CertificateError
 
     settings = prepare(kubeconfig, config_path)
-    run_authenticator(AuthenticatorOptions(
-        settings=settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-        namespaces=list(namespaces), clusterwide=not namespaces, last_used_interval=last_used_interval,
-        extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
+    try:
+        run_authenticator(AuthenticatorOptions(
+            settings=settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+            tls_check_interval=tls_check_interval, metrics_host=metrics_host, metrics_port=metrics_port,
+            namespaces=list(namespaces), clusterwide=not namespaces, last_used_interval=last_used_interval,
+            extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
+    except CertificateError as exc:
+        raise click.ClickException(str(exc)) from exc
