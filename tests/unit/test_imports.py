@@ -114,3 +114,21 @@ def test_an_imported_key_is_always_kept_as_an_hmac_and_the_change_is_named(store
 ])
 def test_a_bare_sha256_of_an_import_is_reconciled_even_when_nothing_else_changed(stored, outdated):
     assert import_hash_outdated(stored) is outdated
+
+
+def test_the_authenticator_finds_an_imported_key_by_its_hmac_once_it_holds_the_import_key():
+    from tokenwarden.authn import Identity, TokenIndex
+    from tokenwarden.tokens import mint_token
+
+    index = TokenIndex()
+    legacy = Identity("ServiceToken", "team", "legacy", None, ("writer",), "Active", None)
+    minted = Identity("ServiceToken", "team", "minted", None, ("reader",), "Active", None)
+    token = mint_token("twst")
+    index.put(legacy, [(hmac_token(VALUE, KEY), None)])
+    index.put(minted, [(hash_token(token), None)])
+    assert index.lookup(token) == minted
+    assert index.lookup(VALUE) is None  # no key read yet
+    index.import_key = KEY
+    assert index.lookup(VALUE) == legacy and index.lookup(token) == minted
+    index.import_key = OLD_KEY
+    assert index.lookup(VALUE) is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tokenwarden.tokens import hash_token, hmac_token
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -26,6 +28,15 @@ class TokenIndex:
     by_hash: dict[str, Identity] = field(default_factory=dict)
     disabled_accounts: set[tuple[str, str]] = field(default_factory=set)
     hashes_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    import_key: bytes | None = None  # the cluster key imported keys are hashed with, once read
+
+    def lookup(self, token: str) -> Identity | None:
+        """The identity ``token`` hashes to: a minted token by its sha256, an imported key by
+        its HMAC under the import key."""
+        found = self.by_hash.get(hash_token(token))
+        if found is None and self.import_key is not None:
+            found = self.by_hash.get(hmac_token(token, self.import_key))
+        return found
 
     def put(self, identity: Identity, hashes: list[tuple[str, datetime | None]]) -> None:
         """Replace everything known of one token with ``hashes`` (current and previous)."""

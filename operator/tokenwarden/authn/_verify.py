@@ -7,7 +7,7 @@ from datetime import datetime
 
 from tokenwarden.authn._index import Identity, TokenIndex
 from tokenwarden.config import Role
-from tokenwarden.tokens import MAX_TOKEN_LENGTH, TokenFormatError, hash_token, parse_token
+from tokenwarden.tokens import MAX_TOKEN_LENGTH, TokenFormatError, parse_token
 
 INGEST = "ingest"
 
@@ -60,7 +60,7 @@ def verify(
         return Verdict(401, "missing")
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
         return Verdict(401, "malformed")
-    identity = index.by_hash.get(hash_token(token))
+    identity = index.lookup(token)
     if identity is None:
         # Name the refusal: a string with our prefix and a wrong checksum is a mistyped or
         # truncated token. (A valid token is found by its hash, so it needs no checksum check.)
