@@ -189,6 +189,8 @@ EXPECTED_RBAC = {
     ("operator", "", ("events",), ("create",)): "events on tokens, accounts, the bootstrap Secret (kopf posts)",
     ("operator", "apps", ("deployments", "daemonsets", "statefulsets"), ("patch",)):
         "rollout restart of rotation targets (a patch; a missing target is its 404)",
+    ("operator", "authorization.k8s.io", ("subjectaccessreviews",), ("create",)):
+        "admission: may the requester grant what the object grants (bind, use, get on an imported Secret)",
     ("operator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
     ("authenticator", "tokenwarden.io", ("serviceaccounts", "servicetokens", "ingestionapikeys"),
@@ -198,7 +200,20 @@ EXPECTED_RBAC = {
     ("authenticator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
 }
+# Not the operator's: aggregated into Kubernetes' admin/edit and view roles (rbac.aggregateToDefaultRoles).
+AGGREGATED_RBAC = {
+    ("edit", "tokenwarden.io", tuple(TOKEN_KINDS), ("create", "update", "patch", "delete", "get", "list", "watch")):
+        "admin and edit manage the four kinds in their namespace, as the built-in kinds (no bind, no use)",
+    ("view", "tokenwarden.io", (*TOKEN_KINDS, "tokenusages"), ("get", "list", "watch")): "view reads them",
+}
+# Only with a bootstrap token, in the release namespace: the webhook checks the operator's grants too.
+BOOTSTRAP_RBAC = {
+    ("operator", "tokenwarden.io", ("roles",), ("bind",), ("power-user",)):
+        "the bootstrap token grants its roles (exactly those of the values)",
+    ("operator", "tokenwarden.io", ("projects",), ("use",)): "the bootstrap token is valid in every project",
+}
 # Only with operator.namespaces: kopf lists and watches namespaces to match them.
+
 NAMESPACED_RBAC = {
     ("operator", "", ("namespaces",), ("list", "watch")): "kopf finds the namespaces to serve",
     ("authenticator", "", ("namespaces",), ("list", "watch")): "kopf finds the namespaces to watch",
@@ -225,9 +240,21 @@ def _grants(docs) -> set[tuple]:
 
 def test_every_rbac_grant_is_listed_with_its_reason(helm):
     """Least privilege: the chart grants exactly the rules above, each with its reason."""
-    assert _grants(render(helm)) == set(EXPECTED_RBAC)
-    assert _grants(render(helm, "--set", "operator.namespaces={team-*}")) == set(EXPECTED_RBAC) | set(NAMESPACED_RBAC)
-    assert _grants(render(helm, "--set", "operator.replicas=2")) == set(EXPECTED_RBAC) | set(PEERING_RBAC)
+    expected = set(EXPECTED_RBAC) | set(AGGREGATED_RBAC)
+    assert _grants(render(helm)) == expected
+    assert _grants(render(helm, "--set", "operator.namespaces={team-*}")) == expected | set(NAMESPACED_RBAC)
+    assert _grants(render(helm, "--set", "operator.replicas=2")) == expected | set(PEERING_RBAC)
+    assert _grants(render(helm, *BOOTSTRAP)) == expected | set(BOOTSTRAP_RBAC)
+    assert _grants(render(helm, "--set", "rbac.aggregateToDefaultRoles=false")) == set(EXPECTED_RBAC)
+    docs = render(helm, *BOOTSTRAP)
+    bootstrap_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "tw-tokenwarden-operator")
+    assert bootstrap_role["metadata"]["namespace"] == "tokenwarden"  # the bootstrap token's namespace only
+    assert not [g for g in _grants(docs) if g[2] in (("roles",), ("projects",)) and g[0] != "operator"]
+    labels = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "ClusterRole"}
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k, v in labels["tw-tokenwarden-edit"].items() if k.startswith(aggregate)} == {
+        aggregate + "admin", aggregate + "edit"}
+    assert {k for k, v in labels["tw-tokenwarden-view"].items() if k.startswith(aggregate)} == {aggregate + "view"}
     for granted in (_grants(render(helm, *args)) for args in ([], ["--set", "operator.replicas=2"])):
         assert not [g for g in granted if g[0] == "authenticator" and "secrets" in g[2]]
         # The chart owns the webhook configuration: the operator may not touch any.
@@ -357,8 +384,8 @@ def test_helm_install_against_the_api_server(helm, cluster, core, api_client, cu
 
 def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom, api_client):
     """kube-apiserver accepts the chart's configuration (its CEL match conditions too), calls the
-    webhook at the handler's path in the served namespaces only, for creates and spec changes but
-    not for the operator's own requests; and `helm upgrade` keeps the CA, the Secret and the pods."""
+    webhook at the handler's path in the served namespaces only, for creates and spec changes, the
+    operator's own too; and `helm upgrade` keeps the CA, the Secret and the pods."""
     from kubernetes.client.rest import ApiException
 
     namespace, guarded = "tw-helm-webhook", "tw-webhook-guarded"
@@ -400,7 +427,10 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
         assert "validate-binding.tokenwarden.io" in refused.value.body
         as_operator = kube.load_api_client(str(cluster.kubeconfig))
         as_operator.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:tw-tokenwarden-operator")
-        create(client.CustomObjectsApi(as_operator), "ServiceToken", guarded, "by-the-operator", {"roles": ["reader"]})
+        with pytest.raises(ApiException) as refused:  # it grants a role: checked like anyone's
+            create(client.CustomObjectsApi(as_operator), "ServiceToken", guarded, "by-the-operator",
+                   {"roles": ["reader"]})
+        assert "validate-token.tokenwarden.io" in refused.value.body
 
         # Back to one replica: Recreate, without the rolling-update settings it would refuse.
         one = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, *values, "--set", "operator.replicas=1",

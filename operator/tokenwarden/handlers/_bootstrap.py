@@ -90,14 +90,32 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
         logger.info("bootstrap token updated to the Helm values' roles and ttl")
 
 
+# kopf never retries an event handler, and at a fresh install the first attempt meets the
+# operator's own admission webhook before its Service routes to a ready replica.
+RETRY_DELAYS = (2, 5, 10, 20, 30, 60, 60, 60)
+
+
+async def _retried(fn, *args, logger) -> None:
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            await asyncio.to_thread(fn, *args)
+            return
+        except kopf.TemporaryError as exc:
+            if delay is None:
+                raise
+            logger.warning(f"bootstrap token: {exc}; trying again in {delay}s")
+            await asyncio.sleep(delay)
+
+
 @kopf.on.event("", "v1", "secrets",
                when=lambda name, namespace, memo, **_: _is_bootstrap_secret(name, namespace, memo))
 async def bootstrap_secret(type, body, memo, logger, **_):
     """Only the bootstrap Secret passes the filter: every other Secret costs no call at all."""
     if type == "DELETED":
-        await asyncio.to_thread(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values")
+        await _retried(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values",
+                       logger=logger)
     else:
-        await asyncio.to_thread(ensure_bootstrap, body, memo, logger)
+        await _retried(ensure_bootstrap, body, memo, logger, logger=logger)
 
 
 @kopf.on.startup()
