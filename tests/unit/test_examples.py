@@ -55,3 +55,11 @@ def test_the_agent_daemonset_mounts_its_token_and_asks_the_charts_authenticator(
     assert "name: {{ $name }}-authenticator" in (CHART / "templates" / "authenticator.yaml").read_text()
     assert params["url"] == f"http://tokenwarden-authenticator.tokenwarden.svc:{port}/verify"
     assert params["permission"] in Settings().roles["profile-writer"].permissions
+
+
+@pytest.mark.parametrize("name", ["import-existing-key.yaml", "migrate-keys.yaml"])
+def test_the_import_examples_label_their_secret_importable(name):
+    text = (EXAMPLES / name).read_text()
+    assert "kubectl label secret legacy-api-keys -n demo tokenwarden.io/importable=true" in text
+    assert text.index("kubectl label secret") < text.index("tokenwarden migrate" if "migrate" in name
+                                                            else "kubectl apply")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tokenwarden import policies
 from tokenwarden.api import describe_validation_error
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
+from tokenwarden.kube._errors import ApiForbidden
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.cli._kubeopts import Kube, kube_options, require_name, server_message
 from tokenwarden.cli._output import done, print_table
@@ -55,9 +56,14 @@ _min_length_option = click.option(
 def import_token(kube: Kube, name, source, service_account, roles, expiration, timeout, min_length) -> None:
     """Adopt an existing API key: only its hash is stored; the key keeps working.
 
+    The Secret must opt in with the label tokenwarden.io/importable=true, and you must
+    be allowed to get it (the admission webhook checks); both are checked before
+    anything is created.
+
     \b
     Example:
       kubectl create secret generic grafana-key --from-literal=token=glsa_…
+      kubectl label secret grafana-key tokenwarden.io/importable=true
       tokenwarden service-token import --name grafana-agent --from-secret grafana-key --roles writer
     """
     secret, key = _split_source(source)
@@ -143,29 +149,59 @@ class _Source:
     key: str
 
 
+def _holders(kube: Kube) -> dict[object, str]:
+    """Tokens holding a key, by what the CLI can tell without the cluster's import key: the
+    Secret and key they imported it from, and a bare sha256 of a key imported long ago."""
+    holders: dict[object, str] = {}
+    for token in kube.list(SERVICE_TOKENS):
+        status, name = token.get("status") or {}, token["metadata"]["name"]
+        if not status.get("tokenHash"):
+            continue
+        holders.setdefault(status["tokenHash"], name)
+        ref = ((token.get("spec") or {}).get("import") or {}).get("secretRef") or {}
+        if ref.get("name"):
+            holders.setdefault((ref["name"], ref.get("key") or "token"), name)
+    return holders
+
+
+def _unreadable(secret: str, namespace: str, exc: Exception) -> str:
+    if isinstance(exc, ApiForbidden):
+        return (f"you may not get Secret {secret!r} in namespace {namespace}, and importing a key from it "
+                f"needs exactly that (the admission webhook checks it); ask for get on that Secret "
+                f"(kubectl auth can-i get secret/{secret} -n {namespace})")
+    return f"cannot check the key: {exc}"
+
+
 def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str]:
     """What the operator would refuse about each token's key, found before anything is
-    created: a missing Secret or key, an unusable value, a key listed twice or already
-    imported by another ServiceToken. Only hashes are compared; no value is printed."""
+    created: a Secret that is missing, unreadable for the user or not labelled importable,
+    a missing key, an unusable value, a key listed twice or already imported by another
+    ServiceToken. Values are compared in memory only; none is printed."""
     problems: list[str] = []
-    sources: dict[str, dict[str, bytes] | None | str] = {}  # name → data, None (absent) or why unreadable
-    holders = {(t.get("status") or {}).get("tokenHash"): t["metadata"]["name"] for t in kube.list(SERVICE_TOKENS)}
+    # name → the Secret, None (absent) or why it cannot be read
+    sources: dict[str, kube_secrets.SourceSecret | None | str] = {}
+    holders = _holders(kube)
     seen: dict[str, str] = {}
     for entry in entries:
         if entry.secret not in sources:
             try:
-                sources[entry.secret] = kube_secrets.read_secret_data(kube.core, kube.namespace, entry.secret)
+                sources[entry.secret] = kube_secrets.read_source_secret(kube.core, kube.namespace, entry.secret)
             except (ApiPermanentError, ApiTransientError) as exc:
-                sources[entry.secret] = str(exc)
-        data = sources[entry.secret]
-        if isinstance(data, str):
-            problems.append(f"{entry.name}: cannot check the key: {data}")
+                sources[entry.secret] = _unreadable(entry.secret, kube.namespace, exc)
+        source = sources[entry.secret]
+        if isinstance(source, str):
+            problems.append(f"{entry.name}: {source}")
             continue
-        if data is None:
-            problems.append(f"{entry.name}: Secret {entry.secret!r} does not exist in namespace {kube.namespace}")
+        if source is None:
+            problems.append(f"{entry.name}: Secret {entry.secret!r} does not exist in namespace {kube.namespace}; "
+                            f"create it and label it: {policies.fix_label_command(entry.secret, kube.namespace)}")
             continue
-        value = policies.adopted_key(data.get(entry.key), secret=entry.secret, key=entry.key, keys=data,
-                                     minimum=minimum, key_field="`key`")
+        if not policies.is_importable(source.labels):
+            problems.append(f"{entry.name}: "
+                            + policies.source_not_importable_problem(entry.secret, kube.namespace).message)
+            continue
+        value = policies.adopted_key(source.data.get(entry.key), secret=entry.secret, key=entry.key,
+                                     keys=source.data, minimum=minimum, key_field="`key`")
         if isinstance(value, policies.Problem):
             problems.append(f"{entry.name}: {value.message}")
             continue
@@ -174,7 +210,8 @@ def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str
             problems.append(f"{entry.name}: holds the same key as {seen[token_hash]}; a key can belong to one "
                             "token only")
         seen.setdefault(token_hash, entry.name)
-        holder = holders.get(token_hash)
+        # An import kept under the cluster's key is found by its source; the operator finds any other.
+        holder = holders.get((entry.secret, entry.key)) or holders.get(token_hash)
         if holder is not None and holder != entry.name:
             problems.append(f"{entry.name}: the key already belongs to ServiceToken {kube.namespace}/{holder}")
     return problems
@@ -192,9 +229,13 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: floa
     """Turn existing API keys into ServiceAccounts, RoleBindings and imported ServiceTokens.
 
     Idempotent: a second run changes nothing. Every problem in the file is listed
-    before anything is created; with any problem, nothing is.
+    before anything is created; with any problem, nothing is. Each Secret must carry
+    the label tokenwarden.io/importable=true, and you must be allowed to get it; a
+    missing label is listed with the kubectl command that adds it.
 
     \b
+    Label the Secret that holds the keys first:
+      kubectl label secret legacy-api-keys tokenwarden.io/importable=true
     keys.yaml:
       keys:
         - name: grafana-agent        # the ServiceToken

@@ -22,6 +22,10 @@ class ApiNotFound(ApiPermanentError):
     """404: the object is not there."""
 
 
+class ApiForbidden(ApiPermanentError):
+    """403: the caller may not do this."""
+
+
 def api_message(exc: ApiException) -> str:
     try:
         return json.loads(exc.body or "{}").get("message") or str(exc.reason)
@@ -39,4 +43,6 @@ def translated(what: str) -> Iterator[None]:
             raise ApiTransientError(message) from None
         if exc.status == 404:
             raise ApiNotFound(message) from None
+        if exc.status == 403:
+            raise ApiForbidden(message) from None
         raise ApiPermanentError(message) from None
