@@ -15,7 +15,7 @@ from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import MINTED
-from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind
+from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind, hash_or_none, replace_tampered_token
 from tokenwarden.kube import ApiNotFound, ApiPermanentError, objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION
@@ -31,8 +31,8 @@ def _now() -> datetime:
 
 
 def rotate_token(kind: Kind, body: kopf.Body, memo, logger, *, request: str | None = None) -> bool:
-    """Rotate once; True when the token changed. Safe to repeat after a crash: a Secret
-    already holding the successor is finished, not rotated again."""
+    """Rotate once; True when the token changed. Safe to repeat after a crash: the status's
+    token, found as the Secret's previous one, is kept and a new successor minted."""
     name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
     try:
         spec = kind.spec_model.model_validate(dict(body.spec))
@@ -49,25 +49,32 @@ def rotate_token(kind: Kind, body: kopf.Body, memo, logger, *, request: str | No
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
     with kube_errors_to_kopf():
         found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
-    if found is None or not found.owned or not found.token:
+    if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
     now = _now()
     issued_at = rfc3339(now)
-    if hash_token(found.token) == status.get("tokenHash"):
-        old, new = found.token, mint_token(kind.prefix_of(memo.settings))
-        with kube_errors_to_kopf():
-            kube_secrets.update_token_secret(memo.core, namespace, secret_name, new, issued_at, previous=old)
-        MINTED.labels(kind=kind.resource.kind).inc()
+    # The token kept for the overlap is the one the status names, found as "token", or as
+    # "token.previous" when a crash came between a rotation's Secret and its status. The
+    # successor is always minted here: a value found in the Secret never becomes the token.
+    kept = policies.rotation_predecessor(hash_or_none(found.token), hash_or_none(found.previous), status.get("tokenHash"))
+    token_id = status.get("tokenId")
+    if kept is None:
+        old = None
+        new, token_id = replace_tampered_token(kind, body, memo, secret_name, issued_at)
     else:
-        # The Secret got its successor but the status did not (a crash in between).
-        old, new = found.previous, found.token
-        issued_at = found.issued_at or issued_at
+        old, new = (found.token if kept == "token" else found.previous), mint_token(kind.prefix_of(memo.settings))
+        with kube_errors_to_kopf():
+            kube_secrets.update_token_secret(memo.core, namespace, secret_name, new, issued_at, previous=old,
+                                             token_hash=hash_token(new))
+        MINTED.labels(kind=kind.resource.kind).inc()
     old_expires = policies.parse_time(status.get("expiresAt"))
     until = policies.previous_valid_until(now, memo.settings.rotation_overlap, old_expires)
     expires_at = spec.expires_at(policies.parse_time(issued_at))
-    message = f"token {status.get('tokenId')} rotated; the previous one stays valid until {rfc3339(until)}"
+    message = (f"token {status.get('tokenId')} rotated; the previous one stays valid until {rfc3339(until)}"
+               if old else f"token {status.get('tokenId')} rotated to {token_id}; the previous one is revoked")
     update = {
         "phase": "Active",
+        "tokenId": token_id,
         "tokenHash": hash_token(new),
         "previousTokenHash": hash_token(old) if old else None,
         "previousValidUntil": rfc3339(until) if old else None,

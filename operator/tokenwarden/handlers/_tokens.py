@@ -3,10 +3,16 @@
 The handler is level-triggered and idempotent: whatever crashed before, it finds
 the Secret it wrote (by owner uid) and reuses its token, so a token is minted
 once per object. Only the hash reaches the status.
+
+The status, not the Secret, says which value is the token: a value in the Secret is
+taken only when it hashes to status.tokenHash, or, when a crash left no hash in
+status, to the hash tokenwarden recorded on the Secret as it wrote it. A value written
+by hand is refused, and a new token is minted into the Secret.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import time
 from dataclasses import dataclass
@@ -31,6 +37,7 @@ from tokenwarden.kube._resources import (
     MANAGED_BY,
     MANAGED_BY_VALUE,
     SERVICE_TOKENS,
+    TOKEN_HASH_ANNOTATION,
     TOKEN_LABEL,
     VERSION,
     Resource,
@@ -180,7 +187,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_mi
     A token never minted is created optimistically (one request); only a conflict,
     which a crash between "Secret written" and "status written" leaves, costs a read.
     """
-    name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
+    name, namespace = body.metadata.name, body.metadata.namespace
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
     secret_name = spec.secret_name or name
     if not already_minted:
@@ -193,7 +200,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_mi
         started = time.perf_counter()
         issued_at = rfc3339(out.now)
         token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
-        if _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at):
+        if _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
             MINTED.labels(kind=kind.resource.kind).inc()
             MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
             kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
@@ -205,25 +212,63 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: _Status, memo, *, already_mi
     if found is not None and not found.owned:
         out.problem(_secret_conflict(kind, secret_name), "Failed")
         return None
-    if found is not None and found.token:
-        issued_at = found.issued_at or status.get("issuedAt") or rfc3339(out.now)
-        return found.token, found.token_id or new_token_id(), issued_at, secret_name
     if found is not None:
-        raise kopf.TemporaryError(f"Secret {secret_name!r} has no token key; looking again", delay=WAIT_DELAY)
+        return _accepted(kind, body, out, memo, found)
     # Minted before, and the Secret is gone: deleted by hand.
     kopf.warn(body, reason="SecretRecreated",
               message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
                       "token was minted into a new Secret")
     issued_at = rfc3339(out.now)
     token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
-    if not _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at):
+    if not _write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
         raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again", delay=1)
     MINTED.labels(kind=kind.resource.kind).inc()
     return token, token_id, issued_at, secret_name
 
 
+def _accepted(kind: Kind, body: kopf.Body, out: _Status, memo, found: kube_secrets.TokenSecret) -> Credential:
+    """The credential in our own Secret, if tokenwarden wrote it for this token; otherwise a
+    new token minted into the Secret in place of the value written by hand."""
+    status = body.status
+    origin = policies.secret_value_origin(hash_or_none(found.token), hash_or_none(found.previous), found.recorded_hash,
+                                          status.get("tokenHash"))
+    if origin == policies.ROTATION_UNRECORDED:
+        # A rotation wrote its successor, not yet its status: the status's token stays, and
+        # the rotation (its daemon or its request, seen again) records the successor.
+        return found.previous, status.get("tokenId") or found.token_id, status.get("issuedAt"), found.name
+    if origin == policies.TAMPERED:
+        # A replacement never outlives the token it replaces.
+        issued_at = status.get("issuedAt") or rfc3339(out.now)
+        token, token_id = replace_tampered_token(kind, body, memo, found.name, issued_at)
+        out.patch.status.update(previousTokenHash=None, previousValidUntil=None)
+        return token, token_id, issued_at, found.name
+    # The status's times and id, when it has them: the Secret's annotations are not the authority.
+    issued_at = status.get("issuedAt") or found.issued_at or rfc3339(out.now)
+    return found.token, status.get("tokenId") or found.token_id or new_token_id(), issued_at, found.name
+
+
+def hash_or_none(value: str | None) -> str | None:
+    """The hash of a value read from a Secret, None for none."""
+    return hash_token(value) if value is not None else None
+
+
+def replace_tampered_token(kind: Kind, body: kopf.Body, memo, secret_name: str, issued_at: str) -> tuple[str, str]:
+    """Mint a new token into a Secret whose value tokenwarden did not write; the caller puts its
+    hash in status, which revokes the old token and the value written by hand alike."""
+    token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+    with kube_errors_to_kopf():
+        kube_secrets.update_token_secret(memo.core, body.metadata.namespace, secret_name, token, issued_at,
+                                         token_hash=hash_token(token), token_id=token_id, drop_previous=True)
+    MINTED.labels(kind=kind.resource.kind).inc()
+    kopf.warn(body, reason="SecretTampered",
+              message=f"Secret {secret_name!r} held a value tokenwarden did not write for this "
+                      f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
+                      f"{token_id} was minted into the Secret")
+    return token, token_id
+
+
 def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, token: str, token_id: str,
-                  issued_at: str) -> bool:
+                  issued_at: str, token_hash: str | None = None) -> bool:
     """Create the token's Secret; False when a Secret of that name already exists."""
     owner = kube_secrets.Owner(kind.resource.kind, body.metadata.name, body.metadata.uid)
     template = spec.secret_template
@@ -234,6 +279,7 @@ def _write_secret(kind: Kind, spec, body: kopf.Body, memo, secret_name: str, tok
                 issued_at=issued_at,
                 labels=dict(template.labels) if template and template.labels else None,
                 annotations=dict(template.annotations) if template and template.annotations else None,
+                token_hash=token_hash,
             )
         except kube_secrets.SecretExists:
             return False
@@ -404,6 +450,60 @@ def secret_deleted(body, namespace, memo, logger, **_):
             or token["status"].get("secretName") != body.metadata.name
             or _past(token["status"].get("expiresAt"))):
         return
+    _reconcile_now(kind, token, memo, logger)
+
+
+def _secret_value_unknown(type, body, namespace, memo, **_) -> bool:
+    """A token Secret whose value is neither its token's (the hashes index) nor the one
+    tokenwarden recorded as it wrote it. No API call: every Secret tokenwarden wrote passes
+    here for free, a value written by hand (or an imported key's copy) costs one read."""
+    ref = _controller_ref(body)
+    if type == "DELETED" or body.metadata.get("deletionTimestamp") or not ref \
+            or ref.get("kind") not in _KINDS_BY_NAME:
+        return False
+    value_hash = _value_hash(body)
+    if value_hash is None:
+        return True
+    if (namespace, ref.get("name")) in memo.indexes.hashes.get(value_hash):
+        return False
+    return value_hash != (body.metadata.annotations or {}).get(TOKEN_HASH_ANNOTATION)
+
+
+def _value_hash(body) -> str | None:
+    """The hash of a Secret's token; None when it has none, or none that is text."""
+    raw = (body.get("data") or {}).get(kube_secrets.TOKEN_KEY)
+    try:
+        return hash_token(base64.b64decode(raw).decode()) if raw is not None else None
+    except ValueError:
+        return None
+
+
+@kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, when=_secret_value_unknown)
+async def secret_value_changed(body, namespace, memo, logger, **_):
+    """A token's Secret holds a value tokenwarden did not write (changed by hand): the value is
+    refused, and a new token is minted into the Secret at once rather than at the next reconcile."""
+    await asyncio.to_thread(_check_secret_value, body, namespace, memo, logger)
+
+
+def _check_secret_value(body, namespace, memo, logger) -> None:
+    ref = _controller_ref(body)
+    kind = _KINDS_BY_NAME[ref["kind"]]
+    with kube_errors_to_kopf():
+        token = objects.get_object(memo.custom, kind.resource, namespace, ref["name"])
+    status = (token or {}).get("status") or {}
+    if (token is None or token["metadata"]["uid"] != ref.get("uid") or token["metadata"].get("deletionTimestamp")
+            or ((token.get("spec") or {}).get("import") and kind.has_roles)
+            or status.get("phase") in TERMINAL or not status.get("tokenHash")
+            or status.get("secretName") != body.metadata.name or _past(status.get("expiresAt"))):
+        return  # imports follow their source; a token not minted yet is its minting handler's
+    value_hash = _value_hash(body)
+    if value_hash is not None and value_hash == status["tokenHash"]:
+        # Minted before hashes were recorded on Secrets: record it, so this costs no read again.
+        with kube_errors_to_kopf():
+            kube_secrets.record_token_hash(memo.core, namespace, body.metadata.name, value_hash)
+        return
+    logger.warning(f"Secret {namespace}/{body.metadata.name} holds a value tokenwarden did not write "
+                   f"for {kind.resource.kind} {ref['name']}: minting a new token")
     _reconcile_now(kind, token, memo, logger)
 
 

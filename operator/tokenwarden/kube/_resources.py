@@ -26,3 +26,6 @@ TOKEN_LABEL = "tokenwarden.io/token"
 KIND_LABEL = "tokenwarden.io/kind"
 TOKEN_ID_ANNOTATION = "tokenwarden.io/token-id"
 ISSUED_AT_ANNOTATION = "tokenwarden.io/issued-at"
+# The hash of the token tokenwarden wrote into a minted token's Secret (never the token): what
+# proves the value is tokenwarden's own when a crash left no hash in status.
+TOKEN_HASH_ANNOTATION = "tokenwarden.io/token-hash"

@@ -14,6 +14,7 @@ from tokenwarden.kube._resources import (
     KIND_LABEL,
     MANAGED_BY,
     MANAGED_BY_VALUE,
+    TOKEN_HASH_ANNOTATION,
     TOKEN_ID_ANNOTATION,
     TOKEN_LABEL,
 )
@@ -39,6 +40,7 @@ class TokenSecret:
     token_id: str | None = None
     issued_at: str | None = None
     previous: str | None = None
+    recorded_hash: str | None = None  # the hash tokenwarden recorded as it wrote the token
 
     def __repr__(self) -> str:  # never print the token
         return f"TokenSecret(name={self.name!r}, owned={self.owned}, token_id={self.token_id!r})"
@@ -69,7 +71,8 @@ def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: 
     annotations = secret.metadata.annotations or {}
     return TokenSecret(name=name, owned=True, token=token, previous=previous,
                        token_id=annotations.get(TOKEN_ID_ANNOTATION),
-                       issued_at=annotations.get(ISSUED_AT_ANNOTATION))
+                       issued_at=annotations.get(ISSUED_AT_ANNOTATION),
+                       recorded_hash=annotations.get(TOKEN_HASH_ANNOTATION))
 
 
 def create_token_secret(
@@ -83,8 +86,11 @@ def create_token_secret(
     issued_at: str,
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    token_hash: str | None = None,
 ) -> None:
-    """Create the Secret; raise SecretExists if a Secret of that name is already there."""
+    """Create the Secret; raise SecretExists if a Secret of that name is already there.
+    ``token_hash`` (a minted token's, never an imported key's) is recorded beside it."""
+    recorded = {TOKEN_HASH_ANNOTATION: token_hash} if token_hash else {}
     body = client.V1Secret(
         metadata=client.V1ObjectMeta(
             name=name,
@@ -92,7 +98,7 @@ def create_token_secret(
             labels={**(labels or {}), MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: owner.name,
                     KIND_LABEL: owner.kind.lower()},
             annotations={**(annotations or {}), TOKEN_ID_ANNOTATION: token_id,
-                         ISSUED_AT_ANNOTATION: issued_at},
+                         ISSUED_AT_ANNOTATION: issued_at, **recorded},
             owner_references=[client.V1OwnerReference(
                 api_version=API_VERSION, kind=owner.kind, name=owner.name, uid=owner.uid,
                 controller=True, block_owner_deletion=True)],
@@ -170,12 +176,28 @@ def text_of(data: dict[str, bytes], key: str) -> str | None:
 
 
 def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str,
-                        previous: str | None = None) -> None:
-    """Replace the token in a Secret we own (a re-hashed import, a rotation); with
-    ``previous``, the rotated-out token stays beside it for the overlap window."""
-    data = {TOKEN_KEY: base64.b64encode(token.encode()).decode()}
+                        previous: str | None = None, *, token_hash: str | None = None,
+                        token_id: str | None = None, drop_previous: bool = False) -> None:
+    """Replace the token in a Secret we own (a re-hashed import, a rotation, a re-mint); with
+    ``previous``, the rotated-out token stays beside it for the overlap window, and with
+    ``drop_previous`` none does. ``token_hash`` (a minted token's) is recorded beside it."""
+    data: dict[str, str | None] = {TOKEN_KEY: base64.b64encode(token.encode()).decode()}
     if previous is not None:
         data[PREVIOUS_KEY] = base64.b64encode(previous.encode()).decode()
-    body = {"metadata": {"annotations": {ISSUED_AT_ANNOTATION: issued_at}}, "data": data}
+    elif drop_previous:
+        data[PREVIOUS_KEY] = None
+    annotations = {ISSUED_AT_ANNOTATION: issued_at}
+    if token_hash:
+        annotations[TOKEN_HASH_ANNOTATION] = token_hash
+    if token_id:
+        annotations[TOKEN_ID_ANNOTATION] = token_id
+    body = {"metadata": {"annotations": annotations}, "data": data}
     with translated(f"updating Secret {namespace}/{name}"):
+        core.patch_namespaced_secret(name, namespace, body)
+
+
+def record_token_hash(core: client.CoreV1Api, namespace: str, name: str, token_hash: str) -> None:
+    """Record the hash of the token a Secret holds (one minted before hashes were recorded)."""
+    body = {"metadata": {"annotations": {TOKEN_HASH_ANNOTATION: token_hash}}}
+    with translated(f"annotating Secret {namespace}/{name}"):
         core.patch_namespaced_secret(name, namespace, body)

@@ -1,4 +1,12 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
+from tokenwarden.policies._authority import (
+    CURRENT,
+    ROTATION_UNRECORDED,
+    TAMPERED,
+    UNRECORDED,
+    rotation_predecessor,
+    secret_value_origin,
+)
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
 from tokenwarden.policies._grants import (
     Grant,
@@ -24,6 +32,7 @@ from tokenwarden.policies._imports import (
     source_not_importable_problem,
 )
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
+from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
 from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
 from tokenwarden.policies._roles import (
@@ -36,6 +45,13 @@ from tokenwarden.policies._roles import (
 )
 
 __all__ = [
+    "last_use_update",
+    "CURRENT",
+    "ROTATION_UNRECORDED",
+    "TAMPERED",
+    "UNRECORDED",
+    "rotation_predecessor",
+    "secret_value_origin",
     "Grant",
     "Permission",
     "SecretRead",
