@@ -12,7 +12,12 @@ PLURALS = {
     "RoleBinding": "rolebindings",
     "ServiceToken": "servicetokens",
     "IngestionAPIKey": "ingestionapikeys",
+    "TokenUsage": "tokenusages",
 }
+# The audience kube-apiserver sends in the TokenReviews it asks the authenticator for: its
+# API audience, which is its --service-account-issuer unless --api-audiences says otherwise
+# (the local control plane's issuer). A token that is to authenticate to it carries it.
+KUBE_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
 
 
 def create(custom: client.CustomObjectsApi, kind: str, namespace: str, name: str, spec: dict) -> dict:

@@ -1,13 +1,28 @@
-"""The authenticator against real tokens: forward auth, TokenReview through kube-apiserver, lastUsedAt."""
+"""The authenticator against real tokens: forward auth, TokenReview through kube-apiserver, last use."""
 from __future__ import annotations
 
 import base64
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
-from .kubehelpers import GROUP, VERSION, create, credential_forms, kube_apiserver_user, phase_is, wait_for
+from tokenwarden import kube
+
+from .kubehelpers import (
+    GROUP,
+    KUBE_AUDIENCE,
+    VERSION,
+    create,
+    credential_forms,
+    get,
+    kube_apiserver_user,
+    phase_is,
+    wait_for,
+)
 
 
 def _token(core, namespace, name) -> str:
@@ -50,8 +65,8 @@ def accepted_in_every_form(authenticator, token: str, path: str = "/verify") -> 
 
 
 def test_every_credential_form_is_accepted(authenticator, writer_token, namespace):
-    assert accepted_in_every_form(authenticator, writer_token) == {(f"tokenwarden:{namespace}:shipper",
-                                                                    "reader@shop,writer")}
+    assert accepted_in_every_form(authenticator, writer_token) == {
+        (f"tokenwarden:{namespace}:serviceaccount:shipper", "reader@shop,writer")}
 
 
 def test_permissions_and_projects(authenticator, writer_token):
@@ -103,31 +118,153 @@ def test_expired_token_is_refused_at_its_instant(authenticator, operator, custom
     assert reason
 
 
-def test_last_used_is_written_back_in_batches(authenticator, writer_token, custom, namespace):
+def _usage_of(name: str):
+    return lambda o: name in ((o.get("status") or {}).get("serviceTokens") or {})
+
+
+def test_last_use_goes_to_the_token_usage_and_the_operator_copies_it(authenticator, writer_token, custom,
+                                                                     namespace):
     headers = {"X-API-Key": writer_token}
     assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
     for _ in range(20):
         authenticator.get("/verify", headers)
-    used = wait_for(custom, "ServiceToken", namespace, "shipper-token", lambda o: o["status"].get("lastUsedAt"))
-    assert used["status"]["lastUsedAt"].endswith("Z")
+    usage = wait_for(custom, "TokenUsage", namespace, "tokenwarden-usage", _usage_of("shipper-token"))
+    used = usage["status"]["serviceTokens"]["shipper-token"]
+    assert used.endswith("Z")
+    # The operator copies it (or a later batch's time, if one landed meanwhile).
+    wait_for(custom, "ServiceToken", namespace, "shipper-token",
+             lambda o: (o["status"].get("lastUsedAt") or "") >= used)
 
 
-def test_kube_apiserver_authenticates_tokens_through_the_webhook(cluster, authenticator, writer_token,
-                                                                 custom, namespace):
+def _tenant(cluster, custom, namespace, user: str, rules: list) -> client.CustomObjectsApi:
+    """A client that acts as ``user``, granted ``rules`` in ``namespace`` by a real Role."""
+    rbac = client.RbacAuthorizationV1Api(custom.api_client)
+    rbac.create_namespaced_role(namespace, client.V1Role(metadata=client.V1ObjectMeta(name=user), rules=rules))
+    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name=user),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=user),
+        subjects=[client.RbacV1Subject(kind="User", name=user, api_group="rbac.authorization.k8s.io")]))
+    api = kube.load_api_client(str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", user)
+    return client.CustomObjectsApi(api)
+
+
+def test_a_tenant_writing_the_token_usage_can_only_move_last_used_forward(cluster, authenticator, writer_token,
+                                                                          custom, namespace):
+    """The TokenUsage authorises nothing: the operator takes from it only a lastUsedAt that moves
+    forward and is not in the future, for a credential that exists."""
+    headers = {"X-API-Key": writer_token}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    wait_for(custom, "TokenUsage", namespace, "tokenwarden-usage", _usage_of("shipper-token"))
+    before = wait_for(custom, "ServiceToken", namespace, "shipper-token", lambda o: o["status"].get("lastUsedAt"))
+    tenant = _tenant(cluster, custom, namespace, "tenant-usage", [client.V1PolicyRule(
+        api_groups=[GROUP], resources=["tokenusages/status"], verbs=["patch"])])
+
+    def write(entries: dict) -> None:
+        tenant.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "tokenusages", "tokenwarden-usage",
+                                                     {"status": {"serviceTokens": entries}})
+
+    write({"shipper-token": "2999-01-01T00:00:00Z", "no-such-token": "2030-01-01T00:00:00Z"})
+    write({"shipper-token": "2000-01-01T00:00:00Z"})
+    # Later than any real use in this test, within the clock skew allowed.
+    forward = (datetime.now(timezone.utc) + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write({"shipper-token": forward})
+    # One object's events arrive in order: had the year 2999 been taken, this could not be.
+    after = wait_for(custom, "ServiceToken", namespace, "shipper-token",
+                     lambda o: o["status"].get("lastUsedAt") == forward)
+    assert after["status"]["effectiveRoles"] == before["status"]["effectiveRoles"]
+    assert after["status"]["tokenHash"] == before["status"]["tokenHash"]
+    assert authenticator.get("/verify?permission=write", headers).status_code == 200
+    with pytest.raises(ApiException) as missing:
+        get(custom, "ServiceToken", namespace, "no-such-token")
+    assert missing.value.status == 404
+
+
+def test_kube_apiserver_tells_a_standalone_token_from_an_account_of_the_same_name(
+        cluster, authenticator, operator, custom, core, namespace):
     if cluster.plane is None:
         pytest.skip("the token webhook is configured on the local control plane only")
+    create(custom, "ServiceAccount", namespace, "deployer", {})
+    create(custom, "RoleBinding", namespace, "deployer-writer", {"serviceAccountName": "deployer", "roles": ["writer"]})
+    create(custom, "ServiceToken", namespace, "deployer-token",
+           {"serviceAccountName": "deployer", "audiences": [KUBE_AUDIENCE]})
+    create(custom, "ServiceToken", namespace, "deployer", {"roles": ["reader"], "audiences": [KUBE_AUDIENCE]})
+    wait_for(custom, "ServiceToken", namespace, "deployer-token",
+             lambda o: phase_is("Active")(o) and o["status"].get("effectiveRoles") == ["writer"])
+    wait_for(custom, "ServiceToken", namespace, "deployer", phase_is("Active"))
+    account_token, standalone = _token(core, namespace, "deployer-token"), _token(core, namespace, "deployer")
 
-    def whoami():
-        return kube_apiserver_user(cluster, writer_token)
+    account_user = _eventually(lambda: kube_apiserver_user(cluster, account_token))
+    assert account_user is not None, authenticator.log()[-2000:]
+    assert account_user.username == f"tokenwarden:{namespace}:serviceaccount:deployer"
+    assert {"tokenwarden:authenticated", "tokenwarden:role:writer", "system:authenticated"} <= set(account_user.groups)
+    standalone_user = _eventually(lambda: kube_apiserver_user(cluster, standalone))
+    assert standalone_user is not None
+    assert standalone_user.username == f"tokenwarden:{namespace}:token:deployer"
+    assert "tokenwarden:role:reader" in standalone_user.groups
+    assert "tokenwarden:role:writer" not in standalone_user.groups
 
-    user = _eventually(whoami)
-    assert user is not None, authenticator.log()[-2000:]
-    assert user.username == f"tokenwarden:{namespace}:shipper"
-    assert "tokenwarden:role:writer" in user.groups
-    assert "system:authenticated" in user.groups
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "deployer-token")
+    assert _eventually(lambda: kube_apiserver_user(cluster, account_token) is None)
 
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "shipper-token")
-    assert _eventually(lambda: whoami() is None)
+
+def test_kube_apiserver_refuses_ingestion_keys_and_tokens_for_another_audience(cluster, authenticator, operator,
+                                                                               writer_token, custom, core, namespace):
+    """kube-apiserver asks for its own audience; a token without it (writer_token: only the
+    default audience, tokenwarden) and an ingestion key are refused, though both verify."""
+    if cluster.plane is None:
+        pytest.skip("the token webhook is configured on the local control plane only")
+    create(custom, "IngestionAPIKey", namespace, "collector", {})
+    wait_for(custom, "IngestionAPIKey", namespace, "collector", phase_is("Active"))
+    key = _token(core, namespace, "collector")
+    assert _eventually(lambda: authenticator.get("/verify?permission=ingest", {"X-API-Key": key}).status_code == 200)
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": writer_token}).status_code == 200)
+    assert kube_apiserver_user(cluster, key) is None
+    assert kube_apiserver_user(cluster, writer_token) is None
+    assert _review(authenticator, key)["status"] == {
+        "authenticated": False, "error": "token rejected: ingestion API keys are not Kubernetes credentials"}
+
+
+def _review(authenticator, token: str, audiences: list[str] | None = None) -> dict:
+    spec = {"token": token, **({"audiences": audiences} if audiences is not None else {})}
+    response = requests.post(authenticator.url + "/apis/authentication.k8s.io/v1/tokenreviews",
+                             json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+                             verify=authenticator.ca, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_review_is_answered_for_the_audiences_it_asks_for(authenticator, writer_token):
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": writer_token}).status_code == 200)
+    default = _review(authenticator, writer_token)["status"]
+    assert default["authenticated"] is True and default["audiences"] == ["tokenwarden"]
+    assert _review(authenticator, writer_token, ["elsewhere", "tokenwarden"])["status"]["audiences"] == ["tokenwarden"]
+    other = _review(authenticator, writer_token, ["elsewhere"])["status"]
+    assert other == {"authenticated": False, "error": "token rejected: not valid for the audience(s) elsewhere"}
+
+
+def test_a_project_key_answers_only_for_its_project(authenticator, operator, custom, core, namespace):
+    create(custom, "IngestionAPIKey", namespace, "team-a-collector", {"project": "team-a"})
+    create(custom, "IngestionAPIKey", namespace, "any-collector", {})
+    for name in ("team-a-collector", "any-collector"):
+        wait_for(custom, "IngestionAPIKey", namespace, name, phase_is("Active"))
+    team_a = {"X-API-Key": _token(core, namespace, "team-a-collector")}
+    anywhere = {"X-API-Key": _token(core, namespace, "any-collector")}
+    assert _eventually(lambda: authenticator.get("/verify?permission=ingest", team_a).status_code == 200)
+    assert _eventually(lambda: authenticator.get("/verify?permission=ingest", anywhere).status_code == 200)
+
+    refused = authenticator.get("/verify?permission=ingest&project=team-b", team_a)
+    assert (refused.status_code, refused.json()["reason"]) == (403, "project")
+    assert "X-Auth-Project" not in refused.headers
+    refused = authenticator.get("/verify?permission=ingest", {**team_a, "projectID": "team-b"})
+    assert refused.status_code == 403 and "X-Auth-Project" not in refused.headers
+    assert authenticator.get("/verify?project=team-a", team_a).headers["X-Auth-Project"] == "team-a"
+    assert authenticator.get("/verify", team_a).headers["X-Auth-Project"] == "team-a"
+
+    assert authenticator.get("/verify?project=team-b", anywhere).headers["X-Auth-Project"] == "team-b"
+    assert "X-Auth-Project" not in authenticator.get("/verify", anywhere).headers
+    injected = authenticator.get("/verify", {**anywhere, "projectID": "team-b,admin"})
+    assert injected.status_code == 403 and "X-Auth-Project" not in injected.headers
 
 
 def test_metrics_carry_no_token_material(authenticator, writer_token):

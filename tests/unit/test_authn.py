@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import datetime, timedelta, timezone
 
+import aiohttp
 import pytest
+from aiohttp import web
 
-from tokenwarden.authn import Identity, LastUsed, TokenIndex, extract_token, verify
+from tokenwarden.authn import Authenticator, Identity, LastUsed, TokenIndex, extract_token, verify
+from tokenwarden.authn._server import flush_last_used
 from tokenwarden.config import Settings
 from tokenwarden.tokens import hash_token, mint_token
 
@@ -59,7 +63,7 @@ def test_outcomes():
     token = mint_token("twst")
     index = index_with(token, identity(expires_at=NOW + timedelta(hours=1)))
     assert check(token, index).status == 200
-    assert check(token, index).identity.subject == "tokenwarden:team:agents"
+    assert check(token, index).identity.subject == "tokenwarden:team:serviceaccount:agents"
     assert check(token, index, permission="write").status == 200
     assert check(token, index, permission="write:profiles").status == 200
     assert (check(token, index, permission="read").status, check(token, index, permission="read").reason) == \
@@ -109,6 +113,80 @@ def test_foreign_formats_go_to_the_lookup():
     assert check(key, index).status == 200
 
 
+def test_subjects_name_the_kind_so_they_cannot_collide():
+    assert identity(name="x", account="deployer").subject == "tokenwarden:team:serviceaccount:deployer"
+    assert identity(name="deployer", account=None).subject == "tokenwarden:team:token:deployer"
+    assert identity(kind="IngestionAPIKey", name="deployer", account=None).subject == \
+        "tokenwarden:team:ingestionapikey:deployer"
+
+
+def test_a_project_key_is_refused_for_another_project():
+    key = mint_token("twik")
+    index = index_with(key, identity(kind="IngestionAPIKey", account=None, roles=(), project="team-a"))
+    other = check(key, index, permission="ingest", project="team-b")
+    assert (other.status, other.reason, other.project) == (403, "project", None)
+    own = check(key, index, permission="ingest", project="team-a")
+    assert (own.status, own.project) == (200, "team-a")
+    # Naming no project: the key's own one, the only one it is authorised for.
+    assert check(key, index, permission="ingest").project == "team-a"
+
+
+def test_an_unscoped_key_is_valid_for_every_project_and_echoes_only_the_requested_one():
+    key = mint_token("twik")
+    index = index_with(key, identity(kind="IngestionAPIKey", account=None, roles=()))
+    assert check(key, index, permission="ingest", project="team-b").project == "team-b"
+    assert check(key, index, permission="ingest").project is None
+
+
+@pytest.mark.parametrize("project", ["x,admin", "evil@shop", "Shop", "a b", "-x", "x" * 64, ""])
+def test_a_project_that_is_not_a_dns_label_is_never_authorised(project):
+    key, token = mint_token("twik"), mint_token("twst")
+    index = index_with(key, identity(kind="IngestionAPIKey", name="k", account=None, roles=()))
+    index.put(identity(roles=("writer",)), [(hash_token(token), None)])
+    for credential in (key, token):
+        verdict = check(credential, index, project=project)
+        assert (verdict.status, verdict.reason, verdict.project) == (403, "project", None)
+
+
+def test_service_token_project_header_only_for_a_project_its_roles_cover():
+    token = mint_token("twst")
+    scoped = index_with(token, identity(roles=("reader@shop",)))
+    assert check(token, scoped, project="shop").project == "shop"
+    assert check(token, scoped).project is None
+    assert check(token, scoped, project="other").status == 403
+
+
+def review(token, index, audiences=(), default=("tokenwarden",)):
+    return check(token, index, audiences=list(audiences), default_audiences=list(default))
+
+
+def test_review_audiences():
+    token = mint_token("twst")
+    plain = index_with(token, identity())
+    assert review(token, plain).audiences == ("tokenwarden",)
+    assert review(token, plain, ["tokenwarden", "other"]).audiences == ("tokenwarden",)
+    refused = review(token, plain, ["https://kubernetes.default.svc"])
+    assert (refused.status, refused.reason) == (403, "audience")
+    kube = index_with(token, identity(audiences=("https://kubernetes.default.svc", "vault")))
+    assert review(token, kube, ["https://kubernetes.default.svc"]).audiences == ("https://kubernetes.default.svc",)
+    # A token with audiences of its own is valid for those only, not the defaults.
+    assert review(token, kube).reason == "audience"
+    assert review(token, kube, default=("vault",)).audiences == ("vault",)
+
+
+def test_ingestion_keys_never_pass_a_review():
+    key = mint_token("twik")
+    index = index_with(key, identity(kind="IngestionAPIKey", account=None, roles=()))
+    verdict = review(key, index)
+    assert (verdict.status, verdict.reason) == (403, "not-kubernetes")
+
+
+def test_a_review_still_refuses_invalid_tokens():
+    token = mint_token("twst")
+    assert review(token, index_with(token, identity(phase="Revoked"))).reason == "revoked"
+    assert review(mint_token("twst"), index_with(token, identity())).reason == "unknown"
+
+
 def test_last_used_batches_at_most_once_per_interval():
     last_used = LastUsed(interval=60)
     ident = identity()
@@ -119,3 +197,108 @@ def test_last_used_batches_at_most_once_per_interval():
     assert last_used.due() == {}
     last_used.record(ident, NOW + timedelta(seconds=61))
     assert list(last_used.due().values()) == [NOW + timedelta(seconds=61)]
+
+
+def test_a_forgotten_credential_is_due_at_once_as_a_removal():
+    last_used = LastUsed(interval=60)
+    key = ("ServiceToken", "team", "ci")
+    last_used.written[key] = NOW
+    last_used.forget(key)
+    assert last_used.due() == {key: None} and key not in last_used.written
+    last_used.forget(key)
+    last_used.record(identity(), NOW)  # re-created and used again: the use wins
+    assert last_used.due() == {key: NOW}
+
+
+async def test_flush_writes_one_batch_per_namespace_and_retries_a_failed_one():
+    last_used = LastUsed(interval=0.01)
+    last_used.record(identity(namespace="a", name="t1"), NOW)
+    last_used.record(identity(kind="IngestionAPIKey", namespace="a", name="k1"), NOW)
+    last_used.record(identity(namespace="b", name="t2"), NOW)
+    last_used.forget(("ServiceToken", "a", "gone"))
+    writes, stop = [], asyncio.Event()
+
+    def write(namespace, uses):
+        writes.append((namespace, uses))
+        if namespace == "b":
+            if len(writes) < 3:
+                raise RuntimeError("the API server is away")
+            stop.set()
+
+    await flush_last_used(last_used, write, stop)
+    assert writes[0] == ("a", {("ServiceToken", "t1"): NOW, ("IngestionAPIKey", "k1"): NOW,
+                               ("ServiceToken", "gone"): None})
+    assert writes[1:] == [("b", {("ServiceToken", "t2"): NOW})] * 2
+    assert last_used.written == {("ServiceToken", "a", "t1"): NOW, ("IngestionAPIKey", "a", "k1"): NOW,
+                                 ("ServiceToken", "b", "t2"): NOW}
+
+
+@pytest.fixture
+async def served():
+    """The real endpoints on a loopback port, over an index the test fills."""
+    index = TokenIndex()
+    authenticator = Authenticator(Settings(), index)
+    runner = web.AppRunner(authenticator.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as session:
+        yield index, session
+    await runner.cleanup()
+
+
+async def _review(session, token, audiences=None) -> dict:
+    spec = {"token": token} if audiences is None else {"token": token, "audiences": audiences}
+    async with session.post("/apis/authentication.k8s.io/v1/tokenreviews",
+                            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                  "spec": spec}) as response:
+        assert response.status == 200
+        return (await response.json())["status"]
+
+
+async def test_token_review_answers(served):
+    index, session = served
+    account_token, standalone, key = mint_token("twst"), mint_token("twst"), mint_token("twik")
+    index.put(identity(name="t", account="deployer", roles=("writer",)), [(hash_token(account_token), None)])
+    index.put(identity(name="deployer", account=None, roles=("reader",), audiences=("https://kube", "tokenwarden")),
+              [(hash_token(standalone), None)])
+    index.put(identity(kind="IngestionAPIKey", name="deployer", account=None, roles=()), [(hash_token(key), None)])
+
+    status = await _review(session, account_token)
+    assert status["authenticated"] is True and status["audiences"] == ["tokenwarden"]
+    assert status["user"]["username"] == "tokenwarden:team:serviceaccount:deployer"
+    assert status["user"]["groups"] == ["tokenwarden:authenticated", "tokenwarden:role:writer"]
+
+    status = await _review(session, standalone, ["https://kube"])
+    assert status["user"]["username"] == "tokenwarden:team:token:deployer"
+    assert status["audiences"] == ["https://kube"]
+
+    status = await _review(session, account_token, ["https://kube"])
+    assert status == {"authenticated": False, "error": "token rejected: not valid for the audience(s) https://kube"}
+    status = await _review(session, key)
+    assert status == {"authenticated": False,
+                      "error": "token rejected: ingestion API keys are not Kubernetes credentials"}
+
+
+@pytest.mark.parametrize("spec", [{"token": "t", "audiences": "tokenwarden"}, {"token": "t", "audiences": [1]}])
+async def test_token_review_with_malformed_audiences_is_400(served, spec):
+    _, session = served
+    async with session.post("/apis/authentication.k8s.io/v1/tokenreviews", json={"spec": spec}) as response:
+        assert response.status == 400
+        assert "spec.audiences" in (await response.json())["message"]
+
+
+async def test_forward_auth_sends_only_an_authorised_project(served):
+    index, session = served
+    key = mint_token("twik")
+    index.put(identity(kind="IngestionAPIKey", name="k", account=None, roles=(), project="team-a"),
+              [(hash_token(key), None)])
+    headers = {"X-API-Key": key}
+    async with session.get("/verify?permission=ingest&project=team-b", headers=headers) as response:
+        assert response.status == 403 and "X-Auth-Project" not in response.headers
+        assert (await response.json())["reason"] == "project"
+    async with session.get("/verify?permission=ingest", headers={**headers, "projectID": "team-a"}) as response:
+        assert response.status == 200 and response.headers["X-Auth-Project"] == "team-a"
+    async with session.get("/verify", headers=headers) as response:
+        assert response.headers["X-Auth-Project"] == "team-a"
+        assert response.headers["X-Auth-Subject"] == "tokenwarden:team:ingestionapikey:k"

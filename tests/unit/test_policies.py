@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
+from tokenwarden import policies
 from tokenwarden.config import Settings
 from tokenwarden.policies import (
     Binding,
@@ -90,3 +93,21 @@ def test_strong_bootstrap_token_and_role_lists():
     assert parse_roles("[power-user, 'reader']") == ["power-user", "reader"]
     assert parse_roles("- power-user\n- reader\n") == ["power-user", "reader"]
     assert parse_roles("") == []
+
+
+@pytest.mark.parametrize("reported, current, created, expected", [
+    ("2026-11-24T11:00:00Z", None, None, "2026-11-24T11:00:00+00:00"),
+    ("2026-11-24T11:00:00Z", "2026-11-24T10:00:00Z", "2026-11-01T00:00:00Z", "2026-11-24T11:00:00+00:00"),
+    ("2026-11-24T12:04:00Z", None, None, "2026-11-24T12:04:00+00:00"),  # within clock skew
+    ("2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z", None, None),       # never back
+    ("2026-11-24T11:00:00Z", "2026-11-24T11:00:00Z", None, None),       # nothing new
+    ("2999-01-01T00:00:00Z", None, None, None),                         # never into the future
+    ("2026-10-01T00:00:00Z", None, "2026-11-01T00:00:00Z", None),       # before the credential existed
+    ("yesterday", None, None, None),
+    ("2026-11-24T11:00:00", None, None, None),                          # no offset
+    (42, None, None, None),
+])
+def test_last_use_only_moves_forward_to_a_time_that_can_be(reported, current, created, expected):
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+    moved = policies.last_use_update(reported, current, created, now)
+    assert (moved.isoformat() if moved else None) == expected

@@ -77,8 +77,9 @@ class Stub:
         self.server.server_close()
 
 
-ALLOWED = (200, {"X-Auth-Subject": "tokenwarden:observability:profiler", "X-Auth-Roles": "profile-writer"},
-           b'{"allowed": true, "subject": "tokenwarden:observability:profiler"}')
+ALLOWED = (200, {"X-Auth-Subject": "tokenwarden:observability:serviceaccount:profiler",
+                 "X-Auth-Roles": "profile-writer"},
+           b'{"allowed": true, "subject": "tokenwarden:observability:serviceaccount:profiler"}')
 UNKNOWN = (401, {"WWW-Authenticate": "Bearer"}, b'{"allowed": false, "reason": "unknown"}')
 
 
@@ -153,7 +154,8 @@ def test_once_exits_0_when_accepted_and_1_otherwise(stub, tmp_path):
             "--permission", "write:profiles", "--project", "shop"]
     accepted = CliRunner().invoke(cli, args)
     assert (accepted.exit_code, accepted.output) == (
-        0, f"status=200 token={short_hash(token)} subject=tokenwarden:observability:profiler roles=profile-writer\n")
+        0, f"status=200 token={short_hash(token)} subject=tokenwarden:observability:serviceaccount:profiler "
+           "roles=profile-writer\n")
     refused = CliRunner().invoke(cli, [*args, "--scheme", "ApiKey"])
     assert (refused.exit_code, refused.output) == (1, f"status=401 token={short_hash(token)} reason=unknown\n")
     assert [q for q, _ in server.requests] == ["/verify?permission=write%3Aprofiles&project=shop"] * 2
@@ -240,7 +242,8 @@ def test_the_running_probe_rereads_the_rotated_file_and_ends_on_sigterm(stub, tm
             probe.kill()
     output = "".join(lines) + probe.stdout.read() + probe.stderr.read()
     assert lines == [
-        f"status=200 token={short_hash(old)} subject=tokenwarden:observability:profiler roles=profile-writer\n",
+        f"status=200 token={short_hash(old)} subject=tokenwarden:observability:serviceaccount:profiler "
+        "roles=profile-writer\n",
         f"status=401 token={short_hash(new)} reason=rotated\n",
         f"status=401 token={short_hash(new)} reason=rotated\n",
     ]
@@ -287,7 +290,7 @@ async def test_the_probe_reads_the_authenticators_own_answers(tmp_path):
 
     try:
         assert await probe("write:profiles") == (
-            True, f"status=200 token={short_hash(token)} subject=tokenwarden:observability:profiler "
+            True, f"status=200 token={short_hash(token)} subject=tokenwarden:observability:serviceaccount:profiler "
                   "roles=profile-writer")
         assert await probe("read") == (False, f"status=403 token={short_hash(token)} reason=permission")
         other = mint_token("twst")

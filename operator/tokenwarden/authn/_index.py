@@ -17,10 +17,18 @@ class Identity:
     phase: str | None
     expires_at: datetime | None
     previous_valid_until: datetime | None = None  # for a rotated-out hash
+    project: str | None = None    # an IngestionAPIKey's one project; None: every project
+    audiences: tuple[str, ...] = ()  # a ServiceToken's spec.audiences; empty: the default ones
 
     @property
     def subject(self) -> str:
-        return f"tokenwarden:{self.namespace}:{self.account or self.name}"
+        """Who the credential is, naming its kind: a standalone token named like an account
+        never shares the account's identity."""
+        if self.kind == "IngestionAPIKey":
+            return f"tokenwarden:{self.namespace}:ingestionapikey:{self.name}"
+        if self.account:
+            return f"tokenwarden:{self.namespace}:serviceaccount:{self.account}"
+        return f"tokenwarden:{self.namespace}:token:{self.name}"
 
 
 @dataclass

@@ -7,4 +7,5 @@ VERIFY_SECONDS = Histogram("tokenwarden_verify_seconds", "Time to verify one req
                            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1))
 TOKENS_BY_PHASE = Gauge("tokenwarden_authenticator_tokens", "Tokens the authenticator knows, by kind and phase.",
                         ["kind", "phase"])
-LAST_USED_WRITES = Counter("tokenwarden_last_used_writes_total", "lastUsedAt status writes.", ["result"])
+LAST_USED_WRITES = Counter("tokenwarden_last_used_writes_total",
+                           "Writes of last use to a namespace's TokenUsage.", ["result"])

@@ -13,16 +13,16 @@ from kubernetes import client
 
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import TokenIndex
+from tokenwarden.authn._import_key import follow_import_key
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._watch import build_registry, identity_from
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
-from tokenwarden.kube import load_api_client, objects, quiet_body_loggers
+from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 
 logger = logging.getLogger("tokenwarden.authenticator")
-_RESOURCES = {r.kind: r for r in (SERVICE_TOKENS, INGESTION_KEYS)}
 
 
 @dataclass
@@ -43,11 +43,8 @@ class AuthenticatorOptions:
     debug: bool = False
 
 
-def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: dict,
-                  namespaces: list[str]) -> None:
+def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, namespaces: list[str]) -> None:
     """List everything once before answering, so readiness means a complete index."""
-    from tokenwarden import policies
-
     for scope in objects.listing_scopes(namespaces):
         for account in objects.iter_objects(custom, SERVICE_ACCOUNTS, scope):
             if (account.get("spec") or {}).get("disabled"):
@@ -57,8 +54,26 @@ def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, written: d
                 found = identity_from(resource.kind, body)
                 if found:
                     index.put(*found)
-                    key = (resource.kind, body["metadata"]["namespace"], body["metadata"]["name"])
-                    written[key] = policies.parse_time(body["status"].get("lastUsedAt"))
+
+
+def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: LastUsed) -> None:
+    """What the TokenUsage objects already say, so a restart does not write every use again;
+    entries of credentials deleted meanwhile are dropped."""
+    from tokenwarden import policies
+
+    known = set(index.hashes_of)
+    for namespace in sorted({namespace for _, namespace, _ in known}):
+        try:
+            body = usage.read_usage(custom, namespace)
+        except Exception as exc:  # only an optimisation: the next use writes anyway
+            logger.warning("could not read the TokenUsage of namespace %s: %s", namespace, exc)
+            continue
+        for (kind, name), when in usage.usage_entries(body).items():
+            key = (kind, namespace, name)
+            if key not in known:
+                last_used.forget(key)
+            elif (parsed := policies.parse_time(when)) is not None:
+                last_used.written[key] = parsed
 
 
 async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None) -> None:
@@ -69,7 +84,7 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
                                   last_used=last_used)
     custom = client.CustomObjectsApi(load_api_client())
 
-    registry = build_registry(index, last_used.written)
+    registry = build_registry(index, last_used.forget)
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_) -> None:
@@ -101,12 +116,18 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     reloader = asyncio.create_task(watch_certificate(certificate, stop, options.tls_check_interval)) \
         if certificate else None
 
-    await asyncio.to_thread(_initial_load, custom, index, last_used.written, options.namespaces)
+    await asyncio.to_thread(_initial_load, custom, index, options.namespaces)
+    await follow_import_key(options.settings.import_key, index, stop)
     authenticator.ready = True
     logger.info("index loaded: %d token hashes", len(index))
 
-    def write(key, when) -> None:
-        objects.patch_status(custom, _RESOURCES[key[0]], key[1], key[2], {"lastUsedAt": rfc3339(when)})
+    await asyncio.to_thread(_load_usage, custom, index, last_used)
+
+    def write(namespace: str, uses: dict) -> None:
+        status: dict = {}
+        for (kind, name), when in uses.items():
+            status.setdefault(usage.SECTION_OF[kind], {})[name] = rfc3339(when) if when else None
+        usage.write_usage(custom, namespace, status, create=any(uses.values()))
 
     flusher = asyncio.create_task(flush_last_used(last_used, write, stop))
     try:

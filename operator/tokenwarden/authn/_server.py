@@ -27,23 +27,29 @@ def _now() -> datetime:
 
 
 class LastUsed:
-    """Uses recorded in memory on the request path; written to status in batches, off it."""
+    """Uses recorded in memory on the request path; written to the namespace's TokenUsage
+    in batches, off it. A pending None removes a deleted credential's entry."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.pending: dict[tuple[str, str, str], datetime] = {}
-        self.written: dict[tuple[str, str, str], datetime | None] = {}
+        self.pending: dict[tuple[str, str, str], datetime | None] = {}
+        self.written: dict[tuple[str, str, str], datetime] = {}
 
     def record(self, identity: Identity, now: datetime) -> None:
         self.pending[(identity.kind, identity.namespace, identity.name)] = now
 
-    def due(self) -> dict[tuple[str, str, str], datetime]:
+    def forget(self, key: tuple[str, str, str]) -> None:
+        """The credential is gone: drop its entry (and write its removal)."""
+        self.written.pop(key, None)
+        self.pending[key] = None
+
+    def due(self) -> dict[tuple[str, str, str], datetime | None]:
         """Uses worth writing now: at most one write per token per interval."""
         batch, self.pending = self.pending, {}
         due = {}
         for key, used in batch.items():
             last = self.written.get(key)
-            if last is None or (used - last).total_seconds() >= self.interval:
+            if used is None or last is None or (used - last).total_seconds() >= self.interval:
                 due[key] = used
             else:
                 self.pending[key] = used  # keep it for a later batch
@@ -61,11 +67,13 @@ class Authenticator:
         self.ready = False
         self._bound: dict = {}
 
-    def check(self, token: str | None, permission: str | None, project: str | None, endpoint: str) -> Verdict:
+    def check(self, token: str | None, permission: str | None, project: str | None, endpoint: str,
+              audiences: list[str] | None = None) -> Verdict:
         started = time.perf_counter()
         now = _now()
         verdict = verify(token, self.index, self.settings.roles, now=now, prefixes=self.prefixes,
-                         permission=permission, project=project)
+                         permission=permission, project=project, audiences=audiences,
+                         default_audiences=self.settings.audiences)
         if verdict.identity is not None and verdict.status != 401:
             self.last_used.record(verdict.identity, now)
         seconds, results = self._metrics(endpoint)
@@ -105,23 +113,34 @@ class Authenticator:
         try:
             review = await request.json()
             token = review["spec"]["token"]
+            audiences = review["spec"].get("audiences") or []
             if not isinstance(token, str):
                 raise TypeError("spec.token is not a string")
-        except (ValueError, KeyError, TypeError):
+            if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+                raise TypeError("spec.audiences is not a list of strings")
+        except (ValueError, KeyError, TypeError, AttributeError):
             return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                      "message": "expected a TokenReview with spec.token", "code": 400},
+                                      "message": "expected a TokenReview with spec.token (and optional "
+                                                 "spec.audiences, a list of strings)", "code": 400},
                                      status=400)
         api_version = review.get("apiVersion") or "authentication.k8s.io/v1"
-        verdict = self.check(token, None, None, "tokenreview")
+        verdict = self.check(token, None, None, "tokenreview", audiences)
         status: dict = {"authenticated": verdict.allowed}
         if verdict.allowed:
             identity = verdict.identity
             status["user"] = {
                 "username": identity.subject,
                 "uid": f"{identity.namespace}/{identity.kind}/{identity.name}",
+                # Only role names, which admission let the token's author grant.
                 "groups": ["tokenwarden:authenticated", *(f"tokenwarden:role:{r}" for r in verdict.roles)],
                 "extra": {"tokenwarden.io/token": [identity.name]},
             }
+            status["audiences"] = list(verdict.audiences)
+        elif verdict.reason == "not-kubernetes":
+            status["error"] = "token rejected: ingestion API keys are not Kubernetes credentials"
+        elif verdict.reason == "audience":
+            wanted = ", ".join(audiences or self.settings.audiences)
+            status["error"] = f"token rejected: not valid for the audience(s) {wanted}"
         else:
             status["error"] = f"token rejected: {verdict.reason}"
         return web.json_response({"apiVersion": api_version, "kind": "TokenReview", "status": status})
@@ -153,18 +172,26 @@ class Authenticator:
 
 
 async def flush_last_used(last_used: LastUsed, write, stop: asyncio.Event) -> None:
-    """Every interval, write the due lastUsedAt values with ``write(key, when)`` (in a thread)."""
+    """Every interval, write the due uses, one ``write(namespace, {(kind, name): when})``
+    per namespace (in a thread); a failed write is retried with the next batch."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=last_used.interval)
         except asyncio.TimeoutError:
             pass
-        for key, used in last_used.due().items():
+        by_namespace: dict[str, dict[tuple[str, str], datetime | None]] = {}
+        for (kind, namespace, name), used in last_used.due().items():
+            by_namespace.setdefault(namespace, {})[(kind, name)] = used
+        for namespace, uses in by_namespace.items():
             try:
-                await asyncio.to_thread(write, key, used)
-                last_used.written[key] = used
+                await asyncio.to_thread(write, namespace, uses)
                 LAST_USED_WRITES.labels(result="ok").inc()
-            except Exception as exc:  # a failed write is retried with the next batch
+            except Exception as exc:
                 LAST_USED_WRITES.labels(result="error").inc()
-                last_used.pending.setdefault(key, used)
-                logger.warning("could not write lastUsedAt of %s/%s: %s", key[1], key[2], exc)
+                for (kind, name), used in uses.items():
+                    last_used.pending.setdefault((kind, namespace, name), used)
+                logger.warning("could not record last use in namespace %s: %s", namespace, exc)
+                continue
+            for (kind, name), used in uses.items():
+                if used is not None:
+                    last_used.written[(kind, namespace, name)] = used

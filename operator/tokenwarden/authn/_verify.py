@@ -1,7 +1,8 @@
 """Decide whether a token may do what a request asks: pure, clock injected."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +11,9 @@ from tokenwarden.config import Role
 from tokenwarden.tokens import MAX_TOKEN_LENGTH, TokenFormatError, parse_token
 
 INGEST = "ingest"
+# Project names are DNS labels (the schema says so): a request naming anything else names
+# no project any credential can hold, and its value must never reach X-Auth-Project.
+PROJECT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,8 @@ class Verdict:
     reason: str                   # a metric label: ok, malformed, unknown, expired, ...
     identity: Identity | None = None
     roles: tuple[str, ...] = ()
-    project: str | None = None
+    project: str | None = None    # a project the credential is authorised for, for X-Auth-Project
+    audiences: tuple[str, ...] = ()  # a TokenReview's: the requested ones the token is valid for
 
     @property
     def allowed(self) -> bool:
@@ -55,7 +60,12 @@ def verify(
     prefixes: tuple[str, ...],
     permission: str | None = None,
     project: str | None = None,
+    audiences: Sequence[str] | None = None,
+    default_audiences: Sequence[str] = ("tokenwarden",),
 ) -> Verdict:
+    """Whether ``token`` may do ``permission`` within ``project``. With ``audiences`` (a
+    Kubernetes TokenReview; empty: ``default_audiences``), whether it authenticates to
+    Kubernetes for one of them."""
     if not token:
         return Verdict(401, "missing")
     if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable():
@@ -78,12 +88,34 @@ def verify(
         return Verdict(401, "rotated", identity)
     if identity.account and (identity.namespace, identity.account) in index.disabled_accounts:
         return Verdict(401, "disabled", identity)
+    if audiences is not None:
+        return _review(identity, audiences or default_audiences, default_audiences)
+    if project is not None and not PROJECT.fullmatch(project):
+        return Verdict(403, "project", identity)
     granted = permissions_of(identity, catalog, project)
-    if project is not None and identity.kind == "ServiceToken":
-        in_project = [r for r in identity.roles if "@" not in r or r.endswith(f"@{project}")]
-        if not in_project:
+    if identity.kind == "ServiceToken":
+        if project is not None:
+            in_project = [r for r in identity.roles if "@" not in r or r.endswith(f"@{project}")]
+            if not in_project:
+                return Verdict(403, "project", identity)
+        roles = identity.roles
+    else:
+        if identity.project and project not in (None, identity.project):
             return Verdict(403, "project", identity)
+        project = project or identity.project
+        roles = (INGEST,)
     if permission and not _permits(granted, permission):
         return Verdict(403, "permission", identity)
-    roles = identity.roles if identity.kind == "ServiceToken" else (INGEST,)
     return Verdict(200, "ok", identity, roles, project)
+
+
+def _review(identity: Identity, requested: Sequence[str], default_audiences: Sequence[str]) -> Verdict:
+    """A Kubernetes identity for a valid credential: service tokens only, and only for an
+    audience the token carries (its ``spec.audiences``, or else the default ones)."""
+    if identity.kind != "ServiceToken":
+        return Verdict(403, "not-kubernetes", identity)
+    valid_for = identity.audiences or tuple(default_audiences)
+    matching = tuple(a for a in dict.fromkeys(requested) if a in valid_for)
+    if not matching:
+        return Verdict(403, "audience", identity)
+    return Verdict(200, "ok", identity, identity.roles, None, matching)

@@ -1,6 +1,8 @@
 """Keep a TokenIndex current from watches of tokens, keys and accounts (kopf, own registry)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import kopf
 
 from tokenwarden import policies
@@ -23,6 +25,8 @@ def identity_from(kind: str, body: kopf.Body) -> tuple[Identity, list[tuple[str,
         roles=tuple(status.get("effectiveRoles") or ()),
         phase=status.get("phase"),
         expires_at=policies.parse_time(status.get("expiresAt")),
+        project=spec.get("project") if kind == INGESTION_KEYS.kind else None,
+        audiences=tuple(spec.get("audiences") or ()) if kind == SERVICE_TOKENS.kind else (),
     )
     hashes: list[tuple[str, object]] = [(token_hash, None)]
     previous = status.get("previousTokenHash")
@@ -32,8 +36,9 @@ def identity_from(kind: str, body: kopf.Body) -> tuple[Identity, list[tuple[str,
     return identity, hashes
 
 
-def build_registry(index: TokenIndex, last_seen: dict) -> kopf.OperatorRegistry:
-    """Event handlers that mirror the cluster into ``index``; no writes, no finalizers."""
+def build_registry(index: TokenIndex, forget: Callable[[tuple[str, str, str]], None]) -> kopf.OperatorRegistry:
+    """Event handlers that mirror the cluster into ``index``; no writes, no finalizers.
+    ``forget((kind, namespace, name))`` is told of each credential deleted."""
     registry = kopf.OperatorRegistry()
     phases: dict[tuple[str, str, str], str] = {}
 
@@ -51,7 +56,7 @@ def build_registry(index: TokenIndex, last_seen: dict) -> kopf.OperatorRegistry:
             key = (kind, namespace, name)
             if type == "DELETED":
                 index.remove(kind, namespace, name)
-                last_seen.pop(key, None)
+                forget(key)
                 _count(key, None)
                 return
             found = identity_from(kind, body)
@@ -59,7 +64,6 @@ def build_registry(index: TokenIndex, last_seen: dict) -> kopf.OperatorRegistry:
                 index.remove(kind, namespace, name)
             else:
                 index.put(found[0], found[1])
-            last_seen[key] = policies.parse_time((body.get("status") or {}).get("lastUsedAt"))
             _count(key, (body.get("status") or {}).get("phase") or "Pending")
         return on_token
 

@@ -20,6 +20,7 @@ class OperatorMemo(kopf.Memo):
     custom: client.CustomObjectsApi
     namespaces: list[str]  # served; empty for all
     indexes: Indexes
+    last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
 
     @classmethod
@@ -31,5 +32,6 @@ class OperatorMemo(kopf.Memo):
         memo.custom = client.CustomObjectsApi(api)
         memo.namespaces = list(namespaces or [])
         memo.indexes = Indexes(settings.roles)
+        memo.last_uses = {}
         memo.import_keys = ImportKeys()
         return memo

@@ -73,6 +73,7 @@ def run_operator(options: OperatorOptions) -> None:
         _metrics,
         _rotation,
         _tokens,
+        _usage,
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo
 

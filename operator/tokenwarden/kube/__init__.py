@@ -4,6 +4,7 @@ from tokenwarden.kube import _secrets as secrets
 from tokenwarden.kube._client import load_api_client, quiet_body_loggers
 from tokenwarden.kube._crds import install_crds
 from tokenwarden.kube import _objects as objects
+from tokenwarden.kube import _usage as usage
 from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, ApiTransientError, translated
 from tokenwarden.kube._peering import ensure_cluster_peering
 
@@ -19,4 +20,5 @@ __all__ = [
     "quiet_body_loggers",
     "secrets",
     "translated",
+    "usage",
 ]
