@@ -1,4 +1,12 @@
 """Pure decisions: which roles, may this be created, is it expired. No I/O, clock injected."""
+from tokenwarden.policies._authority import (
+    CURRENT,
+    ROTATION_UNRECORDED,
+    TAMPERED,
+    UNRECORDED,
+    rotation_predecessor,
+    secret_value_origin,
+)
 from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
 from tokenwarden.policies._grants import (
     Grant,
@@ -38,6 +46,12 @@ from tokenwarden.policies._roles import (
 
 __all__ = [
     "last_use_update",
+    "CURRENT",
+    "ROTATION_UNRECORDED",
+    "TAMPERED",
+    "UNRECORDED",
+    "rotation_predecessor",
+    "secret_value_origin",
     "Grant",
     "Permission",
     "SecretRead",
