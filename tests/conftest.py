@@ -106,14 +106,29 @@ def namespace(request, core) -> str:
     core.delete_namespace(name)
 
 
-TEST_SETTINGS = """
+# The operator's own namespace, as the chart's release namespace: its import key lives there.
+OPERATOR_NAMESPACE = "tokenwarden-system"
+TEST_SETTINGS = f"""
 quotas:
   maxAccountsPerNamespace: 3
   maxTokensPerAccount: 3
 expiredRetention: 4s
 bootstrap:
   namespace: tokenwarden-bootstrap
+importKey:
+  namespace: {OPERATOR_NAMESPACE}
 """
+
+
+def _ensure_namespace(kubeconfig: Path, name: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.CoreV1Api(kube.load_api_client(str(kubeconfig))).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 class OperatorProcess:
@@ -133,6 +148,7 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.starts += 1
+        _ensure_namespace(self.kubeconfig, OPERATOR_NAMESPACE)
         liveness = devcluster.free_port()
         self.webhook_port = devcluster.free_port()
         self.metrics_port = devcluster.free_port()
@@ -214,7 +230,9 @@ class AuthenticatorProcess:
         self.url = f"https://127.0.0.1:{self.port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.ca = str(self.tls / "ca.crt") if self.tls else None
-        argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug",
+        config = workdir / "settings.yaml"
+        config.write_text(TEST_SETTINGS)
+        argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug", "--config", str(config),
                 "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
                 "--metrics-port", str(self.metrics_port), "--last-used-interval", "1", "--scheme", "Otel", *extra]
         if self.tls:

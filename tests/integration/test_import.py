@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import threading
 
 import pytest
 from kubernetes import client
 
+from ..conftest import OPERATOR_NAMESPACE
 from .kubehelpers import (
     GROUP,
+    KUBE_AUDIENCE,
     VERSION,
     create,
     credential_forms,
@@ -27,17 +30,29 @@ from .test_minting import _wait_gone
 
 GRAFANA_KEY = "glsa_Qm9ndXNLZXlGb3JUZXN0aW5nT25seQ_1a2b3c4d"
 OPAQUE_KEY = "0paque-import-key-5d2e8b7c93a1f4"
+IMPORTABLE = {"tokenwarden.io/importable": "true"}
+IMPORT_KEY_SECRET = "tokenwarden-import-key"
 
 
-def _source(core, namespace, name, value: str | bytes, key="token"):
+def _source(core, namespace, name, value: str | bytes, key="token", labels=IMPORTABLE):
     raw = value.encode() if isinstance(value, str) else value
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name), data={key: base64.b64encode(raw).decode()}))
+        metadata=client.V1ObjectMeta(name=name, labels=labels), data={key: base64.b64encode(raw).decode()}))
     return core.read_namespaced_secret(name, namespace)
 
 
 def _sha(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _import_key(core) -> bytes:
+    secret = core.read_namespaced_secret(IMPORT_KEY_SECRET, OPERATOR_NAMESPACE)
+    return base64.b64decode(secret.data["key"])
+
+
+def _kept(core, value: str) -> str:
+    """The hash an imported key is kept as: an HMAC under the operator's import key."""
+    return "hmac-sha256:" + hmac.new(_import_key(core), value.encode(), hashlib.sha256).hexdigest()
 
 
 def _unchanged(core, namespace, before) -> bool:
@@ -53,9 +68,10 @@ def test_imported_key_verifies_in_every_form_until_its_token_is_deleted(
         cluster, operator, authenticator, custom, core, namespace, key, stored):
     before = _source(core, namespace, "legacy-key", stored)
     create(custom, "ServiceToken", namespace, "legacy", {
-        "roles": ["writer"], "secretName": "legacy-copy", "import": {"secretRef": {"name": "legacy-key"}}})
+        "roles": ["writer"], "secretName": "legacy-copy", "import": {"secretRef": {"name": "legacy-key"}},
+        "audiences": [KUBE_AUDIENCE]})  # kube-apiserver asks for its own audience
     token = wait_for(custom, "ServiceToken", namespace, "legacy", phase_is("Active"))
-    assert token["status"]["tokenHash"] == _sha(key)
+    assert token["status"]["tokenHash"] == _kept(core, key) != _sha(key)
     assert token["status"]["imported"] is True
     copy = core.read_namespaced_secret("legacy-copy", namespace)
     assert base64.b64decode(copy.data["token"]).decode() == key
@@ -63,12 +79,12 @@ def test_imported_key_verifies_in_every_form_until_its_token_is_deleted(
 
     # A foreign format goes straight to the hash lookup (no checksum rejection), in every form.
     assert accepted_in_every_form(authenticator, key, "/verify?permission=write") == {
-        (f"tokenwarden:{namespace}:legacy", "writer")}
+        (f"tokenwarden:{namespace}:token:legacy", "writer")}
     forms = credential_forms(key)
     assert authenticator.get("/verify?permission=admin", forms[0]).status_code == 403
     if cluster.plane is not None:
         user = _eventually(lambda: kube_apiserver_user(cluster, key))
-        assert user is not None and user.username == f"tokenwarden:{namespace}:legacy"
+        assert user is not None and user.username == f"tokenwarden:{namespace}:token:legacy"
     assert wait_for(custom, "ServiceToken", namespace, "legacy", lambda o: o["status"].get("lastUsedAt"))
 
     # Deleting the token revokes the key and leaves the user's Secret byte for byte as it was.
@@ -102,7 +118,7 @@ def test_changed_source_is_rehashed(operator, authenticator, custom, core, names
     core.patch_namespaced_secret("rotating", namespace, {
         "data": {"token": base64.b64encode(b"second-value-0123456789").decode()}})
     wait_for(custom, "ServiceToken", namespace, "rotating",
-             lambda o: o["status"].get("tokenHash") == _sha("second-value-0123456789"))
+             lambda o: o["status"].get("tokenHash") == _kept(core, "second-value-0123456789"))
     wait_for_event(core, namespace, "rotating", "ImportedKeyChanged")
     assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": "second-value-0123456789"}).status_code
                        == 200)
@@ -142,7 +158,8 @@ BAD_SOURCES = [
 def test_bad_sources_are_marked_with_a_reason_and_fixed_by_fixing_the_source(operator, custom, core, namespace):
     for name, data, key, _, _ in BAD_SOURCES:
         core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name), data={k: base64.b64encode(v).decode() for k, v in data.items()}))
+            metadata=client.V1ObjectMeta(name=name, labels=IMPORTABLE),
+            data={k: base64.b64encode(v).decode() for k, v in data.items()}))
         create(custom, "ServiceToken", namespace, name, {"roles": ["reader"],
                                                          "import": {"secretRef": {"name": name, "key": key}}})
     for name, _, _, reason, words in BAD_SOURCES:
@@ -154,7 +171,7 @@ def test_bad_sources_are_marked_with_a_reason_and_fixed_by_fixing_the_source(ope
     core.patch_namespaced_secret("empty", namespace, {"data": {"token": base64.b64encode(b"now-filled-0123456789")
                                                                .decode()}})
     fixed = wait_for(custom, "ServiceToken", namespace, "empty", phase_is("Active"))
-    assert fixed["status"]["tokenHash"] == _sha("now-filled-0123456789")
+    assert fixed["status"]["tokenHash"] == _kept(core, "now-filled-0123456789")
 
 
 def test_the_same_key_imported_twice_is_refused_for_the_second(operator, custom, core, namespace):
@@ -205,4 +222,70 @@ def test_a_token_is_either_minted_or_imported_for_life(operator, custom, core, n
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "adopted",
                                           {"spec": {"import": {"secretRef": {"name": "legacy-2"}}}})
     wait_for(custom, "ServiceToken", namespace, "adopted",
-             lambda o: o["status"].get("tokenHash") == _sha("the-next-legacy-key-0123456789"))
+             lambda o: o["status"].get("tokenHash") == _kept(core, "the-next-legacy-key-0123456789"))
+
+
+def test_only_a_secret_labelled_importable_is_imported(operator, authenticator, custom, core, namespace):
+    key = f"unlabelled-key-{namespace}"
+    _source(core, namespace, "team-secret", key, labels=None)
+    create(custom, "ServiceToken", namespace, "reader", {
+        "roles": ["reader"], "import": {"secretRef": {"name": "team-secret"}}})
+    waiting = wait_for(custom, "ServiceToken", namespace, "reader", phase_is("Pending"))
+    assert ready_reason(waiting) == "SourceNotImportable"
+    message = waiting["status"]["conditions"][0]["message"]
+    assert f"kubectl label secret team-secret -n {namespace} tokenwarden.io/importable=true" in message
+    assert "tokenHash" not in waiting["status"] and key not in str(waiting)
+    wait_for_event(core, namespace, "reader", "SourceNotImportable", contains="kubectl label secret team-secret")
+    assert authenticator.get("/verify", {"X-API-Key": key}).status_code == 401
+
+    # Its owner opts the Secret in: the key is imported, with no change to the token.
+    core.patch_namespaced_secret("team-secret", namespace, {"metadata": {"labels": IMPORTABLE}})
+    token = wait_for(custom, "ServiceToken", namespace, "reader", phase_is("Active"))
+    assert token["status"]["tokenHash"] == _kept(core, key)
+    assert _eventually(lambda: authenticator.get("/verify?permission=read", {"X-API-Key": key}).status_code == 200)
+
+    # The label taken away: the key imported stays valid, a new value is not taken until it is back.
+    core.patch_namespaced_secret("team-secret", namespace, {
+        "metadata": {"labels": {"tokenwarden.io/importable": None}},
+        "data": {"token": base64.b64encode(f"next-{key}".encode()).decode()}})
+    wait_for_event(core, namespace, "reader", "SourceNotImportable", contains="stays valid until the label")
+    assert get(custom, "ServiceToken", namespace, "reader")["status"]["tokenHash"] == _kept(core, key)
+    assert authenticator.get("/verify", {"X-API-Key": key}).status_code == 200
+    core.patch_namespaced_secret("team-secret", namespace, {"metadata": {"labels": IMPORTABLE}})
+    wait_for(custom, "ServiceToken", namespace, "reader",
+             lambda o: o["status"].get("tokenHash") == _kept(core, f"next-{key}"))
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": f"next-{key}"}).status_code == 200)
+
+
+def test_the_import_key_lives_in_the_operators_namespace(operator, custom, core, namespace):
+    _source(core, namespace, "keyed", "keyed-value-0123456789")
+    create(custom, "ServiceToken", namespace, "keyed", {"roles": ["reader"],
+                                                          "import": {"secretRef": {"name": "keyed"}}})
+    wait_for(custom, "ServiceToken", namespace, "keyed", phase_is("Active"))
+    secret = core.read_namespaced_secret(IMPORT_KEY_SECRET, OPERATOR_NAMESPACE)
+    assert len(base64.b64decode(secret.data["key"])) == 32
+    assert secret.metadata.labels["app.kubernetes.io/managed-by"] == "tokenwarden"
+    # Minted tokens need no key: 256 random bits are no guessing oracle.
+    create(custom, "ServiceToken", namespace, "minted", {"roles": ["reader"]})
+    minted = wait_for(custom, "ServiceToken", namespace, "minted", phase_is("Active"))
+    assert minted["status"]["tokenHash"].startswith("sha256:")
+
+
+def test_an_import_kept_as_a_bare_sha256_is_rehashed_on_its_next_reconcile(
+        operator, authenticator, custom, core, namespace):
+    value = f"kept-before-hmac-{namespace}"
+    _source(core, namespace, "older", value)
+    create(custom, "ServiceToken", namespace, "older", {"roles": ["reader"],
+                                                          "import": {"secretRef": {"name": "older"}}})
+    before = wait_for(custom, "ServiceToken", namespace, "older", phase_is("Active"))
+    # As an operator of an earlier version left it.
+    custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "servicetokens", "older",
+                                                 {"status": {"tokenHash": _sha(value)}})
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": value}).status_code == 200)
+    # Anything that brings the token back to the operator re-hashes it; its issue date stays.
+    core.patch_namespaced_secret("older", namespace, {"metadata": {"annotations": {"touched": "yes"}}})
+    after = wait_for(custom, "ServiceToken", namespace, "older",
+                     lambda o: o["status"].get("tokenHash") == _kept(core, value))
+    assert after["status"]["issuedAt"] == before["status"]["issuedAt"]
+    wait_for_event(core, namespace, "older", "ImportRehashed")
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": value}).status_code == 200)
