@@ -110,9 +110,9 @@ def test_probes_start_slowly_and_a_standby_operator_stays_ready(helm):
     without = _container(render(helm, "--set", "operator.webhook.enabled=false"), "-operator")
     assert without["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     authenticator = _container(docs, "-authenticator")
-    assert authenticator["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert authenticator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert authenticator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert authenticator["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert authenticator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert authenticator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     for container in (operator, authenticator):
         assert all(container[p]["timeoutSeconds"] >= 5 for p in ("startupProbe", "livenessProbe", "readinessProbe"))
 
@@ -154,7 +154,8 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
                                     "ttl": "24h"}
     for deployment in (d for d in docs if d["kind"] == "Deployment"):
         assert "0123456789abcdef" not in yaml.safe_dump(deployment)
-    settings = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["settings.yaml"])
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"])
+    settings = yaml.safe_load(config["data"]["settings.yaml"])
     assert settings["bootstrap"] == {"namespace": "tokenwarden", "secretName": secret["metadata"]["name"]}
     assert settings["quotas"] == {"maxAccountsPerNamespace": 50, "maxTokensPerAccount": 100}
 

@@ -40,8 +40,8 @@ def test_the_agent_daemonset_mounts_its_token_and_asks_the_charts_authenticator(
 
     pod = objects["DaemonSet", "profiling-agent"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    (mount,) = container["volumeMounts"]
-    (volume,) = pod["volumes"]
+    mount, ca_mount = container["volumeMounts"]
+    volume, ca_volume = pod["volumes"]
     assert "subPath" not in mount and mount["readOnly"] is True  # a subPath mount never sees a rotation
     assert volume["name"] == mount["name"] and volume["secret"]["secretName"] == token["secretName"]
     assert pod["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"]
@@ -50,10 +50,15 @@ def test_the_agent_daemonset_mounts_its_token_and_asks_the_charts_authenticator(
     assert container["args"][:2] == ["token", "probe"]
     params = cli.commands["token"].commands["probe"].make_context("probe", container["args"][2:]).params
     assert params["token_file"] == Path(mount["mountPath"]) / "token"
-    # ...asking the Service the chart makes for a release named tokenwarden in namespace tokenwarden.
-    port = yaml.safe_load((CHART / "values.yaml").read_text())["authenticator"]["port"]
+    # ...asking the Service the chart makes for a release named tokenwarden in namespace tokenwarden,
+    # over HTTPS on the default port, trusting the CA the chart publishes (a copy in the agent's namespace).
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["authenticator"]
+    assert values["port"] == 443 and values["tls"]["enabled"] is True
     assert "name: {{ $name }}-authenticator" in (CHART / "templates" / "authenticator.yaml").read_text()
-    assert params["url"] == f"http://tokenwarden-authenticator.tokenwarden.svc:{port}/verify"
+    assert "name: {{ $name }}-authenticator-ca" in (CHART / "templates" / "authenticator-tls.yaml").read_text()
+    assert params["url"] == "https://tokenwarden-authenticator.tokenwarden.svc/verify"
+    assert params["ca_file"] == str(Path(ca_mount["mountPath"]) / "ca.crt") and ca_mount["readOnly"] is True
+    assert ca_volume == {"name": ca_mount["name"], "configMap": {"name": "tokenwarden-authenticator-ca"}}
     assert params["permission"] in Settings().roles["profile-writer"].permissions
 
 

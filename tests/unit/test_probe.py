@@ -207,6 +207,10 @@ def test_https_with_a_ca_file(stub, tmp_path):
     untrusted = CliRunner().invoke(cli, args)
     assert untrusted.exit_code == 1 and untrusted.output.startswith('error="SSLCertVerificationError: ')
     assert token not in trusted.output + untrusted.output
+    missing = CliRunner().invoke(cli, [*args, "--ca-file", str(tmp_path / "absent" / "ca.crt")])
+    assert missing.exit_code == 2 and not server.requests[1:]
+    assert f"Invalid value for --ca-file: {tmp_path / 'absent' / 'ca.crt'} is not a file" in missing.output
+    assert "<release>-authenticator-ca" in missing.output
 
 
 def test_redirects_are_not_followed(stub, tmp_path):

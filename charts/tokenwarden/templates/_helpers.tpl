@@ -51,25 +51,66 @@ capabilities: {drop: [ALL]}
 {{- if and $literal .Values.operator.namespaces }}{{ toJson .Values.operator.namespaces }}{{ end }}
 {{- end }}
 
-{{/* The webhook's CA and serving certificate (base64, keyed as in the Secret). The existing
-Secret's when there is one, so `helm upgrade` changes neither the Secret, the caBundle nor the
-operator's pod template; otherwise (install, or `helm template`, which cannot look) a new pair.
-Made once per render and shared by the Secret, the caBundle and the pod annotation. */}}
-{{- define "tokenwarden.webhookTLS" -}}
-{{- if not (hasKey .Values "__tokenwardenWebhookTLS") }}
-{{- $name := include "tokenwarden.fullname" . }}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-webhook-tls" $name) | default dict }}
+{{/* A CA and a serving certificate (base64, keyed as in a kubernetes.io/tls Secret) for the
+Secret named `secret`. The existing Secret's when it holds a complete pair (and, with
+checkNames, was made for these names), so `helm upgrade` changes neither the Secret, the CA
+clients trust nor the pods; otherwise (install, or `helm template`, which cannot look) a new
+pair. Made once per render and shared by every template that shows it.
+Arguments: root (the chart's context), secret, ca (the CA's common name), names (DNS names and
+IP addresses; the first is the common name), checkNames. */}}
+{{- define "tokenwarden.servingTLS" -}}
+{{- $root := .root }}
+{{- $cache := printf "__tokenwardenTLS_%s" .secret }}
+{{- if not (hasKey $root.Values $cache) }}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace .secret | default dict }}
 {{- $data := get $existing "data" | default dict }}
+{{- $annotations := get (get $existing "metadata" | default dict) "annotations" | default dict }}
+{{- $sameNames := or (not .checkNames) (eq (get $annotations "tokenwarden.io/names") (join "," .names)) }}
 {{- $tls := dict }}
-{{- if and (get $data "ca.crt") (get $data "tls.crt") (get $data "tls.key") }}
+{{- if and (get $data "ca.crt") (get $data "tls.crt") (get $data "tls.key") $sameNames }}
 {{- $tls = dict "ca.crt" (get $data "ca.crt") "tls.crt" (get $data "tls.crt") "tls.key" (get $data "tls.key") }}
 {{- else }}
-{{- $host := printf "%s-webhook.%s.svc" $name .Release.Namespace }}
-{{- $ca := genCA (printf "%s-webhook-ca" $name) 3650 }}
-{{- $cert := genSignedCert $host nil (list $host (printf "%s-webhook.%s" $name .Release.Namespace)) 3650 $ca }}
+{{- $dns := list }}
+{{- $ips := list }}
+{{- range .names }}
+{{- if regexMatch "^[0-9.]+$|:" . }}{{ $ips = append $ips . }}{{ else }}{{ $dns = append $dns . }}{{ end }}
+{{- end }}
+{{- $ca := genCA .ca 3650 }}
+{{- $cert := genSignedCert (first .names) $ips $dns 3650 $ca }}
 {{- $tls = dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) }}
 {{- end }}
-{{- $_ := set .Values "__tokenwardenWebhookTLS" $tls }}
+{{- $_ := set $root.Values $cache $tls }}
 {{- end }}
-{{- toYaml (get .Values "__tokenwardenWebhookTLS") }}
+{{- toYaml (get $root.Values $cache) }}
+{{- end }}
+
+{{/* The webhook's pair, shared by the Secret, the caBundle and the operator's pod annotation. */}}
+{{- define "tokenwarden.webhookTLS" -}}
+{{- $name := include "tokenwarden.fullname" . }}
+{{- $host := printf "%s-webhook.%s.svc" $name .Release.Namespace }}
+{{- include "tokenwarden.servingTLS" (dict "root" . "secret" (printf "%s-webhook-tls" $name)
+  "ca" (printf "%s-webhook-ca" $name) "names" (list $host (printf "%s-webhook.%s" $name .Release.Namespace))
+  "checkNames" false) }}
+{{- end }}
+
+{{/* The names the authenticator's certificate covers: its Service's, and authenticator.tls.extraNames. */}}
+{{- define "tokenwarden.authenticatorNames" -}}
+{{- $service := printf "%s-authenticator" (include "tokenwarden.fullname" .) }}
+{{- $ns := .Release.Namespace }}
+{{- $names := list (printf "%s.%s.svc" $service $ns) $service (printf "%s.%s" $service $ns)
+  (printf "%s.%s.svc.cluster.local" $service $ns) }}
+{{- toJson (concat $names .Values.authenticator.tls.extraNames) }}
+{{- end }}
+
+{{/* The Secret holding the authenticator's serving certificate (tls.crt, tls.key). */}}
+{{- define "tokenwarden.authenticatorTLSSecret" -}}
+{{- .Values.authenticator.tls.existingSecret | default (printf "%s-authenticator-tls" (include "tokenwarden.fullname" .)) }}
+{{- end }}
+
+{{/* The chart's own pair for the authenticator (neither cert-manager nor existingSecret). */}}
+{{- define "tokenwarden.authenticatorTLS" -}}
+{{- $name := include "tokenwarden.fullname" . }}
+{{- include "tokenwarden.servingTLS" (dict "root" . "secret" (printf "%s-authenticator-tls" $name)
+  "ca" (printf "%s-authenticator-ca" $name) "names" (include "tokenwarden.authenticatorNames" . | fromJsonArray)
+  "checkNames" true) }}
 {{- end }}

@@ -146,8 +146,9 @@ def _terminate(signum: int, frame: object) -> None:
 @click.option("--permission", help="Ask for this permission (?permission=), e.g. write:profiles.")
 @click.option("--project", help="Ask for this project (?project=).")
 @click.option("--scheme", default="Bearer", show_default=True, help="Authorization scheme sent with the token.")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-              help="CA bundle for an https URL (default: the system's).")
+@click.option("--ca-file", type=click.Path(dir_okay=False),
+              help="CA bundle for an https URL (default: the system's), e.g. the chart's CA ConfigMap "
+                   "<release>-authenticator-ca mounted in the pod.")
 @click.option("--once", is_flag=True, help="One attempt; exit 0 if it was accepted (200), 1 otherwise.")
 def probe(token_file: Path, url: str, interval: float, permission: str | None, project: str | None,
           scheme: str, ca_file: str | None, once: bool) -> None:
@@ -167,10 +168,14 @@ def probe(token_file: Path, url: str, interval: float, permission: str | None, p
 
     \b
     Examples:
-      tokenwarden token probe --token-file /var/run/tokenwarden/token \\
-        --url http://tokenwarden-authenticator.tokenwarden.svc:8080/verify --permission write:profiles
+      tokenwarden token probe --token-file /var/run/tokenwarden/token --permission write:profiles \\
+        --url https://tokenwarden-authenticator.tokenwarden.svc/verify --ca-file /etc/tokenwarden/ca/ca.crt
       tokenwarden token probe --token-file token --url https://auth.example.com/verify --ca-file ca.crt --once
     """
+    if ca_file and not Path(ca_file).is_file():
+        raise click.BadParameter(f"{ca_file} is not a file. Mount the CA that signed the authenticator's "
+                                 "certificate there (the chart publishes it in ConfigMap <release>-authenticator-ca, "
+                                 "key ca.crt; copy it into this pod's namespace).", param_hint="--ca-file")
     url = with_query(url, permission, project)
     opener = make_opener(ca_file)
     previous = signal.signal(signal.SIGTERM, _terminate)  # also as PID 1, where SIGTERM has no default action
