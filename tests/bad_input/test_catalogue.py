@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -80,6 +81,17 @@ REFUSED = [
     ("RoleBinding", {"serviceAccountName": "acct", "roles": []}, "roles"),
     ("RoleBinding", {"serviceAccountName": "acct", "roles": ["root"]}, "root"),
     ("RoleBinding", {"roles": ["reader"]}, "serviceAccountName"),
+    # Names that would inject into X-Auth-Roles (reader@x,admin) or pass for another project:
+    # DNS labels only, by the API server's own schema.
+    ("RoleBinding", {"serviceAccountName": "acct", "roles": ["reader"], "project": "x,admin"}, "spec.project"),
+    ("RoleBinding", {"serviceAccountName": "acct", "roles": ["reader"], "project": "evil@shop"}, "spec.project"),
+    ("RoleBinding", {"serviceAccountName": "acct", "roles": ["a,b"]}, "spec.roles[0]"),
+    ("ServiceToken", {"roles": ["a,b"]}, "spec.roles[0]"),
+    ("IngestionAPIKey", {"project": "x,admin"}, "spec.project"),
+    ("IngestionAPIKey", {"project": "evil@shop"}, "spec.project"),
+    # An audience is one word: a TokenReview's audiences are compared whole.
+    ("ServiceToken", {"roles": ["reader"], "audiences": ["a b"]}, "spec.audiences[0]"),
+    ("ServiceToken", {"roles": ["reader"], "audiences": ["x,y"]}, "spec.audiences[0]"),
 ]
 
 
@@ -103,6 +115,9 @@ MARKED = [
     ("not-granted", {"serviceAccountName": "acct", "roles": ["admin"]}, "Pending", "RolesNotGranted"),
     ("missing-source", {"roles": ["reader"], "import": {"secretRef": {"name": "absent"}}}, "Pending",
      "ImportSourceNotFound"),
+    # The canary's own Secret carries no tokenwarden.io/importable label: nothing is read from it.
+    ("unlabelled-source", {"roles": ["reader"], "import": {"secretRef": {"name": "canary"}}}, "Pending",
+     "SourceNotImportable"),
 ]
 
 
@@ -136,6 +151,8 @@ CLI = [
      "Secret 'absent-secret' does not exist"),
     (["service-token", "import", "--name", "x", "--from-secret", "canary:token", "--roles", "reader"],
      "already belongs to ServiceToken"),
+    (["service-token", "import", "--name", "x", "--from-secret", "canary:token", "--roles", "reader"],
+     "opts it in with: kubectl label secret canary -n bad-input-"),
 ]
 
 
@@ -197,3 +214,22 @@ def test_http_credentials_are_refused_cleanly(authenticator, headers):
     for value in headers.values():
         if len(value) > 12:
             assert value[-12:] not in response.text
+
+
+@pytest.mark.parametrize("project", ["x,admin", "evil@shop", "Shop", "a" * 64, "team-a\tadmin"],
+                         ids=lambda p: f"project-{len(p)}")
+def test_a_project_that_cannot_exist_is_refused_and_never_echoed(authenticator, core, bad_ns, project):
+    token = base64.b64decode(core.read_namespaced_secret("canary", bad_ns).data["token"]).decode()
+    for headers, path in (({"X-API-Key": token, "projectID": project}, "/verify"),
+                          ({"X-API-Key": token}, "/verify?project=" + requests.utils.quote(project))):
+        response = authenticator.get(path, headers)
+        assert (response.status_code, response.json()["reason"]) == (403, "project")
+        assert "X-Auth-Project" not in response.headers
+
+
+@pytest.mark.parametrize("spec", [{"token": "t", "audiences": "tokenwarden"}, {"token": "t", "audiences": [1]},
+                                  {"token": "t", "audiences": {"a": "b"}}])
+def test_a_token_review_with_malformed_audiences_is_400(authenticator, spec):
+    response = requests.post(authenticator.url + "/apis/authentication.k8s.io/v1/tokenreviews", json={"spec": spec},
+                             verify=authenticator.ca, timeout=5)
+    assert response.status_code == 400 and "spec.audiences" in response.json()["message"]
