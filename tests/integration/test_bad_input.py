@@ -96,3 +96,20 @@ def test_secret_deleted_by_hand_revokes_the_old_token_and_mints_a_new_one(operat
     assert after["status"]["phase"] == "Active"
     assert core.read_namespaced_secret("fragile", namespace).data["token"]
     assert "token is revoked" in wait_for_event(core, namespace, "fragile", "SecretRecreated").message
+
+
+@pytest.mark.parametrize("kind, spec, field", [
+    ("RoleBinding", {"project": "x,admin"}, "spec.project"),
+    ("RoleBinding", {"project": "evil@shop"}, "spec.project"),
+    ("RoleBinding", {"roles": ["a,b"]}, "spec.roles[0]"),
+    ("IngestionAPIKey", {"project": "x,admin"}, "spec.project"),
+])
+def test_injected_names_are_refused_by_the_schema_on_update_too(operator, custom, namespace, kind, spec, field):
+    """The API server itself refuses them (no webhook needed), also on a change of a valid object."""
+    valid = {"RoleBinding": {"serviceAccountName": "acct", "roles": ["reader"], "project": "shop"},
+             "IngestionAPIKey": {"project": "shop"}}[kind]
+    create(custom, kind, namespace, "valid", valid)
+    plural = {"RoleBinding": "rolebindings", "IngestionAPIKey": "ingestionapikeys"}[kind]
+    body = _refused(lambda: custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace, plural,
+                                                                  "valid", {"spec": spec}), field, "should match")
+    assert "admission webhook" not in body

@@ -311,7 +311,8 @@ class ControlPlane:
         process = self._spawn("kube-controller-manager", [
             str(self.binaries.kube_controller_manager),
             *component_kubeconfig_flags(kubeconfig),
-            "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token",
+            # clusterrole-aggregation: the chart's ClusterRoles join admin, edit and view, as in a cluster.
+            "--controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token,clusterrole-aggregation",
             f"--service-account-private-key-file={self.pki.service_account_key}",
             f"--root-ca-file={self.pki.ca.cert}",
             "--use-service-account-credentials=false",
