@@ -12,6 +12,7 @@ from kubernetes import client
 
 from .kubehelpers import GROUP, VERSION, get, phase_is, wait_for
 from .test_authenticator import _eventually
+from .test_import import IMPORTABLE, _kept
 
 BIN = Path(sys.executable).parent
 OPAQUE = "0paque-legacy-key-7f3a9c2e41b8d6"
@@ -23,22 +24,33 @@ def run(cluster, namespace, *args):
                           capture_output=True, text=True, timeout=120)
 
 
-def _legacy_secret(core, namespace):
+def _legacy_secret(core, namespace, labels=IMPORTABLE):
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="legacy-api-keys"),
+        metadata=client.V1ObjectMeta(name="legacy-api-keys", labels=labels),
         data={"opaque": base64.b64encode(OPAQUE.encode()).decode(),
               "grafana": base64.b64encode(GRAFANA.encode()).decode()}))
     return core.read_namespaced_secret("legacy-api-keys", namespace)
 
 
 def test_import_one_key_from_the_cli(cluster, operator, authenticator, custom, core, namespace):
-    before = _legacy_secret(core, namespace)
+    _legacy_secret(core, namespace, labels=None)
+    # An unlabelled Secret: nothing is created, and the error says how to opt the Secret in.
+    refused = run(cluster, namespace, "service-token", "import", "--name", "grafana-agent",
+                  "--from-secret", "legacy-api-keys:grafana", "--roles", "writer")
+    assert refused.returncode != 0 and "nothing was created" in refused.stderr
+    assert f"kubectl label secret legacy-api-keys -n {namespace} tokenwarden.io/importable=true" in refused.stderr
+    assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")["items"] == []
+    assert GRAFANA not in refused.stdout + refused.stderr
+
+    core.patch_namespaced_secret("legacy-api-keys", namespace, {"metadata": {"labels": IMPORTABLE}})
+    before = core.read_namespaced_secret("legacy-api-keys", namespace)
     result = run(cluster, namespace, "service-token", "import", "--name", "grafana-agent",
                  "--from-secret", "legacy-api-keys:grafana", "--roles", "writer")
     assert result.returncode == 0, result.stderr
     token = get(custom, "ServiceToken", namespace, "grafana-agent")
     assert result.stdout == f"Service token imported: {token['status']['tokenId']}\n"
-    assert token["status"]["tokenHash"] == "sha256:" + hashlib.sha256(GRAFANA.encode()).hexdigest()
+    assert token["status"]["tokenHash"] == _kept(core, GRAFANA)
+    assert token["status"]["tokenHash"] != "sha256:" + hashlib.sha256(GRAFANA.encode()).hexdigest()
     for headers in ({"Authorization": f"Bearer {GRAFANA}"}, {"X-API-Key": GRAFANA},
                     {"Authorization": f"ApiKey {GRAFANA}"},
                     {"Authorization": "Basic " + base64.b64encode(f"service_token:{GRAFANA}".encode()).decode()}):
@@ -54,7 +66,11 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
                                                            namespace, tmp_path):
     _legacy_secret(core, namespace)
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="weak-keys"), data={"short": base64.b64encode(b"tiny").decode()}))
+        metadata=client.V1ObjectMeta(name="weak-keys", labels=IMPORTABLE),
+        data={"short": base64.b64encode(b"tiny").decode()}))
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="unlabelled"),
+        data={"token": base64.b64encode(b"unlabelled-key-0123456789").decode()}))
     bad = tmp_path / "bad.yaml"
     bad.write_text("keys:\n"
                    "  - {name: a, roles: [superuser], secret: legacy-api-keys, key: opaque}\n"
@@ -62,16 +78,20 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
                    "  - {name: b, roles: [writer], secret: legacy-api-keys, key: opaque}\n"
                    "  - {name: c, roles: [writer], secret: nowhere}\n"
                    "  - {name: d, roles: [writer], secret: legacy-api-keys, key: missing}\n"
-                   "  - {name: e, roles: [writer], secret: weak-keys, key: short}\n")
+                   "  - {name: e, roles: [writer], secret: weak-keys, key: short}\n"
+                   "  - {name: f, roles: [writer], secret: unlabelled}\n")
     refused = run(cluster, namespace, "migrate", "--from-file", str(bad))
     assert refused.returncode != 0
     assert "nothing was created" in refused.stderr
     for problem in ("a: the name appears twice", "superuser", "b: holds the same key as a",
                     f"c: Secret 'nowhere' does not exist in namespace {namespace}",
                     "d: Secret 'legacy-api-keys' has no key 'missing' (its keys: grafana, opaque)",
-                    "e: the key in Secret 'weak-keys' has 4 characters; at least 16"):
+                    "e: the key in Secret 'weak-keys' has 4 characters; at least 16",
+                    f"f: Secret 'unlabelled' in namespace '{namespace}' does not carry the label",
+                    f"kubectl label secret unlabelled -n {namespace} tokenwarden.io/importable=true"):
         assert problem in refused.stderr, refused.stderr
     assert OPAQUE not in refused.stderr + refused.stdout and "tiny" not in refused.stderr
+    assert "unlabelled-key" not in refused.stderr
     for plural in ("serviceaccounts", "rolebindings", "servicetokens"):
         assert custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"] == []
 
@@ -113,9 +133,11 @@ def test_the_examples_work_as_written(cluster, operator, authenticator, custom, 
     examples = Path(__file__).resolve().parents[2] / "examples"
     keys = {name: f"{name}-legacy-key-{namespace[-6:]}-0123456789"
             for name in ("grafana-agent", "node-exporter", "dashboards", "ci-pipeline")}
+    # As the examples say: the Secret is created, then labelled importable.
     core.create_namespaced_secret(namespace, client.V1Secret(
         metadata=client.V1ObjectMeta(name="legacy-api-keys"),
         data={name: base64.b64encode(f"{key}\n".encode()).decode() for name, key in keys.items()}))
+    core.patch_namespaced_secret("legacy-api-keys", namespace, {"metadata": {"labels": IMPORTABLE}})
 
     result = run(cluster, namespace, "migrate", "--from-file", str(examples / "migrate-keys.yaml"))
     assert result.returncode == 0, result.stderr
@@ -133,7 +155,8 @@ def test_the_examples_work_as_written(cluster, operator, authenticator, custom, 
 
 def test_migrate_reports_keys_the_operator_refused(cluster, operator, custom, core, namespace, tmp_path):
     core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="short"), data={"token": base64.b64encode(b"ten-chars!").decode()}))
+        metadata=client.V1ObjectMeta(name="short", labels=IMPORTABLE),
+        data={"token": base64.b64encode(b"ten-chars!").decode()}))
     keys = tmp_path / "keys.yaml"
     keys.write_text("keys:\n  - {name: shorty, roles: [reader], secret: short}\n")
     # The operator's importMinLength is 16: a lower --min-length lets the key past the CLI's own check.

@@ -199,7 +199,6 @@ def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str
         if not policies.is_importable(source.labels):
             problems.append(f"{entry.name}: "
                             + policies.source_not_importable_problem(entry.secret, kube.namespace).message)
-            continue
         value = policies.adopted_key(source.data.get(entry.key), secret=entry.secret, key=entry.key,
                                      keys=source.data, minimum=minimum, key_field="`key`")
         if isinstance(value, policies.Problem):
