@@ -197,12 +197,12 @@ def test_kube_apiserver_tells_a_standalone_token_from_an_account_of_the_same_nam
     account_user = _eventually(lambda: kube_apiserver_user(cluster, account_token))
     assert account_user is not None, authenticator.log()[-2000:]
     assert account_user.username == f"tokenwarden:{namespace}:serviceaccount:deployer"
-    assert {"tokenwarden:authenticated", "tokenwarden:role:writer", "system:authenticated"} <= set(account_user.groups)
+    assert {"tokenwarden:authenticated", f"tokenwarden:{namespace}:role:writer", "system:authenticated"} <= set(account_user.groups)
     standalone_user = _eventually(lambda: kube_apiserver_user(cluster, standalone))
     assert standalone_user is not None
     assert standalone_user.username == f"tokenwarden:{namespace}:token:deployer"
-    assert "tokenwarden:role:reader" in standalone_user.groups
-    assert "tokenwarden:role:writer" not in standalone_user.groups
+    assert f"tokenwarden:{namespace}:role:reader" in standalone_user.groups
+    assert f"tokenwarden:{namespace}:role:writer" not in standalone_user.groups
 
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "deployer-token")
     assert _eventually(lambda: kube_apiserver_user(cluster, account_token) is None)

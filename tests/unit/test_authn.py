@@ -267,7 +267,7 @@ async def test_token_review_answers(served):
     status = await _review(session, account_token)
     assert status["authenticated"] is True and status["audiences"] == ["tokenwarden"]
     assert status["user"]["username"] == "tokenwarden:team:serviceaccount:deployer"
-    assert status["user"]["groups"] == ["tokenwarden:authenticated", "tokenwarden:role:writer"]
+    assert status["user"]["groups"] == ["tokenwarden:authenticated", "tokenwarden:team:role:writer"]
 
     status = await _review(session, standalone, ["https://kube"])
     assert status["user"]["username"] == "tokenwarden:team:token:deployer"

@@ -131,8 +131,10 @@ class Authenticator:
             status["user"] = {
                 "username": identity.subject,
                 "uid": f"{identity.namespace}/{identity.kind}/{identity.name}",
-                # Only role names, which admission let the token's author grant.
-                "groups": ["tokenwarden:authenticated", *(f"tokenwarden:role:{r}" for r in verdict.roles)],
+                # Only roles admission let the token's author grant, and named with the namespace:
+                # `bind` on a role in one namespace must not reach RBAC bound in another.
+                "groups": ["tokenwarden:authenticated",
+                           *(f"tokenwarden:{identity.namespace}:role:{r}" for r in verdict.roles)],
                 "extra": {"tokenwarden.io/token": [identity.name]},
             }
             status["audiences"] = list(verdict.audiences)
