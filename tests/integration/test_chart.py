@@ -157,6 +157,7 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"])
     settings = yaml.safe_load(config["data"]["settings.yaml"])
     assert settings["bootstrap"] == {"namespace": "tokenwarden", "secretName": secret["metadata"]["name"]}
+    assert settings["importKey"] == {"namespace": "tokenwarden", "secretName": "tw-tokenwarden-import-key"}
     assert settings["quotas"] == {"maxAccountsPerNamespace": 50, "maxTokensPerAccount": 100}
 
 
@@ -204,6 +205,8 @@ EXPECTED_RBAC = {
         "last use, in batches; never a token's status, which decides what a token may do",
     ("authenticator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
+    ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",)):
+        "the import key, read and watched by name in the release namespace: imported keys are found by their HMAC",
 }
 # Not the operator's: aggregated into Kubernetes' admin/edit and view roles (rbac.aggregateToDefaultRoles).
 AGGREGATED_RBAC = {
@@ -261,7 +264,9 @@ def test_every_rbac_grant_is_listed_with_its_reason(helm):
         aggregate + "admin", aggregate + "edit"}
     assert {k for k, v in labels["tw-tokenwarden-view"].items() if k.startswith(aggregate)} == {aggregate + "view"}
     for granted in (_grants(render(helm, *args)) for args in ([], ["--set", "operator.replicas=2"])):
-        assert not [g for g in granted if g[0] == "authenticator" and "secrets" in g[2]]
+        # The authenticator reads one Secret, the import key, by name: never Secrets at large.
+        assert [g for g in granted if g[0] == "authenticator" and "secrets" in g[2]] == [
+            ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",))]
         # The chart owns the webhook configuration: the operator may not touch any.
         assert not [g for g in granted if g[1] == "admissionregistration.k8s.io"]
 
@@ -504,3 +509,43 @@ def test_the_authenticator_role_can_record_use_but_not_change_a_token(helm, clus
     finally:
         rbac.delete_cluster_role_binding(role["metadata"]["name"])
         rbac.delete_cluster_role(role["metadata"]["name"])
+
+
+def test_the_authenticator_reads_the_import_key_and_no_other_secret(helm, cluster, core, namespace):
+    """The rendered authenticator Role, in a release namespace, used through impersonation:
+    a get and a name-selected watch of the import key Secret, and nothing else of Secrets."""
+    from kubernetes import watch
+    from kubernetes.client.rest import ApiException
+
+    docs = render(helm, "-n", namespace)
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-authenticator"))
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-authenticator"))
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"])
+    settings = yaml.safe_load(config["data"]["settings.yaml"])
+    key_secret = settings["importKey"]["secretName"]
+    assert settings["importKey"]["namespace"] == namespace
+    rbac = client.RbacAuthorizationV1Api(core.api_client)
+    rbac.create_namespaced_role(namespace, role)
+    rbac.create_namespaced_role_binding(namespace, binding)
+    for name in (key_secret, "someone-elses"):
+        core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name),
+                                                                 data={"key": "c2VjcmV0"}))
+    account = binding["subjects"][0]["name"]
+    api = kube.load_api_client(str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:{account}")
+    as_authenticator = client.CoreV1Api(api)
+
+    assert as_authenticator.read_namespaced_secret(key_secret, namespace).metadata.name == key_secret
+    seen = [e["object"].metadata.name for e in watch.Watch().stream(
+        as_authenticator.list_namespaced_secret, namespace, field_selector=f"metadata.name={key_secret}",
+        timeout_seconds=1)]
+    assert seen == [key_secret]
+    for refused_call in (lambda: as_authenticator.read_namespaced_secret("someone-elses", namespace),
+                         lambda: as_authenticator.list_namespaced_secret(namespace),
+                         lambda: as_authenticator.list_namespaced_secret(
+                             namespace, field_selector="metadata.name=someone-elses", watch=True, timeout_seconds=1),
+                         lambda: as_authenticator.patch_namespaced_secret(key_secret, namespace,
+                                                                          {"data": {"key": "b3RoZXI="}})):
+        with pytest.raises(ApiException) as refused:
+            refused_call()
+        assert refused.value.status == 403

@@ -26,6 +26,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.authentication.servicetoken.bootstrap.existingSecret | default (printf "%s-bootstrap" (include "tokenwarden.fullname" .)) }}
 {{- end }}
 
+{{/* The cluster key imported keys are hashed with: the operator creates this Secret, the authenticator reads it. */}}
+{{- define "tokenwarden.importKeySecret" -}}
+{{- printf "%s-import-key" (include "tokenwarden.fullname" .) }}
+{{- end }}
+
 {{/* The pod and container security context the image is built for (non-root, read-only root). */}}
 {{- define "tokenwarden.podSecurity" -}}
 runAsNonRoot: true
