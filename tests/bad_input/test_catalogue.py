@@ -178,6 +178,10 @@ HELM = [
     (["--set", "authentication.servicetoken.bootstrap.token=short",
       "--set", "authentication.servicetoken.bootstrap.roles={reader}"], "at least 32"),
     (["--set", "authentication.servicetoken.bootstrap.token=0123456789abcdef0123456789abcdefXYZ"], "roles is empty"),
+    (["--values", str(REPO / "examples" / "authentication.yaml")],
+     'bootstrap.token is a placeholder (it contains "<")'),
+    (["--set", "authentication.servicetoken.bootstrap.token=changeme-0f3a9c2e7b1d4a8f6e5c0b9d7a6f",
+      "--set", "authentication.servicetoken.bootstrap.roles={reader}"], "openssl rand -hex 32"),
 ]
 
 

@@ -1,19 +1,26 @@
-"""The bootstrap token from Helm values: created once, never extended, replaced, revoked."""
+"""The bootstrap token from Helm values: created once, never extended, replaced, revoked;
+a placeholder is refused, and a ServiceToken of that name that the operator did not create
+is left alone."""
 from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
+import time
 
 import pytest
+import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from .kubehelpers import GROUP, VERSION, get, phase_is, wait_for, wait_for_event
+from ..conftest import REPO
+from .kubehelpers import GROUP, VERSION, create, get, phase_is, wait_for, wait_for_event
 
 NAMESPACE = "tokenwarden-bootstrap"
 SECRET = "tokenwarden-bootstrap"
 TOKEN = "tokenwarden-bootstrap"
-VALUE = "b00tstrap-9f8e7d6c5b4a3210fedcba98765432"
+VALUE = secrets.token_hex(32)  # as the docs say to make one: openssl rand -hex 32
+CREATED_UID = "tokenwarden.io/bootstrap-token-uid"
 
 
 def _b64(text: str) -> str:
@@ -35,13 +42,14 @@ def bootstrap_namespace(core):
             break
 
 
-def _write_values(core, token=VALUE, roles="power-user", ttl="24h"):
+def _write_values(core, token=VALUE, roles="power-user", ttl="24h", annotations=None):
+    """The Secret as helm install writes it, or as helm upgrade patches it."""
     data = {"token": _b64(token), "roles": _b64(roles)}
     if ttl:
         data["ttl"] = _b64(ttl)
-    body = client.V1Secret(metadata=client.V1ObjectMeta(name=SECRET), data=data)
+    body = client.V1Secret(metadata=client.V1ObjectMeta(name=SECRET, annotations=annotations), data=data)
     try:
-        core.replace_namespaced_secret(SECRET, NAMESPACE, body)
+        core.patch_namespaced_secret(SECRET, NAMESPACE, body)
     except ApiException as exc:
         if exc.status != 404:
             raise
@@ -66,8 +74,10 @@ def test_bootstrap_token_lifecycle(operator, custom, core, bootstrap_namespace):
     _write_values(core)
     token = wait_for(custom, "ServiceToken", NAMESPACE, TOKEN, phase_is("Active"))
     status = token["status"]
-    assert status["tokenHash"] == _sha(VALUE)
     assert status["effectiveRoles"] == ["power-user"]
+    # The Secret records which ServiceToken the operator created for it.
+    recorded = core.read_namespaced_secret(SECRET, NAMESPACE).metadata.annotations[CREATED_UID]
+    assert recorded == token["metadata"]["uid"]
     assert status["expiresAt"] > status["issuedAt"]
     assert VALUE not in str(token) and VALUE not in operator.log()
 
@@ -79,9 +89,8 @@ def test_bootstrap_token_lifecycle(operator, custom, core, bootstrap_namespace):
         status["issuedAt"], status["expiresAt"], status["tokenHash"])
 
     # A new token value replaces the old one.
-    new_value = VALUE.replace("b00t", "n3wt")
-    _write_values(core, token=new_value)
-    wait_for(custom, "ServiceToken", NAMESPACE, TOKEN, lambda o: o["status"].get("tokenHash") == _sha(new_value))
+    _write_values(core, token=secrets.token_hex(32))
+    wait_for(custom, "ServiceToken", NAMESPACE, TOKEN, lambda o: o["status"].get("tokenHash") != status["tokenHash"])
 
     # Values without a bootstrap section (no Secret) revoke it.
     core.delete_namespaced_secret(SECRET, NAMESPACE)
@@ -92,7 +101,88 @@ def test_weak_bootstrap_token_is_refused_with_a_clear_message(operator, custom, 
     _write_values(core, token="short")
     event = wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains="at least 32")
     assert "openssl rand" in event.message
-    _write_values(core, token="a" * 40)
+    _write_values(core, token="ab" * 20)
     wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains="distinct characters")
     assert _gone(custom, timeout=3)
     assert operator.process.poll() is None  # refused, and the operator keeps running
+
+
+def test_the_examples_placeholder_is_refused_and_says_how_to_make_a_token(operator, custom, core,
+                                                                          bootstrap_namespace):
+    """examples/authentication.yaml as it stands: helm install refuses it (test_chart), and an
+    existingSecret holding such a value is refused by the operator, which mints nothing."""
+    example = yaml.safe_load((REPO / "examples" / "authentication.yaml").read_text())
+    placeholder = example["authentication"]["servicetoken"]["bootstrap"]["token"]
+    _write_values(core, token=placeholder)
+    event = wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains="placeholder")
+    assert "openssl rand -hex 32" in event.message and "existingSecret" in event.message
+    for obvious, why in (("x-changeme-changeme-changeme-changeme", "it contains 'changeme'"),
+                         ("REPLACE_WITH_A_REAL_TOKEN_0123456789", "it contains 'replace'"),
+                         ("0123456789abcdef0123456789abcdefXYZ", "a run of 8 consecutive characters"),
+                         ("x9" + "7" * 40, "repeats one character")):
+        _write_values(core, token=obvious)
+        wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains=why)
+    assert _gone(custom, timeout=3)
+    assert "bootstrap token refused" in operator.log()
+
+
+def _log_count(operator, text: str, at_least: int, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while operator.log().count(text) < at_least:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_bootstrap_named_token_the_operator_did_not_create_is_left_alone(operator, custom, core,
+                                                                            bootstrap_namespace):
+    """Made first, with the bootstrap label even: never adopted, changed or deleted."""
+    foreign = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken",
+               "metadata": {"name": TOKEN, "labels": {"tokenwarden.io/bootstrap": "true"}},
+               "spec": {"roles": ["reader"], "description": "someone else's"}}
+    made = custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "servicetokens", foreign)
+    wait_for(custom, "ServiceToken", NAMESPACE, TOKEN, phase_is("Active"))
+    seen = operator.log().count("bootstrap token not applied")
+
+    _write_values(core)
+    event = wait_for_event(core, NAMESPACE, SECRET, "BootstrapTokenConflict")
+    assert f"ServiceToken {NAMESPACE}/{TOKEN}" in event.message
+    assert "kubectl delete servicetoken" in event.message and "bootstrap.tokenName" in event.message
+    assert _log_count(operator, "bootstrap token not applied", seen + 1)
+    after = get(custom, "ServiceToken", NAMESPACE, TOKEN)
+    assert after["metadata"]["uid"] == made["metadata"]["uid"]
+    assert after["spec"] == made["spec"] and after["status"]["effectiveRoles"] == ["reader"]
+    assert CREATED_UID not in (core.read_namespaced_secret(SECRET, NAMESPACE).metadata.annotations or {})
+
+    # Recording someone else's token needs write access to the bootstrap Secret: who has it
+    # holds the bootstrap token anyway. A claim that does not match is not enough.
+    _write_values(core, annotations={CREATED_UID: "claim:0123"})
+    assert _log_count(operator, "bootstrap token not applied", seen + 2)
+
+    # Values removed: the Secret goes, the foreign token stays.
+    core.delete_namespaced_secret(SECRET, NAMESPACE)
+    assert _log_count(operator, "bootstrap token not applied", seen + 3)
+    after = get(custom, "ServiceToken", NAMESPACE, TOKEN)
+    assert after["metadata"]["uid"] == made["metadata"]["uid"] and after["spec"] == made["spec"]
+    assert "deletionTimestamp" not in after["metadata"]
+    assert VALUE not in operator.log()
+
+
+def test_a_token_created_just_before_a_crash_is_recognised_by_its_claim(operator, custom, core,
+                                                                        bootstrap_namespace):
+    """The operator crashed between creating its token and recording the token's uid: the
+    claim it wrote to the Secret beforehand, carried by the token, still proves it."""
+    operator.stop(kill=True)
+    try:
+        made = create(custom, "ServiceToken", NAMESPACE, TOKEN, {"roles": ["reader"]})
+        custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "servicetokens", TOKEN, {
+            "metadata": {"annotations": {"tokenwarden.io/bootstrap-claim": "5eed"}}})
+        _write_values(core, annotations={CREATED_UID: "claim:5eed"})
+    finally:
+        operator.start()
+    wait_for(custom, "ServiceToken", NAMESPACE, TOKEN, lambda o: o["spec"]["roles"] == ["power-user"])
+    secret = core.read_namespaced_secret(SECRET, NAMESPACE)
+    assert secret.metadata.annotations[CREATED_UID] == made["metadata"]["uid"]
+    core.delete_namespaced_secret(SECRET, NAMESPACE)
+    assert _gone(custom)

@@ -1,6 +1,7 @@
 """The Helm chart: lint, render, refuse bad values with a named message, install on the real API server."""
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -348,11 +349,20 @@ def test_one_render_shares_one_certificate(helm):
 def test_helm_install_against_the_api_server(helm, cluster, core, api_client, custom, operator, tmp_path):
     namespace = "tw-helm"
     values = tmp_path / "authentication.yaml"
-    values.write_text((REPO / "examples" / "authentication.yaml").read_text())
+    example = (REPO / "examples" / "authentication.yaml").read_text()
+    values.write_text(example)
     # No pod runs here to answer the chart's webhook (failurePolicy Fail): it has a test of its own below.
-    result = run_helm(helm, "install", "tw", str(CHART), "-n", namespace, "--create-namespace",
-                      "--set", "crds.enabled=false", "--set", "operator.webhook.enabled=false",
-                      "--values", str(values), kubeconfig=cluster.kubeconfig)
+    install = ["install", "tw", str(CHART), "-n", namespace, "--create-namespace", "--set", "crds.enabled=false",
+               "--set", "operator.webhook.enabled=false", "--values", str(values)]
+    # The example as it stands holds a placeholder, not a token: refused, saying how to make one.
+    refused = run_helm(helm, *install, kubeconfig=cluster.kubeconfig)
+    assert refused.returncode != 0
+    assert "bootstrap.token is a placeholder" in refused.stderr and "openssl rand -hex 32" in refused.stderr
+    assert "existingSecret" in refused.stderr
+    # With a generated value in its place, as its comment says.
+    placeholder = yaml.safe_load(example)["authentication"]["servicetoken"]["bootstrap"]["token"]
+    values.write_text(example.replace(placeholder, secrets.token_hex(32)))
+    result = run_helm(helm, *install, kubeconfig=cluster.kubeconfig)
     assert result.returncode == 0, result.stderr
     assert "Next: give an agent a token." in result.stdout
     try:

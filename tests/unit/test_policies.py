@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import secrets
 from datetime import datetime, timezone
 
 import pytest
@@ -76,8 +78,16 @@ def test_quotas():
     (None, "BootstrapTokenMissing"),
     ("", "BootstrapTokenMissing"),
     ("short", "BootstrapTokenTooShort"),
-    ("a" * 40, "BootstrapTokenWeak"),
-    ("abcdefghijklmnop qrstuvwxyz0123456789", "BootstrapTokenWeak"),
+    ("a" * 40, "BootstrapTokenPlaceholder"),
+    ("ab" * 20, "BootstrapTokenWeak"),
+    ("<paste the output of: openssl rand -hex 32>", "BootstrapTokenPlaceholder"),
+    ("replace-me-with-openssl-rand-hex-32-output-000000", "BootstrapTokenPlaceholder"),
+    ("${BOOTSTRAP_TOKEN}-0f3a9c2e7b1d4a8f6e5c0b9d", "BootstrapTokenPlaceholder"),
+    ("{{ .Values.token }}0f3a9c2e7b1d4a8f6e5c0b9d", "BootstrapTokenPlaceholder"),
+    ("0123456789abcdef0123456789abcdefXYZ", "BootstrapTokenPlaceholder"),
+    ("zyxwvutsrq-0f3a9c2e7b1d4a8f6e5c0b9d7a6f", "BootstrapTokenPlaceholder"),
+    ("ChangeMe-0f3a9c2e7b1d4a8f6e5c0b9d7a6f", "BootstrapTokenPlaceholder"),
+    ("9f3a c2e7b1d4a8f6e5c0b9d7a6f1e2d3c4b5a6", "BootstrapTokenWeak"),
 ])
 def test_weak_bootstrap_tokens(token, reason):
     from tokenwarden.policies import bootstrap_token_problem
@@ -88,7 +98,11 @@ def test_weak_bootstrap_tokens(token, reason):
 def test_strong_bootstrap_token_and_role_lists():
     from tokenwarden.policies import bootstrap_token_problem, parse_roles
 
-    assert bootstrap_token_problem("9f8e7d6c5b4a3210fedcba9876543210abcd", 32) is None
+    assert bootstrap_token_problem("9f8e7d6c5b4a3210fedcba9876543210abcd", 32).reason == "BootstrapTokenPlaceholder"
+    for _ in range(200):  # what the docs say to run: openssl rand -hex 32, or base64 less =+/
+        assert bootstrap_token_problem(secrets.token_hex(32), 32) is None
+        assert bootstrap_token_problem(base64.b64encode(secrets.token_bytes(32)).decode().translate(
+            str.maketrans("", "", "=+/")), 32) is None
     assert parse_roles("a,b") == ["a", "b"]
     assert parse_roles("[power-user, 'reader']") == ["power-user", "reader"]
     assert parse_roles("- power-user\n- reader\n") == ["power-user", "reader"]
@@ -111,3 +125,15 @@ def test_last_use_only_moves_forward_to_a_time_that_can_be(reported, current, cr
     now = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
     moved = policies.last_use_update(reported, current, created, now)
     assert (moved.isoformat() if moved else None) == expected
+
+
+def test_the_bootstrap_token_is_the_operators_only_by_the_uid_it_recorded():
+    from tokenwarden.policies import bootstrap_token_is_ours, foreign_bootstrap_problem
+
+    assert bootstrap_token_is_ours("uid-1", "uid-1")
+    assert not bootstrap_token_is_ours("uid-1", None)
+    assert not bootstrap_token_is_ours("uid-1", "uid-2")
+    assert not bootstrap_token_is_ours(None, None)
+    problem = foreign_bootstrap_problem("tokenwarden", "tokenwarden-bootstrap")
+    assert "kubectl delete servicetoken tokenwarden-bootstrap -n tokenwarden" in problem.message
+    assert "bootstrap.tokenName" in problem.message

@@ -4,11 +4,20 @@ The chart writes the values into a Secret (keys ``token``, ``roles``, ``ttl``); 
 operator keeps exactly one ServiceToken that imports it. Its ``issuedAt`` is the
 first creation, so restarts and upgrades with the same values never extend the
 ttl; a new token value re-hashes it (issued anew); no Secret, no bootstrap token.
-The value is read from the Secret only, never from an environment variable.
+The value is read from the Secret only, never from an environment variable, and a
+placeholder (the example's, or anything that looks like one) is refused.
+
+A ServiceToken under the bootstrap name that the operator did not create is never
+adopted, changed or deleted. The proof of creation is its uid, recorded on the
+bootstrap Secret right after the create: the API server picks uids, and only those
+who may write the bootstrap Secret (who hold the bootstrap token anyway) can record
+one. A crash between the create and the record is covered by a one-time claim,
+written to the Secret before the create and carried by the token.
 """
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import kopf
 from pydantic import ValidationError
@@ -21,6 +30,11 @@ from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import API_VERSION, SERVICE_TOKENS
 
 BOOTSTRAP_LABEL = "tokenwarden.io/bootstrap"
+# On the bootstrap Secret: the uid of the ServiceToken the operator created for it, or
+# "claim:<nonce>" while it creates one; on that ServiceToken, the same nonce.
+CREATED_UID_ANNOTATION = "tokenwarden.io/bootstrap-token-uid"
+CLAIM_ANNOTATION = "tokenwarden.io/bootstrap-claim"
+_CLAIM = "claim:"
 
 
 def _is_bootstrap_secret(name: str, namespace: str, memo) -> bool:
@@ -28,13 +42,46 @@ def _is_bootstrap_secret(name: str, namespace: str, memo) -> bool:
     return bool(config.namespace) and namespace == config.namespace and name == config.secret_name
 
 
-def revoke_bootstrap(memo, logger, why: str) -> None:
+def _created_uid(secret: kopf.Body, existing: dict | None) -> str | None:
+    """The uid of the bootstrap ServiceToken the operator created, as the Secret records it;
+    ``existing`` carrying the claim the Secret records counts as created (a crash came before
+    its uid was recorded)."""
+    recorded = (secret.metadata.annotations or {}).get(CREATED_UID_ANNOTATION)
+    if recorded and recorded.startswith(_CLAIM) and existing is not None:
+        claim = (existing["metadata"].get("annotations") or {}).get(CLAIM_ANNOTATION)
+        return existing["metadata"]["uid"] if claim and recorded == _CLAIM + claim else None
+    return recorded
+
+
+def _foreign(secret: kopf.Body, memo, logger) -> None:
+    config = memo.settings.bootstrap
+    problem = policies.foreign_bootstrap_problem(config.namespace, config.token_name)
+    kopf.warn(secret, reason=problem.reason, message=problem.message)
+    logger.error(f"bootstrap token not applied: {problem.message}")
+
+
+def revoke_bootstrap(memo, logger, why: str, secret: kopf.Body | None = None) -> None:
+    """Delete the bootstrap ServiceToken if the operator created it: ``secret`` (the bootstrap
+    Secret as last seen) records which one that is. Without the Secret, only a token owned by
+    it goes, which Kubernetes' garbage collector would remove anyway."""
     config = memo.settings.bootstrap
     with kube_errors_to_kopf():
         existing = objects.get_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
-        if existing is not None:
-            objects.delete_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
-            logger.info(f"bootstrap token revoked: {why}")
+    if existing is None:
+        return
+    uid = existing["metadata"]["uid"]
+    if secret is not None:
+        ours = policies.bootstrap_token_is_ours(uid, _created_uid(secret, existing))
+    else:
+        ours = any(ref.get("kind") == "Secret" and ref.get("name") == config.secret_name
+                   for ref in existing["metadata"].get("ownerReferences") or [])
+    if not ours:
+        if secret is not None:
+            _foreign(secret, memo, logger)
+        return
+    with kube_errors_to_kopf():
+        objects.delete_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name, uid=uid)
+    logger.info(f"bootstrap token revoked: {why}")
 
 
 def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
@@ -62,7 +109,7 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
     if problem is not None:
         kopf.warn(secret, reason="BootstrapRefused", message=problem.message)
         logger.error(f"bootstrap token refused: {problem.message}")
-        revoke_bootstrap(memo, logger, "its values are invalid")
+        revoke_bootstrap(memo, logger, "its values are invalid", secret)
         return
 
     spec = {
@@ -75,12 +122,14 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
     with kube_errors_to_kopf():
         existing = objects.get_object(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name)
     if existing is None:
-        body = {"apiVersion": API_VERSION, "kind": SERVICE_TOKENS.kind,
-                "metadata": {"name": config.token_name, "labels": {BOOTSTRAP_LABEL: "true"}}, "spec": spec}
-        with kube_errors_to_kopf():
-            objects.create_object(memo.custom, SERVICE_TOKENS, config.namespace, body)
-        logger.info("bootstrap token created from the Helm values")
+        _create(secret, spec, memo, logger)
         return
+    recorded = _created_uid(secret, existing)
+    if not policies.bootstrap_token_is_ours(existing["metadata"]["uid"], recorded):
+        _foreign(secret, memo, logger)
+        return
+    if recorded != (secret.metadata.annotations or {}).get(CREATED_UID_ANNOTATION):
+        _record(recorded, memo)  # created before a crash kept its uid from the Secret
     current = existing.get("spec") or {}
     if current.get("roles") != roles or current.get("ttl") != spec.get("ttl"):
         # Our own object, not the user's: keeping it equal to the values is no drift.
@@ -88,6 +137,29 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
             objects.set_spec_fields(memo.custom, SERVICE_TOKENS, config.namespace, config.token_name,
                                     {"roles": roles, "ttl": spec.get("ttl")})
         logger.info("bootstrap token updated to the Helm values' roles and ttl")
+
+
+def _create(secret: kopf.Body, spec: dict, memo, logger) -> None:
+    config = memo.settings.bootstrap
+    claim = secrets.token_hex(16)
+    _record(_CLAIM + claim, memo)
+    body = {"apiVersion": API_VERSION, "kind": SERVICE_TOKENS.kind,
+            "metadata": {"name": config.token_name, "labels": {BOOTSTRAP_LABEL: "true"},
+                         "annotations": {CLAIM_ANNOTATION: claim},
+                         # Kubernetes' garbage collector removes it with the Secret, operator or not.
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Secret", "name": config.secret_name,
+                                              "uid": secret.metadata.uid}]},
+            "spec": spec}
+    with kube_errors_to_kopf():
+        created = objects.create_object(memo.custom, SERVICE_TOKENS, config.namespace, body)
+    _record(created["metadata"]["uid"], memo)
+    logger.info("bootstrap token created from the Helm values")
+
+
+def _record(value: str, memo) -> None:
+    config = memo.settings.bootstrap
+    with kube_errors_to_kopf():
+        kube_secrets.annotate_secret(memo.core, config.namespace, config.secret_name, {CREATED_UID_ANNOTATION: value})
 
 
 # kopf never retries an event handler, and at a fresh install the first attempt meets the
@@ -112,7 +184,7 @@ async def _retried(fn, *args, logger) -> None:
 async def bootstrap_secret(type, body, memo, logger, **_):
     """Only the bootstrap Secret passes the filter: every other Secret costs no call at all."""
     if type == "DELETED":
-        await _retried(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values",
+        await _retried(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values", body,
                        logger=logger)
     else:
         await _retried(ensure_bootstrap, body, memo, logger, logger=logger)

@@ -65,10 +65,13 @@ def listing_scopes(namespaces: list[str]) -> list[str | None]:
     return list(namespaces)
 
 
-def delete_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str) -> None:
+def delete_object(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str,
+                  uid: str | None = None) -> None:
+    """Delete the object; with ``uid``, only that very object, never a namesake made since."""
+    body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)) if uid else None
     try:
         with translated(f"deleting {resource.kind} {namespace}/{name}"):
-            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name)
+            custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, name, body=body)
     except ApiNotFound:
         pass
 

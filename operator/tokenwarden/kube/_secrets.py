@@ -198,6 +198,10 @@ def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token
 
 def record_token_hash(core: client.CoreV1Api, namespace: str, name: str, token_hash: str) -> None:
     """Record the hash of the token a Secret holds (one minted before hashes were recorded)."""
-    body = {"metadata": {"annotations": {TOKEN_HASH_ANNOTATION: token_hash}}}
+    annotate_secret(core, namespace, name, {TOKEN_HASH_ANNOTATION: token_hash})
+
+
+def annotate_secret(core: client.CoreV1Api, namespace: str, name: str, annotations: dict[str, str]) -> None:
+    """Merge ``annotations`` into Secret ``name``'s (never a value: annotations are not secret)."""
     with translated(f"annotating Secret {namespace}/{name}"):
-        core.patch_namespaced_secret(name, namespace, body)
+        core.patch_namespaced_secret(name, namespace, {"metadata": {"annotations": annotations}})

@@ -7,7 +7,13 @@ from tokenwarden.policies._authority import (
     rotation_predecessor,
     secret_value_origin,
 )
-from tokenwarden.policies._bootstrap import bootstrap_token_problem, parse_roles
+from tokenwarden.policies._bootstrap import (
+    bootstrap_token_is_ours,
+    bootstrap_token_problem,
+    foreign_bootstrap_problem,
+    parse_roles,
+    placeholder_in,
+)
 from tokenwarden.policies._grants import (
     Grant,
     Permission,
@@ -73,7 +79,10 @@ __all__ = [
     "import_hash_outdated",
     "imported_hash",
     "is_importable",
+    "bootstrap_token_is_ours",
     "bootstrap_token_problem",
+    "foreign_bootstrap_problem",
+    "placeholder_in",
     "parse_roles",
     "deletion_due",
     "parse_time",
