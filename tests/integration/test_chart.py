@@ -157,7 +157,8 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
         assert "0123456789abcdef" not in yaml.safe_dump(deployment)
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"])
     settings = yaml.safe_load(config["data"]["settings.yaml"])
-    assert settings["bootstrap"] == {"namespace": "tokenwarden", "secretName": secret["metadata"]["name"]}
+    assert settings["bootstrap"] == {"namespace": "tokenwarden", "secretName": secret["metadata"]["name"],
+                                     "tokenName": "tokenwarden-bootstrap"}
     assert settings["importKey"] == {"namespace": "tokenwarden", "secretName": "tw-tokenwarden-import-key"}
     assert settings["quotas"] == {"maxAccountsPerNamespace": 50, "maxTokensPerAccount": 100}
 
