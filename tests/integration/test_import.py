@@ -11,7 +11,9 @@ import threading
 import pytest
 from kubernetes import client
 
-from ..conftest import OPERATOR_NAMESPACE
+from tokenwarden import devcluster
+
+from ..conftest import OPERATOR_NAMESPACE, TEST_SETTINGS, AuthenticatorProcess
 from .kubehelpers import (
     GROUP,
     KUBE_AUDIENCE,
@@ -289,3 +291,27 @@ def test_an_import_kept_as_a_bare_sha256_is_rehashed_on_its_next_reconcile(
     assert after["status"]["issuedAt"] == before["status"]["issuedAt"]
     wait_for_event(core, namespace, "older", "ImportRehashed")
     assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": value}).status_code == 200)
+
+
+def test_an_authenticator_takes_up_the_import_key_when_its_secret_appears(
+        cluster, operator, custom, core, namespace, tmp_path):
+    """An authenticator reads the key by name, and watches that one Secret: started before the
+    Secret exists, it refuses imported keys, and accepts them once the Secret is there."""
+    value = f"watched-key-{namespace}"
+    _source(core, namespace, "watched", value)
+    create(custom, "ServiceToken", namespace, "watched", {"roles": ["reader"],
+                                                            "import": {"secretRef": {"name": "watched"}}})
+    wait_for(custom, "ServiceToken", namespace, "watched", phase_is("Active"))
+    settings = tmp_path / "late-key.yaml"
+    settings.write_text(TEST_SETTINGS.replace(f"  namespace: {OPERATOR_NAMESPACE}",
+                                              f"  namespace: {namespace}\n  secretName: late-key"))
+    late = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--config", str(settings)))
+    try:
+        assert late.get("/verify", {"X-API-Key": value}).status_code == 401
+        core.create_namespaced_secret(namespace, client.V1Secret(
+            metadata=client.V1ObjectMeta(name="late-key"),
+            data={"key": base64.b64encode(_import_key(core)).decode()}))
+        assert _eventually(lambda: late.get("/verify", {"X-API-Key": value}).status_code == 200)
+        assert "import key loaded" in late.log() and value not in late.log()
+    finally:
+        late.stop()
