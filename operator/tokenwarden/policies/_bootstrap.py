@@ -73,7 +73,8 @@ def foreign_bootstrap_problem(namespace: str, name: str) -> Problem:
         f"a ServiceToken {namespace}/{name} exists that tokenwarden did not create for the bootstrap "
         "token; it is left as it is (never adopted, changed or deleted) and the bootstrap token is not "
         f"applied: delete it (kubectl delete servicetoken {name} -n {namespace}) if it is not needed, "
-        "or give the bootstrap token another name with bootstrap.tokenName in the operator's settings")
+        "or give the bootstrap token another name (the chart's authentication.servicetoken.bootstrap.tokenName, "
+        "bootstrap.tokenName in the operator's settings)")
 
 
 def parse_roles(text: str | None) -> list[str]:
