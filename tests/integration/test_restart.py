@@ -41,7 +41,10 @@ def test_crash_between_secret_and_status_reuses_the_secrets_token(operator, cust
                 name="half-done",
                 labels={"app.kubernetes.io/managed-by": "tokenwarden", "tokenwarden.io/token": "half-done"},
                 annotations={"tokenwarden.io/token-id": "123456789012345",
-                             "tokenwarden.io/issued-at": "2026-01-01T00:00:00Z"},
+                             "tokenwarden.io/issued-at": "2026-01-01T00:00:00Z",
+                             # The hash it records with the token: what proves the value is its own
+                             # (test_secret_authority: without it, the value is refused).
+                             "tokenwarden.io/token-hash": "sha256:" + hashlib.sha256(token.encode()).hexdigest()},
                 owner_references=[client.V1OwnerReference(
                     api_version="tokenwarden.io/v1alpha1", kind="ServiceToken", name="half-done",
                     uid=obj["metadata"]["uid"], controller=True)]),
