@@ -106,6 +106,16 @@ def test_an_imported_key_is_always_kept_as_an_hmac_and_the_change_is_named(store
     assert decision.token_hash.startswith("hmac-sha256:") and decision.token_hash != hash_token(VALUE)
 
 
+@pytest.mark.parametrize("stored, change", [
+    (hmac_token(VALUE, b"x" * 32), "rehashed"),      # under the key that was lost: cannot tell, keep the date
+    (hmac_token("another-key-0123456789", b"x" * 32), "rehashed"),
+    (hmac_token(VALUE, KEY), "same"),
+    (hash_token("another-key-0123456789"), "changed"),  # a bare sha256 can still be checked
+])
+def test_after_the_cluster_key_was_created_anew_an_unverifiable_hmac_is_rehashed(stored, change):
+    assert imported_hash(VALUE, stored, KEY, key_is_new=True).change == change
+
+
 @pytest.mark.parametrize("stored, outdated", [
     (None, False),
     ("", False),
@@ -114,6 +124,8 @@ def test_an_imported_key_is_always_kept_as_an_hmac_and_the_change_is_named(store
 ])
 def test_a_bare_sha256_of_an_import_is_reconciled_even_when_nothing_else_changed(stored, outdated):
     assert import_hash_outdated(stored) is outdated
+    # A key created anew by this operator: every stored import is re-hashed at resume.
+    assert import_hash_outdated(stored, key_is_new=True) is bool(stored)
 
 
 def test_the_authenticator_finds_an_imported_key_by_its_hmac_once_it_holds_the_import_key():

@@ -3,13 +3,14 @@ followed when its Secret changes, restored from memory when its Secret is delete
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 import kopf
 
 from tokenwarden import policies
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
-from tokenwarden.kube._import_key import ImportKeyInvalid, ensure_import_key, key_of
+from tokenwarden.kube._import_key import ImportKeyInvalid, created_at, ensure_import_key, key_of
 
 OLDER_KEPT = 3  # keys replaced while running, so their hashes are re-hashed, not taken for new keys
 
@@ -20,17 +21,26 @@ class ImportKeys:
     def __init__(self) -> None:
         self.key: bytes | None = None
         self.older: list[bytes] = []
+        # When the key's Secret was created: an import issued before then was hashed under another
+        # key (or as a bare sha256), perhaps one that is lost; it is re-hashed, not taken as new.
+        self.created_at: datetime | None = None
         self._lock = threading.Lock()
 
-    def replace(self, key: bytes) -> bool:
+    def replace(self, key: bytes, created_at: datetime | None) -> bool:
         """Hold ``key`` from now on; True when it differs from the one held."""
         with self._lock:
+            self.created_at = created_at or self.created_at
             if key == self.key:
                 return False
             if self.key is not None:
                 self.older = [self.key, *self.older][:OLDER_KEPT]
             self.key = key
             return True
+
+    def predates(self, issued_at: str | None) -> bool:
+        """Whether an import issued at ``issued_at`` was hashed before this key existed."""
+        issued = policies.parse_time(issued_at)
+        return issued is not None and self.created_at is not None and issued < self.created_at
 
     def current(self, memo) -> bytes | policies.Problem:
         """The key, read or created now if none is held yet; a waiting Problem if it cannot be."""
@@ -44,14 +54,14 @@ class ImportKeys:
                 "(or run it with POD_NAMESPACE); imported keys are hashed with that key", waiting=True)
         try:
             with kube_errors_to_kopf():
-                key = ensure_import_key(memo.core, config.namespace, config.secret_name)
+                key, created_at = ensure_import_key(memo.core, config.namespace, config.secret_name)
         except ImportKeyInvalid as exc:
             return policies.Problem("ImportKeyUnavailable", str(exc), waiting=True)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             return policies.Problem(
                 "ImportKeyUnavailable", f"the import key Secret {config.namespace}/{config.secret_name} cannot "
                 f"be read or created: {exc}", waiting=True)
-        self.replace(key)
+        self.replace(key, created_at)
         return key
 
 
@@ -81,7 +91,7 @@ def follow_key_secret(type, body, memo, logger) -> bool:
     except ImportKeyInvalid as exc:
         logger.error(f"{exc}; the key held until now stays in use")
         return False
-    changed = keys.replace(key)
+    changed = keys.replace(key, created_at(body))
     if changed and keys.older:
         logger.warning(f"the import key in Secret {config.namespace}/{config.secret_name} changed; "
                        "imported keys are re-hashed with the new one")

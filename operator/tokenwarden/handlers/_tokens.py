@@ -123,7 +123,8 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     if minted and _past(status.get("expiresAt")):
         return  # the expiry daemon takes it from here; never re-mint an expired token
     if resuming and minted and status.get("observedGeneration") == out.generation and \
-            not (imported and policies.import_hash_outdated(status.get("tokenHash"))):
+            not (imported and policies.import_hash_outdated(
+                status.get("tokenHash"), memo.import_keys.predates(status.get("issuedAt")))):
         # Already minted and nothing changed while we were away: no Secret read, no re-mint.
         if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
             patch.status["effectiveRoles"] = plan.effective_roles
@@ -324,7 +325,8 @@ def _imported(kind: Kind, spec, body: kopf.Body, out: _Status, memo) -> tuple[Cr
     if isinstance(key, policies.Problem):
         out.ready(False, key.reason, key.message, phase="Pending")
         raise kopf.TemporaryError(key.message, delay=WAIT_DELAY)
-    decision = policies.imported_hash(value, status.get("tokenHash"), key, memo.import_keys.older)
+    decision = policies.imported_hash(value, status.get("tokenHash"), key, memo.import_keys.older,
+                                      key_is_new=memo.import_keys.predates(status.get("issuedAt")))
     if not importable:
         # Imported before the Secret lost its label (or before labels were asked for): the key
         # adopted then stays valid, and its hash is brought up to date, but a new value is not taken.

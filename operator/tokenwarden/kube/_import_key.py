@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
@@ -49,17 +50,15 @@ def key_of(secret: client.V1Secret | Mapping) -> bytes:
 
 def read_import_key(core: client.CoreV1Api, namespace: str, name: str) -> bytes | None:
     """The key, None when the Secret does not exist; ImportKeyInvalid when it holds none."""
-    try:
-        with translated(f"reading the import key Secret {namespace}/{name}"):
-            return key_of(core.read_namespaced_secret(name, namespace))
-    except ApiNotFound:
-        return None
+    found = _read(core, namespace, name)
+    return found[0] if found is not None else None
 
 
-def ensure_import_key(core: client.CoreV1Api, namespace: str, name: str, key: bytes | None = None) -> bytes:
-    """The key in Secret ``name``, created (with ``key``, or 32 random bytes) when missing.
-    Two replicas may race to create it: the loser reads the winner's."""
-    found = read_import_key(core, namespace, name)
+def ensure_import_key(core: client.CoreV1Api, namespace: str, name: str,
+                      key: bytes | None = None) -> tuple[bytes, datetime | None]:
+    """The key in Secret ``name``, created (with ``key``, or 32 random bytes) when missing, and
+    when that Secret was created. Two replicas may race to create it: the loser reads the winner's."""
+    found = _read(core, namespace, name)
     if found is not None:
         return found
     key = key or secrets.token_bytes(IMPORT_KEY_BYTES)
@@ -68,18 +67,35 @@ def ensure_import_key(core: client.CoreV1Api, namespace: str, name: str, key: by
                                      labels={MANAGED_BY: MANAGED_BY_VALUE, COMPONENT_LABEL: "import-key"}),
         type="Opaque", data={KEY_DATA: base64.b64encode(key).decode()})
     try:
-        core.create_namespaced_secret(namespace, body)
+        made = core.create_namespaced_secret(namespace, body)
     except ApiException as exc:
         if exc.status != 409:
             with translated(f"creating the import key Secret {namespace}/{name}"):
                 raise
-        found = read_import_key(core, namespace, name)
+        found = _read(core, namespace, name)
         if found is None:
             raise ImportKeyInvalid(f"the import key Secret {namespace}/{name} was created and deleted at once; "
                                    "looking again") from None
         return found
     logger.info("created the import key Secret %s/%s", namespace, name)
-    return key
+    return key, made.metadata.creation_timestamp
+
+
+def _read(core: client.CoreV1Api, namespace: str, name: str) -> tuple[bytes, datetime | None] | None:
+    try:
+        with translated(f"reading the import key Secret {namespace}/{name}"):
+            secret = core.read_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        return None
+    return key_of(secret), created_at(secret)
+
+
+def created_at(secret: client.V1Secret | Mapping) -> datetime | None:
+    """When the Secret was created: a hash made before then was made under another key."""
+    if isinstance(secret, client.V1Secret):
+        return secret.metadata.creation_timestamp
+    stamp = (secret.get("metadata") or {}).get("creationTimestamp")
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
 
 
 def follow_import_key(core: client.CoreV1Api, namespace: str, name: str, on_key: Callable[[bytes], None],

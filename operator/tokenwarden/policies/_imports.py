@@ -47,20 +47,27 @@ class ImportedHash:
     change: str
 
 
-def imported_hash(value: str, stored: str | None, key: bytes, older_keys: Iterable[bytes] = ()) -> ImportedHash:
+def imported_hash(value: str, stored: str | None, key: bytes, older_keys: Iterable[bytes] = (),
+                  key_is_new: bool = False) -> ImportedHash:
+    """``key_is_new``: the cluster key was created after ``stored`` was made, so an HMAC under
+    the key before it (perhaps lost) cannot be checked; it counts as re-hashed (the issue date,
+    and so a ttl, is kept)."""
     token_hash = hmac_token(value, key)
     if not stored:
         return ImportedHash(token_hash, "new")
     if stored == token_hash:
         return ImportedHash(token_hash, "same")
     earlier = [hash_token(value), *(hmac_token(value, k) for k in older_keys)]
-    return ImportedHash(token_hash, "rehashed" if stored in earlier else "changed")
+    if stored in earlier or (key_is_new and stored.startswith(HMAC_SCHEME)):
+        return ImportedHash(token_hash, "rehashed")
+    return ImportedHash(token_hash, "changed")
 
 
-def import_hash_outdated(stored: str | None) -> bool:
-    """An imported key stored as a bare sha256 (from before imports were keyed): reconcile it
-    even when nothing else changed, so its hash is replaced by the HMAC."""
-    return bool(stored) and not stored.startswith(HMAC_SCHEME)
+def import_hash_outdated(stored: str | None, key_is_new: bool = False) -> bool:
+    """An imported key stored as a bare sha256 (from before imports were keyed), or made before
+    the current cluster key was (``key_is_new``): reconcile it even when nothing else changed,
+    so its hash is the HMAC under the current key."""
+    return bool(stored) and (key_is_new or not stored.startswith(HMAC_SCHEME))
 
 
 def source_namespace_problem(token_namespace: str, source_namespace: str | None) -> Problem | None:
