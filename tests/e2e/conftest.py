@@ -173,13 +173,27 @@ def release(node) -> Release:
 
 @pytest.fixture
 def fresh_namespace(request, node, release):
-    """A namespace of this test's own on the node, deleted afterwards."""
+    """A namespace of this test's own on the node, with the authenticator's CA, deleted afterwards."""
     name = f"{request.node.name.split('_')[1]}-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", name)
+    copy_authenticator_ca(node, name)
     yield name
     node.kubectl("delete", "namespace", name, "--wait=false")
 
 
+AUTHENTICATOR = f"{RELEASE}-authenticator.{NAMESPACE}.svc"
+CA_CONFIGMAP = f"{RELEASE}-authenticator-ca"
+# Where the agents mount the copy of the CA ConfigMap (as examples/agent-daemonset.yaml does).
+CA_FILE = "/etc/tokenwarden/ca/ca.crt"
+
+
+def copy_authenticator_ca(node: Node, namespace: str) -> None:
+    """The CA ConfigMap copied into ``namespace``, with the commands examples/agent-daemonset.yaml gives."""
+    ca = node.kubectl("get", "configmap", CA_CONFIGMAP, "-n", NAMESPACE, "-o", "jsonpath={.data.ca\\.crt}").stdout
+    assert "BEGIN CERTIFICATE" in ca
+    node.kubectl("create", "configmap", CA_CONFIGMAP, "-n", namespace, "--from-file=ca.crt=/dev/stdin", input=ca)
+
+
 def verify_url(permission: str | None = None) -> str:
-    url = f"http://{RELEASE}-authenticator.{NAMESPACE}.svc:8080/verify"
+    url = f"https://{AUTHENTICATOR}/verify"
     return f"{url}?permission={permission}" if permission else url

@@ -1,5 +1,6 @@
 """A DaemonSet agent from examples/, applied as written, mounts its token Secret as a
-file and authenticates to the authenticator's Service; rotation and expiry reach it."""
+file and authenticates to the authenticator's Service over HTTPS, trusting the chart's CA;
+rotation and expiry reach it. The public port serves no metrics."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,7 @@ import uuid
 
 import pytest
 
-from .conftest import EXAMPLES, verify_url
+from .conftest import AUTHENTICATOR, CA_FILE, EXAMPLES, RELEASE, copy_authenticator_ca, verify_url
 
 AGENT_NS = "observability"
 AGENT = "profiling-agent"
@@ -36,18 +37,21 @@ def _secret_value(node, namespace: str, secret: str, key: str = "token") -> str:
     return base64.b64decode(data[key]).decode()
 
 
-def _probe_once(node, namespace: str, pod: str, token: str) -> str:
-    """Send ``token`` from inside the agent's pod (on stdin, never argv); the probe's line."""
-    result = node.kubectl("exec", "-i", "-n", namespace, pod, "--", "tokenwarden", "token", "probe", "--once",
-                          "--token-file", "/dev/stdin", "--url", verify_url(PERMISSION),
-                          input=token, check=False)
-    return result.stdout.strip()
+def _probe_once(node, namespace: str, pod: str, token: str, url: str = verify_url(PERMISSION),
+                ca_file: str | None = CA_FILE):
+    """Send ``token`` from inside the agent's pod (on stdin, never argv); the probe's result."""
+    return node.kubectl("exec", "-i", "-n", namespace, pod, "--", "tokenwarden", "token", "probe", "--once",
+                        "--token-file", "/dev/stdin", "--url", url, *(["--ca-file", ca_file] if ca_file else []),
+                        input=token, check=False)
 
 
 @pytest.fixture(scope="package")
 def agent(node, release):
     """examples/agent-daemonset.yaml applied as written; returns when an agent got a 200."""
     applied = time.monotonic()
+    # As the example's comment says: the namespace, and a copy of the authenticator's CA in it.
+    node.kubectl("create", "namespace", AGENT_NS)
+    copy_authenticator_ca(node, AGENT_NS)
     node.kubectl("apply", "-f", str(EXAMPLES / "agent-daemonset.yaml"))
     pod = node.wait_until("an agent pod running", lambda: next(iter(
         _running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")), None))
@@ -75,9 +79,27 @@ def test_agent_authenticates_with_its_mounted_token(node, agent):
 
 def test_a_token_without_the_permission_gets_403(node, agent):
     token = _secret_value(node, AGENT_NS, f"{AGENT}-token")
-    result = node.kubectl("exec", "-i", "-n", AGENT_NS, agent, "--", "tokenwarden", "token", "probe", "--once",
-                          "--token-file", "/dev/stdin", "--url", verify_url("admin"), input=token, check=False)
+    result = _probe_once(node, AGENT_NS, agent, token, verify_url("admin"))
     assert "status=403" in result.stdout and result.returncode != 0
+
+
+def test_the_agent_verifies_the_authenticators_certificate(node, agent):
+    """Without the chart's CA the handshake fails: the agent checks whom it sends its token to."""
+    token = _secret_value(node, AGENT_NS, f"{AGENT}-token")
+    untrusting = _probe_once(node, AGENT_NS, agent, token, ca_file=None)
+    assert untrusting.returncode != 0 and "SSLCertVerificationError" in untrusting.stdout
+    assert token not in untrusting.stdout
+
+
+def test_metrics_are_not_served_on_the_public_port(node, agent):
+    """/metrics and the health endpoints answer on the metrics port only; the public port,
+    the one a proxy or an ingress exposes, does not serve them."""
+    placeholder = "not-a-token-0123456789"
+    for path in ("/metrics", "/healthz", "/readyz"):
+        public = _probe_once(node, AGENT_NS, agent, placeholder, f"https://{AUTHENTICATOR}{path}")
+        assert public.stdout.startswith("status=404"), public.stdout + public.stderr
+    internal = _probe_once(node, AGENT_NS, agent, placeholder, f"http://{AUTHENTICATOR}:9090/metrics", ca_file=None)
+    assert internal.stdout.startswith("status=200"), internal.stdout + internal.stderr
 
 
 def test_rotation_replaces_each_agent_pod_once_and_retires_the_old_token(node, agent):
@@ -109,10 +131,10 @@ def test_rotation_replaces_each_agent_pod_once_and_retires_the_old_token(node, a
     agent_pod = pods[0]["metadata"]["name"]
     # ... and after it, it is refused.
     line = node.wait_until("the old token refused after the overlap", lambda: (
-        lambda out: out if "status=401" in out else None)(_probe_once(node, AGENT_NS, agent_pod, old_token)),
+        lambda out: out if "status=401" in out else None)(_probe_once(node, AGENT_NS, agent_pod, old_token).stdout),
         timeout=120, interval=3)
     assert "status=401" in line and old_token not in line
-    assert _probe_once(node, AGENT_NS, agent_pod, _secret_value(node, AGENT_NS, f"{AGENT}-token")).startswith(
+    assert _probe_once(node, AGENT_NS, agent_pod, _secret_value(node, AGENT_NS, f"{AGENT}-token")).stdout.startswith(
         "status=200")
 
 
@@ -151,11 +173,13 @@ spec:
           image: tokenwarden:dev
           imagePullPolicy: Never
           args: [token, probe, --token-file, /var/run/tokenwarden/token, --url, "{verify_url(PERMISSION)}",
-                 --interval, 2s]
+                 --ca-file, {CA_FILE}, --interval, 2s]
           securityContext: {{readOnlyRootFilesystem: true, allowPrivilegeEscalation: false,
                              capabilities: {{drop: [ALL]}}}}
-          volumeMounts: [{{name: token, mountPath: /var/run/tokenwarden, readOnly: true}}]
-      volumes: [{{name: token, secret: {{secretName: {secret}}}}}]
+          volumeMounts: [{{name: token, mountPath: /var/run/tokenwarden, readOnly: true}},
+                         {{name: ca, mountPath: {CA_FILE.rsplit("/", 1)[0]}, readOnly: true}}]
+      volumes: [{{name: token, secret: {{secretName: {secret}}}}},
+                {{name: ca, configMap: {{name: {RELEASE}-authenticator-ca}}}}]
 """
 
 

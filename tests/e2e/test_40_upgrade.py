@@ -12,6 +12,13 @@ def _webhook_ca(node) -> list[str]:
     return [w["clientConfig"].get("caBundle") for c in configs for w in c["webhooks"]]
 
 
+def _authenticator_tls(node) -> tuple[dict, dict]:
+    """The authenticator's certificate and the CA published for its clients."""
+    secret = node.json("get", "secret", "-n", NAMESPACE, f"{RELEASE}-authenticator-tls")["data"]
+    ca = node.json("get", "configmap", "-n", NAMESPACE, f"{RELEASE}-authenticator-ca")["data"]
+    return secret, ca
+
+
 def _pods(node) -> set[str]:
     return {p["metadata"]["uid"] for p in node.pods(NAMESPACE, INSTANCE) if not p["metadata"].get("deletionTimestamp")}
 
@@ -23,6 +30,7 @@ def _bootstrap_expiry(node) -> str:
 
 def test_upgrade_with_the_same_values_changes_nothing(node, release):
     ca, pods, expiry = _webhook_ca(node), _pods(node), _bootstrap_expiry(node)
+    authenticator_tls = _authenticator_tls(node)
     generations = {d["metadata"]["name"]: d["metadata"]["generation"]
                    for d in node.json("get", "deployments", "-n", NAMESPACE, "-l", INSTANCE)["items"]}
     assert ca and all(ca)
@@ -30,6 +38,7 @@ def test_upgrade_with_the_same_values_changes_nothing(node, release):
     node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--wait", "--timeout", "5m")
 
     assert _webhook_ca(node) == ca, "helm upgrade made a new webhook CA"
+    assert _authenticator_tls(node) == authenticator_tls, "helm upgrade made a new authenticator certificate or CA"
     assert {d["metadata"]["name"]: d["metadata"]["generation"]
             for d in node.json("get", "deployments", "-n", NAMESPACE, "-l", INSTANCE)["items"]} == generations
     assert _pods(node) == pods, "helm upgrade restarted pods"
