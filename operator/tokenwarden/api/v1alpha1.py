@@ -403,6 +403,10 @@ class ServiceTokenStatus(_CredentialStatus):
     effective_roles: list[str] | None = Field(None, description="Roles the token carries now; role@project "
                                                                 "when granted only within a project.")
     imported: bool | None = Field(None, description="True when the token was adopted, not minted.")
+    account_uid: str | None = Field(None, alias="accountUID", max_length=64,
+                                    description="uid of the ServiceAccount the token was minted for: a token "
+                                                "never outlives its account, nor passes to one re-created "
+                                                "under the same name.")
 
 
 class IngestionAPIKeyStatus(_CredentialStatus):
