@@ -15,7 +15,7 @@ from tokenwarden import policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
-from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind
+from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION

@@ -15,7 +15,8 @@ from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import MINTED
-from tokenwarden.handlers._tokens import INGESTION_KEY, SERVICE_TOKEN, Kind, hash_or_none, replace_tampered_token
+from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
+from tokenwarden.handlers._token_secrets import hash_or_none, replace_tampered_token
 from tokenwarden.kube import ApiNotFound, ApiPermanentError, objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION

@@ -68,11 +68,17 @@ def run_operator(options: OperatorOptions) -> None:
         _admission,
         _bindings,
         _bootstrap,
+        _mint,  # the token handlers, before expiry and rotation, in the order they always ran
+        _revoke,
+        _secret_deleted,
+        _tampered,
+        _import_sources,
+        _orphans,
+        _unsettled,
         _expiry,
         _import_key,
         _metrics,
         _rotation,
-        _tokens,
         _usage,
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo

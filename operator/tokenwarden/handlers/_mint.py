@@ -1,0 +1,232 @@
+"""Mint ServiceTokens and IngestionAPIKeys into Secrets.
+
+The handler is level-triggered and idempotent: whatever crashed before, it finds
+the Secret it wrote (by owner uid) and reuses its token, so a token is minted
+once per object. Only the hash reaches the status.
+
+The status, not the Secret, says which value is the token: a value in the Secret is
+taken only when it hashes to status.tokenHash, or, when a crash left no hash in
+status, to the hash tokenwarden recorded on the Secret as it wrote it. A value written
+by hand is refused, and a new token is minted into the Secret.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import kopf
+from pydantic import ValidationError
+
+from tokenwarden import policies
+from tokenwarden.api import describe_validation_error
+from tokenwarden.conditions import rfc3339
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._imports import adopt_imported
+from tokenwarden.handlers._metrics import MINT_SECONDS, MINTED
+from tokenwarden.handlers._token_kinds import (
+    INGESTION_KEY,
+    SERVICE_TOKEN,
+    TERMINAL,
+    WAIT_DELAY,
+    Kind,
+    TokenStatus,
+    now,
+    past,
+)
+from tokenwarden.handlers._token_secrets import (
+    Credential,
+    hash_or_none,
+    replace_tampered_token,
+    secret_conflict,
+    write_secret,
+)
+from tokenwarden.kube import objects
+from tokenwarden.kube import secrets as kube_secrets
+from tokenwarden.kube._resources import GROUP, VERSION
+from tokenwarden.tokens import hash_token, mint_token, new_token_id
+
+
+def _roles_for(kind: Kind, spec, namespace: str, memo):
+    if not kind.has_roles:
+        return policies.RolePlan(["ingest"])
+    account = spec.service_account_name
+    return policies.plan_roles(
+        spec.roles,
+        memo.settings.roles,
+        account=account,
+        account_exists=account is not None and (namespace, account) in memo.indexes.accounts,
+        bindings=memo.indexes.bindings.get((namespace, account)) if account else [],
+    )
+
+
+def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
+                    resuming: bool = False) -> None:
+    name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
+    status = body.status
+    out = TokenStatus(body, patch, now())
+    if status.get("phase") in TERMINAL:
+        return
+    try:
+        spec = kind.spec_model.model_validate(dict(body.spec))
+    except ValidationError as exc:
+        out.problem(policies.Problem("InvalidSpec", describe_validation_error(exc)), "Failed")
+        return
+
+    plan = _roles_for(kind, spec, namespace, memo)
+    if isinstance(plan, policies.Problem):
+        if plan.waiting:
+            out.ready(False, plan.reason, plan.message, phase="Pending")
+            raise kopf.TemporaryError(plan.message, delay=WAIT_DELAY)
+        out.problem(plan, "Failed")
+        return
+
+    imported = kind.has_roles and spec.import_ is not None
+    minted = status.get("phase") == "Active" and status.get("tokenHash")
+    if minted and past(status.get("expiresAt")):
+        return  # the expiry daemon takes it from here; never re-mint an expired token
+    if resuming and minted and status.get("observedGeneration") == out.generation and \
+            not (imported and policies.import_hash_outdated(
+                status.get("tokenHash"), memo.import_keys.predates(status.get("issuedAt")))):
+        # Already minted and nothing changed while we were away: no Secret read, no re-mint.
+        if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
+            patch.status["effectiveRoles"] = plan.effective_roles
+        return
+
+    if kind.has_roles and spec.service_account_name and not minted:
+        others = [t for t in memo.indexes.tokens.get((namespace, spec.service_account_name))
+                  if t.name != name]
+        quota = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
+                                             spec.service_account_name)
+        if quota:
+            out.problem(quota, "Failed")
+            return
+
+    token_hash = None
+    if imported:
+        adopted = adopt_imported(kind, spec, body, out, memo)
+        credential, token_hash = adopted if adopted is not None else (None, None)
+    else:
+        credential = _minted(kind, spec, body, out, memo, already_minted=bool(minted))
+    if credential is None:
+        return  # the problem is in status already
+    token, token_id, issued_at, secret_name = credential
+    issued = datetime.fromisoformat(issued_at.replace("Z", "+00:00"))
+    expires_at = spec.expires_at(issued)
+    fields = dict(
+        phase="Active",
+        imported=True if imported else None,
+        tokenId=token_id,
+        tokenHash=token_hash or hash_token(token),
+        secretName=secret_name,
+        issuedAt=issued_at,
+        expiresAt=rfc3339(expires_at) if expires_at else None,
+    )
+    if kind.has_roles:
+        fields["effectiveRoles"] = plan.effective_roles
+    disabled = _account_disabled(kind, spec, namespace, memo)
+    if disabled:
+        out.ready(False, "AccountDisabled",
+                  f"ServiceAccount {spec.service_account_name!r} is disabled: the token fails "
+                  "verification until the account is enabled", **fields)
+    else:
+        where = f"in Secret {secret_name!r}" if secret_name else "imported (hash only)"
+        out.ready(True, "Minted", f"token {token_id} is {where}", **fields)
+
+
+def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, already_minted: bool) -> Credential | None:
+    """The token in our Secret, minting it (once) when there is none.
+
+    A token never minted is created optimistically (one request); only a conflict,
+    which a crash between "Secret written" and "status written" leaves, costs a read.
+    """
+    name, namespace = body.metadata.name, body.metadata.namespace
+    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
+    secret_name = spec.secret_name or name
+    if not already_minted:
+        expires_at = spec.expires_at(out.now)
+        if expires_at is not None and expires_at <= out.now:
+            out.problem(policies.Problem(
+                "ExpirationInPast", f"spec.expiration {spec.expiration} is in the past; set a future date"),
+                "Failed")
+            return None
+        started = time.perf_counter()
+        issued_at = rfc3339(out.now)
+        token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+        if write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
+            MINTED.labels(kind=kind.resource.kind).inc()
+            MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
+            kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
+            return token, token_id, issued_at, secret_name
+        # The Secret exists: ours from before a crash (reuse it), or someone else's.
+
+    with kube_errors_to_kopf():
+        found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
+    if found is not None and not found.owned:
+        out.problem(secret_conflict(kind, secret_name), "Failed")
+        return None
+    if found is not None:
+        return _accepted(kind, body, out, memo, found)
+    # Minted before, and the Secret is gone: deleted by hand.
+    kopf.warn(body, reason="SecretRecreated",
+              message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                      "token was minted into a new Secret")
+    issued_at = rfc3339(out.now)
+    token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
+    if not write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
+        raise kopf.TemporaryError(f"Secret {secret_name!r} appeared meanwhile; looking again", delay=1)
+    MINTED.labels(kind=kind.resource.kind).inc()
+    return token, token_id, issued_at, secret_name
+
+
+def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_secrets.TokenSecret) -> Credential:
+    """The credential in our own Secret, if tokenwarden wrote it for this token; otherwise a
+    new token minted into the Secret in place of the value written by hand."""
+    status = body.status
+    origin = policies.secret_value_origin(hash_or_none(found.token), hash_or_none(found.previous), found.recorded_hash,
+                                          status.get("tokenHash"))
+    if origin == policies.ROTATION_UNRECORDED:
+        # A rotation wrote its successor, not yet its status: the status's token stays, and
+        # the rotation (its daemon or its request, seen again) records the successor.
+        return found.previous, status.get("tokenId") or found.token_id, status.get("issuedAt"), found.name
+    if origin == policies.TAMPERED:
+        # A replacement never outlives the token it replaces.
+        issued_at = status.get("issuedAt") or rfc3339(out.now)
+        token, token_id = replace_tampered_token(kind, body, memo, found.name, issued_at)
+        out.patch.status.update(previousTokenHash=None, previousValidUntil=None)
+        return token, token_id, issued_at, found.name
+    # The status's times and id, when it has them: the Secret's annotations are not the authority.
+    issued_at = status.get("issuedAt") or found.issued_at or rfc3339(out.now)
+    return found.token, status.get("tokenId") or found.token_id or new_token_id(), issued_at, found.name
+
+
+def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:
+    if not kind.has_roles or not spec.service_account_name:
+        return False
+    return any(a.disabled for a in memo.indexes.accounts.get((namespace, spec.service_account_name)))
+
+
+def reconcile_now(kind: Kind, token: dict, memo, logger) -> None:
+    """Reconcile a token from another object's handler and write its status."""
+    patch = kopf.Patch()
+    reconcile_token(kind, kopf.Body(token), patch, memo, logger)
+    if patch.get("status"):
+        with kube_errors_to_kopf():
+            objects.patch_status(memo.custom, kind.resource, token["metadata"]["namespace"],
+                                 token["metadata"]["name"], dict(patch["status"]))
+
+
+def _register(kind: Kind) -> None:
+    plural = kind.resource.plural
+
+    @kopf.on.create(GROUP, VERSION, plural, id="mint")
+    @kopf.on.update(GROUP, VERSION, plural, field="spec", id="update")
+    def mint(body, patch, memo, logger, **_):
+        reconcile_token(kind, body, patch, memo, logger)
+
+    @kopf.on.resume(GROUP, VERSION, plural, id="resume")
+    def resume(body, patch, memo, logger, **_):
+        reconcile_token(kind, body, patch, memo, logger, resuming=True)
+
+
+for _kind in (SERVICE_TOKEN, INGESTION_KEY):
+    _register(_kind)

@@ -1,0 +1,62 @@
+"""The two kinds of token, and what their handlers share: the status they patch, the
+clock, and the Secret's link to its token."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import kopf
+
+from tokenwarden import policies
+from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec
+from tokenwarden.conditions import set_condition
+from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_TOKENS, Resource
+
+WAIT_DELAY = 5.0  # seconds before a token waiting on its account or binding looks again
+TERMINAL = ("Expired", "Revoked")
+
+
+@dataclass(frozen=True)
+class Kind:
+    resource: Resource
+    spec_model: type
+    prefix_of: object  # Settings -> prefix
+    has_roles: bool
+
+
+SERVICE_TOKEN = Kind(SERVICE_TOKENS, ServiceTokenSpec, lambda s: s.prefixes.service_token, True)
+INGESTION_KEY = Kind(INGESTION_KEYS, IngestionAPIKeySpec, lambda s: s.prefixes.ingestion_key, False)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TokenStatus:
+    """Collects the status fields and the Ready condition to patch."""
+
+    def __init__(self, body: kopf.Body, patch: kopf.Patch, now: datetime) -> None:
+        self.body, self.patch, self.now = body, patch, now
+        self.generation = body.metadata.get("generation")
+
+    def ready(self, ok: bool, reason: str, message: str, **fields) -> None:
+        conditions = set_condition(self.body.status.get("conditions"), "Ready", ok, reason, message,
+                                   generation=self.generation, now=self.now)
+        self.patch.status.update(fields, conditions=conditions, observedGeneration=self.generation)
+
+    def problem(self, problem: policies.Problem, phase: str) -> None:
+        self.ready(False, problem.reason, problem.message, phase=phase)
+        kopf.warn(self.body, reason=problem.reason, message=problem.message)
+
+
+def past(moment: str | None) -> bool:
+    expires_at = policies.parse_time(moment)
+    return expires_at is not None and expires_at <= now()
+
+
+KINDS_BY_NAME = {k.resource.kind: k for k in (SERVICE_TOKEN, INGESTION_KEY)}
+
+
+def controller_ref(body: kopf.Body) -> dict | None:
+    """The ownerReference of a Secret's controlling token, if any."""
+    return next((r for r in body.metadata.get("ownerReferences") or [] if r.get("controller")), None)

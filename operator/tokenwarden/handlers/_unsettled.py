@@ -1,0 +1,62 @@
+"""A safety net for tokens that sit with no status, or Pending, untouched."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import kopf
+
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._mint import reconcile_now
+from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind
+from tokenwarden.kube import objects
+
+UNSETTLED_AFTER = 60.0  # seconds a token may sit without a status, untouched, before it is looked at again
+UNSETTLED_SWEEP = 15.0  # seconds between looks
+UNSETTLED_LIMIT = 100  # tokens looked at per sweep: kopf's own queue does the bulk of the work
+
+
+@kopf.on.startup()
+async def start_unsettled_sweep(memo, logger, **_) -> None:
+    """Safety net for tokens with no status, or Pending, that no event has touched for a
+    while: their events may have been lost while the API server was away. One task for
+    all of them, fed by the indexes, where a timer per token would hold 10,000 tasks."""
+    memo.unsettled_sweep = asyncio.create_task(_sweep_unsettled(memo, logger))
+
+
+@kopf.on.cleanup()
+async def stop_unsettled_sweep(memo, **_) -> None:
+    task = getattr(memo, "unsettled_sweep", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _sweep_unsettled(memo, logger) -> None:
+    """In a standby replica (kopf peering) the sweep may act too; that is safe, since minting
+    is idempotent (the Secret's create is atomic and a conflict reuses its token), and it only
+    acts on tokens the API server shows unsettled for a minute."""
+    while True:
+        await asyncio.sleep(UNSETTLED_SWEEP)
+        for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
+            kind = KINDS_BY_NAME[entry.kind]
+            try:
+                token = await asyncio.to_thread(_read, kind, entry, memo)
+                memo.indexes.learn(entry, token)  # a paused replica sees no events: learn here
+                if token is None:
+                    continue
+                if token["metadata"].get("deletionTimestamp") or \
+                        (token.get("status") or {}).get("phase") not in (None, "Pending"):
+                    continue
+                logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
+                await asyncio.to_thread(reconcile_now, kind, token, memo, logger)
+            except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                logger.info(f"{entry.kind} {entry.namespace}/{entry.name} is still unsettled: {exc}")
+            except Exception as exc:  # noqa: BLE001  (the sweep outlives any one token)
+                logger.warning(f"could not look at {entry.kind} {entry.namespace}/{entry.name} again: {exc!r}")
+
+
+def _read(kind: Kind, entry, memo) -> dict | None:
+    with kube_errors_to_kopf():
+        return objects.get_object(memo.custom, kind.resource, entry.namespace, entry.name)
