@@ -14,6 +14,11 @@ class ApiTransientError(Exception):
     """Conflict, throttling or a server hiccup: retry."""
 
 
+class ApiConflict(ApiTransientError):
+    """409: the object changed since it was read (a write's resourceVersion no longer matches),
+    or one of that name exists. Read again and decide again."""
+
+
 class ApiPermanentError(Exception):
     """The server refused the request itself (422, 403, …): retrying will not help."""
 
@@ -39,6 +44,8 @@ def translated(what: str) -> Iterator[None]:
         yield
     except ApiException as exc:
         message = f"{what}: {exc.status} {api_message(exc)}"
+        if exc.status == 409:
+            raise ApiConflict(message) from None
         if exc.status in _TRANSIENT or exc.status is None or exc.status == 0:
             raise ApiTransientError(message) from None
         if exc.status == 404:

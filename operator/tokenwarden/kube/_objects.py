@@ -20,12 +20,16 @@ def get_object(custom: client.CustomObjectsApi, resource: Resource, namespace: s
 
 
 def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace: str, name: str,
-                 status: dict) -> bool:
-    """Merge ``status`` into the object's status; False when the object is gone."""
+                 status: dict, resource_version: str | None = None) -> bool:
+    """Merge ``status`` into the object's status; False when the object is gone. With
+    ``resource_version`` (the object's, as read for the decision), the write holds only if
+    nothing changed the object since: otherwise ApiConflict, and the caller reads again."""
+    body: dict = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     try:
         with translated(f"patching status of {resource.kind} {namespace}/{name}"):
-            custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, resource.plural, name, {"status": status})
+            custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, resource.plural, name, body)
     except ApiNotFound:
         return False
     return True

@@ -41,6 +41,7 @@ class TokenSecret:
     issued_at: str | None = None
     previous: str | None = None
     recorded_hash: str | None = None  # the hash tokenwarden recorded as it wrote the token
+    resource_version: str | None = None  # as read: a write made from what was read carries it
 
     def __repr__(self) -> str:  # never print the token
         return f"TokenSecret(name={self.name!r}, owned={self.owned}, token_id={self.token_id!r})"
@@ -72,7 +73,8 @@ def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: 
     return TokenSecret(name=name, owned=True, token=token, previous=previous,
                        token_id=annotations.get(TOKEN_ID_ANNOTATION),
                        issued_at=annotations.get(ISSUED_AT_ANNOTATION),
-                       recorded_hash=annotations.get(TOKEN_HASH_ANNOTATION))
+                       recorded_hash=annotations.get(TOKEN_HASH_ANNOTATION),
+                       resource_version=secret.metadata.resource_version)
 
 
 def create_token_secret(
@@ -177,10 +179,12 @@ def text_of(data: dict[str, bytes], key: str) -> str | None:
 
 def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token: str, issued_at: str,
                         previous: str | None = None, *, token_hash: str | None = None,
-                        token_id: str | None = None, drop_previous: bool = False) -> None:
+                        token_id: str | None = None, drop_previous: bool = False,
+                        resource_version: str | None = None) -> None:
     """Replace the token in a Secret we own (a re-hashed import, a rotation, a re-mint); with
     ``previous``, the rotated-out token stays beside it for the overlap window, and with
-    ``drop_previous`` none does. ``token_hash`` (a minted token's) is recorded beside it."""
+    ``drop_previous`` none does. ``token_hash`` (a minted token's) is recorded beside it.
+    With ``resource_version`` (the Secret's as read), ApiConflict when it changed since."""
     data: dict[str, str | None] = {TOKEN_KEY: base64.b64encode(token.encode()).decode()}
     if previous is not None:
         data[PREVIOUS_KEY] = base64.b64encode(previous.encode()).decode()
@@ -191,7 +195,7 @@ def update_token_secret(core: client.CoreV1Api, namespace: str, name: str, token
         annotations[TOKEN_HASH_ANNOTATION] = token_hash
     if token_id:
         annotations[TOKEN_ID_ANNOTATION] = token_id
-    body = {"metadata": {"annotations": annotations}, "data": data}
+    body = {"metadata": _precondition({"annotations": annotations}, resource_version), "data": data}
     with translated(f"updating Secret {namespace}/{name}"):
         core.patch_namespaced_secret(name, namespace, body)
 
@@ -205,3 +209,15 @@ def annotate_secret(core: client.CoreV1Api, namespace: str, name: str, annotatio
     """Merge ``annotations`` into Secret ``name``'s (never a value: annotations are not secret)."""
     with translated(f"annotating Secret {namespace}/{name}"):
         core.patch_namespaced_secret(name, namespace, {"metadata": {"annotations": annotations}})
+
+
+def drop_previous_token(core: client.CoreV1Api, namespace: str, name: str, resource_version: str) -> None:
+    """Remove the rotated-out token from a Secret once its overlap has ended; ApiConflict when
+    the Secret changed since it was read at ``resource_version``."""
+    body = {"metadata": {"resourceVersion": resource_version}, "data": {PREVIOUS_KEY: None}}
+    with translated(f"updating Secret {namespace}/{name}"):
+        core.patch_namespaced_secret(name, namespace, body)
+
+
+def _precondition(metadata: dict, resource_version: str | None) -> dict:
+    return {**metadata, "resourceVersion": resource_version} if resource_version else metadata
