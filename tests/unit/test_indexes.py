@@ -188,7 +188,7 @@ PLURAL = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings", "S
           "IngestionAPIKey": "ingestionapikeys"}
 
 
-async def test_the_first_event_of_a_listing_checks_every_kind_and_every_event_waits(monkeypatch):
+async def test_a_listing_of_kopf_starts_one_check_of_every_kind_and_index_handlers_wait(monkeypatch):
     import asyncio
     from types import SimpleNamespace
 
@@ -205,20 +205,17 @@ async def test_the_first_event_of_a_listing_checks_every_kind_and_every_event_wa
     memo = SimpleNamespace(indexes=indexes, custom=custom, namespaces=[])
     clock[0] += 100
 
-    first = asyncio.create_task(_indexes.after_listing_check(None, "ServiceAccount", memo))
-    other = asyncio.create_task(_indexes.after_listing_check("MODIFIED", "ServiceToken", memo))
-    await asyncio.gather(first, other)
+    _indexes.listing_began(memo)
+    waiting = asyncio.create_task(_indexes.after_listing_check(memo))  # an index handler meanwhile
+    await waiting
     assert custom.calls == 4, "one listing of each kind"
     assert ("team", "a") not in indexes.bindings and ("team", "a") in indexes.accounts
 
     clock[0] += 1
-    await _indexes.after_listing_check(None, "RoleBinding", memo)  # another kind's listing, begun alongside
+    assert _indexes.listing_began(memo) is None  # another kind's listing, begun alongside, shares it
     assert custom.calls == 4
     clock[0] += _indexes.CHECK_AGAIN_AFTER
-    await _indexes.after_listing_check(None, "ServiceAccount", memo)  # the same listing's later events
-    assert custom.calls == 4
-    await _indexes.after_listing_check("ADDED", "ServiceAccount", memo)  # watch events
-    await _indexes.after_listing_check(None, "ServiceAccount", memo)  # a later listing (a 410, a resume)
+    await _indexes.listing_began(memo)  # a later listing (a 410, a resume)
     assert custom.calls == 8
 
 
@@ -232,5 +229,5 @@ async def test_a_listing_check_indexes_what_was_created_while_no_watch_saw_it():
     indexes = Indexes(["reader"])
     indexes.observe("ServiceAccount", account)  # all a standby saw before its pause
     memo = SimpleNamespace(indexes=indexes, custom=Listing([account, binding]), namespaces=[])
-    await _indexes.after_listing_check(None, "ServiceToken", memo)  # its resume: kopf lists again
+    await _indexes.listing_began(memo)  # its resume: kopf lists again
     assert ("team", "a") in indexes.bindings, "the binding created during the pause grants its roles"

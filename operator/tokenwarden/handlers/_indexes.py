@@ -7,18 +7,22 @@ kopf's indexes are not used because, on a restart, they hold every worker until 
 listed object is indexed, and each indexed object wakes every waiting worker: with
 10,000 tokens that is minutes of CPU before the first handler runs.
 
-A replica whose watches stopped (a standby paused by peering, a watch that fell too far
-behind and lists again) has indexes as old as its last event. kopf's new listing delivers
-each kind's objects in its own order, so a token's resume could run before the RoleBinding
-created meanwhile is indexed (the token would go Pending), and a listing sends no event at
-all for an object deleted meanwhile (a deleted RoleBinding would still grant its roles).
-So the first event of each of kopf's listings (its events have no type; the first one of a
-kind after watch events, or its very first) starts one listing of every kind of ours: every
-object found is indexed, and what was last seen before it began and is not found is
-forgotten (``prune``). Every index handler waits for that check, and kopf runs them before
-an object's resume, create or update handlers, so nothing acts on an old view after a
-resume. Listings of several kinds that begin within CHECK_AGAIN_AFTER share one check.
-Not covered: a listing that finds none of the four kinds at all (nothing starts a check).
+A replica whose watches stopped (a standby paused by peering, a watch that expired with
+410 Gone and lists again) has indexes as old as its last event, and kopf's new listing sends
+no event for an object deleted meanwhile (a deleted RoleBinding would still grant its
+roles, a deleted token would still count against a quota). handlers/_listings.py reports
+when each of kopf's listings begins and, once it ends, the uids it held, also when it is
+empty. Two things follow:
+
+- Replace: once kopf's listing of a kind ends, whatever of that kind (in that namespace,
+  or all of them) was last seen before the listing began and is not in it is forgotten,
+  as client-go's Reflector replaces its store.
+- Check: kopf delivers each kind's listing in its own order, so a token's resume could run
+  before the RoleBinding created meanwhile is indexed (the token would go Pending). So the
+  start of any of kopf's listings also starts one listing of every kind of ours, which
+  indexes what it finds and forgets what it does not; every index handler waits for it,
+  and kopf runs them before an object's resume, create or update handlers. Listings that
+  begin within CHECK_AGAIN_AFTER share one check.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import kopf
 from kubernetes import client
 
 from tokenwarden.conditions import condition
+from tokenwarden.handlers._listings import install
 from tokenwarden.kube import objects
 from tokenwarden.kube._resources import (
     GROUP,
@@ -50,6 +55,7 @@ from tokenwarden.policies import Binding
 class AccountEntry:
     name: str
     disabled: bool
+    created: str = ""  # creationTimestamp: accounts and tokens queue for quota in creation order
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class TokenEntry:
     roles: tuple[str, ...]
     effective_roles: tuple[str, ...] | None
     ready_reason: str | None
+    created: str = ""
 
 
 @dataclass
@@ -111,7 +118,8 @@ def _account(body: dict, _: Indexes) -> dict | None:
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
         return None
-    entry = AccountEntry(meta["name"], bool((body.get("spec") or {}).get("disabled", False)))
+    entry = AccountEntry(meta["name"], bool((body.get("spec") or {}).get("disabled", False)),
+                         meta.get("creationTimestamp") or "")
     return {(meta["namespace"], meta["name"]): entry, meta["namespace"]: entry}
 
 
@@ -133,7 +141,8 @@ def _token(body: dict, _: Indexes) -> dict | None:
     ready = condition(status.get("conditions"), "Ready") or {}
     effective = status.get("effectiveRoles")
     entry = TokenEntry(body["metadata"]["name"], status.get("phase"), tuple(spec.get("roles") or ()),
-                       tuple(effective) if effective is not None else None, ready.get("reason"))
+                       tuple(effective) if effective is not None else None, ready.get("reason"),
+                       body["metadata"].get("creationTimestamp") or "")
     return {(body["metadata"]["namespace"], account): entry}
 
 
@@ -168,11 +177,10 @@ class Indexes:
         self.tokens, self.hashes, self.imports, self.owners = Index(), Index(), Index(), Index()
         self.phases = Index()
         self.unsettled: dict[str, Unsettled] = {}
-        # uid → (kind, when an event or a read last showed it): what a listing checks.
-        self._seen: dict[str, tuple[str, float]] = {}
+        # uid → (kind, namespace, when an event or a read last showed it): what a listing replaces.
+        self._seen: dict[str, tuple[str, str | None, float]] = {}
         self.check: asyncio.Task | None = None  # a check against a listing of ours, under way
         self.checked_at: float | None = None  # when the last one began
-        self.last_event_type: dict[str, object] = {}  # kind → type of its last event
         # Hashes a handler adopted whose status has not landed yet: uid → (hash, (namespace, name)).
         self._claims: dict[str, tuple[str, tuple[str, str]]] = {}
         self._claims_lock = threading.Lock()
@@ -189,7 +197,7 @@ class Indexes:
         if deleted:
             self._seen.pop(uid, None)
         else:
-            self._seen[uid] = (kind, time.monotonic())
+            self._seen[uid] = (kind, body["metadata"].get("namespace"), time.monotonic())
         for index, indexer in self._by_kind[kind]:
             index.replace(uid, None if deleted else indexer(body, self))
         if kind == SERVICE_TOKENS.kind and uid in self._claims:
@@ -238,11 +246,17 @@ class Indexes:
             entry.since = now
         return stale
 
-    def prune(self, kind: str, existing: set[str], since: float) -> int:
-        """Forget the objects of ``kind`` last seen before ``since`` that a listing made after
-        it did not find (``existing``: their uids); returns how many. Whatever was created or
-        changed since was seen since, and what is deleted later has its DELETED event."""
-        gone = [uid for uid, (k, at) in list(self._seen.items()) if k == kind and at < since and uid not in existing]
+    def seen_since(self, uid: str, since: float) -> bool:
+        seen = self._seen.get(uid)
+        return seen is not None and seen[2] >= since
+
+    def prune(self, kind: str, existing: set[str], since: float, namespace: str | None = None) -> int:
+        """Forget the objects of ``kind`` (in ``namespace``, or in any) last seen before ``since``
+        that a listing begun at ``since`` did not find (``existing``: their uids); returns how
+        many. Whatever was created or changed since was seen since, and what is deleted later
+        has its DELETED event."""
+        gone = [uid for uid, (k, ns, at) in list(self._seen.items())
+                if k == kind and at < since and uid not in existing and (namespace is None or ns == namespace)]
         for uid in gone:
             self.observe(kind, {"metadata": {"uid": uid}}, deleted=True)
         return len(gone)
@@ -271,56 +285,64 @@ def _listed(custom: client.CustomObjectsApi, namespaces: list[str]) -> dict[str,
             for resource in RESOURCES}
 
 
-async def check_listing(memo, since: float) -> None:
+async def check_listing(memo, since: float) -> bool:
     """Index what a listing of ours, made now, finds, and forget what it does not find of
-    what was last seen before ``since``; on failure the indexes stay as they are (the next
-    listing checks again)."""
+    what was last seen before ``since``; on failure (False) the indexes stay as they are
+    (the next listing checks again)."""
     try:
         listed = await asyncio.to_thread(_listed, memo.custom, memo.namespaces)
     except Exception as exc:  # noqa: BLE001
         memo.indexes.checked_at = None
         _logger.warning(f"could not list to bring the indexes up to date: {exc}")
-        return
+        return False
     for kind, bodies in listed.items():
         for body in bodies:
-            memo.indexes.observe(kind, body)
+            if not memo.indexes.seen_since(body["metadata"]["uid"], since):  # an event since is newer
+                memo.indexes.observe(kind, body)
         gone = memo.indexes.prune(kind, {body["metadata"]["uid"] for body in bodies}, since)
         if gone:
             _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
+    return True
 
 
-async def after_listing_check(type, kind: str, memo) -> None:
-    """Called first by every index handler: the first event of a listing of ``kind`` starts
-    a check (or shares one begun within CHECK_AGAIN_AFTER), and every event waits for a
-    check under way."""
+def listing_began(memo) -> asyncio.Task | None:
+    """kopf began listing a kind: start a check, unless one began within CHECK_AGAIN_AFTER."""
     indexes = memo.indexes
     now = time.monotonic()
-    previous = indexes.last_event_type.get(kind, _NO_EVENT)
-    indexes.last_event_type[kind] = type
-    listing_began = type is None and previous is not None
-    if listing_began and indexes.check is None and \
-            (indexes.checked_at is None or now - indexes.checked_at > CHECK_AGAIN_AFTER):
+    if indexes.check is None and (indexes.checked_at is None or now - indexes.checked_at > CHECK_AGAIN_AFTER):
         indexes.checked_at = now
         indexes.check = asyncio.create_task(check_listing(memo, now))
         indexes.check.add_done_callback(lambda _: setattr(indexes, "check", None))
-    if indexes.check is not None:
-        await asyncio.shield(indexes.check)
+    return indexes.check
 
 
-_NO_EVENT = object()
+def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began: float) -> None:
+    """kopf's listing of ``kind`` (begun at ``began``) is over: it replaces what was indexed."""
+    gone = memo.indexes.prune(kind, uids, began, namespace)
+    if gone:
+        _logger.info(f"indexes: dropped {gone} {kind} object(s) that kopf's new listing no longer holds")
+
+
+async def after_listing_check(memo) -> None:
+    """Called first by every index handler: wait for a check under way."""
+    if memo.indexes.check is not None:
+        await asyncio.shield(memo.indexes.check)
 
 
 @kopf.on.startup()
 def load(memo, logger, **_) -> None:
     """List every kind once before kopf watches, so handlers start with complete indexes."""
     count = memo.indexes.load(memo.custom, memo.namespaces)
+    listings = install({(GROUP, resource.plural): resource.kind for resource in RESOURCES})
+    listings.began = lambda kind, namespace: listing_began(memo)
+    listings.ended = lambda kind, namespace, uids, began: listing_ended(memo, kind, namespace, uids, began)
     logger.info(f"indexes loaded: {count} accounts, bindings, tokens and keys")
 
 
 def _register(resource: Resource) -> None:
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
     async def index(type, body, memo, **_):
-        await after_listing_check(type, resource.kind, memo)  # kopf lists at start, on resuming, after a 410
+        await after_listing_check(memo)  # kopf lists at start, on resuming, after a 410
         memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
 
 

@@ -6,6 +6,7 @@ from kubernetes import client
 from tokenwarden.config import Settings
 from tokenwarden.handlers._import_key import ImportKeys
 from tokenwarden.handlers._indexes import Indexes
+from tokenwarden.handlers._listings import LISTINGS, Activity
 from tokenwarden.kube import load_api_client
 
 
@@ -20,6 +21,7 @@ class OperatorMemo(kopf.Memo):
     custom: client.CustomObjectsApi
     namespaces: list[str]  # served; empty for all
     indexes: Indexes
+    activity: Activity  # whether kopf has paused this replica (peering)
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
 
@@ -32,6 +34,7 @@ class OperatorMemo(kopf.Memo):
         memo.custom = client.CustomObjectsApi(api)
         memo.namespaces = list(namespaces or [])
         memo.indexes = Indexes(settings.roles)
+        memo.activity = LISTINGS.activity
         memo.last_uses = {}
         memo.import_keys = ImportKeys()
         return memo

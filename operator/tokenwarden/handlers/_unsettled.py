@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._indexes import check_listing
 from tokenwarden.handlers._mint import reconcile_now
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind
 from tokenwarden.kube import objects
@@ -34,16 +36,26 @@ async def stop_unsettled_sweep(memo, **_) -> None:
 
 
 async def _sweep_unsettled(memo, logger) -> None:
-    """In a standby replica (kopf peering) the sweep may act too; that is safe, since minting
-    is idempotent (the Secret's create is atomic and a conflict reuses its token), and it only
-    acts on tokens the API server shows unsettled for a minute."""
+    """Only while this replica holds the lead: a standby (paused by kopf's peering) receives
+    no events, so its indexes are old. After any pause the sweep first lists every kind
+    again, so a new leader never acts on objects deleted while it stood by."""
+    pauses = 0  # the indexes were listed at start; every pause since calls for a new listing
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
+        if memo.activity.paused():
+            continue
+        if memo.activity.pauses != pauses:
+            pauses = memo.activity.pauses
+            if not await check_listing(memo, time.monotonic()):
+                pauses = None  # list again on the next round
+                continue
         for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
+            if memo.activity.paused():
+                break
             kind = KINDS_BY_NAME[entry.kind]
             try:
                 token = await asyncio.to_thread(_read, kind, entry, memo)
-                memo.indexes.learn(entry, token)  # a paused replica sees no events: learn here
+                memo.indexes.learn(entry, token)
                 if token is None:
                     continue
                 if token["metadata"].get("deletionTimestamp") or \
