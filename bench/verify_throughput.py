@@ -19,7 +19,7 @@ import threading
 from aiohttp import web
 
 from _harness import median
-from tokenwarden.authn import Authenticator, Identity, TokenIndex
+from tokenwarden.authn import Account, Authenticator, Identity, TokenIndex
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.config import Settings
 from tokenwarden.devcluster import free_port
@@ -33,6 +33,7 @@ def build_index(n: int) -> tuple[TokenIndex, str]:
         token = mint_token("twst")
         index.put(Identity("ServiceToken", f"ns-{i % 100}", f"t-{i}", f"acct-{i % 100}", ("writer",), "Active", None),
                   [(hash_token(token), None)])
+        index.accounts[(f"ns-{i % 100}", f"acct-{i % 100}")] = Account(uid=f"uid-{i % 100}")
     return index, token
 
 

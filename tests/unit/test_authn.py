@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tokenwarden.authn import Authenticator, Identity, LastUsed, TokenIndex, extract_token, verify
+from tokenwarden.authn import Account, Authenticator, Identity, LastUsed, TokenIndex, extract_token, verify
 from tokenwarden.authn._server import flush_last_used
 from tokenwarden.config import Settings
 from tokenwarden.tokens import hash_token, mint_token
@@ -31,6 +31,14 @@ def index_with(token: str, ident: Identity, previous: tuple[str, datetime] | Non
     if previous:
         hashes.append((hash_token(previous[0]), previous[1]))
     index.put(ident, hashes)
+    return with_accounts(index, "agents")
+
+
+def with_accounts(index: TokenIndex, *names: str) -> TokenIndex:
+    """The accounts the tests' tokens belong to, in namespace team (a token whose account is
+    missing is refused)."""
+    for name in names:
+        index.accounts[("team", name)] = Account(uid=f"uid-{name}")
     return index
 
 
@@ -74,7 +82,7 @@ def test_outcomes():
     assert check(token, expired).reason == "expired"
     revoked = index_with(token, identity(phase="Revoked"))
     assert check(token, revoked).reason == "revoked"
-    index.set_account_disabled("team", "agents", True)
+    index.accounts[("team", "agents")] = Account(uid="uid-agents", disabled=True)
     assert check(token, index).reason == "disabled"
 
 
@@ -260,6 +268,7 @@ async def test_token_review_answers(served):
     index, session = served
     account_token, standalone, key = mint_token("twst"), mint_token("twst"), mint_token("twik")
     index.put(identity(name="t", account="deployer", roles=("writer",)), [(hash_token(account_token), None)])
+    with_accounts(index, "deployer")
     index.put(identity(name="deployer", account=None, roles=("reader",), audiences=("https://kube", "tokenwarden")),
               [(hash_token(standalone), None)])
     index.put(identity(kind="IngestionAPIKey", name="deployer", account=None, roles=()), [(hash_token(key), None)])

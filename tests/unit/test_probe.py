@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from tokenwarden.authn import Authenticator, Identity, TokenIndex
+from tokenwarden.authn import Account, Authenticator, Identity, TokenIndex
 from tokenwarden.cli import cli
 from tokenwarden.cli._probe import attempt, format_line, make_opener, parse_interval, read_token, short_hash, with_query
 from tokenwarden.config import Settings
@@ -278,6 +278,7 @@ async def test_the_probe_reads_the_authenticators_own_answers(tmp_path):
     index = TokenIndex()
     index.put(Identity(kind="ServiceToken", namespace="observability", name="profiling-agent", account="profiler",
                        roles=("profile-writer",), phase="Active", expires_at=None), [(hash_token(token), None)])
+    index.accounts[("observability", "profiler")] = Account(uid="uid-profiler")
     authenticator = Authenticator(Settings(), index)
     runner = web.AppRunner(authenticator.app())
     await runner.setup()

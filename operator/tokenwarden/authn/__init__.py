@@ -1,11 +1,12 @@
 """The authenticator: is this token valid, who is it, what may it do."""
 from tokenwarden.authn._credentials import extract_token
-from tokenwarden.authn._index import Identity, TokenIndex
+from tokenwarden.authn._index import Account, Identity, TokenIndex
 from tokenwarden.authn._run import AuthenticatorOptions, run_authenticator, serve
 from tokenwarden.authn._server import Authenticator, LastUsed
 from tokenwarden.authn._verify import Verdict, permissions_of, verify
 
 __all__ = [
+    "Account",
     "Authenticator",
     "AuthenticatorOptions",
     "Identity",

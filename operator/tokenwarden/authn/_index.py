@@ -1,4 +1,4 @@
-"""The authenticator's in-memory view: token hash → identity, account → disabled."""
+"""The authenticator's in-memory view: token hash → identity, account → its uid and state."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +19,8 @@ class Identity:
     previous_valid_until: datetime | None = None  # for a rotated-out hash
     project: str | None = None    # an IngestionAPIKey's one project; None: every project
     audiences: tuple[str, ...] = ()  # a ServiceToken's spec.audiences; empty: the default ones
+    account_uid: str | None = None  # the uid of the account it was minted for (status.accountUID)
+    deleting: bool = False        # the object has a deletionTimestamp
 
     @property
     def subject(self) -> str:
@@ -31,10 +33,17 @@ class Identity:
         return f"tokenwarden:{self.namespace}:token:{self.name}"
 
 
+@dataclass(frozen=True)
+class Account:
+    uid: str
+    disabled: bool = False
+    deleting: bool = False        # the object has a deletionTimestamp
+
+
 @dataclass
 class TokenIndex:
     by_hash: dict[str, Identity] = field(default_factory=dict)
-    disabled_accounts: set[tuple[str, str]] = field(default_factory=set)
+    accounts: dict[tuple[str, str], Account] = field(default_factory=dict)  # (namespace, name)
     hashes_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     import_key: bytes | None = None  # the cluster key imported keys are hashed with, once read
 
@@ -60,11 +69,8 @@ class TokenIndex:
         for token_hash in self.hashes_of.pop((kind, namespace, name), set()):
             self.by_hash.pop(token_hash, None)
 
-    def set_account_disabled(self, namespace: str, account: str, disabled: bool) -> None:
-        if disabled:
-            self.disabled_accounts.add((namespace, account))
-        else:
-            self.disabled_accounts.discard((namespace, account))
+    def account_of(self, identity: Identity) -> Account | None:
+        return self.accounts.get((identity.namespace, identity.account)) if identity.account else None
 
     def __len__(self) -> int:
         return len(self.by_hash)

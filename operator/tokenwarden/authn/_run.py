@@ -3,24 +3,27 @@ and the watches that keep its index current."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
+import signal
+import threading
 from dataclasses import dataclass, field
 
-import kopf
 from aiohttp.web import TCPSite
 from kubernetes import client
 
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import TokenIndex
 from tokenwarden.authn._import_key import follow_import_key
+from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
-from tokenwarden.authn._watch import build_registry, identity_from
+from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
-from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
+from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS, Resource
+from tokenwarden.kube._watching import list_page, open_watch
 
 logger = logging.getLogger("tokenwarden.authenticator")
 
@@ -36,24 +39,44 @@ class AuthenticatorOptions:
     metrics_host: str | None = None  # None: the public server's host
     metrics_port: int = 9090
     namespaces: list[str] = field(default_factory=list)
-    clusterwide: bool = True
     last_used_interval: float = 60.0
+    watch_broken_after: float = 60.0  # seconds a kind's watch may stay broken before /readyz says 503
     extra_schemes: tuple[str, ...] = ()
     verbose: bool = False
     debug: bool = False
 
 
-def _initial_load(custom: client.CustomObjectsApi, index: TokenIndex, namespaces: list[str]) -> None:
-    """List everything once before answering, so readiness means a complete index."""
+def _reflectors(custom: client.CustomObjectsApi, index: TokenIndex, namespaces: list[str],
+                forget, stop: threading.Event, loop: asyncio.AbstractEventLoop) -> list[Reflector]:
+    """One reflector per kind and listing scope; changes reach the index on the event loop."""
+    stores = [(SERVICE_ACCOUNTS, AccountStore(index))]
+    stores += [(resource, TokenStore(resource.kind, index, forget)) for resource in (SERVICE_TOKENS, INGESTION_KEYS)]
+    reflectors = []
     for scope in objects.listing_scopes(namespaces):
-        for account in objects.iter_objects(custom, SERVICE_ACCOUNTS, scope):
-            if (account.get("spec") or {}).get("disabled"):
-                index.set_account_disabled(account["metadata"]["namespace"], account["metadata"]["name"], True)
-        for resource in (SERVICE_TOKENS, INGESTION_KEYS):
-            for body in objects.iter_objects(custom, resource, scope):
-                found = identity_from(resource.kind, body)
-                if found:
-                    index.put(*found)
+        for resource, store in stores:
+            reflectors.append(Reflector(
+                resource.kind if scope is None else f"{resource.kind} in {scope}", _scoped(store, scope),
+                functools.partial(list_page, custom, resource, scope), functools.partial(open_watch, custom, resource, scope),
+                stop=stop, deliver=loop.call_soon_threadsafe))
+    return reflectors
+
+
+def _scoped(store, scope: str | None):
+    """A store seen through one namespace: a listing of that namespace replaces only its objects."""
+    if scope is None:
+        return store
+    return _NamespaceView(store, scope)
+
+
+class _NamespaceView:
+    """Keys end in (namespace, name), for tokens and accounts alike."""
+
+    def __init__(self, store, namespace: str) -> None:
+        self.store, self.namespace = store, namespace
+        self.record, self.put, self.drop = store.record, store.put, store.drop
+
+    def keys(self):
+        return [key for key in self.store.keys() if key[-2] == self.namespace]
 
 
 def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: LastUsed) -> None:
@@ -80,26 +103,13 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     stop = stop or asyncio.Event()
     index = TokenIndex()
     last_used = LastUsed(options.last_used_interval)
-    authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
-                                  last_used=last_used)
     custom = client.CustomObjectsApi(load_api_client())
-
-    registry = build_registry(index, last_used.forget)
-
-    @kopf.on.startup(registry=registry)
-    def configure(settings: kopf.OperatorSettings, **_) -> None:
-        settings.posting.enabled = False  # read-only: the authenticator posts no events
-        # Memory: kopf lists everything in one response unless told to page, and keeps a worker
-        # with the object's body for idle_timeout (5 s) after its last event. With 10,000 tokens
-        # that is every body at once (200 MB peak); paged and let go at once, about half (bench/scale.py).
-        settings.watching.chunk_size = objects.LIST_PAGE
-        settings.queueing.idle_timeout = 0.1  # the handlers are dict updates: a new worker is cheap
-
-    @kopf.on.login(registry=registry)
-    def login(**kwargs):
-        if os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config")):
-            return kopf.login_with_kubeconfig(**kwargs)
-        return kopf.login_with_service_account(**kwargs)
+    watching = threading.Event()  # set when the reflectors' threads should end
+    readiness = Readiness(_reflectors(custom, index, options.namespaces, last_used.forget, watching,
+                                      asyncio.get_running_loop()), options.watch_broken_after)
+    readiness.waiting_for.add("import key")
+    authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
+                                  last_used=last_used, readiness=readiness)
 
     certificate = ReloadingCertificate(options.tls_cert, options.tls_key) if options.tls_cert else None
     # Health and metrics first, on a port of their own: the public port serves verification only.
@@ -116,9 +126,12 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     reloader = asyncio.create_task(watch_certificate(certificate, stop, options.tls_check_interval)) \
         if certificate else None
 
-    await asyncio.to_thread(_initial_load, custom, index, options.namespaces)
+    for reflector in readiness.reflectors:
+        threading.Thread(target=reflector.run, name=f"reflect-{reflector.kind}", daemon=True).start()
     await follow_import_key(options.settings.import_key, index, stop)
-    authenticator.ready = True
+    readiness.waiting_for.discard("import key")
+    while not readiness.loaded() and not stop.is_set():  # until then /verify answers 503
+        await asyncio.sleep(0.1)
     logger.info("index loaded: %d token hashes", len(index))
 
     await asyncio.to_thread(_load_usage, custom, index, last_used)
@@ -131,10 +144,10 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
 
     flusher = asyncio.create_task(flush_last_used(last_used, write, stop))
     try:
-        await kopf.operator(registry=registry, standalone=True, clusterwide=options.clusterwide,
-                            namespaces=options.namespaces, stop_flag=stop)
+        await stop.wait()
     finally:
         stop.set()
+        watching.set()
         await flusher
         if reloader:
             await reloader
@@ -143,7 +156,17 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
 
 
 def run_authenticator(options: AuthenticatorOptions) -> None:
-    kopf.configure(verbose=options.verbose, debug=options.debug)
+    logging.basicConfig(level=logging.DEBUG if options.debug or options.verbose else logging.INFO,
+                        format="[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] %(message)s")
+    if not options.debug:
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
     quiet_body_loggers()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens
-    asyncio.run(serve(options))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # finish in order: last uses are written
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await serve(options, stop)
+
+    asyncio.run(main())

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tokenwarden.authn._credentials import DEFAULT_SCHEMES, extract_token
 from tokenwarden.authn._index import Identity, TokenIndex
 from tokenwarden.authn._metrics import LAST_USED_WRITES, VERIFICATIONS, VERIFY_SECONDS
+from tokenwarden.authn._reflector import Readiness
 from tokenwarden.authn._verify import Verdict, verify
 from tokenwarden.config import Settings
 
@@ -58,14 +59,22 @@ class LastUsed:
 
 class Authenticator:
     def __init__(self, settings: Settings, index: TokenIndex, *, extra_schemes: tuple[str, ...] = (),
-                 last_used: LastUsed | None = None) -> None:
+                 last_used: LastUsed | None = None, readiness: Readiness | None = None) -> None:
+        """``readiness`` says when the index is loaded; without it, the caller has filled it."""
         self.settings = settings
         self.index = index
         self.schemes = DEFAULT_SCHEMES + tuple(s.lower() for s in extra_schemes)
         self.prefixes = (settings.prefixes.service_token, settings.prefixes.ingestion_key)
         self.last_used = last_used or LastUsed(60.0)
-        self.ready = False
+        self.readiness = readiness or Readiness()
         self._bound: dict = {}
+
+    def _starting(self, endpoint: str) -> web.Response | None:
+        """503 until the index is loaded: a token missing from a half-loaded index is not unknown."""
+        if self.readiness.loaded():
+            return None
+        self._count(endpoint, "starting")
+        return web.json_response({"allowed": False, "reason": "starting"}, status=503, headers={"Retry-After": "1"})
 
     def check(self, token: str | None, permission: str | None, project: str | None, endpoint: str,
               audiences: list[str] | None = None) -> Verdict:
@@ -76,13 +85,16 @@ class Authenticator:
                          default_audiences=self.settings.audiences)
         if verdict.identity is not None and verdict.status != 401:
             self.last_used.record(verdict.identity, now)
-        seconds, results = self._metrics(endpoint)
-        seconds.observe(time.perf_counter() - started)
-        counter = results.get(verdict.reason)
-        if counter is None:
-            counter = results[verdict.reason] = VERIFICATIONS.labels(endpoint=endpoint, result=verdict.reason)
-        counter.inc()
+        self._metrics(endpoint)[0].observe(time.perf_counter() - started)
+        self._count(endpoint, verdict.reason)
         return verdict
+
+    def _count(self, endpoint: str, reason: str) -> None:
+        results = self._metrics(endpoint)[1]
+        counter = results.get(reason)
+        if counter is None:
+            counter = results[reason] = VERIFICATIONS.labels(endpoint=endpoint, result=reason)
+        counter.inc()
 
     def _metrics(self, endpoint: str):
         """Metric children bound once per endpoint: .labels() is a lock and a lookup per call."""
@@ -93,6 +105,8 @@ class Authenticator:
 
     # -- endpoints -----------------------------------------------------------
     async def forward_auth(self, request: web.Request) -> web.Response:
+        if (starting := self._starting("verify")) is not None:
+            return starting
         query = request.query if request.query_string else {}
         headers = request.headers
         project = query.get("project") or next((headers[h] for h in PROJECT_HEADERS if h in headers), None)
@@ -110,6 +124,8 @@ class Authenticator:
         return web.Response(text=f'{{"allowed": true, "subject": "{subject}"}}', headers=answer)
 
     async def token_review(self, request: web.Request) -> web.Response:
+        if (starting := self._starting("tokenreview")) is not None:
+            return starting
         try:
             review = await request.json()
             token = review["spec"]["token"]
@@ -151,7 +167,10 @@ class Authenticator:
         return web.Response(text="ok")
 
     async def readyz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok" if self.ready else "starting", status=200 if self.ready else 503)
+        """503 until the index is loaded, and while a watch has been broken too long (verification
+        goes on from the last index meanwhile)."""
+        problems = self.readiness.problems()
+        return web.Response(text="; ".join(problems) or "ok", status=503 if problems else 200)
 
     async def metrics(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -80,14 +80,23 @@ def verify(
             except TokenFormatError:
                 return Verdict(401, "malformed")
         return Verdict(401, "unknown")
+    if identity.deleting:  # refused from the moment deletion begins, whoever finishes it
+        return Verdict(401, "deleted", identity)
     if identity.phase != "Active":
         return Verdict(401, (identity.phase or "pending").lower(), identity)
     if identity.expires_at is not None and now >= identity.expires_at:
         return Verdict(401, "expired", identity)
     if identity.previous_valid_until is not None and now >= identity.previous_valid_until:
         return Verdict(401, "rotated", identity)
-    if identity.account and (identity.namespace, identity.account) in index.disabled_accounts:
-        return Verdict(401, "disabled", identity)
+    if identity.account:
+        # An account gone, being deleted or re-created under its name (another uid) revokes its
+        # tokens here, before the operator marks them; a token not yet bound to a uid is
+        # refused only while its account is missing or going.
+        account = index.account_of(identity)
+        if account is None or account.deleting or (identity.account_uid and identity.account_uid != account.uid):
+            return Verdict(401, "revoked", identity)
+        if account.disabled:
+            return Verdict(401, "disabled", identity)
     if audiences is not None:
         return _review(identity, audiences or default_audiences, default_audiences)
     if project is not None and not PROJECT.fullmatch(project):

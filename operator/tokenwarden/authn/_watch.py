@@ -1,32 +1,35 @@
-"""Keep a TokenIndex current from watches of tokens, keys and accounts (kopf, own registry)."""
+"""What the authenticator keeps of tokens, keys and accounts: stores that reflectors fill."""
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import kopf
+from collections.abc import Callable, Mapping
 
 from tokenwarden import policies
-from tokenwarden.authn._index import Identity, TokenIndex
+from tokenwarden.authn._index import Account, Identity, TokenIndex
 from tokenwarden.authn._metrics import TOKENS_BY_PHASE
-from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
+from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_TOKENS
+
+TokenKey = tuple[str, str, str]  # (kind, namespace, name)
 
 
-def identity_from(kind: str, body: kopf.Body) -> tuple[Identity, list[tuple[str, object]]] | None:
+def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, object]]] | None:
     status = body.get("status") or {}
     token_hash = status.get("tokenHash")
     if not token_hash:
         return None
     spec = body.get("spec") or {}
+    metadata = body["metadata"]
     identity = Identity(
         kind=kind,
-        namespace=body["metadata"]["namespace"],
-        name=body["metadata"]["name"],
+        namespace=metadata["namespace"],
+        name=metadata["name"],
         account=spec.get("serviceAccountName") if kind == SERVICE_TOKENS.kind else None,
         roles=tuple(status.get("effectiveRoles") or ()),
         phase=status.get("phase"),
         expires_at=policies.parse_time(status.get("expiresAt")),
         project=spec.get("project") if kind == INGESTION_KEYS.kind else None,
         audiences=tuple(spec.get("audiences") or ()) if kind == SERVICE_TOKENS.kind else (),
+        account_uid=status.get("accountUID") if kind == SERVICE_TOKENS.kind else None,
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
     hashes: list[tuple[str, object]] = [(token_hash, None)]
     previous = status.get("previousTokenHash")
@@ -36,45 +39,63 @@ def identity_from(kind: str, body: kopf.Body) -> tuple[Identity, list[tuple[str,
     return identity, hashes
 
 
-def build_registry(index: TokenIndex, forget: Callable[[tuple[str, str, str]], None]) -> kopf.OperatorRegistry:
-    """Event handlers that mirror the cluster into ``index``; no writes, no finalizers.
-    ``forget((kind, namespace, name))`` is told of each credential deleted."""
-    registry = kopf.OperatorRegistry()
-    phases: dict[tuple[str, str, str], str] = {}
+class TokenStore:
+    """One credential kind in the index, with the phase gauge. ``forget(key)`` is told of each
+    credential that is gone."""
 
-    def _count(key, phase: str | None) -> None:
-        old = phases.pop(key, None)
+    def __init__(self, kind: str, index: TokenIndex, forget: Callable[[TokenKey], None]) -> None:
+        self.kind = kind
+        self.index = index
+        self.forget = forget
+        self.phases: dict[TokenKey, str] = {}  # every object of the kind, with or without a hash
+
+    def record(self, body: dict):
+        metadata = body["metadata"]
+        key = (self.kind, metadata["namespace"], metadata["name"])
+        return key, (identity_from(self.kind, body), (body.get("status") or {}).get("phase") or "Pending")
+
+    def put(self, key: TokenKey, record) -> None:
+        found, phase = record
+        if found is None:
+            self.index.remove(*key)
+        else:
+            self.index.put(*found)
+        self._count(key, phase)
+
+    def drop(self, key: TokenKey) -> None:
+        self.index.remove(*key)
+        self.forget(key)
+        self._count(key, None)
+
+    def keys(self):
+        return list(self.phases)
+
+    def _count(self, key: TokenKey, phase: str | None) -> None:
+        old = self.phases.pop(key, None)
         if old:
-            TOKENS_BY_PHASE.labels(kind=key[0], phase=old).dec()
+            TOKENS_BY_PHASE.labels(kind=self.kind, phase=old).dec()
         if phase:
-            phases[key] = phase
-            TOKENS_BY_PHASE.labels(kind=key[0], phase=phase).inc()
+            self.phases[key] = phase
+            TOKENS_BY_PHASE.labels(kind=self.kind, phase=phase).inc()
 
-    def track(kind: str):
-        def on_token(type: str, body: kopf.Body, **_) -> None:
-            namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-            key = (kind, namespace, name)
-            if type == "DELETED":
-                index.remove(kind, namespace, name)
-                forget(key)
-                _count(key, None)
-                return
-            found = identity_from(kind, body)
-            if found is None:
-                index.remove(kind, namespace, name)
-            else:
-                index.put(found[0], found[1])
-            _count(key, (body.get("status") or {}).get("phase") or "Pending")
-        return on_token
 
-    for resource in (SERVICE_TOKENS, INGESTION_KEYS):
-        kopf.on.event(GROUP, VERSION, resource.plural, registry=registry,
-                      id=f"index-{resource.plural}")(track(resource.kind))
+class AccountStore:
+    """Accounts by (namespace, name): their uid, whether disabled, whether being deleted."""
 
-    @kopf.on.event(GROUP, VERSION, SERVICE_ACCOUNTS.plural, registry=registry, id="index-accounts")
-    def on_account(type: str, body: kopf.Body, **_) -> None:
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        disabled = type != "DELETED" and bool((body.get("spec") or {}).get("disabled"))
-        index.set_account_disabled(namespace, name, disabled)
+    def __init__(self, index: TokenIndex) -> None:
+        self.index = index
 
-    return registry
+    def record(self, body: dict):
+        metadata = body["metadata"]
+        return (metadata["namespace"], metadata["name"]), Account(
+            uid=metadata.get("uid") or "", disabled=bool((body.get("spec") or {}).get("disabled")),
+            deleting=bool(metadata.get("deletionTimestamp")))
+
+    def put(self, key: tuple[str, str], record: Account) -> None:
+        self.index.accounts[key] = record
+
+    def drop(self, key: tuple[str, str]) -> None:
+        self.index.accounts.pop(key, None)
+
+    def keys(self):
+        return list(self.index.accounts)

@@ -29,10 +29,13 @@ from tokenwarden.cli._serving import prepare
               help="Extra Authorization scheme to accept (e.g. an OpenTelemetry collector's). Repeatable.")
 @click.option("--last-used-interval", type=float, default=60.0, show_default=True,
               help="Seconds between lastUsedAt writes (at most one per token per interval).")
+@click.option("--watch-broken-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds a watch may stay broken (API server away) before /readyz answers 503; "
+                   "/verify answers from the last index meanwhile.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
-                  metrics_port, namespaces, schemes, last_used_interval, verbose, debug) -> None:
+                  metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, verbose, debug) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -61,7 +64,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
         run_authenticator(AuthenticatorOptions(
             settings=settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
             tls_check_interval=tls_check_interval, metrics_host=metrics_host, metrics_port=metrics_port,
-            namespaces=list(namespaces), clusterwide=not namespaces, last_used_interval=last_used_interval,
+            namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
     except CertificateError as exc:
         raise click.ClickException(str(exc)) from exc
