@@ -293,3 +293,20 @@ def pytest_addoption(parser):
         default="local",
         help="local: etcd + kube-apiserver built from Go modules (default); kind: pytest-kind (needs Docker)",
     )
+    parser.addoption("--fault-ops", type=int, default=200,
+                     help="tests/integration/test_faults.py: how many random operations (default 200; "
+                          "long runs also need --timeout)")
+    parser.addoption("--fault-seed", type=int, default=None,
+                     help="tests/integration/test_faults.py: the seed to replay (default: a new one, printed)")
+
+
+# The randomised fault test's summary (seed, operations, faults, violations), shown at the end of the run.
+FAULT_REPORT = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    lines = config.stash.get(FAULT_REPORT, [])
+    if lines:
+        terminalreporter.section("randomised faults")
+        for line in lines:
+            terminalreporter.write_line(line)

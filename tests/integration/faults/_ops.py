@@ -1,0 +1,317 @@
+"""Random operations on accounts, bindings, tokens, keys and imports, as users and GitOps
+tools make them, and the faults mixed in: the operator killed, kube-apiserver and etcd
+restarted, watches expired."""
+from __future__ import annotations
+
+import base64
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from kubernetes import client
+
+from ..kubehelpers import GROUP, PLURALS, VERSION
+
+ROTATE = "tokenwarden.io/rotate"
+IMPORTABLE = "tokenwarden.io/importable"
+CATALOG = ["reader", "writer", "power-user", "profile-writer", "admin"]
+PROJECTS = ["shop", "lab"]
+TIMEOUT = (3, 10)  # connect, read: an operation during an outage fails fast instead of hanging
+
+
+class Down(Exception):
+    """The API server did not answer (an outage): the operation did not count."""
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    status: int = 200
+    body: dict | None = None
+
+
+@dataclass
+class History:
+    """What the operations did that the checks need to know."""
+
+    # uids of tokens that were minted when their account was deleted: revoked for good, even
+    # if an account of the same name comes back.
+    revoked_with_account: dict[str, str] = field(default_factory=dict)  # uid → account
+    import_values: dict[str, str] = field(default_factory=dict)  # value → source Secret (in memory only)
+    rotation_requests: dict[tuple[str, str], str] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+    bad_edits_admitted: list[str] = field(default_factory=list)
+
+
+class Operations:
+    """One random operation per :meth:`step`, drawn from ``rng``."""
+
+    def __init__(self, rng: random.Random, custom: client.CustomObjectsApi, core: client.CoreV1Api,
+                 namespace: str, seed: int) -> None:
+        self.rng, self.custom, self.core, self.namespace, self.seed = rng, custom, core, namespace, seed
+        self.history = History()
+        self.accounts = [f"acc-{i}" for i in range(5)]  # more than the quota of 3: some are refused
+        self.bindings = [f"bind-{i}" for i in range(8)]
+        self.tokens = [f"tok-{i}" for i in range(20)]  # names come back: a new uid under an old name
+        self.keys = [f"key-{i}" for i in range(8)]
+        self.imports = [f"imp-{i}" for i in range(6)]  # imp-i imports Secret src-i, or another's
+        self._sequence = 0
+        self._table = [
+            (6, self.create_account), (3, self.delete_account), (4, self.toggle_account),
+            (6, self.create_binding), (3, self.delete_binding), (3, self.edit_binding),
+            (14, self.create_token), (9, self.delete_token), (4, self.edit_token), (5, self.request_rotation),
+            (5, self.create_key), (3, self.delete_key),
+            (3, self.write_source), (1, self.label_source), (4, self.create_import), (2, self.delete_import),
+            (2, self.invalid_edit),
+        ]
+
+    def step(self) -> str:
+        """Run one operation; raise :class:`Down` when the API server did not answer."""
+        weights = [w for w, _ in self._table]
+        operation = self.rng.choices([op for _, op in self._table], weights)[0]
+        outcome = operation()
+        label = f"{operation.__name__}:{'ok' if outcome.ok else outcome.status}"
+        self.history.counts[label] += 1
+        return label
+
+    # -- API calls --------------------------------------------------------------
+    def _call(self, fn, *args, **kwargs) -> Outcome:
+        try:
+            return Outcome(True, body=fn(*args, _request_timeout=TIMEOUT, **kwargs))
+        except client.ApiException as exc:
+            if exc.status in (0, 500, 502, 503, 504) and "webhook" not in str(exc.body):
+                raise Down(str(exc.status)) from exc
+            return Outcome(False, exc.status)
+        except Exception as exc:  # connection refused or reset: an outage
+            raise Down(type(exc).__name__) from exc
+
+    def _create(self, kind: str, name: str, spec: dict, annotations: dict | None = None) -> Outcome:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
+                "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec}
+        return self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                          PLURALS[kind], body)
+
+    def _patch(self, kind: str, name: str, patch: dict) -> Outcome:
+        return self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                          PLURALS[kind], name, patch)
+
+    def _delete(self, kind: str, name: str) -> Outcome:
+        return self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                          PLURALS[kind], name)
+
+    def _get(self, kind: str, name: str) -> dict | None:
+        outcome = self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                             PLURALS[kind], name)
+        return outcome.body if outcome.ok else None
+
+    def _list(self, kind: str) -> list[dict]:
+        outcome = self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                             PLURALS[kind])
+        return outcome.body["items"] if outcome.ok else []
+
+    def _roles(self, k_max: int = 2) -> list[str]:
+        return sorted(self.rng.sample(CATALOG[:4], self.rng.randint(1, k_max)))
+
+    def _lifetime(self) -> dict:
+        """No expiry, a short ttl that ends during the run, a short ttl with rotation that
+        rotates during the run, or a long one rotated only on request."""
+        pick = self.rng.random()
+        if pick < 0.35:
+            return {}
+        if pick < 0.6:
+            return {"ttl": self.rng.choice(["30s", "45s", "60s", "90s"])}
+        if pick < 0.85:
+            return {"ttl": self.rng.choice(["40s", "60s"]), "rotation": {"renewBefore": self.rng.choice(["15s", "25s"])}}
+        return {"ttl": "1h", "rotation": {"renewBefore": "10m"}}
+
+    # -- accounts and bindings ----------------------------------------------------
+    def create_account(self) -> Outcome:
+        return self._create("ServiceAccount", self.rng.choice(self.accounts),
+                            {"description": f"account {self.rng.randint(0, 999)}",
+                             "disabled": self.rng.random() < 0.2})
+
+    def delete_account(self) -> Outcome:
+        name = self.rng.choice(self.accounts)
+        outcome = self._delete("ServiceAccount", name)
+        if outcome.ok:
+            for token in self._list("ServiceToken"):
+                if token["spec"].get("serviceAccountName") == name and (token.get("status") or {}).get("tokenHash"):
+                    self.history.revoked_with_account[token["metadata"]["uid"]] = name
+        return outcome
+
+    def toggle_account(self) -> Outcome:
+        return self._patch("ServiceAccount", self.rng.choice(self.accounts),
+                           {"spec": {"disabled": self.rng.random() < 0.4}})
+
+    def create_binding(self) -> Outcome:
+        spec = {"serviceAccountName": self.rng.choice(self.accounts), "roles": self._roles()}
+        if self.rng.random() < 0.3:
+            spec["project"] = self.rng.choice(PROJECTS)
+        return self._create("RoleBinding", self.rng.choice(self.bindings), spec)
+
+    def delete_binding(self) -> Outcome:
+        return self._delete("RoleBinding", self.rng.choice(self.bindings))
+
+    def edit_binding(self) -> Outcome:
+        spec: dict = {"roles": self._roles()}
+        if self.rng.random() < 0.3:
+            spec["project"] = self.rng.choice([*PROJECTS, None])
+        return self._patch("RoleBinding", self.rng.choice(self.bindings), {"spec": spec})
+
+    # -- tokens and keys --------------------------------------------------------------
+    def create_token(self) -> Outcome:
+        spec = {"description": f"token {self.rng.randint(0, 999)}", **self._lifetime()}
+        if self.rng.random() < 0.5:
+            spec["roles"] = self._roles()
+        else:
+            spec["serviceAccountName"] = self.rng.choice(self.accounts)
+            if self.rng.random() < 0.4:
+                spec["roles"] = ["reader"]
+        return self._create("ServiceToken", self.rng.choice(self.tokens), spec)
+
+    def delete_token(self) -> Outcome:
+        return self._delete("ServiceToken", self.rng.choice(self.tokens))
+
+    def edit_token(self) -> Outcome:
+        name = self.rng.choice(self.tokens)
+        token = self._get("ServiceToken", name)
+        if token is None:
+            return Outcome(False, 404)
+        spec: dict = {"description": f"edited {self.rng.randint(0, 999)}"}
+        if not token["spec"].get("serviceAccountName") and not token["spec"].get("import"):
+            spec["roles"] = self._roles()
+        return self._patch("ServiceToken", name, {"spec": spec})
+
+    def request_rotation(self) -> Outcome:
+        kind, name = self.rng.choice([("ServiceToken", self.rng.choice(self.tokens)),
+                                      ("IngestionAPIKey", self.rng.choice(self.keys))])
+        self._sequence += 1
+        request = f"request-{self._sequence}"
+        outcome = self._patch(kind, name, {"metadata": {"annotations": {ROTATE: request}}})
+        if outcome.ok:
+            self.history.rotation_requests[(kind, name)] = request
+        return outcome
+
+    def create_key(self) -> Outcome:
+        spec = {"description": f"key {self.rng.randint(0, 999)}", **self._lifetime()}
+        if self.rng.random() < 0.3:
+            spec["project"] = self.rng.choice(PROJECTS)
+        return self._create("IngestionAPIKey", self.rng.choice(self.keys), spec)
+
+    def delete_key(self) -> Outcome:
+        return self._delete("IngestionAPIKey", self.rng.choice(self.keys))
+
+    def invalid_edit(self) -> Outcome:
+        """An edit the schema lets through and the model refuses: renewBefore not shorter than ttl."""
+        with_ttl = [t for t in self._list("ServiceToken") + self._list("IngestionAPIKey")
+                    if t["spec"].get("ttl") and not t["spec"].get("import")]
+        if not with_ttl:
+            return Outcome(False, 404)
+        target = self.rng.choice(with_ttl)
+        kind, name = target["kind"], target["metadata"]["name"]
+        outcome = self._patch(kind, name, {"spec": {"rotation": {"renewBefore": target["spec"]["ttl"]}}})
+        if outcome.ok:
+            self.history.bad_edits_admitted.append(f"{kind} {name}")
+        return outcome
+
+    # -- imports ----------------------------------------------------------------------
+    def write_source(self) -> Outcome:
+        """Create a source Secret, or change its value as its owner rotates it."""
+        index = self.rng.randrange(len(self.imports))
+        name = f"src-{index}"
+        value = f"imported-{self.seed}-{index}-{self.rng.getrandbits(64):016x}"
+        self.history.import_values[value] = name
+        data = {"token": base64.b64encode(value.encode()).decode()}
+        labels = {IMPORTABLE: "true"} if self.rng.random() < 0.8 else {}
+        outcome = self._call(self.core.patch_namespaced_secret, name, self.namespace, {"data": data})
+        if outcome.status == 404:
+            outcome = self._call(self.core.create_namespaced_secret, self.namespace, client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name, labels=labels), data=data))
+        return outcome
+
+    def label_source(self) -> Outcome:
+        return self._call(self.core.patch_namespaced_secret, f"src-{self.rng.randrange(len(self.imports))}",
+                          self.namespace, {"metadata": {"labels": {IMPORTABLE: "true"}}})
+
+    def create_import(self) -> Outcome:
+        index = self.rng.randrange(len(self.imports))
+        # Mostly its own source; sometimes another token's, which makes a duplicate import.
+        source = index if self.rng.random() < 0.75 else self.rng.randrange(len(self.imports))
+        spec: dict = {"import": {"secretRef": {"name": f"src-{source}"}}}
+        if self.rng.random() < 0.3:
+            spec["serviceAccountName"] = self.rng.choice(self.accounts)
+        else:
+            spec["roles"] = self._roles()
+        if self.rng.random() < 0.4:
+            spec["secretName"] = f"imp-{index}-copy"
+        return self._create("ServiceToken", self.imports[index], spec)
+
+    def delete_import(self) -> Outcome:
+        return self._delete("ServiceToken", self.rng.choice(self.imports))
+
+
+FAULT_KINDS = ("kill-operator", "restart-apiserver", "restart-etcd", "expire-watches")
+
+
+@dataclass
+class FaultLog:
+    kind: str
+    started: float
+    seconds: float
+    error: str | None = None
+
+
+class Faults:
+    """Runs faults one after another in a thread of its own while operations go on."""
+
+    def __init__(self, rng: random.Random, plane, operator) -> None:
+        self.rng, self.plane, self.operator = rng, plane, operator
+        self.log: list[FaultLog] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="faults")
+        self._thread.start()
+
+    def plan(self, operations: int, count: int) -> list[tuple[int, str]]:
+        """At which operation each fault starts: every kind at least once, spread over the run."""
+        kinds = [*FAULT_KINDS, "kill-operator"]
+        self.rng.shuffle(kinds)
+        kinds += [self.rng.choice(FAULT_KINDS) for _ in range(count - len(kinds))]
+        spacing = operations / (len(kinds) + 1)
+        return [(int(spacing * (i + 1) + self.rng.uniform(-spacing / 3, spacing / 3)), kind)
+                for i, kind in enumerate(kinds)]
+
+    def inject(self, kind: str) -> None:
+        self._queue.put(kind)
+
+    def finish(self, timeout: float = 300) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while (kind := self._queue.get()) is not None:
+            started = time.monotonic()
+            entry = FaultLog(kind, started, 0.0)
+            try:
+                self._one(kind)
+            except Exception as exc:
+                entry.error = f"{type(exc).__name__}: {exc}"[:500]
+            entry.seconds = time.monotonic() - started
+            self.log.append(entry)
+
+    def _one(self, kind: str) -> None:
+        if kind == "kill-operator":
+            self.operator.stop(kill=True)
+            time.sleep(self.rng.uniform(1, 6))  # the world moves on without it
+            self.operator.start()
+        elif kind == "restart-apiserver":
+            self.plane.outage("kube-apiserver", self.rng.uniform(1, 4))
+        elif kind == "restart-etcd":
+            self.plane.outage("etcd", self.rng.uniform(1, 4))
+        else:
+            # History compacted to now, then every watch broken: each one that resumes from a
+            # resourceVersion it had gets 410 Gone and must relist.
+            self.plane.compact_etcd()
+            self.plane.outage("kube-apiserver", self.rng.uniform(0.5, 2))
