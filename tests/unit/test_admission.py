@@ -60,7 +60,7 @@ async def test_a_confirmed_quota_refusal_stands():
         await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
                                           memo=full)
     full = memo(TOKENS, live=TOKENS)
-    with pytest.raises(kopf.AdmissionError, match="already has 2 tokens"):
+    with pytest.raises(kopf.AdmissionError, match="already has 2 token"):
         await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
                                         spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=full)
 
@@ -94,6 +94,29 @@ async def test_an_update_that_leaves_spec_alone_is_not_checked():
                                           memo=empty)
     with pytest.raises(kopf.AdmissionError, match="not in the role catalog"):
         await _admission.validate_binding(namespace="team", spec=spec, operation="CREATE", old=None, new=new, memo=empty)
+
+
+async def test_tokens_that_can_no_longer_verify_do_not_count():
+    failed = [body("ServiceToken", n, {"serviceAccountName": "agents"}) for n in ("f1", "f2")]
+    for item, phase in zip(failed, ("Failed", "Expired")):
+        item["status"] = {"phase": phase}
+    crowded = memo(TOKENS[:1] + failed, live=RuntimeError("not called"))
+    await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
+                                    spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=crowded)
+    assert crowded.custom.calls == 0
+
+
+@pytest.mark.parametrize("kind, validate, spec", [
+    ("ServiceToken", _admission.validate_token, {"roles": ["reader"]}),
+    ("IngestionAPIKey", _admission.validate_key, {}),
+])
+async def test_an_update_the_model_refuses_is_refused_with_its_message(kind, validate, spec):
+    """The schema cannot compare two durations; the model can, and admission says what it said."""
+    old = body(kind, "t", {**spec, "ttl": "30d"})
+    edited = {**spec, "ttl": "30d", "rotation": {"renewBefore": "30d"}}
+    with pytest.raises(kopf.AdmissionError, match="renewBefore must be shorter than ttl"):
+        await validate(name="t", namespace="team", spec=edited, operation="UPDATE", old=old,
+                       new=body(kind, "t", edited), memo=memo([], live=[]))
 
 
 def test_every_webhook_is_registered_as_listed():

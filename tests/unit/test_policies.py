@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
@@ -66,12 +67,89 @@ def test_problem_messages_name_the_fix():
     assert "admin" in problem.message and "RoleBinding" in problem.message
 
 
-def test_quotas():
+@dataclass(frozen=True)
+class Seat:
+    name: str
+    phase: str | None = "Active"
+    ready_reason: str | None = "Minted"
+    created: str = "2026-01-01T00:00:00Z"
+
+
+def _at(minute: int) -> str:
+    return f"2026-01-01T00:{minute:02d}:00Z"
+
+
+def test_account_quota_message_names_the_limit():
     assert account_quota_problem(49, 50) is None
     assert "at most 50" in account_quota_problem(50, 50).message
-    assert token_quota_problem(99, 100, "a") is None
-    problem = token_quota_problem(100, 100, "agents")
-    assert "agents" in problem.message and "maxTokensPerAccount" in problem.message
+
+
+@pytest.mark.parametrize("others, created, over", [
+    ([], _at(5), False),
+    ([Seat("a", created=_at(1)), Seat("b", created=_at(2))], _at(5), False),
+    ([Seat("a", created=_at(1)), Seat("b", created=_at(2)), Seat("c", created=_at(3))], _at(5), True),
+    # Created before the others: the first two are within the quota, whoever came later.
+    ([Seat("a", created=_at(6)), Seat("b", created=_at(7)), Seat("c", created=_at(8))], _at(5), False),
+    # Same second: the name decides, so every replica agrees.
+    ([Seat("a", created=_at(5)), Seat("b", created=_at(5))], _at(5), False),
+    ([Seat("a", created=_at(5)), Seat("b", created=_at(5)), Seat("c", created=_at(5))], _at(5), False),
+    ([Seat("a", created=_at(1)), Seat("b", created=_at(5)), Seat("ba", created=_at(5))], _at(5), True),
+    ([Seat("a", created=_at(1)), Seat("b", created=_at(5)), Seat("c", created=_at(5))], _at(5), False),
+    # An admission request (not stored yet): every other account is ahead.
+    ([Seat("a", created=_at(6)), Seat("b", created=_at(7))], None, False),
+    ([Seat("a", created=_at(6)), Seat("b", created=_at(7)), Seat("c", created=_at(8))], None, True),
+])
+def test_account_over_quota(others, created, over):
+    # "bz" sorts after a, b and c within the same second.
+    problem = policies.account_over_quota(others, "bz", created, 3)
+    assert (problem is not None) == over
+    if over:
+        assert "maxAccountsPerNamespace" in problem.message
+
+
+WAITING = dict(phase="Pending", ready_reason="QuotaExceeded")
+FRESH = dict(phase=None, ready_reason=None)
+
+
+@pytest.mark.parametrize("others, created, over", [
+    ([Seat("a"), Seat("b")], _at(5), False),
+    ([Seat("a"), Seat("b"), Seat("c")], _at(5), True),
+    # Only what can still verify counts.
+    ([Seat("a"), Seat("b"), Seat("c", phase="Failed", ready_reason="SecretConflict")], _at(5), False),
+    ([Seat("a"), Seat("b"), Seat("c", phase="Expired", ready_reason="Expired")], _at(5), False),
+    ([Seat("a"), Seat("b"), Seat("c", phase="Revoked", ready_reason="AccountDeleted")], _at(5), False),
+    # Disabled with its account: verifies again once enabled, so it counts.
+    ([Seat("a"), Seat("b"), Seat("c", ready_reason="AccountDisabled")], _at(5), True),
+    # Waiting on its account, binding or source: admitted, mints the moment they appear.
+    ([Seat("a"), Seat("b"), Seat("c", phase="Pending", ready_reason="NoRolesGranted")], _at(5), True),
+    # Waiting for room: queued in creation order, so only one takes one place.
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(6), **WAITING)], _at(5), False),
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(4), **WAITING)], _at(5), True),
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(4), **FRESH)], _at(5), True),
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(6), **FRESH)], _at(5), False),
+    ([Seat("a"), Seat("c", created=_at(6), **WAITING), Seat("d", created=_at(7), **FRESH)], _at(5), False),
+    # Waiting for its account to be within the account quota: queued too.
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(4), phase="Pending", ready_reason="AccountQuotaExceeded")],
+     _at(5), True),
+    # An admission request: every queued token is ahead of it.
+    ([Seat("a"), Seat("b"), Seat("c", created=_at(6), **WAITING)], None, True),
+    ([Seat("a"), Seat("b"), Seat("c", phase="Failed", ready_reason="InvalidSpec")], None, False),
+    # Its own entry never counts.
+    ([Seat("a"), Seat("b"), Seat("me")], _at(5), False),
+])
+def test_token_quota(others, created, over):
+    problem = token_quota_problem(others, "me", created, 3, "agents")
+    assert (problem is not None) == over
+    if over:
+        assert problem.waiting and problem.reason == "QuotaExceeded"
+        assert "agents" in problem.message and "at most 3" in problem.message
+        assert "maxTokensPerAccount" in problem.message and "do not count" in problem.message
+
+
+def test_a_token_of_an_account_beyond_its_quota_waits():
+    problem = policies.waiting_for_account_quota("agents", account_quota_problem(3, 3))
+    assert problem.waiting and problem.reason == "AccountQuotaExceeded"
+    assert "agents" in problem.message and "maxAccountsPerNamespace" in problem.message
 
 
 @pytest.mark.parametrize("token, reason", [

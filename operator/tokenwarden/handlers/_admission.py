@@ -28,7 +28,13 @@ import kopf
 from pydantic import ValidationError
 
 from tokenwarden import policies
-from tokenwarden.api import IngestionAPIKeySpec, RoleBindingSpec, ServiceTokenSpec, describe_validation_error
+from tokenwarden.api import (
+    IngestionAPIKeySpec,
+    RoleBindingSpec,
+    ServiceAccountSpec,
+    ServiceTokenSpec,
+    describe_validation_error,
+)
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.kube import access, objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
@@ -129,14 +135,14 @@ async def _confirmed(problem, recount):
         return problem
 
 
-async def validate_account(name, namespace, operation, old, new, memo, **_):
+async def validate_account(name, namespace, operation, old, new, memo, spec=None, **_):
     if _spec_unchanged(operation, old, new):
         return
+    _parse(ServiceAccountSpec, spec)
     limit = memo.settings.quotas.max_accounts_per_namespace
 
     def problem(indexes: Indexes):
-        others = [a for a in indexes.accounts.get(namespace) if a.name != name]
-        return policies.account_quota_problem(len(others), limit)
+        return policies.account_over_quota(indexes.accounts.get(namespace), name, None, limit)
 
     found = await _confirmed(problem(memo.indexes), lambda: problem(_listed(memo, SERVICE_ACCOUNTS, namespace)))
     if found:
@@ -168,8 +174,8 @@ async def validate_token(name, namespace, spec, operation, old, new, memo, useri
             limit = memo.settings.quotas.max_tokens_per_account
 
             def problem(indexes: Indexes):
-                others = [t for t in indexes.tokens.get((namespace, account)) if t.name != name]
-                return policies.token_quota_problem(len(others), limit, account)
+                return policies.token_quota_problem(indexes.tokens.get((namespace, account)), name, None,
+                                                    limit, account)
 
             found = await _confirmed(problem(memo.indexes),
                                      lambda: problem(_listed(memo, SERVICE_TOKENS, namespace)))

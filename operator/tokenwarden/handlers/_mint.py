@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from tokenwarden import policies
 from tokenwarden.api import describe_validation_error
-from tokenwarden.conditions import rfc3339
+from tokenwarden.conditions import condition, rfc3339, set_condition
+from tokenwarden.handlers._accounts import account_quota
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._imports import adopt_imported
 from tokenwarden.handlers._metrics import MINT_SECONDS, MINTED
@@ -69,7 +70,11 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     try:
         spec = kind.spec_model.model_validate(dict(body.spec))
     except ValidationError as exc:
-        out.problem(policies.Problem("InvalidSpec", describe_validation_error(exc)), "Failed")
+        problem = policies.Problem("InvalidSpec", describe_validation_error(exc))
+        if status.get("phase") == "Active" and status.get("tokenHash"):
+            _edit_not_applied(out, problem)
+        else:
+            out.problem(problem, "Failed")
         return
 
     plan = _roles_for(kind, spec, namespace, memo)
@@ -93,12 +98,9 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         return
 
     if kind.has_roles and spec.service_account_name and not minted:
-        others = [t for t in memo.indexes.tokens.get((namespace, spec.service_account_name))
-                  if t.name != name]
-        quota = policies.token_quota_problem(len(others), memo.settings.quotas.max_tokens_per_account,
-                                             spec.service_account_name)
+        quota = room_problem(memo, namespace, spec.service_account_name, name, body.metadata.get("creationTimestamp"))
         if quota:
-            out.problem(quota, "Failed")
+            _wait_for_room(out, quota)
             return
 
     token_hash = None
@@ -197,6 +199,39 @@ def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_s
     # The status's times and id, when it has them: the Secret's annotations are not the authority.
     issued_at = status.get("issuedAt") or found.issued_at or rfc3339(out.now)
     return found.token, status.get("tokenId") or found.token_id or new_token_id(), issued_at, found.name
+
+
+def room_problem(memo, namespace: str, account: str, name: str, created: str | None) -> policies.Problem | None:
+    """Why the token ``name`` of ``account`` may not mint yet for a quota: its account is
+    beyond the namespace's account quota, or the account has no room for another token."""
+    for entry in memo.indexes.accounts.get((namespace, account)):
+        over = account_quota(memo, namespace, account, entry.created or None)
+        if over:
+            return policies.waiting_for_account_quota(account, over)
+    return policies.token_quota_problem(memo.indexes.tokens.get((namespace, account)), name, created,
+                                        memo.settings.quotas.max_tokens_per_account, account)
+
+
+def _wait_for_room(out: TokenStatus, problem: policies.Problem) -> None:
+    """Pending until room appears (handlers._quota looks again then); warned once, not on each look."""
+    before = condition(out.body.status.get("conditions"), "Ready") or {}
+    out.ready(False, problem.reason, problem.message, phase="Pending")
+    if before.get("reason") != problem.reason:
+        kopf.warn(out.body, reason=problem.reason, message=problem.message)
+
+
+def _edit_not_applied(out: TokenStatus, problem: policies.Problem) -> None:
+    """An edit the model refuses that got past admission (no webhook answering, failure policy
+    Ignore) leaves a minted token as it was: Active, verifying, its observedGeneration the
+    last spec applied. Only the Ready condition says what to fix."""
+    conditions = out.body.status.get("conditions")
+    before = condition(conditions, "Ready") or {}
+    message = (f"the spec edit (generation {out.generation}) was not applied: {problem.message}. The token "
+               "stays Active and keeps verifying as before; correct the spec, or undo the edit")
+    out.patch.status["conditions"] = set_condition(conditions, "Ready", False, problem.reason, message,
+                                                   generation=out.generation, now=out.now)
+    if (before.get("reason"), before.get("observedGeneration")) != (problem.reason, out.generation):
+        kopf.warn(out.body, reason=problem.reason, message=message)
 
 
 def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:

@@ -75,6 +75,7 @@ def run_operator(options: OperatorOptions) -> None:
         _import_sources,
         _orphans,
         _unsettled,
+        _quota,
         _expiry,
         _import_key,
         _metrics,

@@ -40,7 +40,16 @@ from tokenwarden.policies._imports import (
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
-from tokenwarden.policies._quota import account_quota_problem, token_quota_problem
+from tokenwarden.policies._quota import (
+    ACCOUNT_QUOTA,
+    TOKEN_QUOTA,
+    account_over_quota,
+    account_quota_problem,
+    holds_place,
+    token_quota_problem,
+    waiting_for_account_quota,
+    waits_for_room,
+)
 from tokenwarden.policies._roles import (
     Binding,
     Problem,
@@ -72,7 +81,13 @@ __all__ = [
     "ImportedHash",
     "Problem",
     "RolePlan",
+    "ACCOUNT_QUOTA",
+    "TOKEN_QUOTA",
+    "account_over_quota",
     "account_quota_problem",
+    "holds_place",
+    "waiting_for_account_quota",
+    "waits_for_room",
     "adopted_key",
     "duplicate_import_problem",
     "fix_label_command",
