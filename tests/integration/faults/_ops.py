@@ -137,10 +137,20 @@ class Operations:
         name = self.rng.choice(self.accounts)
         outcome = self._delete("ServiceAccount", name)
         if outcome.ok:
-            for token in self._list("ServiceToken"):
+            for token in self._retrying(lambda: self._list("ServiceToken")):
                 if token["spec"].get("serviceAccountName") == name and (token.get("status") or {}).get("tokenHash"):
                     self.history.revoked_with_account[token["metadata"]["uid"]] = name
         return outcome
+
+    @staticmethod
+    def _retrying(read, attempts: int = 60):
+        """A read that must not be lost to an outage that begins right after a write."""
+        for _ in range(attempts - 1):
+            try:
+                return read()
+            except Down:
+                time.sleep(1)
+        return read()
 
     def toggle_account(self) -> Outcome:
         return self._patch("ServiceAccount", self.rng.choice(self.accounts),
