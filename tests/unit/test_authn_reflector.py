@@ -145,6 +145,15 @@ def test_errors_watch_again_from_the_last_version_seen_and_mark_the_watch_broken
     assert check("c", index).reason == "ok"
 
 
+def test_a_watch_the_server_ends_with_another_error_lists_again():
+    index = TokenIndex()
+    store = TokenStore("ServiceToken", index, lambda _: None)
+    error = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "internal error"}}
+    reflector, api = reflect(store, [[[token("a")]], [[token("b")]]], [[error]])
+    assert api.calls == ["list", "watch rv-list-1", "list", "watch rv-list-0"]
+    assert (check("a", index).reason, check("b", index).reason) == ("unknown", "ok")
+
+
 def test_a_deleted_event_and_a_deletion_timestamp_refuse_the_token():
     index = TokenIndex()
     store = TokenStore("ServiceToken", index, lambda _: None)

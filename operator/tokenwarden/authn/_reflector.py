@@ -87,6 +87,8 @@ class Reflector:
                 delay = self.wait_after(failures)
                 logger.warning("%s: %s: %s; trying again in %.0fs", self.kind,
                                "listing failed" if version is None else "watch failed", _describe(exc), delay)
+                if isinstance(exc, WatchError):
+                    version = None  # the server would not go on from there: list afresh
                 self.stop.wait(delay)
 
     def relist(self) -> str:

@@ -22,7 +22,7 @@ from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
-from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS, Resource
+from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 from tokenwarden.kube._watching import list_page, open_watch
 
 logger = logging.getLogger("tokenwarden.authenticator")
@@ -46,13 +46,16 @@ class AuthenticatorOptions:
     debug: bool = False
 
 
-def _reflectors(custom: client.CustomObjectsApi, index: TokenIndex, namespaces: list[str],
-                forget, stop: threading.Event, loop: asyncio.AbstractEventLoop) -> list[Reflector]:
-    """One reflector per kind and listing scope; changes reach the index on the event loop."""
+def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threading.Event,
+                loop: asyncio.AbstractEventLoop) -> list[Reflector]:
+    """One reflector per kind and listing scope, each in a thread with a connection of its
+    own; changes reach the index on the event loop."""
     stores = [(SERVICE_ACCOUNTS, AccountStore(index))]
     stores += [(resource, TokenStore(resource.kind, index, forget)) for resource in (SERVICE_TOKENS, INGESTION_KEYS)]
+    scopes = objects.listing_scopes(namespaces)
+    custom = client.CustomObjectsApi(load_api_client(pool_size=len(stores) * len(scopes)))
     reflectors = []
-    for scope in objects.listing_scopes(namespaces):
+    for scope in scopes:
         for resource, store in stores:
             reflectors.append(Reflector(
                 resource.kind if scope is None else f"{resource.kind} in {scope}", _scoped(store, scope),
@@ -105,7 +108,7 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     last_used = LastUsed(options.last_used_interval)
     custom = client.CustomObjectsApi(load_api_client())
     watching = threading.Event()  # set when the reflectors' threads should end
-    readiness = Readiness(_reflectors(custom, index, options.namespaces, last_used.forget, watching,
+    readiness = Readiness(_reflectors(index, options.namespaces, last_used.forget, watching,
                                       asyncio.get_running_loop()), options.watch_broken_after)
     readiness.waiting_for.add("import key")
     authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
