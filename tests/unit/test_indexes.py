@@ -60,7 +60,7 @@ def test_accounts_count_per_namespace_and_leave_when_deleting():
     indexes = Indexes(["reader"])
     indexes.observe("ServiceAccount", body("ServiceAccount", "a", "ua", spec={"disabled": True}))
     indexes.observe("ServiceAccount", body("ServiceAccount", "b", "ub"))
-    assert indexes.accounts.get(("team", "a")) == [AccountEntry("a", True)]
+    assert indexes.accounts.get(("team", "a")) == [AccountEntry("a", True, uid="ua")]
     assert len(indexes.accounts.get("team")) == 2
     indexes.observe("ServiceAccount", body("ServiceAccount", "b", "ub", deletionTimestamp="2026-01-01T00:00:00Z"))
     assert ("team", "b") not in indexes.accounts

@@ -56,6 +56,7 @@ class AccountEntry:
     name: str
     disabled: bool
     created: str = ""  # creationTimestamp: accounts and tokens queue for quota in creation order
+    uid: str = ""  # a token records the uid of the account it is minted for (status.accountUID)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _account(body: dict, _: Indexes) -> dict | None:
     if meta.get("deletionTimestamp"):
         return None
     entry = AccountEntry(meta["name"], bool((body.get("spec") or {}).get("disabled", False)),
-                         meta.get("creationTimestamp") or "")
+                         meta.get("creationTimestamp") or "", meta["uid"])
     return {(meta["namespace"], meta["name"]): entry, meta["namespace"]: entry}
 
 

@@ -24,6 +24,7 @@ class OperatorMemo(kopf.Memo):
     activity: Activity  # whether kopf has paused this replica (peering)
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
+    deleted_tokens: dict  # uid → when its DELETED event came (handlers/_revoke.py)
 
     @classmethod
     def create(cls, settings: Settings, namespaces: list[str] | None = None) -> OperatorMemo:
@@ -37,4 +38,5 @@ class OperatorMemo(kopf.Memo):
         memo.activity = LISTINGS.activity
         memo.last_uses = {}
         memo.import_keys = ImportKeys()
+        memo.deleted_tokens = {}
         return memo

@@ -95,6 +95,12 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         # Already minted and nothing changed while we were away: no Secret read, no re-mint.
         if kind.has_roles and status.get("effectiveRoles") != plan.effective_roles:
             patch.status["effectiveRoles"] = plan.effective_roles
+        account_uid = None if status.get("accountUID") or not kind.has_roles else \
+            _account_uid(spec, namespace, memo, created_by=status.get("issuedAt"))
+        if account_uid:
+            # Minted by a version that did not record it: the account now is the one it was
+            # minted for, unless that one was created after the token.
+            patch.status["accountUID"] = account_uid
         return
 
     if kind.has_roles and spec.service_account_name and not minted:
@@ -125,6 +131,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     )
     if kind.has_roles:
         fields["effectiveRoles"] = plan.effective_roles
+        fields["accountUID"] = status.get("accountUID") or _account_uid(spec, namespace, memo)
     disabled = _account_disabled(kind, spec, namespace, memo)
     if disabled:
         out.ready(False, "AccountDisabled",
@@ -232,6 +239,18 @@ def _edit_not_applied(out: TokenStatus, problem: policies.Problem) -> None:
                                                    generation=out.generation, now=out.now)
     if (before.get("reason"), before.get("observedGeneration")) != (problem.reason, out.generation):
         kopf.warn(out.body, reason=problem.reason, message=message)
+
+
+def _account_uid(spec, namespace: str, memo, created_by: str | None = None) -> str | None:
+    """The uid of the token's account (None: it names none, or none is indexed); with
+    ``created_by``, only an account created no later than that."""
+    if not spec.service_account_name:
+        return None
+    for entry in memo.indexes.accounts.get((namespace, spec.service_account_name)):
+        created, minted = policies.parse_time(entry.created), policies.parse_time(created_by)
+        if created_by is None or (created is not None and minted is not None and created <= minted):
+            return entry.uid or None
+    return None
 
 
 def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:

@@ -1,4 +1,4 @@
-"""Token Secrets whose token no longer exists are removed."""
+"""Token Secrets whose controlling token no longer exists are removed; no other Secret is."""
 from __future__ import annotations
 
 import asyncio
@@ -10,19 +10,29 @@ from kubernetes.client.rest import ApiException
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, controller_ref
 from tokenwarden.kube import objects
-from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE, TOKEN_LABEL
+from tokenwarden.kube._resources import GROUP, MANAGED_BY, MANAGED_BY_VALUE, TOKEN_LABEL
+
+
+def token_owner(body) -> dict | None:
+    """The Secret's controlling ownerReference when it names a token or key of ours; None for
+    any other Secret, labelled or not (mirroring tools copy labels, never our owner reference)."""
+    ref = controller_ref(body)
+    if ref and ref.get("kind") in KINDS_BY_NAME and (ref.get("apiVersion") or "").startswith(f"{GROUP}/") \
+            and ref.get("uid"):
+        return ref
+    return None
 
 
 def _orphaned(type, body, memo, **_) -> bool:
-    ref = controller_ref(body)
+    ref = token_owner(body)
     return (type != "DELETED" and not body.metadata.get("deletionTimestamp")
-            and (ref or {}).get("uid") not in memo.indexes.owners)
+            and ref is not None and ref["uid"] not in memo.indexes.owners)
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
                when=_orphaned)
 async def collect_orphaned_secret(body, name, namespace, memo, logger, **_):
-    """A Secret with our labels whose token no longer exists is removed (also without a GC).
+    """A token Secret whose controlling token no longer exists is removed (also without a GC).
 
     The filter is one index lookup: a Secret whose token exists costs no call at all. The
     index may be behind (a standby replica that just took over has seen no events while it
@@ -32,14 +42,15 @@ async def collect_orphaned_secret(body, name, namespace, memo, logger, **_):
 
 
 def _delete_orphan(body, name, namespace, memo, logger) -> None:
-    ref = controller_ref(body) or {}
-    kind = KINDS_BY_NAME.get(ref.get("kind"))
+    ref = token_owner(body)
+    if ref is None:
+        return
+    kind = KINDS_BY_NAME[ref["kind"]]
     with kube_errors_to_kopf():
-        if kind is not None:
-            owner = objects.get_object(memo.custom, kind.resource, namespace, ref.get("name", ""))
-            if owner is not None and owner["metadata"]["uid"] == ref.get("uid"):
-                memo.indexes.observe(kind.resource.kind, owner)
-                return
+        owner = objects.get_object(memo.custom, kind.resource, namespace, ref.get("name", ""))
+        if owner is not None and owner["metadata"]["uid"] == ref["uid"]:
+            memo.indexes.observe(kind.resource.kind, owner)
+            return
         try:
             memo.core.delete_namespaced_secret(name, namespace,
                                                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(

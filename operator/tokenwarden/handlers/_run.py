@@ -86,6 +86,7 @@ def run_operator(options: OperatorOptions) -> None:
 
     if options.webhook_port:
         _admission.register()
+    _revoke.without_finalizers(kopf.get_default_registry())
 
     kopf.configure(verbose=options.verbose, debug=options.debug)
     quiet_body_loggers()
@@ -94,7 +95,8 @@ def run_operator(options: OperatorOptions) -> None:
 
     @kopf.on.startup()
     def configure(settings: kopf.OperatorSettings, memo, logger, **_) -> None:
-        settings.persistence.finalizer = "tokenwarden.io/finalizer"
+        # No handler asks for a finalizer; naming the one older versions put lets kopf remove it.
+        settings.persistence.finalizer = _revoke.FINALIZER
         # Bookkeeping in status.kopf: written in the same request as the status itself.
         settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
         settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandled")
