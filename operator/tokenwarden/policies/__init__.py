@@ -37,6 +37,16 @@ from tokenwarden.policies._imports import (
     source_namespace_problem,
     source_not_importable_problem,
 )
+from tokenwarden.policies._decisions import (
+    RENEW_BEFORE_EXPIRY,
+    ROTATION_REQUESTED,
+    ROTATION_UNSUPPORTED,
+    Action,
+    overlap_ended,
+    remint,
+    revocation,
+    rotation_due,
+)
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
@@ -60,6 +70,14 @@ from tokenwarden.policies._roles import (
 )
 
 __all__ = [
+    "RENEW_BEFORE_EXPIRY",
+    "ROTATION_REQUESTED",
+    "ROTATION_UNSUPPORTED",
+    "Action",
+    "overlap_ended",
+    "remint",
+    "revocation",
+    "rotation_due",
     "last_use_update",
     "CURRENT",
     "ROTATION_UNRECORDED",
