@@ -95,6 +95,9 @@ class Settings(BaseModel):
     prefixes: Prefixes = Field(default_factory=Prefixes)
     expired_retention: timedelta = Field(timedelta(hours=24), alias="expiredRetention")
     rotation_overlap: timedelta = Field(timedelta(hours=1), alias="rotationOverlap")
+    # How often every token's decisions (revoke, roles, re-mint, rotate, overlap end) are
+    # recomputed from a fresh listing, whatever events were seen or lost.
+    resync_interval: timedelta = Field(timedelta(minutes=5), alias="resyncInterval")
     import_min_length: int = Field(16, ge=1, alias="importMinLength")
     bootstrap: Bootstrap = Field(default_factory=Bootstrap)
     import_key: ImportKey = Field(default_factory=ImportKey, alias="importKey")
@@ -111,10 +114,17 @@ class Settings(BaseModel):
                              "letters, digits and '-', at most 63 characters")
         return value
 
-    @field_validator("expired_retention", "rotation_overlap", mode="before")
+    @field_validator("expired_retention", "rotation_overlap", "resync_interval", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("resync_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("resyncInterval must be longer than 0s, for example 5m")
+        return value
 
     @field_validator("prefixes")
     @classmethod

@@ -16,7 +16,6 @@ written to the Secret before the create and carried by the token.
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import kopf
@@ -162,39 +161,29 @@ def _record(value: str, memo) -> None:
         kube_secrets.annotate_secret(memo.core, config.namespace, config.secret_name, {CREATED_UID_ANNOTATION: value})
 
 
-# kopf never retries an event handler, and at a fresh install the first attempt meets the
-# operator's own admission webhook before its Service routes to a ready replica.
-RETRY_DELAYS = (2, 5, 10, 20, 30, 60, 60, 60)
-
-
-async def _retried(fn, *args, logger) -> None:
-    for delay in (*RETRY_DELAYS, None):
-        try:
-            await asyncio.to_thread(fn, *args)
-            return
-        except kopf.TemporaryError as exc:
-            if delay is None:
-                raise
-            logger.warning(f"bootstrap token: {exc}; trying again in {delay}s")
-            await asyncio.sleep(delay)
+def settle_bootstrap(memo, logger) -> None:
+    """The bootstrap token as the bootstrap Secret stands now: ensured from its values, or
+    revoked when there is no Secret. Run at each resync and on each change of the Secret."""
+    config = memo.settings.bootstrap
+    with kube_errors_to_kopf():
+        secret = kube_secrets.read_secret_object(memo.core, config.namespace, config.secret_name)
+    if secret is None:
+        revoke_bootstrap(memo, logger, "the values have no bootstrap section")
+    else:
+        ensure_bootstrap(kopf.Body(secret), memo, logger)
 
 
 @kopf.on.event("", "v1", "secrets",
                when=lambda name, namespace, memo, **_: _is_bootstrap_secret(name, namespace, memo))
-async def bootstrap_secret(type, body, memo, logger, **_):
-    """Only the bootstrap Secret passes the filter: every other Secret costs no call at all."""
+def bootstrap_secret(type, body, memo, logger, **_):
+    """Only the bootstrap Secret passes the filter: every other Secret costs no call at all.
+
+    kopf never retries an event handler, and at a fresh install the first attempt meets the
+    operator's own admission webhook before its Service routes to a ready replica: the work
+    queue retries until it holds, deciding on the Secret as it is then."""
     if type == "DELETED":
-        await _retried(revoke_bootstrap, memo, logger, "the bootstrap Secret was removed from the values", body,
-                       logger=logger)
+        # The Secret as last seen records which token the operator created: that one goes.
+        memo.work.submit(("bootstrap",), revoke_bootstrap, memo, logger,
+                         "the bootstrap Secret was removed from the values", body)
     else:
-        await _retried(ensure_bootstrap, body, memo, logger, logger=logger)
-
-
-@kopf.on.startup()
-def bootstrap_on_start(memo, logger, **_):
-    """Values without a bootstrap section leave no Secret: then no bootstrap token either."""
-    config = memo.settings.bootstrap
-    if not config.namespace:
-        return
-    if kube_secrets.read_secret_data(memo.core, config.namespace, config.secret_name) is None:
-        revoke_bootstrap(memo, logger, "the values have no bootstrap section")
+        memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)

@@ -21,16 +21,18 @@ async def import_source_changed(type, body, namespace, memo, logger, **_):
     The filter is one index lookup, so a Secret nobody imports from costs no call at all.
     """
     importers = memo.indexes.imports.get((namespace, body.metadata.name))
-    if importers:
-        await asyncio.to_thread(_recheck_importers, type, namespace, importers, memo, logger)
+    if importers:  # retried until it holds: kopf never retries an event handler
+        memo.work.submit(("import-source", namespace, body.metadata.name), _recheck_importers, type, namespace,
+                         importers, memo, logger)
 
 
 @kopf.on.event("", "v1", "secrets", when=lambda name, namespace, memo, **_: is_key_secret(name, namespace, memo))
 async def import_key_changed(type, body, memo, logger, **_):
     """The import key's Secret changed: every imported key is re-hashed with the new key."""
     if await asyncio.to_thread(follow_key_secret, type, body, memo, logger):
-        for (namespace, _), importers in memo.indexes.imports.items():
-            await asyncio.to_thread(_recheck_importers, "MODIFIED", namespace, importers, memo, logger)
+        for (namespace, source), importers in memo.indexes.imports.items():
+            memo.work.submit(("import-source", namespace, source), _recheck_importers, "MODIFIED", namespace,
+                             importers, memo, logger)
 
 
 def _recheck_importers(type, namespace, importers, memo, logger) -> None:

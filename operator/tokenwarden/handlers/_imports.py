@@ -94,7 +94,8 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
             raise kopf.TemporaryError(f"Secret {spec.secret_name!r} appeared meanwhile; looking again", delay=1)
     elif copy.token != value:
         with kube_errors_to_kopf():
-            kube_secrets.update_token_secret(memo.core, namespace, spec.secret_name, value, issued_at)
+            kube_secrets.update_token_secret(memo.core, namespace, spec.secret_name, value, issued_at,
+                                             resource_version=copy.resource_version)
     return (value, token_id, issued_at, spec.secret_name), decision.token_hash
 
 

@@ -47,7 +47,7 @@ from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.tokens import hash_token, mint_token, new_token_id
 
 
-def _roles_for(kind: Kind, spec, namespace: str, memo):
+def roles_for(kind: Kind, spec, namespace: str, memo):
     if not kind.has_roles:
         return policies.RolePlan(["ingest"])
     account = spec.service_account_name
@@ -61,7 +61,7 @@ def _roles_for(kind: Kind, spec, namespace: str, memo):
 
 
 def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
-                    resuming: bool = False) -> None:
+                    resuming: bool = False, fresh: bool = False) -> None:
     name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
     status = body.status
     out = TokenStatus(body, patch, now())
@@ -77,8 +77,10 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             out.problem(problem, "Failed")
         return
 
-    plan = _roles_for(kind, spec, namespace, memo)
+    plan = roles_for(kind, spec, namespace, memo)
     if isinstance(plan, policies.Problem):
+        if plan.reason == "AccountNotFound" and status.get("tokenHash"):
+            return  # minted for an account that is gone: revoked (handlers._settle), never Pending
         if plan.waiting:
             out.ready(False, plan.reason, plan.message, phase="Pending")
             raise kopf.TemporaryError(plan.message, delay=WAIT_DELAY)
@@ -101,6 +103,14 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             # Minted by a version that did not record it: the account now is the one it was
             # minted for, unless that one was created after the token.
             patch.status["accountUID"] = account_uid
+        return
+    if minted and not fresh:
+        # A rotation or a Secret's handler may have written since this body was read: decide
+        # on a fresh read, in the token's lock, and write on the version read.
+        with kube_errors_to_kopf():
+            current = objects.get_object(memo.custom, kind.resource, namespace, name)
+        if current is not None and current["metadata"]["uid"] == uid:
+            reconcile_now(kind, current, memo, logger)
         return
 
     if kind.has_roles and spec.service_account_name and not minted:
@@ -200,7 +210,7 @@ def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_s
     if origin == policies.TAMPERED:
         # A replacement never outlives the token it replaces.
         issued_at = status.get("issuedAt") or rfc3339(out.now)
-        token, token_id = replace_tampered_token(kind, body, memo, found.name, issued_at)
+        token, token_id = replace_tampered_token(kind, body, memo, found, issued_at)
         out.patch.status.update(previousTokenHash=None, previousValidUntil=None)
         return token, token_id, issued_at, found.name
     # The status's times and id, when it has them: the Secret's annotations are not the authority.
@@ -260,13 +270,16 @@ def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:
 
 
 def reconcile_now(kind: Kind, token: dict, memo, logger) -> None:
-    """Reconcile a token from another object's handler and write its status."""
-    patch = kopf.Patch()
-    reconcile_token(kind, kopf.Body(token), patch, memo, logger)
-    if patch.get("status"):
-        with kube_errors_to_kopf():
-            objects.patch_status(memo.custom, kind.resource, token["metadata"]["namespace"],
-                                 token["metadata"]["name"], dict(patch["status"]))
+    """Reconcile a token as just read, in its lock, and write its status on the version read:
+    if anyone wrote the token since, kopf.TemporaryError, and the caller reads it again."""
+    meta = token["metadata"]
+    with memo.token_locks(meta["namespace"], meta["name"]):
+        patch = kopf.Patch()
+        reconcile_token(kind, kopf.Body(token), patch, memo, logger, fresh=True)
+        if patch.get("status"):
+            with kube_errors_to_kopf(delay=1):
+                objects.patch_status(memo.custom, kind.resource, meta["namespace"], meta["name"],
+                                     dict(patch["status"]), resource_version=meta.get("resourceVersion"))
 
 
 def _register(kind: Kind) -> None:

@@ -4,13 +4,10 @@ token kept as ``token.previous`` for the overlap, and each restart target rolled
 once per rotation."""
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timezone
-
 import kopf
 from pydantic import ValidationError
 
-from tokenwarden import policies
+from tokenwarden import clock, policies
 from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._errors import kube_errors_to_kopf
@@ -27,46 +24,66 @@ ROTATE_ANNOTATION = "tokenwarden.io/rotate"
 RECHECK = 300.0
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+def rotate_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
+    """Rotate the token if its state calls for it now (policies.rotation_due: a request not acted
+    on, or renewBefore reached); True when it changed. Decided on a fresh read of the Secret and
+    then the token, in the token's lock; both writes carry the version read, so a conflict raises
+    (kopf.TemporaryError) and the retry decides again. Safe to repeat after a crash: a successor
+    in the Secret that the status does not name yet is recorded, not replaced."""
+    with memo.token_locks(namespace, name), kube_errors_to_kopf(delay=1):
+        return _rotate(kind, namespace, name, memo, logger)
 
 
-def rotate_token(kind: Kind, body: kopf.Body, memo, logger, *, request: str | None = None) -> bool:
-    """Rotate once; True when the token changed. Safe to repeat after a crash: the status's
-    token, found as the Secret's previous one, is kept and a new successor minted."""
-    name, namespace, status = body.metadata.name, body.metadata.namespace, body.status
+def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
+    token = objects.get_object(memo.custom, kind.resource, namespace, name)
+    if token is None or token["metadata"].get("deletionTimestamp"):
+        return False
+    status = token.get("status") or {}
+    owner = kube_secrets.Owner(kind.resource.kind, name, token["metadata"]["uid"])
+    found = kube_secrets.read_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
+    token = objects.get_object(memo.custom, kind.resource, namespace, name)  # after the Secret: see _settle
+    if token is None:
+        return False
+    body = kopf.Body(token)
+    status, rv = body.status, token["metadata"]["resourceVersion"]
     try:
-        spec = kind.spec_model.model_validate(dict(body.spec))
+        spec = kind.spec_model.model_validate(token.get("spec") or {})
     except ValidationError:
         return False
-    if kind.has_roles and spec.import_ is not None:
-        kopf.warn(body, reason="RotationUnsupported",
-                  message="an imported key is rotated by its owner: replace the value in the source Secret")
-        if request is not None:  # acted on: do not warn again for the same request
-            with kube_errors_to_kopf():
-                objects.patch_status(memo.custom, kind.resource, namespace, name, {"rotationRequest": request})
+    request = body.metadata.annotations.get(ROTATE_ANNOTATION)
+    now = clock.now()
+    action = policies.rotation_due(
+        phase=status.get("phase"), expires_at=policies.parse_time(status.get("expiresAt")),
+        renew_before=parse_duration(spec.rotation.renew_before) if spec.rotation else None,
+        request=request, handled_request=status.get("rotationRequest"),
+        imported=kind.has_roles and spec.import_ is not None, now=now)
+    if action is None:
         return False
-    secret_name = status.get("secretName") or name
-    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
-    with kube_errors_to_kopf():
-        found = kube_secrets.read_token_secret(memo.core, namespace, secret_name, owner)
+    answered = {"rotationRequest": request} if action.reason != policies.RENEW_BEFORE_EXPIRY else {}
+    if action.reason == policies.ROTATION_UNSUPPORTED:
+        objects.patch_status(memo.custom, kind.resource, namespace, name, answered, resource_version=rv)
+        kopf.warn(body, reason=action.reason, message=action.message)
+        return False
     if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
-    now = _now()
-    issued_at = rfc3339(now)
     # The token kept for the overlap is the one the status names, found as "token", or as
-    # "token.previous" when a crash came between a rotation's Secret and its status. The
-    # successor is always minted here: a value found in the Secret never becomes the token.
-    kept = policies.rotation_predecessor(hash_or_none(found.token), hash_or_none(found.previous), status.get("tokenHash"))
+    # "token.previous" when a rotation wrote its successor and not its status (a conflict or a
+    # crash in between): that successor, written by tokenwarden, is recorded as it is, since an
+    # agent may have read it already. A value tokenwarden did not write never becomes the token.
+    kept = policies.rotation_predecessor(hash_or_none(found.token), hash_or_none(found.previous),
+                                         status.get("tokenHash"))
     token_id = status.get("tokenId")
+    issued_at = rfc3339(now)
     if kept is None:
         old = None
-        new, token_id = replace_tampered_token(kind, body, memo, secret_name, issued_at)
+        new, token_id = replace_tampered_token(kind, body, memo, found, issued_at)
+    elif kept == "token.previous" and found.recorded_hash == hash_or_none(found.token):
+        old, new = found.previous, found.token
+        issued_at = found.issued_at or issued_at
     else:
-        old, new = (found.token if kept == "token" else found.previous), mint_token(kind.prefix_of(memo.settings))
-        with kube_errors_to_kopf():
-            kube_secrets.update_token_secret(memo.core, namespace, secret_name, new, issued_at, previous=old,
-                                             token_hash=hash_token(new))
+        old, new = found.token, mint_token(kind.prefix_of(memo.settings))
+        kube_secrets.update_token_secret(memo.core, namespace, found.name, new, issued_at, previous=old,
+                                         token_hash=hash_token(new), resource_version=found.resource_version)
         MINTED.labels(kind=kind.resource.kind).inc()
     old_expires = policies.parse_time(status.get("expiresAt"))
     until = policies.previous_valid_until(now, memo.settings.rotation_overlap, old_expires)
@@ -84,11 +101,9 @@ def rotate_token(kind: Kind, body: kopf.Body, memo, logger, *, request: str | No
         "rotatedAt": rfc3339(now),
         "conditions": set_condition(status.get("conditions"), "Ready", True, "Rotated", message,
                                     generation=body.metadata.get("generation"), now=now),
+        **answered,
     }
-    if request is not None:
-        update["rotationRequest"] = request
-    with kube_errors_to_kopf():
-        objects.patch_status(memo.custom, kind.resource, namespace, name, update)
+    objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
     kopf.info(body, reason="Rotated", message=message)
     _restart_targets(spec, body, memo, logger, rfc3339(now))
     return True
@@ -115,29 +130,21 @@ def _register(kind: Kind) -> None:
     plural = kind.resource.plural
 
     @kopf.daemon(GROUP, VERSION, plural, id="rotate", when=_rotating, cancellation_timeout=10.0)
-    async def rotate_before_expiry(body, stopped, memo, logger, **_):
+    async def rotate_before_expiry(body, name, namespace, stopped, memo, logger, **_):
         while not stopped:
             expires_at = policies.parse_time(body.status.get("expiresAt"))
             renew_before = parse_duration(body.spec["rotation"]["renewBefore"])
-            remaining = policies.seconds_until(policies.renew_at(expires_at, renew_before), _now())
+            remaining = policies.seconds_until(policies.renew_at(expires_at, renew_before), clock.now())
             if remaining > 0:
                 await stopped.wait(min(remaining, RECHECK))
                 continue
+            # The work queue retries it until it holds; rotate_token decides again each time.
             seen = body.status.get("tokenHash")
-            await asyncio.to_thread(rotate_token, kind, body, memo, logger)
-            # Wait for our own status write to reach the live body before deciding again.
-            for _ in range(50):
-                if stopped or body.status.get("tokenHash") != seen:
-                    break
-                await stopped.wait(0.1)
-
-    @kopf.on.event(GROUP, VERSION, plural, id="rotate-on-request",
-                   when=lambda body, **_: policies.rotation_requested(
-                       body.metadata.annotations.get(ROTATE_ANNOTATION), body.status.get("rotationRequest"))
-                   and body.status.get("phase") == "Active")
-    def rotate_on_request(body, memo, logger, **_):
-        request = body.metadata.annotations.get(ROTATE_ANNOTATION)
-        rotate_token(kind, body, memo, logger, request=request)
+            memo.work.submit(("rotate", kind.resource.kind, namespace, name), rotate_token, kind, namespace, name,
+                             memo, logger)
+            # Wait for the rotation to reach the live body before deciding again.
+            while not stopped and body.status.get("tokenHash") == seen:
+                await stopped.wait(1.0)
 
 
 for _kind in (SERVICE_TOKEN, INGESTION_KEY):

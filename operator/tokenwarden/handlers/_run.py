@@ -80,6 +80,7 @@ def run_operator(options: OperatorOptions) -> None:
         _import_key,
         _metrics,
         _rotation,
+        _settle,
         _usage,
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo

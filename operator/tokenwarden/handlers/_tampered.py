@@ -1,13 +1,12 @@
 """A token's Secret holding a value tokenwarden did not write: refused, and a new token minted."""
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
-from tokenwarden.handlers._mint import reconcile_now
+from tokenwarden.handlers._settle import request_settle
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, TERMINAL, controller_ref, past
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -41,10 +40,10 @@ def _value_hash(body) -> str | None:
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, when=_secret_value_unknown)
-async def secret_value_changed(body, namespace, memo, logger, **_):
+def secret_value_changed(body, namespace, memo, logger, **_):
     """A token's Secret holds a value tokenwarden did not write (changed by hand): the value is
-    refused, and a new token is minted into the Secret at once rather than at the next reconcile."""
-    await asyncio.to_thread(_check_secret_value, body, namespace, memo, logger)
+    refused, and a new token is minted into the Secret at once rather than at the next resync."""
+    memo.work.submit(("secret", namespace, body.metadata.name), _check_secret_value, body, namespace, memo, logger)
 
 
 def _check_secret_value(body, namespace, memo, logger) -> None:
@@ -66,4 +65,4 @@ def _check_secret_value(body, namespace, memo, logger) -> None:
         return
     logger.warning(f"Secret {namespace}/{body.metadata.name} holds a value tokenwarden did not write "
                    f"for {kind.resource.kind} {ref['name']}: minting a new token")
-    reconcile_now(kind, token, memo, logger)
+    request_settle(memo, kind, namespace, ref["name"])

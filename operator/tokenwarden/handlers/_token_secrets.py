@@ -26,16 +26,19 @@ def hash_or_none(value: str | None) -> str | None:
     return hash_token(value) if value is not None else None
 
 
-def replace_tampered_token(kind: Kind, body: kopf.Body, memo, secret_name: str, issued_at: str) -> tuple[str, str]:
-    """Mint a new token into a Secret whose value tokenwarden did not write; the caller puts its
-    hash in status, which revokes the old token and the value written by hand alike."""
+def replace_tampered_token(kind: Kind, body: kopf.Body, memo, found: kube_secrets.TokenSecret,
+                           issued_at: str) -> tuple[str, str]:
+    """Mint a new token into a Secret whose value tokenwarden did not write (``found``, as read:
+    written only if unchanged since); the caller puts its hash in status, which revokes the old
+    token and the value written by hand alike."""
     token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
     with kube_errors_to_kopf():
-        kube_secrets.update_token_secret(memo.core, body.metadata.namespace, secret_name, token, issued_at,
-                                         token_hash=hash_token(token), token_id=token_id, drop_previous=True)
+        kube_secrets.update_token_secret(memo.core, body.metadata.namespace, found.name, token, issued_at,
+                                         token_hash=hash_token(token), token_id=token_id, drop_previous=True,
+                                         resource_version=found.resource_version)
     MINTED.labels(kind=kind.resource.kind).inc()
     kopf.warn(body, reason="SecretTampered",
-              message=f"Secret {secret_name!r} held a value tokenwarden did not write for this "
+              message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
                       f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
                       f"{token_id} was minted into the Secret")
     return token, token_id

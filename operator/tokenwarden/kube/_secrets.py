@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kubernetes import client
@@ -63,18 +64,44 @@ def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: 
             secret = core.read_namespaced_secret(name, namespace)
     except ApiNotFound:
         return None
-    owned = _owned_by(secret, owner.uid)
-    if not owned:
+    if not _owned_by(secret, owner.uid):
         return TokenSecret(name=name, owned=False)
+    return _as_owned(secret)
+
+
+def _as_owned(secret: client.V1Secret) -> TokenSecret:
+    name = secret.metadata.name
     data = secret.data or {}
-    token = base64.b64decode(data[TOKEN_KEY]).decode() if TOKEN_KEY in data else None
-    previous = base64.b64decode(data[PREVIOUS_KEY]).decode() if PREVIOUS_KEY in data else None
+    # A value that is not text was not written by tokenwarden: decoded with replacement
+    # characters, it matches no hash and is refused like any other value written by hand.
+    token = base64.b64decode(data[TOKEN_KEY]).decode(errors="replace") if TOKEN_KEY in data else None
+    previous = base64.b64decode(data[PREVIOUS_KEY]).decode(errors="replace") if PREVIOUS_KEY in data else None
     annotations = secret.metadata.annotations or {}
     return TokenSecret(name=name, owned=True, token=token, previous=previous,
                        token_id=annotations.get(TOKEN_ID_ANNOTATION),
                        issued_at=annotations.get(ISSUED_AT_ANNOTATION),
                        recorded_hash=annotations.get(TOKEN_HASH_ANNOTATION),
                        resource_version=secret.metadata.resource_version)
+
+
+def iter_token_secrets(core: client.CoreV1Api, namespace: str | None,
+                       page: int = 500) -> Iterator[tuple[str, str, TokenSecret]]:
+    """Every Secret tokenwarden wrote (by its label) in ``namespace`` (None: all), read in
+    pages: (namespace, uid of its controlling owner, the Secret as its owner reads it)."""
+    kwargs: dict = {"label_selector": f"{MANAGED_BY}={MANAGED_BY_VALUE}", "limit": page}
+    while True:
+        with translated("listing token Secrets"):
+            if namespace:
+                result = core.list_namespaced_secret(namespace, **kwargs)
+            else:
+                result = core.list_secret_for_all_namespaces(**kwargs)
+        for secret in result.items:
+            owner = next((ref.uid for ref in secret.metadata.owner_references or [] if ref.controller), None)
+            if owner:
+                yield secret.metadata.namespace, owner, _as_owned(secret)
+        if not result.metadata._continue:
+            return
+        kwargs["_continue"] = result.metadata._continue
 
 
 def create_token_secret(
@@ -161,6 +188,18 @@ def read_source_secret(core: client.CoreV1Api, namespace: str, name: str) -> Sou
     except ApiNotFound:
         return None
     return SourceSecret(dict(secret.metadata.labels or {}), _decoded(secret))
+
+
+def read_secret_object(core: client.CoreV1Api, namespace: str, name: str) -> dict | None:
+    """Secret ``name`` as the API serves it, without its data (metadata for decisions and
+    events); None when there is no such Secret."""
+    try:
+        with translated(f"reading Secret {namespace}/{name}"):
+            secret = core.read_namespaced_secret(name, namespace)
+    except ApiNotFound:
+        return None
+    secret.data = secret.string_data = None
+    return {**core.api_client.sanitize_for_serialization(secret), "apiVersion": "v1", "kind": "Secret"}
 
 
 def read_secret_data(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, bytes] | None:

@@ -1,0 +1,128 @@
+"""Work that must hold, whatever fails: a keyed queue with backoff, and one lock per token.
+
+kopf never retries an event handler, and a daemon or a task has no retry of its own. So
+what an event, a timer or a resync decides is handed to the queue under a key naming what
+it is about (a token, the bootstrap Secret), and the queue runs it in a thread until it
+returns: a failure (5xx, a conflict, a webhook refusing for a while) runs it again after a
+backoff. The work recomputes its decision from the current state each time, so a retry
+never repeats an action that held, and a new submission for a key replaces one waiting.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Hashable
+
+import kopf
+
+BACKOFF_FIRST = 0.5  # seconds before the first retry; doubled after each failure
+BACKOFF_MAX = 60.0
+WORKERS = 4  # threads at a time: kopf's own handlers keep the rest of the API client's pool
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row (1 or more)."""
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (failures - 1))
+
+
+class WorkQueue:
+    """Run keyed work until it holds. ``submit`` may be called from kopf's handler threads
+    as well as from the event loop."""
+
+    def __init__(self, logger, workers: int = WORKERS, run_in: Callable = asyncio.to_thread) -> None:
+        self._logger, self._workers, self._run_in = logger, workers, run_in
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._pending: dict[Hashable, tuple[Callable, tuple]] = {}
+        self._due: dict[Hashable, float] = {}
+        self._failures: dict[Hashable, int] = {}
+        self._running: set[Hashable] = set()
+
+    def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0) -> None:
+        """Run ``fn(*args)`` (after ``delay`` seconds), in place of what waits under ``key``."""
+        if self._loop is None:
+            raise RuntimeError("the work queue is not running")
+        try:
+            running_here = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            running_here = False
+        if running_here:
+            self._submit(key, fn, args, delay)
+        else:
+            self._loop.call_soon_threadsafe(self._submit, key, fn, args, delay)
+
+    def _submit(self, key: Hashable, fn: Callable, args: tuple, delay: float) -> None:
+        self._pending[key] = (fn, args)
+        due = self._loop.time() + delay
+        if key in self._failures and key in self._due:
+            due = self._due[key]  # failing now: a stream of events does not hammer a failing server
+        self._due[key] = min(due, self._due.get(key, due))
+        self._wake.set()
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._running)
+
+    async def run(self) -> None:
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        tasks: set[asyncio.Task] = set()
+        try:
+            while True:
+                now = self._loop.time()
+                ready = sorted((due, key) for key, due in self._due.items()
+                               if due <= now and key not in self._running)
+                for _, key in ready[:max(0, self._workers - len(self._running))]:
+                    self._running.add(key)
+                    task = asyncio.create_task(self._run_one(key))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                waiting = [due for key, due in self._due.items() if key not in self._running]
+                timeout = max(0.0, min(waiting) - self._loop.time()) if waiting else None
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _run_one(self, key: Hashable) -> None:
+        fn, args = self._pending.pop(key)
+        del self._due[key]
+        try:
+            await self._run_in(fn, *args)
+        except Exception as exc:  # noqa: BLE001  (every failure is retried; the queue outlives it)
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = backoff(failures)
+            self._pending.setdefault(key, (fn, args))
+            self._due[key] = self._loop.time() + delay
+            text = str(exc) if isinstance(exc, (kopf.TemporaryError, kopf.PermanentError)) else repr(exc)
+            self._logger.warning(f"{_describe(key)}: {text}; trying again in {delay:g}s")
+        else:
+            self._failures.pop(key, None)
+        finally:
+            self._running.discard(key)
+            self._wake.set()
+
+
+def _describe(key: Hashable) -> str:
+    return " ".join(str(part) for part in key) if isinstance(key, tuple) else str(key)
+
+
+class TokenLocks:
+    """One lock per token: this process's writers of a token's Secret and status (rotation,
+    re-mint, the update reconcile, the resync) take turns, each reading what it decides on
+    after the one before it wrote. Writers in other processes are kept apart by the
+    resourceVersion every write carries."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], threading.RLock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, namespace: str, name: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault((namespace, name), threading.RLock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._locks.pop((namespace, name), None)

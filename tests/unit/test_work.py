@@ -1,0 +1,105 @@
+"""The work queue runs keyed work until it holds, with backoff, in fake loop time (looptime)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from tokenwarden.handlers._work import BACKOFF_MAX, WorkQueue, backoff
+
+
+async def _inline(fn, *args):
+    """Run the work in the loop: looptime's clock only moves while the loop waits on timers."""
+    return fn(*args)
+
+
+@pytest.fixture
+async def queue():
+    work = WorkQueue(logging.getLogger("test"), run_in=_inline)
+    task = asyncio.create_task(work.run())
+    await asyncio.sleep(0)
+    yield work
+    task.cancel()
+
+
+def test_backoff_doubles_up_to_a_bound():
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert backoff(30) == BACKOFF_MAX
+
+
+@pytest.mark.looptime
+async def test_work_that_fails_is_retried_with_backoff_until_it_holds(queue):
+    loop = asyncio.get_running_loop()
+    runs, done = [], asyncio.Event()
+
+    def flaky():
+        runs.append(loop.time())
+        if len(runs) < 4:
+            raise RuntimeError("503 from the API server")
+        done.set()
+
+    start = loop.time()
+    queue.submit(("settle", "ServiceToken", "ns", "a"), flaky)
+    await asyncio.wait_for(done.wait(), timeout=60)
+    assert [round(t - start, 3) for t in runs] == [0, 0.5, 1.5, 3.5]
+    await asyncio.sleep(100)
+    assert len(runs) == 4, "work that held is not run again"
+
+
+@pytest.mark.looptime
+async def test_a_new_submission_replaces_the_one_waiting(queue):
+    loop = asyncio.get_running_loop()
+    ran = []
+    queue.submit("bootstrap", ran.append, "old", delay=10)
+    queue.submit("bootstrap", ran.append, "new", delay=5)
+    await asyncio.sleep(20)
+    assert ran == ["new"]
+    queue.submit("other", ran.append, "later", delay=30)
+    queue.submit("other", ran.append, "sooner")  # the earlier time wins
+    start = loop.time()
+    await asyncio.sleep(1)
+    assert ran == ["new", "sooner"] and loop.time() - start == 1
+
+
+@pytest.mark.looptime
+async def test_failing_work_keeps_its_backoff_when_submitted_again(queue):
+    """A stream of events for a key that fails does not hammer the API server."""
+    loop = asyncio.get_running_loop()
+    runs = []
+
+    def failing():
+        runs.append(loop.time())
+        raise RuntimeError("409 Conflict")
+
+    start = loop.time()
+    queue.submit("k", failing)
+    await asyncio.sleep(0.1)
+    for _ in range(10):
+        queue.submit("k", failing)
+    await asyncio.sleep(1.6)
+    assert [round(t - start, 3) for t in runs] == [0, 0.5, 1.5]
+
+
+@pytest.mark.looptime
+async def test_keys_run_apart_and_one_key_never_twice_at_once(queue):
+    loop = asyncio.get_running_loop()
+    running, overlaps, finished = set(), [], []
+
+    async def slow(key):
+        if key in running:
+            overlaps.append(key)
+        running.add(key)
+        await asyncio.sleep(2)
+        running.discard(key)
+        finished.append((key, loop.time()))
+
+    queue._run_in = lambda fn, *args: fn(*args)  # a coroutine: the work takes loop time
+    start = loop.time()
+    for key in ("a", "b", "c"):
+        queue.submit(key, slow, key)
+    await asyncio.sleep(0.5)
+    queue.submit("a", slow, "a")  # while "a" runs: after it
+    await asyncio.sleep(10)
+    assert not overlaps
+    assert sorted((k, round(t - start, 3)) for k, t in finished) == [("a", 2), ("a", 4), ("b", 2), ("c", 2)]
