@@ -22,12 +22,11 @@ unchecked (and the chart's failure policy Fail refuses when the webhook itself i
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 
 import kopf
 from pydantic import ValidationError
 
-from tokenwarden import policies
+from tokenwarden import clock, policies
 from tokenwarden.api import (
     IngestionAPIKeySpec,
     RoleBindingSpec,
@@ -62,7 +61,7 @@ def _check_roles(roles, memo) -> None:
 
 
 def _check_expiration(spec) -> None:
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     expires_at = spec.expires_at(now)
     if spec.expiration and expires_at is not None and expires_at <= now:
         _refuse(policies.Problem("ExpirationInPast",

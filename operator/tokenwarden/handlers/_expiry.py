@@ -7,11 +7,10 @@ that deletes it after the retention (``expiredRetention``; 0 keeps it).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 
 import kopf
 
-from tokenwarden import policies
+from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
@@ -22,10 +21,6 @@ from tokenwarden.kube._resources import GROUP, VERSION
 
 
 RECHECK = 300.0
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _active_with_expiry(status, **_) -> bool:
@@ -43,7 +38,7 @@ def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
     status = body.status
     message = f"the token expired at {status['expiresAt']}; its Secret was deleted"
     conditions = set_condition(status.get("conditions"), "Ready", False, "Expired", message,
-                               generation=body.metadata.get("generation"), now=_now())
+                               generation=body.metadata.get("generation"), now=clock.now())
     with kube_errors_to_kopf(delay=1):
         objects.patch_status(memo.custom, kind.resource, namespace, name,
                              {"phase": "Expired", "conditions": conditions})
@@ -51,7 +46,7 @@ def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
     with kube_errors_to_kopf(delay=1):
         kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
     EXPIRED.labels(kind=kind.resource.kind).inc()
-    lag = (_now() - policies.parse_time(status["expiresAt"])).total_seconds()
+    lag = (clock.now() - policies.parse_time(status["expiresAt"])).total_seconds()
     EXPIRY_LAG.labels(kind=kind.resource.kind).observe(max(0.0, lag))
     kopf.info(body, reason="Expired", message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
@@ -69,7 +64,7 @@ def _register(kind: Kind) -> None:
             expires_at = policies.parse_time(body.status.get("expiresAt"))
             if expires_at is None:
                 return
-            remaining = policies.seconds_until(expires_at, _now())
+            remaining = policies.seconds_until(expires_at, clock.now())
             if remaining <= 0:
                 await asyncio.to_thread(expire_token, kind, body, memo, logger)
                 return
@@ -77,11 +72,11 @@ def _register(kind: Kind) -> None:
 
     @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=10.0)
     async def collect(body, stopped, memo, logger, **_):
-        expires_at = policies.parse_time(body.status.get("expiresAt")) or _now()
+        expires_at = policies.parse_time(body.status.get("expiresAt")) or clock.now()
         due = policies.deletion_due(expires_at, memo.settings.expired_retention)
         if due is None:
             return
-        await stopped.wait(policies.seconds_until(due, _now()))
+        await stopped.wait(policies.seconds_until(due, clock.now()))
         if stopped:
             return
         with kube_errors_to_kopf(delay=1):

@@ -3,11 +3,12 @@ clock, and the Secret's link to its token."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import kopf
 
 from tokenwarden import policies
+from tokenwarden.clock import now
 from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec
 from tokenwarden.conditions import set_condition
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_TOKENS, Resource
@@ -26,10 +27,6 @@ class Kind:
 
 SERVICE_TOKEN = Kind(SERVICE_TOKENS, ServiceTokenSpec, lambda s: s.prefixes.service_token, True)
 INGESTION_KEY = Kind(INGESTION_KEYS, IngestionAPIKeySpec, lambda s: s.prefixes.ingestion_key, False)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class TokenStatus:

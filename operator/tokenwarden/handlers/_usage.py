@@ -6,21 +6,15 @@ the one place a TokenUsage changes a credential, and it only moves lastUsedAt fo
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import kopf
 
-from tokenwarden import policies
+from tokenwarden import clock, policies
 from tokenwarden.conditions import rfc3339
 from tokenwarden.kube import ApiPermanentError, ApiTransientError, objects, usage
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, SERVICE_TOKENS, TOKEN_USAGES, USAGE_OBJECT, VERSION
 
 RESOURCES = {r.kind: r for r in (SERVICE_TOKENS, INGESTION_KEYS)}
 LIST_ABOVE = 20  # more changed entries of one kind than this: one listing instead of a read each
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _credentials(memo, kind: str, namespace: str, names: list[str]) -> dict[str, dict]:
@@ -46,7 +40,7 @@ def copy_last_use(type, body, name, namespace, memo, logger, **_) -> None:
     for (kind, credential), when in usage.usage_entries(body).items():
         if copied.get((kind, namespace, credential)) != when:
             changed.setdefault(kind, {})[credential] = when
-    now = _now()
+    now = clock.now()
     for kind, entries in changed.items():
         try:
             credentials = _credentials(memo, kind, namespace, sorted(entries))
