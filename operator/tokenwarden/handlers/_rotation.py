@@ -138,12 +138,14 @@ def _register(kind: Kind) -> None:
             if remaining > 0:
                 await stopped.wait(min(remaining, RECHECK))
                 continue
-            # The work queue retries it until it holds; rotate_token decides again each time.
+            # Settled (handlers._settle) until it holds: rotated if still due on a fresh read,
+            # and settled again when the overlap ends.
             seen = body.status.get("tokenHash")
-            memo.work.submit(("rotate", kind.resource.kind, namespace, name), rotate_token, kind, namespace, name,
-                             memo, logger)
+            memo.request_settle(kind, namespace, name)
             # Wait for the rotation to reach the live body before deciding again.
-            while not stopped and body.status.get("tokenHash") == seen:
+            for _ in range(30):
+                if stopped or body.status.get("tokenHash") != seen:
+                    break
                 await stopped.wait(1.0)
 
 

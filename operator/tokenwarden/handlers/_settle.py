@@ -36,6 +36,7 @@ from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, VERSION
 
 STEPS = 5  # decisions acted on in one settle; more (a token changing all the while) retries later
+RELISTED_AFTER = 2.0  # seconds from a listing's first event to the resync it asks for
 # What settle_token does for each decision's reason.
 REVOKE = ("AccountDeleted", "AccountRecreated")
 REHASH = "ImportRehash"
@@ -285,11 +286,17 @@ def _leading(memo) -> bool:
 
 
 async def _resync_loop(memo, logger) -> None:
-    """A resync at start (what changed while no operator ran) and each resyncInterval; the
+    """A resync at start (what changed while no operator ran), after each of kopf's listings
+    (a relist after a watch expired, a standby taking over) and each resyncInterval; the
     bootstrap token too (values without a bootstrap section leave no Secret, and no token)."""
     interval = memo.settings.resync_interval.total_seconds()
     while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(memo.resync_wanted.wait(), interval if memo.resynced else RELISTED_AFTER)
+            await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
+        memo.resync_wanted.clear()
         if _leading(memo):
+            memo.resynced = True
             try:
                 if memo.settings.bootstrap.namespace:
                     memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)
@@ -297,8 +304,8 @@ async def _resync_loop(memo, logger) -> None:
                 if count:
                     logger.info(f"resync: {count} token(s) to settle")
             except Exception as exc:  # noqa: BLE001  (the next resync tries again)
-                logger.warning(f"resync failed, trying again in {interval:g}s: {exc}")
-        await asyncio.sleep(interval)
+                memo.resynced = False
+                logger.warning(f"resync failed, trying again: {exc}")
 
 
 @kopf.on.startup()
@@ -306,6 +313,8 @@ async def start_settling(memo, logger, **_) -> None:
     memo.token_locks = TokenLocks()
     memo.work = WorkQueue(logger)
     memo.work_logger = logger
+    memo.request_settle = lambda *args, **kwargs: request_settle(memo, *args, **kwargs)
+    memo.resync_wanted, memo.resynced = asyncio.Event(), False
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -319,14 +328,22 @@ async def stop_settling(memo, **_) -> None:
                 await task
 
 
-# Triggers: each only asks for tokens to be settled; what is done is decided then.
+# Triggers: each only asks for tokens to be settled; what is done is decided then. An event
+# of one of kopf's listings (no type) asks for one resync instead, which decides on a listing.
+
+def _listed(memo) -> None:
+    memo.resync_wanted.set()
+
 
 def _register(kind: Kind) -> None:
     @kopf.on.event(GROUP, VERSION, kind.resource.plural, id="settle-on-request",
-                   when=lambda body, **_: policies.rotation_requested(
+                   when=lambda type, body, **_: type is None or policies.rotation_requested(
                        body.metadata.annotations.get(ROTATE_ANNOTATION), body.status.get("rotationRequest")))
-    def rotation_requested(namespace, name, memo, **_):
-        request_settle(memo, kind, namespace, name)
+    async def rotation_requested(type, namespace, name, memo, **_):
+        if type is None:
+            _listed(memo)
+        else:
+            request_settle(memo, kind, namespace, name)
 
 
 for _kind in (SERVICE_TOKEN, INGESTION_KEY):
@@ -334,16 +351,21 @@ for _kind in (SERVICE_TOKEN, INGESTION_KEY):
 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="settle-account-tokens")
-def account_changed(name, namespace, memo, **_):
+async def account_changed(type, name, namespace, memo, **_):
     """Deleted, disabled or enabled: its tokens are revoked or marked when settled."""
-    request_account_tokens(memo, namespace, name)
+    if type is None:
+        _listed(memo)
+    else:
+        request_account_tokens(memo, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, ROLE_BINDINGS.plural, id="settle-binding-tokens")
-def binding_changed(namespace, spec, memo, **_):
+async def binding_changed(type, namespace, spec, memo, **_):
     """Any change to a binding: its account's tokens' roles are brought up to date."""
     account = (spec or {}).get("serviceAccountName")
-    if account:
+    if type is None:
+        _listed(memo)
+    elif account:
         request_account_tokens(memo, namespace, account)
 
 
