@@ -33,6 +33,7 @@ def test_crds_are_established(api_client):
         "rolebindings.tokenwarden.io",
         "servicetokens.tokenwarden.io",
         "ingestionapikeys.tokenwarden.io",
+        "tokenusages.tokenwarden.io",
     }
     for name in expected:
         crd = api.read_custom_resource_definition(name)
