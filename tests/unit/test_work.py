@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 import pytest
@@ -103,3 +104,15 @@ async def test_keys_run_apart_and_one_key_never_twice_at_once(queue):
     await asyncio.sleep(10)
     assert not overlaps
     assert sorted((k, round(t - start, 3)) for k, t in finished) == [("a", 2), ("a", 4), ("b", 2), ("c", 2)]
+
+
+@pytest.mark.looptime
+async def test_work_runs_in_the_context_it_was_submitted_from(queue):
+    """kopf gives its handlers what posting events needs in context variables: the work keeps them."""
+    var = contextvars.ContextVar("handler")
+    seen = []
+    var.set("kopf handler")
+    queue.submit("a", lambda: seen.append(var.get("none")))
+    queue.submit("b", lambda: seen.append(var.get("none")), context=contextvars.Context())
+    await asyncio.sleep(1)
+    assert sorted(seen) == ["kopf handler", "none"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 
 import kopf
 from pydantic import ValidationError
@@ -228,10 +229,10 @@ def _after_overlap(kind: Kind, namespace: str, name: str, status: dict, memo) ->
             request_settle(memo, kind, namespace, name, delay=delay + 1)
 
 
-def request_settle(memo, kind: Kind, namespace: str, name: str, delay: float = 0.0) -> None:
+def request_settle(memo, kind: Kind, namespace: str, name: str, delay: float = 0.0, context=None) -> None:
     """Have the token settled (now, or after ``delay`` seconds), retried until it holds."""
     memo.work.submit(("settle", kind.resource.kind, namespace, name), settle_token, kind, namespace, name,
-                     memo, memo.work_logger, delay=delay)
+                     memo, memo.work_logger, delay=delay, context=context)
 
 
 def request_account_tokens(memo, namespace: str, account: str) -> None:
@@ -254,7 +255,7 @@ def resync(memo, logger) -> int:
             for token in objects.iter_objects(memo.custom, kind.resource, scope):
                 if _needs_settle(kind, token, secrets, memo, now):
                     meta = token["metadata"]
-                    request_settle(memo, kind, meta["namespace"], meta["name"])
+                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.handler_context)
                     requested += 1
     return requested
 
@@ -295,11 +296,11 @@ async def _resync_loop(memo, logger) -> None:
             await asyncio.wait_for(memo.resync_wanted.wait(), interval if memo.resynced else RELISTED_AFTER)
             await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
         memo.resync_wanted.clear()
-        if _leading(memo):
+        if _leading(memo) and memo.handler_context is not None:
             memo.resynced = True
             try:
                 if memo.settings.bootstrap.namespace:
-                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)
+                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger, context=memo.handler_context)
                 count = await asyncio.to_thread(resync, memo, logger)
                 if count:
                     logger.info(f"resync: {count} token(s) to settle")
@@ -314,7 +315,7 @@ async def start_settling(memo, logger, **_) -> None:
     memo.work = WorkQueue(logger)
     memo.work_logger = logger
     memo.request_settle = lambda *args, **kwargs: request_settle(memo, *args, **kwargs)
-    memo.resync_wanted, memo.resynced = asyncio.Event(), False
+    memo.resync_wanted, memo.resynced, memo.handler_context = asyncio.Event(), False, None
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -332,6 +333,9 @@ async def stop_settling(memo, **_) -> None:
 # of one of kopf's listings (no type) asks for one resync instead, which decides on a listing.
 
 def _listed(memo) -> None:
+    # The resync's work posts events (kopf.info, kopf.warn) as from a handler: kopf gives a
+    # handler's context what posting needs, and a task of the operator's own has none.
+    memo.handler_context = contextvars.copy_context()
     memo.resync_wanted.set()
 
 

@@ -10,6 +10,7 @@ never repeats an action that held, and a new submission for a key replaces one w
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Hashable
 
@@ -33,13 +34,16 @@ class WorkQueue:
         self._logger, self._workers, self._run_in = logger, workers, run_in
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._pending: dict[Hashable, tuple[Callable, tuple]] = {}
+        self._pending: dict[Hashable, tuple[Callable, tuple, contextvars.Context]] = {}
         self._due: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
         self._running: set[Hashable] = set()
 
-    def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0) -> None:
-        """Run ``fn(*args)`` (after ``delay`` seconds), in place of what waits under ``key``."""
+    def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0,
+               context: contextvars.Context | None = None) -> None:
+        """Run ``fn(*args)`` (after ``delay`` seconds), in place of what waits under ``key``, in
+        ``context`` or the caller's: a kopf handler's lets the work post events as the handler would."""
+        context = context if context is not None else contextvars.copy_context()
         if self._loop is None:
             raise RuntimeError("the work queue is not running")
         try:
@@ -47,12 +51,12 @@ class WorkQueue:
         except RuntimeError:
             running_here = False
         if running_here:
-            self._submit(key, fn, args, delay)
+            self._submit(key, fn, args, delay, context)
         else:
-            self._loop.call_soon_threadsafe(self._submit, key, fn, args, delay)
+            self._loop.call_soon_threadsafe(self._submit, key, fn, args, delay, context)
 
-    def _submit(self, key: Hashable, fn: Callable, args: tuple, delay: float) -> None:
-        self._pending[key] = (fn, args)
+    def _submit(self, key: Hashable, fn: Callable, args: tuple, delay: float, context: contextvars.Context) -> None:
+        self._pending[key] = (fn, args, context)
         due = self._loop.time() + delay
         if key in self._failures and key in self._due:
             due = self._due[key]  # failing now: a stream of events does not hammer a failing server
@@ -87,14 +91,14 @@ class WorkQueue:
                 task.cancel()
 
     async def _run_one(self, key: Hashable) -> None:
-        fn, args = self._pending.pop(key)
+        fn, args, context = self._pending.pop(key)
         del self._due[key]
         try:
-            await self._run_in(fn, *args)
+            await self._run_in(context.copy().run, fn, *args)  # a copy: a context runs once at a time
         except Exception as exc:  # noqa: BLE001  (every failure is retried; the queue outlives it)
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = backoff(failures)
-            self._pending.setdefault(key, (fn, args))
+            self._pending.setdefault(key, (fn, args, context))
             self._due[key] = self._loop.time() + delay
             text = str(exc) if isinstance(exc, (kopf.TemporaryError, kopf.PermanentError)) else repr(exc)
             self._logger.warning(f"{_describe(key)}: {text}; trying again in {delay:g}s")
