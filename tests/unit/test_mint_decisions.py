@@ -122,3 +122,33 @@ def test_a_token_of_an_account_over_the_account_quota_waits():
     assert status["phase"] == "Pending"
     assert ready(status)["reason"] == "AccountQuotaExceeded"
     assert "maxAccountsPerNamespace" in ready(status)["message"]
+
+
+class Stored:
+    """get_namespaced_custom_object from the objects given."""
+
+    def __init__(self, *objects: dict) -> None:
+        self.objects = {o["metadata"]["name"]: o for o in objects}
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        return self.objects[name]
+
+
+def test_room_goes_to_the_first_created_of_the_waiting_tokens(monkeypatch):
+    from tokenwarden.handlers import _quota
+
+    waiting = {"phase": "Pending", "conditions": [{"type": "Ready", "status": "False", "reason": "QuotaExceeded"}]}
+    active = [token(n, {"serviceAccountName": "agents"}, MINTED, created="2026-01-01T00:01:00Z") for n in ("a", "b")]
+    queue = [token("later", {"serviceAccountName": "agents"}, waiting, created="2026-01-01T00:07:00Z"),
+             token("late", {"serviceAccountName": "agents"}, waiting, created="2026-01-01T00:06:00Z"),
+             token("last", {"serviceAccountName": "agents"}, waiting, created="2026-01-01T00:08:00Z")]
+    state = _agents(*active, *queue)
+    state.custom = Stored(*queue)
+    looked_at = []
+    monkeypatch.setattr(_quota, "reconcile_now", lambda kind, body, memo, logger: looked_at.append(body))
+    _quota.mint_waiting(state, "team", "agents", logging.getLogger("test"))
+    assert [t["metadata"]["name"] for t in looked_at] == []  # two of two places held
+
+    state.indexes.observe("ServiceToken", {**active[0], "status": {**MINTED, "phase": "Expired"}})
+    _quota.mint_waiting(state, "team", "agents", logging.getLogger("test"))
+    assert [t["metadata"]["name"] for t in looked_at] == ["late"]
