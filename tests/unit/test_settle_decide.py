@@ -61,6 +61,10 @@ def _decide(token, account=ACCOUNT, found=SECRET, memo=None, kind=SERVICE_TOKEN)
     (_token(), ACCOUNT, None, "SecretRecreated"),
     (_token(), ACCOUNT, TokenSecret("agent", owned=True, token="by-hand"), "SecretTampered"),
     (_token(), ACCOUNT, TokenSecret("agent", owned=False), None),  # someone else's: a conflict, not ours
+    # A rotation asked for replaces a tampered value itself (no previous token kept): one re-mint.
+    (_token(annotations={"tokenwarden.io/rotate": "r1"}), ACCOUNT, TokenSecret("agent", owned=True, token="by-hand"),
+     "RotationRequested"),
+    (_token(annotations={"tokenwarden.io/rotate": "r1"}), ACCOUNT, None, "SecretRecreated"),
     (_token({"expiresAt": "2026-11-26T11:00:00Z"}), ACCOUNT, None, None),  # expired: the expiry's
     (_token(annotations={"tokenwarden.io/rotate": "r1"}), ACCOUNT, SECRET, "RotationRequested"),
     (_token({"rotationRequest": "r1"}, annotations={"tokenwarden.io/rotate": "r1"}), ACCOUNT, SECRET, None),

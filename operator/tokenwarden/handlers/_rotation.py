@@ -14,7 +14,7 @@ from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import MINTED
 from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
 from tokenwarden.handlers._token_secrets import hash_or_none, replace_tampered_token
-from tokenwarden.kube import ApiNotFound, ApiPermanentError, objects
+from tokenwarden.kube import ApiConflict, ApiNotFound, ApiPermanentError, objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.kube._workloads import rollout_restart
@@ -28,8 +28,8 @@ def rotate_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     """Rotate the token if its state calls for it now (policies.rotation_due: a request not acted
     on, or renewBefore reached); True when it changed. Decided on a fresh read of the Secret and
     then the token, in the token's lock; both writes carry the version read, so a conflict raises
-    (kopf.TemporaryError) and the retry decides again. Safe to repeat after a crash: a successor
-    in the Secret that the status does not name yet is recorded, not replaced."""
+    (kopf.TemporaryError) and the retry decides again. Safe to repeat after a crash: the status's
+    token, found as the Secret's previous one, is kept and a new successor minted."""
     with memo.token_locks(namespace, name), kube_errors_to_kopf(delay=1):
         return _rotate(kind, namespace, name, memo, logger)
 
@@ -67,9 +67,8 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
     # The token kept for the overlap is the one the status names, found as "token", or as
-    # "token.previous" when a rotation wrote its successor and not its status (a conflict or a
-    # crash in between): that successor, written by tokenwarden, is recorded as it is, since an
-    # agent may have read it already. A value tokenwarden did not write never becomes the token.
+    # "token.previous" when a crash came between a rotation's Secret and its status. The
+    # successor is always minted here: a value found in the Secret never becomes the token.
     kept = policies.rotation_predecessor(hash_or_none(found.token), hash_or_none(found.previous),
                                          status.get("tokenHash"))
     token_id = status.get("tokenId")
@@ -77,11 +76,8 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     if kept is None:
         old = None
         new, token_id = replace_tampered_token(kind, body, memo, found, issued_at)
-    elif kept == "token.previous" and found.recorded_hash == hash_or_none(found.token):
-        old, new = found.previous, found.token
-        issued_at = found.issued_at or issued_at
     else:
-        old, new = found.token, mint_token(kind.prefix_of(memo.settings))
+        old, new = (found.token if kept == "token" else found.previous), mint_token(kind.prefix_of(memo.settings))
         kube_secrets.update_token_secret(memo.core, namespace, found.name, new, issued_at, previous=old,
                                          token_hash=hash_token(new), resource_version=found.resource_version)
         MINTED.labels(kind=kind.resource.kind).inc()
@@ -103,10 +99,27 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
                                     generation=body.metadata.get("generation"), now=now),
         **answered,
     }
-    objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
+    _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
     kopf.info(body, reason="Rotated", message=message)
     _restart_targets(spec, body, memo, logger, rfc3339(now))
     return True
+
+
+def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_on: str | None, memo) -> None:
+    """Write the rotation's status on the version it was decided on. A conflict with a write
+    that left the token as it was (kopf's bookkeeping, a last use) is written again on the new
+    version: the successor, already in the Secret and perhaps read by an agent, is the one
+    recorded, and the Secret is never asked which one that is."""
+    for _ in range(3):
+        try:
+            objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
+            return
+        except ApiConflict:
+            token = objects.get_object(memo.custom, kind.resource, namespace, name)
+            if token is None or (token.get("status") or {}).get("tokenHash") != based_on:
+                raise
+            rv = token["metadata"]["resourceVersion"]
+    objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
 
 
 def _restart_targets(spec, body: kopf.Body, memo, logger, when: str) -> None:

@@ -83,20 +83,21 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: kube_s
     if found is not None and found.owned:
         origin = policies.secret_value_origin(hash_or_none(found.token), hash_or_none(found.previous),
                                               found.recorded_hash, status.get("tokenHash"))
+    renew_before = parse_duration(spec.rotation.renew_before) if spec.rotation else None
+    rotation = policies.rotation_due(phase=phase, expires_at=expires_at, renew_before=renew_before,
+                                     request=(token["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION),
+                                     handled_request=status.get("rotationRequest"), imported=imported, now=now)
     if status.get("secretName"):
         action = policies.remint(phase=phase, imported=imported, secret_found=found is not None,
                                  owned=found is not None and found.owned, origin=origin)
-        if action:
+        # A rotation replaces a tampered value itself, keeping no previous token: one re-mint, not two.
+        if action and not (rotation and action.reason == "SecretTampered"):
             return action
     if imported and policies.import_hash_outdated(status.get("tokenHash"),
                                                   memo.import_keys.predates(status.get("issuedAt"))):
         return policies.Action(REHASH, "the imported key's hash is made again under the cluster's import key")
-    renew_before = parse_duration(spec.rotation.renew_before) if spec.rotation else None
-    action = policies.rotation_due(phase=phase, expires_at=expires_at, renew_before=renew_before,
-                                   request=(token["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION),
-                                   handled_request=status.get("rotationRequest"), imported=imported, now=now)
-    if action:
-        return action
+    if rotation:
+        return rotation
     if kind.has_roles:
         action = _roles_decision(kind, spec, status, namespace, account, memo)
         if action:
