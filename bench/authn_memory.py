@@ -21,7 +21,7 @@ from _harness import (GROUP, VERSION, api_client, control_plane, median, new_nam
                       wait_ready)
 from tokenwarden.devcluster import free_port
 
-SETTLE = 20.0  # seconds after readiness: kopf's own listing and watch have caught up by then
+SETTLE = 20.0  # seconds after readiness: the watches are running by then
 
 
 def peak_rss(kubeconfig: str) -> tuple[float, float]:
