@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +22,12 @@ from tokenwarden.tokens import hash_token, mint_token
 
 from ..conftest import CRDS, AuthenticatorProcess, Cluster
 from .kubehelpers import GROUP, VERSION, get
+from .test_authenticator import _eventually
 
 HOLD = "tests.tokenwarden.io/hold"  # a finalizer of nobody's: the object stays, being deleted
 BROKEN_AFTER = 2  # the authenticator's --watch-broken-after here
+# The authenticator learns through its watches, and after an error retries within 10 s.
+SETTLE = 45.0
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +63,6 @@ def authenticator(cluster, tmp_path_factory):
                                    extra=("--watch-broken-after", str(BROKEN_AFTER)))
     yield process
     process.stop()
-
-
-def _eventually(check, timeout: float = 45.0):
-    """The authenticator learns through its watches, and after an error retries within 10 s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)
 
 
 def _account(custom, namespace: str, name: str, finalizers: tuple[str, ...] = ()) -> dict:
@@ -130,7 +122,7 @@ def test_a_token_deleted_while_the_watch_was_away_is_refused_after_the_listing_a
         cluster, authenticator, custom, namespace):
     value = _active_token(custom, namespace, "gone")
     kept = _active_token(custom, namespace, "kept")
-    assert _eventually(lambda: _answer(authenticator, value)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, value)[0] == 200, SETTLE)
     before = _relists(authenticator, "ServiceToken")
     with _paused(authenticator.process.pid):
         # The watch is cut before the deletion (the DELETED event never reaches it), and the
@@ -139,17 +131,18 @@ def test_a_token_deleted_while_the_watch_was_away_is_refused_after_the_listing_a
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "gone")
         _active_token(custom, namespace, "after")
         cluster.plane.compact_etcd()
-    assert _eventually(lambda: _answer(authenticator, value) == (401, "unknown")), authenticator.log()[-3000:]
+    assert _eventually(lambda: _answer(authenticator, value) == (401, "unknown"), SETTLE), \
+        authenticator.log()[-3000:]
     assert _relists(authenticator, "ServiceToken") > before
     assert _answer(authenticator, kept) == (200, None)
 
 
 def test_a_token_being_deleted_is_refused_while_it_still_exists(authenticator, custom, namespace):
     value = _active_token(custom, namespace, "held", finalizers=(HOLD,))
-    assert _eventually(lambda: _answer(authenticator, value)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, value)[0] == 200, SETTLE)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "held")
     try:
-        assert _eventually(lambda: _answer(authenticator, value) == (401, "deleted"))
+        assert _eventually(lambda: _answer(authenticator, value) == (401, "deleted"), SETTLE)
         assert get(custom, "ServiceToken", namespace, "held")["metadata"]["deletionTimestamp"]
     finally:
         _release(custom, namespace, "servicetokens", "held")
@@ -159,33 +152,33 @@ def test_an_account_being_deleted_revokes_its_tokens(authenticator, custom, name
     account = _account(custom, namespace, "shipper", finalizers=(HOLD,))
     bound = _active_token(custom, namespace, "shipper-token", account=account)
     unbound = _active_token(custom, namespace, "shipper-older", account=account, bind=False)
-    assert _eventually(lambda: _answer(authenticator, bound)[0] == 200 and _answer(authenticator, unbound)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, bound)[0] == _answer(authenticator, unbound)[0] == 200, SETTLE)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "shipper")
     try:
-        assert _eventually(lambda: _answer(authenticator, bound) == (401, "revoked"))
+        assert _eventually(lambda: _answer(authenticator, bound) == (401, "revoked"), SETTLE)
         assert _answer(authenticator, unbound) == (401, "revoked")
     finally:
         _release(custom, namespace, "serviceaccounts", "shipper")
-    assert _eventually(lambda: _answer(authenticator, bound) == (401, "revoked"))
+    assert _eventually(lambda: _answer(authenticator, bound) == (401, "revoked"), SETTLE)
 
 
 def test_an_account_recreated_under_its_name_does_not_revive_its_tokens(authenticator, custom, namespace):
     first = _account(custom, namespace, "deployer")
     old = _active_token(custom, namespace, "deployer-old", account=first)
-    assert _eventually(lambda: _answer(authenticator, old)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, old)[0] == 200, SETTLE)
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "deployer")
-    assert _eventually(lambda: _answer(authenticator, old) == (401, "revoked"))
+    assert _eventually(lambda: _answer(authenticator, old) == (401, "revoked"), SETTLE)
     second = _account(custom, namespace, "deployer")
     new = _active_token(custom, namespace, "deployer-new", account=second)
     # Once a token of the new account verifies, the authenticator knows the new account.
-    assert _eventually(lambda: _answer(authenticator, new)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, new)[0] == 200, SETTLE)
     assert _answer(authenticator, old) == (401, "revoked")
 
 
 def test_readiness_drops_while_a_watch_stays_broken_and_verification_goes_on(cluster, authenticator, custom,
                                                                             namespace):
     value = _active_token(custom, namespace, "steady")
-    assert _eventually(lambda: _answer(authenticator, value)[0] == 200)
+    assert _eventually(lambda: _answer(authenticator, value)[0] == 200, SETTLE)
     assert authenticator.internal("/readyz").status_code == 200
     outage = threading.Thread(target=cluster.plane.outage, args=("kube-apiserver", 20))
     outage.start()
@@ -196,7 +189,7 @@ def test_readiness_drops_while_a_watch_stays_broken_and_verification_goes_on(clu
         assert _answer(authenticator, value) == (200, None)  # from the last index
     finally:
         outage.join()
-    assert _eventually(lambda: authenticator.internal("/readyz").status_code == 200)
+    assert _eventually(lambda: authenticator.internal("/readyz").status_code == 200, SETTLE)
     assert _answer(authenticator, value) == (200, None)
 
 

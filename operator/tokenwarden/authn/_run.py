@@ -59,7 +59,8 @@ def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threadin
         for resource, store in stores:
             reflectors.append(Reflector(
                 resource.kind if scope is None else f"{resource.kind} in {scope}", _scoped(store, scope),
-                functools.partial(list_page, custom, resource, scope), functools.partial(open_watch, custom, resource, scope),
+                functools.partial(list_page, custom, resource, scope),
+                functools.partial(open_watch, custom, resource, scope),
                 stop=stop, deliver=loop.call_soon_threadsafe))
     return reflectors
 
