@@ -208,6 +208,7 @@ def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_s
         # the rotation (its daemon or its request, seen again) records the successor.
         return found.previous, status.get("tokenId") or found.token_id, status.get("issuedAt"), found.name
     if origin == policies.TAMPERED:
+        _unchanged_since(kind, body, memo)
         # A replacement never outlives the token it replaces.
         issued_at = status.get("issuedAt") or rfc3339(out.now)
         token, token_id = replace_tampered_token(kind, body, memo, found, issued_at)
@@ -216,6 +217,16 @@ def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_s
     # The status's times and id, when it has them: the Secret's annotations are not the authority.
     issued_at = status.get("issuedAt") or found.issued_at or rfc3339(out.now)
     return found.token, status.get("tokenId") or found.token_id or new_token_id(), issued_at, found.name
+
+
+def _unchanged_since(kind: Kind, body: kopf.Body, memo) -> None:
+    """Before a Secret is written on a status read before it: the status is still that one
+    (a writer elsewhere may have rotated the token in between, and the Secret read since would
+    not look like the status read before it). Otherwise kopf.TemporaryError: decide again."""
+    with kube_errors_to_kopf(delay=1):
+        current = objects.get_object(memo.custom, kind.resource, body.metadata.namespace, body.metadata.name)
+    if current is None or current["metadata"].get("resourceVersion") != body.metadata.get("resourceVersion"):
+        raise kopf.TemporaryError("the token changed while its Secret was read; looking again", delay=1)
 
 
 def room_problem(memo, namespace: str, account: str, name: str, created: str | None) -> policies.Problem | None:
@@ -270,10 +281,16 @@ def _account_disabled(kind: Kind, spec, namespace: str, memo) -> bool:
 
 
 def reconcile_now(kind: Kind, token: dict, memo, logger) -> None:
-    """Reconcile a token as just read, in its lock, and write its status on the version read:
-    if anyone wrote the token since, kopf.TemporaryError, and the caller reads it again."""
+    """Reconcile a token, read again in its lock (a writer that held the lock meanwhile may
+    have changed it), and write its status on the version read: if anyone wrote the token
+    since, kopf.TemporaryError, and the caller tries again."""
     meta = token["metadata"]
     with memo.token_locks(meta["namespace"], meta["name"]):
+        with kube_errors_to_kopf(delay=1):
+            token = objects.get_object(memo.custom, kind.resource, meta["namespace"], meta["name"])
+        if token is None or token["metadata"]["uid"] != meta["uid"]:
+            return
+        meta = token["metadata"]
         patch = kopf.Patch()
         reconcile_token(kind, kopf.Body(token), patch, memo, logger, fresh=True)
         if patch.get("status"):
