@@ -322,6 +322,9 @@ def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began:
     gone = memo.indexes.prune(kind, uids, began, namespace)
     if gone:
         _logger.info(f"indexes: dropped {gone} {kind} object(s) that kopf's new listing no longer holds")
+        resync = getattr(memo, "resync_wanted", None)  # what they granted or took must be decided again
+        if resync is not None:
+            resync.set()
 
 
 async def after_listing_check(memo) -> None:

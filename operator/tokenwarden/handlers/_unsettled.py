@@ -49,6 +49,7 @@ async def _sweep_unsettled(memo, logger) -> None:
             if not await check_listing(memo, time.monotonic()):
                 pauses = None  # list again on the next round
                 continue
+            logger.info("indexes listed again after a pause: the sweep acts as the leader")
         for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
             if memo.activity.paused():
                 break
