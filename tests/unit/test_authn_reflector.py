@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex, verify
 from tokenwarden.authn._reflector import Readiness, Reflector
@@ -79,6 +80,11 @@ def reflect(store, listings, watches, **kwargs) -> tuple[Reflector, FakeApi]:
     return reflector, api
 
 
+def relists(why: str) -> float:
+    return REGISTRY.get_sample_value("tokenwarden_authenticator_relists_total",
+                                     {"kind": "ServiceToken", "reason": why}) or 0.0
+
+
 def check(name: str, index: TokenIndex):
     return verify(TOKENS[name], index, Settings().roles, now=NOW, prefixes=("twst", "twik"))
 
@@ -100,9 +106,11 @@ def test_an_expired_watch_lists_again_and_drops_what_was_deleted_meanwhile():
     index = TokenIndex()
     store = TokenStore("ServiceToken", index, lambda _: None)
     gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old resource version"}}
+    before = relists("expired")
     reflector, api = reflect(store, [[[token("a"), token("b")]], [[token("a")]]],
                              [[{"type": "MODIFIED", "object": token("a", "7")}, gone]])
     assert api.calls == ["list", "watch rv-list-1", "list", "watch rv-list-0"]
+    assert relists("expired") == before + 1
     assert (check("a", index).reason, check("b", index).reason) == ("ok", "unknown")
 
 
@@ -149,7 +157,9 @@ def test_a_watch_the_server_ends_with_another_error_lists_again():
     index = TokenIndex()
     store = TokenStore("ServiceToken", index, lambda _: None)
     error = {"type": "ERROR", "object": {"kind": "Status", "code": 500, "message": "internal error"}}
+    before = relists("error")
     reflector, api = reflect(store, [[[token("a")]], [[token("b")]]], [[error]])
+    assert relists("error") == before + 1
     assert api.calls == ["list", "watch rv-list-1", "list", "watch rv-list-0"]
     assert (check("a", index).reason, check("b", index).reason) == ("unknown", "ok")
 

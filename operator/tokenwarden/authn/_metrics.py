@@ -10,5 +10,6 @@ TOKENS_BY_PHASE = Gauge("tokenwarden_authenticator_tokens", "Tokens the authenti
 LAST_USED_WRITES = Counter("tokenwarden_last_used_writes_total",
                            "Writes of last use to a namespace's TokenUsage.", ["result"])
 RELISTS = Counter("tokenwarden_authenticator_relists_total",
-                  "Full listings of a kind that replaced the index's contents: at start, and after a watch expired.",
+                  "Full listings of a kind that replaced the index's contents, by why: start, expired "
+                  "(a watch's resourceVersion was too old, 410), error (a watch ended by another error).",
                   ["kind", "reason"])

@@ -69,15 +69,16 @@ class Reflector:
     def run(self) -> None:
         version: str | None = None
         failures = 0
+        why = "start"  # why the next listing happens: the metric's reason
         while not self.stop.is_set():
             try:
                 if version is None:
-                    version = self.relist()
+                    version = self.relist(why)
                 version = self.follow(version)
                 failures = 0
             except Expired as exc:
                 logger.info("%s: %s; listing again", self.kind, exc)
-                version = None
+                version, why = None, "expired"
             except Exception as exc:  # noqa: BLE001  (an outage, a dropped connection: keep trying)
                 if self.stop.is_set():
                     return
@@ -88,10 +89,10 @@ class Reflector:
                 logger.warning("%s: %s: %s; trying again in %.0fs", self.kind,
                                "listing failed" if version is None else "watch failed", _describe(exc), delay)
                 if isinstance(exc, WatchError):
-                    version = None  # the server would not go on from there: list afresh
+                    version, why = None, "error"  # the server would not go on from there: list afresh
                 self.stop.wait(delay)
 
-    def relist(self) -> str:
+    def relist(self, why: str = "start") -> str:
         """List every object, page by page, into the store; then drop what the listing did
         not hold. Returns the listing's resourceVersion."""
         seen: set[Hashable] = set()
@@ -104,7 +105,7 @@ class Reflector:
             self.deliver(self._put_all, records)
             if not token:
                 break
-        self.deliver(self._replace, seen)
+        self.deliver(self._replace, seen, why)
         self.broken_since = None
         return version
 
@@ -134,13 +135,13 @@ class Reflector:
         for key, record in records:
             self.store.put(key, record)
 
-    def _replace(self, seen: set[Hashable]) -> None:
+    def _replace(self, seen: set[Hashable], why: str) -> None:
         gone = [key for key in self.store.keys() if key not in seen]
         for key in gone:
             self.store.drop(key)
         if gone:
             logger.info("%s: %d deleted while the watch was away, dropped", self.kind, len(gone))
-        RELISTS.labels(kind=self.kind, reason="relist" if self.synced else "start").inc()
+        RELISTS.labels(kind=self.kind, reason=why).inc()
         self.synced = True
 
 
