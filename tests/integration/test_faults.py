@@ -23,11 +23,15 @@ from collections import Counter
 
 import pytest
 import yaml
+from kubernetes.client import CoreV1Api, CustomObjectsApi
+
+from tokenwarden import kube
 
 from ..conftest import FAULT_REPORT, TEST_SETTINGS
 from .faults._invariants import (
     history_violations,
     mint_events,
+    orphan_violations,
     read_world,
     sandwich_check,
     state_violations,
@@ -36,27 +40,46 @@ from .faults._invariants import (
 from .faults._ops import Down, Faults, Operations
 from .faults._record import Recorder
 
-SETTLE_TIMEOUT = 300.0  # seconds: a bound on waiting, not a speed requirement
+SETTLE_TIMEOUT = 150.0  # seconds, in each stage: a bound on waiting, not a speed requirement
+GC_WAIT = 30.0  # seconds the garbage collector is given, with the operator down, before its leftovers are noted
 MAX_TOKENS = yaml.safe_load(TEST_SETTINGS)["quotas"]["maxTokensPerAccount"]
 GONE = re.compile(r"\b410\b|too old resource version", re.IGNORECASE)
 
 pytestmark = pytest.mark.faults
 
 
-def _settle(api_client, namespace, recorder, operations, authenticator) -> tuple[list[str], float]:
-    """Check the state until it holds or the timeout passes; the last check's violations."""
+def _settle(api_client, namespace, recorder, operations, authenticator, *,
+            operator_down: bool = False) -> tuple[list[str], Counter, float, list[str]]:
+    """Check the state until it holds or the timeout passes: the last check's violations, how
+    many token values it asked the authenticator about, how long it took, and notes. With the
+    operator down, only what needs no operator: that nothing deleted or revoked verifies and
+    every valid token does (Secrets left to the garbage collector are noted, not judged)."""
     started = time.monotonic()
+    asked: Counter = Counter()
+    history = operations.history
+    notes: list[str] = []
     while True:
         try:
             world = read_world(api_client, namespace)
-            history = operations.history
-            current = state_violations(world, history.revoked_with_account, MAX_TOKENS)
-            current += verification_violations(world, recorder, history.import_values,
-                                               history.revoked_with_account, authenticator)
+            if operator_down:
+                current, notes = [], orphan_violations(world)
+            else:
+                current = state_violations(world, history.revoked_with_account, history.invalid_edits_admitted,
+                                           MAX_TOKENS)
+            refused, asked = verification_violations(world, recorder, history.import_values,
+                                                     history.revoked_with_account, authenticator,
+                                                     roles=not operator_down)
+            current += refused
         except Exception as exc:  # the API server or the authenticator not answering
             current = [f"unreadable: {type(exc).__name__}: {exc}"[:300]]
-        if not current or time.monotonic() - started > SETTLE_TIMEOUT:
-            return current, time.monotonic() - started
+        if operator_down:
+            current = [f"{v} (operator down)" for v in current]
+        kinds = Counter(v.split(":", 1)[0] for v in current)
+        print(f"settling{' with the operator down' if operator_down else ''} "
+              f"({time.monotonic() - started:.0f}s): {sum(kinds.values())} violations {dict(kinds)}")
+        elapsed = time.monotonic() - started
+        if (not current and not (notes and elapsed < GC_WAIT)) or elapsed > SETTLE_TIMEOUT:
+            return current, asked, elapsed, notes
         time.sleep(2)
 
 
@@ -74,12 +97,15 @@ def test_random_operations_with_faults_break_no_invariant(request, cluster, oper
     recorder = Recorder(cluster.kubeconfig, namespace)
     recorder.start()
     operations = Operations(random.Random(seed), custom, core, namespace, seed)
-    faults = Faults(random.Random(f"{seed}/faults"), cluster.plane, operator)
+    side = kube.load_api_client(str(cluster.kubeconfig))  # the fault thread's own connections
+    burst = Operations(random.Random(f"{seed}/burst"), CustomObjectsApi(side), CoreV1Api(side), namespace, seed,
+                       shared=operations)
+    faults = Faults(random.Random(f"{seed}/faults"), cluster.plane, operator, authenticator, burst)
     plan = faults.plan(total, max(5, total // 40))
     pace = random.Random(f"{seed}/pace")
     mid_run: list[str] = []
     started = time.monotonic()
-    done = down = 0
+    done = unanswered = checked = 0
     try:
         while done < total:
             while plan and plan[0][0] <= done:
@@ -87,28 +113,37 @@ def test_random_operations_with_faults_break_no_invariant(request, cluster, oper
             try:
                 operations.step()
             except Down:
-                down += 1
+                unanswered += 1
                 time.sleep(0.5)
                 continue
             done += 1
-            if pace.random() < 0.15:
+            if pace.random() < 0.3:
                 kind = pace.choice(["ServiceToken", "IngestionAPIKey"])
-                name = pace.choice(operations.tokens if kind == "ServiceToken" else operations.keys)
+                name = pace.choice(sorted(operations.live[kind])
+                                   or (operations.tokens if kind == "ServiceToken" else operations.keys))
                 try:
-                    found = sandwich_check(api_client, namespace, kind, name)
+                    judged, found = sandwich_check(api_client, namespace, kind, name)
                 except Exception:  # gone, or the API server is down: nothing to judge
-                    found = None
+                    judged, found = False, None
+                checked += judged
                 if found:
                     mid_run.append(found)
             time.sleep(pace.uniform(0, 0.3))
     finally:
         faults.finish()
         operations_seconds = time.monotonic() - started
-    current, settle_seconds = _settle(api_client, namespace, recorder, operations, authenticator)
+    # The last fault: the operator killed and left down while tokens, keys and accounts are
+    # deleted. Revocation and garbage collection must need nobody.
+    operator.stop(kill=True)
+    operations.burst(pace.randint(4, 8), deletions_only=True)
+    down, _, down_seconds, notes = _settle(api_client, namespace, recorder, operations, authenticator,
+                                           operator_down=True)
+    operator.start()
+    current, asked, settle_seconds, _ = _settle(api_client, namespace, recorder, operations, authenticator)
     recorder.stop()
     history, unjudged = history_violations(recorder, mint_events(core, namespace))
 
-    violations = mid_run + history + current
+    violations = mid_run + history + down + current
     violations += [f"fault-failed: {f.kind}: {f.error}" for f in faults.log if f.error]
     for name, process in (("operator", operator), ("authenticator", authenticator)):
         if process.process.poll() is not None:
@@ -122,15 +157,21 @@ def test_random_operations_with_faults_break_no_invariant(request, cluster, oper
     gone_in_logs = {name: len(GONE.findall(process.log()[logs_from[name]:]))
                     for name, process in (("operator", operator), ("authenticator", authenticator))}
     summary = [
-        f"seed {seed}: {done} operations ({down} more not answered during outages) in {operations_seconds:.0f}s, "
-        f"settled in {settle_seconds:.0f}s",
-        "faults: " + ", ".join(f"{f.kind} ({f.seconds:.0f}s{', FAILED' if f.error else ''})" for f in faults.log),
+        f"seed {seed}: {done} operations ({unanswered} more not answered during outages) in "
+        f"{operations_seconds:.0f}s; settled in {down_seconds:.0f}s with the operator down, then in "
+        f"{settle_seconds:.0f}s with it",
+        "faults: " + ", ".join(f"{f.kind} ({f.seconds:.0f}s{', FAILED' if f.error else ''})" for f in faults.log)
+        + ", kill-operator (left down to the end)",
         f"410 Gone seen: {recorder.gone} by the test's watches, {gone_in_logs['operator']} in the operator's log, "
         f"{gone_in_logs['authenticator']} in the authenticator's",
-        f"token changes not judged (the test's watch missed versions): {unjudged}",
+        f"checked: {checked} tokens against their Secrets mid-run; token values asked at the end: "
+        + ", ".join(f"{n} {k}" for k, n in asked.items())
+        + f"; {len(operations.history.revoked_with_account)} tokens revoked with their account; "
+        f"{unjudged} token changes not judged (the test's watch missed versions)",
         f"violations: {len(violations)}" + (f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})"
                                             if violations else ""),
         "operations: " + ", ".join(f"{k} {n}" for k, n in sorted(operations.history.counts.items())),
+        *(f"note, with the operator down, after settling: {n}" for n in notes),
     ]
     print("\n".join(summary))
     request.config.stash.setdefault(FAULT_REPORT, []).extend(summary + lines[:50])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -156,17 +157,23 @@ def _granted(obj: dict, world: World) -> set[str] | None:
 
 
 def verification_violations(world: World, recorder: Recorder, import_values: dict[str, str],
-                            revoked_with_account: dict[str, str], authenticator) -> list[str]:
-    """Ask the authenticator about every token value ever seen."""
+                            revoked_with_account: dict[str, str], authenticator,
+                            roles: bool = True) -> tuple[list[str], Counter]:
+    """Ask the authenticator about every token value ever seen; also how many of each sort
+    were asked about. ``roles``: also check that no role outlives the binding or spec that
+    granted it (the operator's work: not while it is down)."""
     expected = expectations(world, revoked_with_account)
     seen = recorder.plaintexts()
     values = list(seen) + [v for v in import_values if v not in seen]
-    violations = []
+    violations, asked = [], Counter()
     for value in values:
         found = next((expected[h] for h in _hashes(value, world.import_key) if h in expected), None)
-        if found is not None and found.verifies is None:
-            continue
         owner = seen.get(value)
+        if found is not None and found.verifies is None:
+            asked["near an expiry, not asked"] += 1
+            continue
+        asked["valid" if found else "of a deleted object" if owner and owner.uid not in world.objects
+              else "revoked, expired, rotated out or not imported"] += 1
         where = (f"{owner.kind} {owner.name} (uid {owner.uid[:8]})" if owner
                  else f"the key imported from Secret {import_values[value]}")
         response = authenticator.get("/verify", {"X-API-Key": value})
@@ -180,7 +187,7 @@ def verification_violations(world: World, recorder: Recorder, import_values: dic
         elif found is not None and response.status_code != 200:
             violations.append(f"active-refused: {_name(found.holder)} is Active and its token is refused "
                               f"({response.status_code})")
-        elif found is not None:
+        elif found is not None and roles:
             granted = _granted(found.holder, world)
             carried = {r for r in response.headers.get("X-Auth-Roles", "").split(",") if r}
             stale = {r for r in carried if r not in granted and r.split("@")[0] not in granted} \
@@ -188,12 +195,18 @@ def verification_violations(world: World, recorder: Recorder, import_values: dic
             if stale:
                 violations.append(f"stale-roles: {_name(found.holder)} carries {sorted(stale)} that no live "
                                   f"binding or spec grants")
-    return violations
+    return violations, asked
 
 
-def state_violations(world: World, revoked_with_account: dict[str, str], max_tokens: int) -> list[str]:
+def state_violations(world: World, revoked_with_account: dict[str, str], invalid_edits: list[str],
+                     max_tokens: int) -> list[str]:
     """What must hold of the objects and Secrets once the system has settled."""
     violations = []
+    for uid in dict.fromkeys(invalid_edits):
+        obj = world.objects.get(uid)
+        if obj is not None and (obj.get("status") or {}).get("phase") == "Failed":
+            violations.append(f"invalid-edit: {_name(obj)} was Active and went Failed after an edit the model "
+                              "refuses (admission was down); it must stay Active and say the edit was not applied")
     for obj in world.objects.values():
         status, meta = obj.get("status") or {}, obj["metadata"]
         phase = status.get("phase")
@@ -234,6 +247,13 @@ def state_violations(world: World, revoked_with_account: dict[str, str], max_tok
             if len(holding) < max_tokens:
                 violations.append(f"stuck: {name} is {phase} for QuotaExceeded, and account {account} holds "
                                   f"{len(holding)} of {max_tokens} places")
+    return violations + orphan_violations(world)
+
+
+def orphan_violations(world: World) -> list[str]:
+    """No Secret is left owned by a token that does not exist (the garbage collector's work,
+    with or without the operator)."""
+    violations = []
     for secret in world.secrets.values():
         owner = _owner_uid(secret)
         if owner and owner not in world.objects:
@@ -282,10 +302,10 @@ def _hash_violations(obj: dict, world: World) -> list[str]:
     return []
 
 
-def sandwich_check(api: client.ApiClient, namespace: str, kind: str, name: str) -> str | None:
+def sandwich_check(api: client.ApiClient, namespace: str, kind: str, name: str) -> tuple[bool, str | None]:
     """Mid-run: an Active token's hash against its Secret, read between two reads of the
-    token that show the same resourceVersion (so nothing moved meanwhile). None when it holds
-    or the moment was not still."""
+    token that show the same resourceVersion (so nothing moved meanwhile). Whether it could be
+    judged (an Active minted token, a still moment), and the violation if any."""
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     plural = TOKEN_KINDS[kind]
     before = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT)
@@ -293,24 +313,24 @@ def sandwich_check(api: client.ApiClient, namespace: str, kind: str, name: str) 
     expires = _time(status.get("expiresAt"))
     if status.get("phase") != "Active" or before["spec"].get("import") or \
             (expires is not None and expires < datetime.now(timezone.utc) + MARGIN):
-        return None
+        return False, None
     if not status.get("secretName"):
-        return f"hash (mid-run): {_name(before)} is Active with no status.secretName"
+        return True, f"hash (mid-run): {_name(before)} is Active with no status.secretName"
     try:
         secret = core.read_namespaced_secret(status["secretName"], namespace, _request_timeout=TIMEOUT)
         data = {k: base64.b64decode(v).decode(errors="replace") for k, v in (secret.data or {}).items()}
     except client.ApiException as exc:
         if exc.status != 404:
-            return None
+            return False, None
         data = None
     after = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, _request_timeout=TIMEOUT)
     if after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]:
-        return None
+        return False, None
     if data is None:
-        return f"hash (mid-run): {_name(before)} is Active and its Secret does not exist"
+        return True, f"hash (mid-run): {_name(before)} is Active and its Secret does not exist"
     if status.get("tokenHash") not in [hash_token(data[k]) for k in ("token", "token.previous") if k in data]:
-        return f"hash (mid-run): {_name(before)} status.tokenHash matches neither token nor token.previous"
-    return None
+        return True, f"hash (mid-run): {_name(before)} status.tokenHash matches neither token nor token.previous"
+    return True, None
 
 
 def history_violations(recorder: Recorder, mint_events: dict[str, int]) -> tuple[list[str], int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import queue
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -43,22 +44,26 @@ class History:
     import_values: dict[str, str] = field(default_factory=dict)  # value → source Secret (in memory only)
     rotation_requests: dict[tuple[str, str], str] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
-    bad_edits_admitted: list[str] = field(default_factory=list)
+    # uids of Active tokens that took an edit the model refuses (admission was down): they stay Active.
+    invalid_edits_admitted: list[str] = field(default_factory=list)
 
 
 class Operations:
     """One random operation per :meth:`step`, drawn from ``rng``."""
 
     def __init__(self, rng: random.Random, custom: client.CustomObjectsApi, core: client.CoreV1Api,
-                 namespace: str, seed: int) -> None:
+                 namespace: str, seed: int, shared: Operations | None = None) -> None:
+        """``shared``: another instance (in another thread) whose history and names this one shares."""
         self.rng, self.custom, self.core, self.namespace, self.seed = rng, custom, core, namespace, seed
-        self.history = History()
-        self.accounts = [f"acc-{i}" for i in range(5)]  # more than the quota of 3: some are refused
+        self.history = shared.history if shared else History()
+        self.accounts = [f"acc-{i}" for i in range(4)]  # more than the quota of 3: some are refused
         self.bindings = [f"bind-{i}" for i in range(8)]
         self.tokens = [f"tok-{i}" for i in range(20)]  # names come back: a new uid under an old name
         self.keys = [f"key-{i}" for i in range(8)]
         self.imports = [f"imp-{i}" for i in range(6)]  # imp-i imports Secret src-i, or another's
         self._sequence = 0
+        # names believed to exist
+        self.live: dict[str, set[str]] = shared.live if shared else {kind: set() for kind in PLURALS}
         self._table = [
             (6, self.create_account), (3, self.delete_account), (4, self.toggle_account),
             (6, self.create_binding), (3, self.delete_binding), (3, self.edit_binding),
@@ -68,14 +73,28 @@ class Operations:
             (2, self.invalid_edit),
         ]
 
-    def step(self) -> str:
+    def step(self, table=None) -> str:
         """Run one operation; raise :class:`Down` when the API server did not answer."""
-        weights = [w for w, _ in self._table]
-        operation = self.rng.choices([op for _, op in self._table], weights)[0]
+        table = table or self._table
+        operation = self.rng.choices([op for _, op in table], [w for w, _ in table])[0]
         outcome = operation()
         label = f"{operation.__name__}:{'ok' if outcome.ok else outcome.status}"
         self.history.counts[label] += 1
         return label
+
+    def burst(self, count: int, deletions_only: bool = False) -> None:
+        """A few operations at once, as they come before an outage or while a watch is broken:
+        they are the changes a handler is in the middle of, or that a watch misses."""
+        table = [(3, self.delete_token), (2, self.delete_key), (2, self.delete_binding),
+                 (1, self.delete_account), (1, self.delete_import), (1, self.write_source)]
+        if not deletions_only:
+            table += [(3, self.request_rotation), (2, self.toggle_account), (2, self.edit_binding),
+                      (2, self.create_token)]
+        for _ in range(count):
+            try:
+                self.step(table)
+            except Down:
+                pass
 
     # -- API calls --------------------------------------------------------------
     def _call(self, fn, *args, **kwargs) -> Outcome:
@@ -88,29 +107,49 @@ class Operations:
         except Exception as exc:  # connection refused or reset: an outage
             raise Down(type(exc).__name__) from exc
 
-    def _create(self, kind: str, name: str, spec: dict, annotations: dict | None = None) -> Outcome:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
-                "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec}
-        return self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                          PLURALS[kind], body)
+    def _create(self, kind: str, name: str, spec: dict) -> Outcome:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+        outcome = self._call(self.custom.create_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                             PLURALS[kind], body)
+        return self._learn(kind, name, outcome)
 
     def _patch(self, kind: str, name: str, patch: dict) -> Outcome:
-        return self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                          PLURALS[kind], name, patch)
+        return self._learn(kind, name, self._call(self.custom.patch_namespaced_custom_object, GROUP, VERSION,
+                                                  self.namespace, PLURALS[kind], name, patch))
 
     def _delete(self, kind: str, name: str) -> Outcome:
-        return self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                          PLURALS[kind], name)
+        outcome = self._call(self.custom.delete_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                             PLURALS[kind], name)
+        if outcome.ok or outcome.status == 404:
+            self.live[kind].discard(name)
+        return outcome
 
     def _get(self, kind: str, name: str) -> dict | None:
-        outcome = self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                             PLURALS[kind], name)
+        outcome = self._learn(kind, name, self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
+                                                     self.namespace, PLURALS[kind], name))
         return outcome.body if outcome.ok else None
+
+    def _learn(self, kind: str, name: str, outcome: Outcome) -> Outcome:
+        if outcome.status == 404:
+            self.live[kind].discard(name)
+        elif outcome.status == 409 or (outcome.ok and not outcome.body["metadata"].get("deletionTimestamp")):
+            self.live[kind].add(name)
+        return outcome
 
     def _list(self, kind: str) -> list[dict]:
         outcome = self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
                              PLURALS[kind])
         return outcome.body["items"] if outcome.ok else []
+
+    def _pick(self, kind: str, names: list[str], existing: bool) -> str:
+        """A name that exists (to edit or delete it) or does not (to create it), as far as the
+        answers so far tell; any name when there is none such."""
+        fitting = [n for n in names if (n in self.live[kind]) == existing]
+        return self.rng.choice(fitting or names)
+
+    def _account(self) -> str:
+        """Mostly an account that exists (so its tokens mint), sometimes one that does not (yet)."""
+        return self._pick("ServiceAccount", self.accounts, self.rng.random() < 0.85)
 
     def _roles(self, k_max: int = 2) -> list[str]:
         return sorted(self.rng.sample(CATALOG[:4], self.rng.randint(1, k_max)))
@@ -129,12 +168,12 @@ class Operations:
 
     # -- accounts and bindings ----------------------------------------------------
     def create_account(self) -> Outcome:
-        return self._create("ServiceAccount", self.rng.choice(self.accounts),
+        return self._create("ServiceAccount", self._pick("ServiceAccount", self.accounts, False),
                             {"description": f"account {self.rng.randint(0, 999)}",
                              "disabled": self.rng.random() < 0.2})
 
     def delete_account(self) -> Outcome:
-        name = self.rng.choice(self.accounts)
+        name = self._pick("ServiceAccount", self.accounts, True)
         outcome = self._delete("ServiceAccount", name)
         if outcome.ok:
             for token in self._retrying(lambda: self._list("ServiceToken")):
@@ -153,23 +192,23 @@ class Operations:
         return read()
 
     def toggle_account(self) -> Outcome:
-        return self._patch("ServiceAccount", self.rng.choice(self.accounts),
+        return self._patch("ServiceAccount", self._pick("ServiceAccount", self.accounts, True),
                            {"spec": {"disabled": self.rng.random() < 0.4}})
 
     def create_binding(self) -> Outcome:
-        spec = {"serviceAccountName": self.rng.choice(self.accounts), "roles": self._roles()}
+        spec = {"serviceAccountName": self._account(), "roles": self._roles()}
         if self.rng.random() < 0.3:
             spec["project"] = self.rng.choice(PROJECTS)
-        return self._create("RoleBinding", self.rng.choice(self.bindings), spec)
+        return self._create("RoleBinding", self._pick("RoleBinding", self.bindings, False), spec)
 
     def delete_binding(self) -> Outcome:
-        return self._delete("RoleBinding", self.rng.choice(self.bindings))
+        return self._delete("RoleBinding", self._pick("RoleBinding", self.bindings, True))
 
     def edit_binding(self) -> Outcome:
         spec: dict = {"roles": self._roles()}
         if self.rng.random() < 0.3:
             spec["project"] = self.rng.choice([*PROJECTS, None])
-        return self._patch("RoleBinding", self.rng.choice(self.bindings), {"spec": spec})
+        return self._patch("RoleBinding", self._pick("RoleBinding", self.bindings, True), {"spec": spec})
 
     # -- tokens and keys --------------------------------------------------------------
     def create_token(self) -> Outcome:
@@ -177,16 +216,16 @@ class Operations:
         if self.rng.random() < 0.5:
             spec["roles"] = self._roles()
         else:
-            spec["serviceAccountName"] = self.rng.choice(self.accounts)
+            spec["serviceAccountName"] = self._account()
             if self.rng.random() < 0.4:
                 spec["roles"] = ["reader"]
-        return self._create("ServiceToken", self.rng.choice(self.tokens), spec)
+        return self._create("ServiceToken", self._pick("ServiceToken", self.tokens, False), spec)
 
     def delete_token(self) -> Outcome:
-        return self._delete("ServiceToken", self.rng.choice(self.tokens))
+        return self._delete("ServiceToken", self._pick("ServiceToken", self.tokens, True))
 
     def edit_token(self) -> Outcome:
-        name = self.rng.choice(self.tokens)
+        name = self._pick("ServiceToken", self.tokens, True)
         token = self._get("ServiceToken", name)
         if token is None:
             return Outcome(False, 404)
@@ -196,8 +235,8 @@ class Operations:
         return self._patch("ServiceToken", name, {"spec": spec})
 
     def request_rotation(self) -> Outcome:
-        kind, name = self.rng.choice([("ServiceToken", self.rng.choice(self.tokens)),
-                                      ("IngestionAPIKey", self.rng.choice(self.keys))])
+        kind, names = self.rng.choice([("ServiceToken", self.tokens), ("IngestionAPIKey", self.keys)])
+        name = self._pick(kind, names, True)
         self._sequence += 1
         request = f"request-{self._sequence}"
         outcome = self._patch(kind, name, {"metadata": {"annotations": {ROTATE: request}}})
@@ -209,10 +248,10 @@ class Operations:
         spec = {"description": f"key {self.rng.randint(0, 999)}", **self._lifetime()}
         if self.rng.random() < 0.3:
             spec["project"] = self.rng.choice(PROJECTS)
-        return self._create("IngestionAPIKey", self.rng.choice(self.keys), spec)
+        return self._create("IngestionAPIKey", self._pick("IngestionAPIKey", self.keys, False), spec)
 
     def delete_key(self) -> Outcome:
-        return self._delete("IngestionAPIKey", self.rng.choice(self.keys))
+        return self._delete("IngestionAPIKey", self._pick("IngestionAPIKey", self.keys, True))
 
     def invalid_edit(self) -> Outcome:
         """An edit the schema lets through and the model refuses: renewBefore not shorter than ttl."""
@@ -223,8 +262,8 @@ class Operations:
         target = self.rng.choice(with_ttl)
         kind, name = target["kind"], target["metadata"]["name"]
         outcome = self._patch(kind, name, {"spec": {"rotation": {"renewBefore": target["spec"]["ttl"]}}})
-        if outcome.ok:
-            self.history.bad_edits_admitted.append(f"{kind} {name}")
+        if outcome.ok and (target.get("status") or {}).get("phase") == "Active":
+            self.history.invalid_edits_admitted.append(target["metadata"]["uid"])
         return outcome
 
     # -- imports ----------------------------------------------------------------------
@@ -247,12 +286,12 @@ class Operations:
                           self.namespace, {"metadata": {"labels": {IMPORTABLE: "true"}}})
 
     def create_import(self) -> Outcome:
-        index = self.rng.randrange(len(self.imports))
+        index = self.imports.index(self._pick("ServiceToken", self.imports, False))
         # Mostly its own source; sometimes another token's, which makes a duplicate import.
         source = index if self.rng.random() < 0.75 else self.rng.randrange(len(self.imports))
         spec: dict = {"import": {"secretRef": {"name": f"src-{source}"}}}
         if self.rng.random() < 0.3:
-            spec["serviceAccountName"] = self.rng.choice(self.accounts)
+            spec["serviceAccountName"] = self._account()
         else:
             spec["roles"] = self._roles()
         if self.rng.random() < 0.4:
@@ -260,7 +299,7 @@ class Operations:
         return self._create("ServiceToken", self.imports[index], spec)
 
     def delete_import(self) -> Outcome:
-        return self._delete("ServiceToken", self.rng.choice(self.imports))
+        return self._delete("ServiceToken", self._pick("ServiceToken", self.imports, True))
 
 
 FAULT_KINDS = ("kill-operator", "restart-apiserver", "restart-etcd", "expire-watches")
@@ -277,8 +316,9 @@ class FaultLog:
 class Faults:
     """Runs faults one after another in a thread of its own while operations go on."""
 
-    def __init__(self, rng: random.Random, plane, operator) -> None:
-        self.rng, self.plane, self.operator = rng, plane, operator
+    def __init__(self, rng: random.Random, plane, operator, authenticator, burst: Operations) -> None:
+        self.rng, self.plane, self.operator, self.authenticator, self.burst = \
+            rng, plane, operator, authenticator, burst
         self.log: list[FaultLog] = []
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, daemon=True, name="faults")
@@ -312,16 +352,32 @@ class Faults:
             self.log.append(entry)
 
     def _one(self, kind: str) -> None:
+        if kind == "expire-watches":
+            self._expire_watches()
+            return
+        self.burst.burst(self.rng.randint(2, 6))  # a fault strikes in the middle of work
         if kind == "kill-operator":
             self.operator.stop(kill=True)
-            time.sleep(self.rng.uniform(1, 6))  # the world moves on without it
+            self.burst.burst(self.rng.randint(1, 4), deletions_only=True)  # the world moves on without it
+            time.sleep(self.rng.uniform(1, 4))
             self.operator.start()
         elif kind == "restart-apiserver":
             self.plane.outage("kube-apiserver", self.rng.uniform(1, 4))
-        elif kind == "restart-etcd":
-            self.plane.outage("etcd", self.rng.uniform(1, 4))
         else:
-            # History compacted to now, then every watch broken: each one that resumes from a
-            # resourceVersion it had gets 410 Gone and must relist.
-            self.plane.compact_etcd()
+            self.plane.outage("etcd", self.rng.uniform(1, 4))
+
+    def _expire_watches(self) -> None:
+        """The operator and the authenticator frozen (as in a long pause or a partition) while
+        kube-apiserver restarts, so their watches break unseen; objects deleted meanwhile; etcd
+        compacted. Thawed, each watch resumes from a resourceVersion that is gone: 410, and a
+        relist that must drop what it no longer lists."""
+        frozen = [p.process for p in (self.operator, self.authenticator) if p.process.poll() is None]
+        for process in frozen:
+            process.send_signal(signal.SIGSTOP)
+        try:
             self.plane.outage("kube-apiserver", self.rng.uniform(0.5, 2))
+            self.burst.burst(self.rng.randint(3, 6), deletions_only=True)
+            self.plane.compact_etcd()
+        finally:
+            for process in frozen:
+                process.send_signal(signal.SIGCONT)
