@@ -23,7 +23,7 @@ from tokenwarden.handlers._unsettled import UNSETTLED_AFTER, UNSETTLED_SWEEP
 from ..conftest import OperatorProcess
 from .kubehelpers import GROUP, PLURALS, VERSION, create, phase_is, wait_for
 from .test_authenticator import _eventually
-from .test_resilience import peering  # noqa: F401  (fixture)
+from .test_resilience import peering, replicas  # noqa: F401  (fixtures)
 
 KINDS = ("serviceaccounts", "rolebindings", "servicetokens", "ingestionapikeys")
 
@@ -113,44 +113,32 @@ def _looked_at(operator: OperatorProcess, namespace: str, name: str) -> bool:
     return f"{namespace}/{name} sat unsettled" in text or f"{namespace}/{name} is still unsettled" in text
 
 
-def test_a_standby_sweeps_nothing_and_a_new_leader_starts_from_a_fresh_listing(peering, cluster, operator,  # noqa: F811
-                                                                              custom, core, namespace, tmp_path):
+def test_a_standby_sweeps_nothing_and_a_new_leader_starts_from_a_fresh_listing(replicas, custom, namespace):  # noqa: F811
     # Waits for an account that never comes: unsettled, what the sweep looks at.
     create(custom, "ServiceToken", namespace, "waiting", {"serviceAccountName": "nobody"})
     create(custom, "ServiceAccount", namespace, "agents", {})
     create(custom, "RoleBinding", namespace, "agents-reader", {"serviceAccountName": "agents", "roles": ["reader"]})
     create(custom, "RoleBinding", namespace, "agents-writer", {"serviceAccountName": "agents", "roles": ["writer"]})
-    operator.stop()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    active = OperatorProcess(cluster.kubeconfig, tmp_path / "a", ["--peering", peering, "--priority", "100"],
-                             webhook=False)
-    standby = OperatorProcess(cluster.kubeconfig, tmp_path / "b", ["--peering", peering, "--priority", "50"],
-                              webhook=False)
-    try:
-        active.start()
-        standby.start()
-        assert _eventually(lambda: "Resuming operations after the pause" in active.log(), timeout=60)
-        assert "Resuming operations after the pause" not in standby.log(), "one replica leads"
-        # The leader keeps retrying the token, so its events keep it off the leader's sweep; the
-        # standby sees no events, so its indexes show it unsettled and untouched since its
-        # start: a sweep that acted while standing by would look at it within this window.
-        deadline = time.monotonic() + UNSETTLED_AFTER + 2 * UNSETTLED_SWEEP
-        while time.monotonic() < deadline:
-            assert not _looked_at(standby, namespace, "waiting"), "a standby's sweep read or reconciled a token"
-            time.sleep(1)
+    active, standby = replicas
+    active.start()
+    standby.start()
+    assert _eventually(lambda: "Resuming operations after the pause" in active.log(), timeout=60)
+    assert "Resuming operations after the pause" not in standby.log(), "one replica leads"
+    # The leader keeps retrying the token, so its events keep it off the leader's sweep; the
+    # standby sees no events, so its indexes show it unsettled and untouched since its
+    # start: a sweep that acted while standing by would look at it within this window.
+    deadline = time.monotonic() + UNSETTLED_AFTER + 2 * UNSETTLED_SWEEP
+    while time.monotonic() < deadline:
+        assert not _looked_at(standby, namespace, "waiting"), "a standby's sweep read or reconciled a token"
+        time.sleep(1)
 
-        # Deleted while it stands by: a new leader must not act on them.
-        _delete_now(custom, "RoleBinding", namespace, "agents-writer")
-        _delete_now(custom, "ServiceToken", namespace, "waiting")
-        active.stop()  # graceful: it leaves the peering, the standby takes over
-        assert _eventually(lambda: "Resuming operations after the pause" in standby.log(), timeout=90)
-        create(custom, "ServiceToken", namespace, "after-takeover", {"serviceAccountName": "agents"})
-        token = wait_for(custom, "ServiceToken", namespace, "after-takeover", phase_is("Active"), timeout=90)
-        assert token["status"]["effectiveRoles"] == ["reader"]
-        assert _eventually(lambda: "indexes listed again after a pause" in standby.log(), timeout=2 * UNSETTLED_SWEEP)
-        assert not _looked_at(standby, namespace, "waiting"), "the new leader acted on a token deleted meanwhile"
-    finally:
-        active.stop()
-        standby.stop()
-        operator.start()
+    # Deleted while it stands by: a new leader must not act on them.
+    _delete_now(custom, "RoleBinding", namespace, "agents-writer")
+    _delete_now(custom, "ServiceToken", namespace, "waiting")
+    active.stop()  # graceful: it leaves the peering, the standby takes over
+    assert _eventually(lambda: "Resuming operations after the pause" in standby.log(), timeout=90)
+    create(custom, "ServiceToken", namespace, "after-takeover", {"serviceAccountName": "agents"})
+    token = wait_for(custom, "ServiceToken", namespace, "after-takeover", phase_is("Active"), timeout=90)
+    assert token["status"]["effectiveRoles"] == ["reader"]
+    assert _eventually(lambda: "indexes listed again after a pause" in standby.log(), timeout=2 * UNSETTLED_SWEEP)
+    assert not _looked_at(standby, namespace, "waiting"), "the new leader acted on a token deleted meanwhile"

@@ -96,8 +96,9 @@ def peering(api_client):
     return "tw-peering"
 
 
-def test_two_operators_mint_each_token_once_and_take_over(operator, peering, cluster, custom, core, namespace,
-                                                          tmp_path):
+@pytest.fixture
+def replicas(operator, peering, cluster, tmp_path):
+    """Two operators under peering in place of the shared one: (active, standby), not started."""
     operator.stop()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -106,30 +107,35 @@ def test_two_operators_mint_each_token_once_and_take_over(operator, peering, clu
     standby = OperatorProcess(cluster.kubeconfig, tmp_path / "b", ["--peering", peering, "--priority", "50"],
                               webhook=False)
     try:
-        active.start()
-        standby.start()
-        for i in range(20):
-            create(custom, "ServiceToken", namespace, f"peer-{i}", {"roles": ["reader"]})
-        for i in range(20):
-            wait_for(custom, "ServiceToken", namespace, f"peer-{i}", phase_is("Active"))
-        expected = sorted(f"peer-{i}" for i in range(20))
-
-        def minted() -> list[str]:
-            # Events are posted after the status is written, so they may trail it.
-            events = core.list_namespaced_event(namespace).items
-            return sorted(e.involved_object.name for e in events
-                          if e.reason == "Minted" and e.involved_object.name.startswith("peer-"))
-
-        assert _eventually(lambda: set(minted()) == set(expected), timeout=30), minted()
-        assert minted() == expected, "each token minted exactly once"
-
-        active.stop()  # graceful: it leaves the peering, the standby takes over
-        create(custom, "ServiceToken", namespace, "after-takeover", {"roles": ["reader"]})
-        wait_for(custom, "ServiceToken", namespace, "after-takeover", phase_is("Active"), timeout=90)
+        yield active, standby
     finally:
         active.stop()
         standby.stop()
         operator.start()
+
+
+def test_two_operators_mint_each_token_once_and_take_over(replicas, custom, core, namespace):
+    active, standby = replicas
+    active.start()
+    standby.start()
+    for i in range(20):
+        create(custom, "ServiceToken", namespace, f"peer-{i}", {"roles": ["reader"]})
+    for i in range(20):
+        wait_for(custom, "ServiceToken", namespace, f"peer-{i}", phase_is("Active"))
+    expected = sorted(f"peer-{i}" for i in range(20))
+
+    def minted() -> list[str]:
+        # Events are posted after the status is written, so they may trail it.
+        events = core.list_namespaced_event(namespace).items
+        return sorted(e.involved_object.name for e in events
+                      if e.reason == "Minted" and e.involved_object.name.startswith("peer-"))
+
+    assert _eventually(lambda: set(minted()) == set(expected), timeout=30), minted()
+    assert minted() == expected, "each token minted exactly once"
+
+    active.stop()  # graceful: it leaves the peering, the standby takes over
+    create(custom, "ServiceToken", namespace, "after-takeover", {"roles": ["reader"]})
+    wait_for(custom, "ServiceToken", namespace, "after-takeover", phase_is("Active"), timeout=90)
 
 
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
