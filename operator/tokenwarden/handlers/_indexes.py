@@ -300,10 +300,16 @@ async def check_listing(memo, since: float) -> bool:
         for body in bodies:
             if not memo.indexes.seen_since(body["metadata"]["uid"], since):  # an event since is newer
                 memo.indexes.observe(kind, body)
-        gone = memo.indexes.prune(kind, {body["metadata"]["uid"] for body in bodies}, since)
-        if gone:
-            _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
+        _forgot(memo, kind, memo.indexes.prune(kind, {body["metadata"]["uid"] for body in bodies}, since))
     return True
+
+
+def _forgot(memo, kind: str, gone: int) -> None:
+    if gone:
+        _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
+        resync = getattr(memo, "resync_wanted", None)  # what they granted or took is decided again
+        if resync is not None:
+            resync.set()
 
 
 def listing_began(memo) -> asyncio.Task | None:
@@ -319,12 +325,7 @@ def listing_began(memo) -> asyncio.Task | None:
 
 def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began: float) -> None:
     """kopf's listing of ``kind`` (begun at ``began``) is over: it replaces what was indexed."""
-    gone = memo.indexes.prune(kind, uids, began, namespace)
-    if gone:
-        _logger.info(f"indexes: dropped {gone} {kind} object(s) that kopf's new listing no longer holds")
-        resync = getattr(memo, "resync_wanted", None)  # what they granted or took must be decided again
-        if resync is not None:
-            resync.set()
+    _forgot(memo, kind, memo.indexes.prune(kind, uids, began, namespace))
 
 
 async def after_listing_check(memo) -> None:
