@@ -116,3 +116,31 @@ async def test_work_runs_in_the_context_it_was_submitted_from(queue):
     queue.submit("b", lambda: seen.append(var.get("none")), context=contextvars.Context())
     await asyncio.sleep(1)
     assert sorted(seen) == ["kopf handler", "none"]
+
+
+@pytest.mark.looptime
+async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
+    """The resync timer in fake time: none before kopf's first listing event (nothing to post
+    events with), then one shortly after it, one per resyncInterval, one after each relist."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from tokenwarden.handlers import _settle
+
+    loop = asyncio.get_running_loop()
+    runs = []
+    monkeypatch.setattr(_settle, "resync", lambda memo, logger: runs.append(round(loop.time() - start)) or 0)
+    monkeypatch.setattr(asyncio, "to_thread", _inline)
+    memo = SimpleNamespace(settings=SimpleNamespace(resync_interval=timedelta(seconds=300),
+                                                    bootstrap=SimpleNamespace(namespace=None)),
+                           resync_wanted=asyncio.Event(), resynced=False, handler_context=None)
+    start = loop.time()
+    task = asyncio.create_task(_settle._resync_loop(memo, logging.getLogger("test")))
+    await asyncio.sleep(31)
+    assert runs == []  # no listing event yet
+    _settle._listed(memo)  # kopf's first listing, at start
+    await asyncio.sleep(700)
+    _settle._listed(memo)  # a relist after a watch expired
+    await asyncio.sleep(10)
+    task.cancel()
+    assert runs == [33, 333, 633, 733]
