@@ -9,9 +9,11 @@ start or a relist (a resync then). The work queue runs each settle until it hold
 
 Writes follow one protocol, so that at every moment a client can observe, an Active
 token's status.tokenHash is the hash of the token in its Secret, or of ``token.previous``
-during a rotation's overlap: in a token's lock, read the Secret, then the token; write the
-Secret first, carrying the resourceVersion it was read at, then the status, carrying the
-token's. A 409 means someone wrote in between: read again and decide again.
+during a rotation's overlap: in the token's lock (this process's writers take turns), read
+the Secret, then the token; write the Secret first, carrying the resourceVersion it was read
+at, then the status, carrying the token's. A 409 means someone wrote in between: read again
+and decide again. The minting reconcile reads the token first; it reads it again in the lock
+and, before it replaces a value in the Secret, checks the token unchanged since.
 """
 from __future__ import annotations
 
