@@ -56,22 +56,21 @@ def read_world(api: client.ApiClient, namespace: str) -> World:
         return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
                                                     _request_timeout=TIMEOUT)["items"]
 
-    secrets = json.loads(core.list_namespaced_secret(namespace, _preload_content=False,
-                                                     _request_timeout=TIMEOUT).data)["items"]
     try:
         key_secret = core.read_namespaced_secret("tokenwarden-import-key", OPERATOR_NAMESPACE,
                                                  _request_timeout=TIMEOUT)
         import_key = base64.b64decode(key_secret.data["key"])
     except client.ApiException:
         import_key = None
-    return World(
-        now=datetime.now(timezone.utc),
-        accounts={a["metadata"]["name"]: a for a in items("serviceaccounts")},
-        bindings=items("rolebindings"),
-        objects={o["metadata"]["uid"]: o for plural in TOKEN_KINDS.values() for o in items(plural)},
-        secrets={s["metadata"]["name"]: s for s in secrets},
-        import_key=import_key,
-    )
+    accounts = {a["metadata"]["name"]: a for a in items("serviceaccounts")}
+    bindings = items("rolebindings")
+    objects = {o["metadata"]["uid"]: o for plural in TOKEN_KINDS.values() for o in items(plural)}
+    # Secrets after tokens: a rotation writes the Secret first, so a token read before its
+    # Secret finds its hash there as token or token.previous.
+    secrets = json.loads(core.list_namespaced_secret(namespace, _preload_content=False,
+                                                     _request_timeout=TIMEOUT).data)["items"]
+    return World(now=datetime.now(timezone.utc), accounts=accounts, bindings=bindings, objects=objects,
+                 secrets={s["metadata"]["name"]: s for s in secrets}, import_key=import_key)
 
 
 def _name(obj: dict) -> str:
