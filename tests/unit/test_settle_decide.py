@@ -9,7 +9,7 @@ import pytest
 
 from tokenwarden.config import Settings
 from tokenwarden.handlers._indexes import Indexes
-from tokenwarden.handlers._settle import Account, decide
+from tokenwarden.handlers._settle import Account, SecretSeen, decide
 from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN
 from tokenwarden.kube._secrets import TokenSecret
 
@@ -45,7 +45,7 @@ ACCOUNT = Account("ua", disabled=False)
 
 def _decide(token, account=ACCOUNT, found=SECRET, memo=None, kind=SERVICE_TOKEN):
     spec = kind.spec_model.model_validate(token["spec"])
-    action = decide(kind, token, spec, account, found, memo or _memo(), NOW)
+    action = decide(kind, token, spec, account, SecretSeen.of(found) if found else None, memo or _memo(), NOW)
     return action.reason if action else None
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from dataclasses import dataclass
 
 import kopf
 from pydantic import ValidationError
@@ -51,6 +52,23 @@ OVERLAP_ENDED, SECRET_LEFT = "OverlapEnded", "SecretLeft"
 _ROLE_REASONS = ("RolesNotGranted", "NoRolesGranted", "AccountNotFound")
 
 
+@dataclass(frozen=True)
+class SecretSeen:
+    """A token's Secret as a decision needs it: hashes only, so that a resync holding every
+    token Secret of a listing holds no token."""
+
+    name: str
+    owned: bool
+    value_hash: str | None = None
+    previous_hash: str | None = None
+    recorded_hash: str | None = None
+
+    @classmethod
+    def of(cls, found: kube_secrets.TokenSecret) -> SecretSeen:
+        return cls(found.name, found.owned, hash_or_none(found.token), hash_or_none(found.previous),
+                   found.recorded_hash)
+
+
 class Account:
     """A token's ServiceAccount as a decision needs it: absent (``uid`` None) or not."""
 
@@ -58,7 +76,7 @@ class Account:
         self.uid, self.disabled = uid, disabled
 
 
-def decide(kind: Kind, token: dict, spec, account: Account | None, found: kube_secrets.TokenSecret | None,
+def decide(kind: Kind, token: dict, spec, account: Account | None, found: SecretSeen | None,
            memo, now) -> policies.Action | None:
     """The first thing a minted token's current state calls for, or None. ``found`` is its
     Secret (None: there is none), ``account`` its ServiceAccount (None: it names none)."""
@@ -83,8 +101,8 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: kube_s
         return None  # the expiry's
     origin = None
     if found is not None and found.owned:
-        origin = policies.secret_value_origin(hash_or_none(found.token), hash_or_none(found.previous),
-                                              found.recorded_hash, status.get("tokenHash"))
+        origin = policies.secret_value_origin(found.value_hash, found.previous_hash, found.recorded_hash,
+                                              status.get("tokenHash"))
     renew_before = parse_duration(spec.rotation.renew_before) if spec.rotation else None
     rotation = policies.rotation_due(phase=phase, expires_at=expires_at, renew_before=renew_before,
                                      request=(token["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION),
@@ -106,7 +124,7 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: kube_s
             return action
     if origin == policies.CURRENT and policies.overlap_ended(
             previous_valid_until=policies.parse_time(status.get("previousValidUntil")),
-            previous_in_secret=found.previous is not None, now=now):
+            previous_in_secret=found.previous_hash is not None, now=now):
         return policies.Action(OVERLAP_ENDED, "the rotation's overlap has ended: the previous token goes")
     return None
 
@@ -170,7 +188,7 @@ def _settle_step(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         if token is None:
             return False
         status = token.get("status") or {}
-    action = decide(kind, token, spec, account, found, memo, clock.now())
+    action = decide(kind, token, spec, account, SecretSeen.of(found) if found else None, memo, clock.now())
     if action is None:
         _after_overlap(kind, namespace, name, status, memo)
         return False
@@ -247,12 +265,12 @@ def resync(memo, logger) -> int:
     """One listing of every token and every token Secret; the tokens whose state calls for
     something are settled. Returns how many. Decided on the listing and the indexes (no call
     per token); each settle reads again before it acts."""
-    secrets: dict[str, kube_secrets.TokenSecret] = {}
+    secrets: dict[str, SecretSeen] = {}
     requested = 0
     now = clock.now()
     for scope in objects.listing_scopes(memo.namespaces):
         for _, owner_uid, secret in kube_secrets.iter_token_secrets(memo.core, scope):
-            secrets[owner_uid] = secret
+            secrets[owner_uid] = SecretSeen.of(secret)
     for kind in (SERVICE_TOKEN, INGESTION_KEY):
         for scope in objects.listing_scopes(memo.namespaces):
             for token in objects.iter_objects(memo.custom, kind.resource, scope):
