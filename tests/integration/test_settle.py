@@ -130,12 +130,16 @@ def test_revocation_of_an_account_deleted_while_no_operator_ran(settling_operato
     _account_with_token(custom, namespace)
     settling_operator.stop()
     try:
+        # The binding goes too: no object left to resume speaks of the account, only the
+        # resync at start (on kopf's first listing) finds the token without it.
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "rolebindings", "agents-read")
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "agents")
     finally:
         settling_operator.start()
     wait_for(custom, "ServiceToken", namespace, "agent", phase_is("Revoked"), timeout=90)
     # Re-created under the same name, the account does not bring the token back.
     create(custom, "ServiceAccount", namespace, "agents", {})
+    create(custom, "RoleBinding", namespace, "agents-read", {"serviceAccountName": "agents", "roles": ["reader"]})
     create(custom, "ServiceToken", namespace, "after", {"serviceAccountName": "agents"})
     wait_for(custom, "ServiceToken", namespace, "after", phase_is("Active"))
     assert get(custom, "ServiceToken", namespace, "agent")["status"]["phase"] == "Revoked"

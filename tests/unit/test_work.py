@@ -133,14 +133,15 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     monkeypatch.setattr(asyncio, "to_thread", _inline)
     memo = SimpleNamespace(settings=SimpleNamespace(resync_interval=timedelta(seconds=300),
                                                     bootstrap=SimpleNamespace(namespace=None)),
-                           resync_wanted=asyncio.Event(), resynced=False, handler_context=None)
+                           resync=_settle.Resync())
+    handler_memo = SimpleNamespace(**vars(memo))  # kopf's per-object copy of the memo
     start = loop.time()
     task = asyncio.create_task(_settle._resync_loop(memo, logging.getLogger("test")))
     await asyncio.sleep(31)
     assert runs == []  # no listing event yet
-    _settle._listed(memo)  # kopf's first listing, at start
+    _settle._listed(handler_memo)  # kopf's first listing, at start
     await asyncio.sleep(700)
-    _settle._listed(memo)  # a relist after a watch expired
+    _settle._listed(handler_memo)  # a relist after a watch expired
     await asyncio.sleep(10)
     task.cancel()
     assert runs == [33, 333, 633, 733]

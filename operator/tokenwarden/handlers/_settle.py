@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kopf
 from pydantic import ValidationError
@@ -67,6 +67,15 @@ class SecretSeen:
     def of(cls, found: kube_secrets.TokenSecret) -> SecretSeen:
         return cls(found.name, found.owned, hash_or_none(found.token), hash_or_none(found.previous),
                    found.recorded_hash)
+
+
+@dataclass
+class Resync:
+    """When to resync, shared by reference: kopf hands each object's handlers a copy of the memo."""
+
+    wanted: asyncio.Event = field(default_factory=asyncio.Event)  # a listing of kopf's began
+    context: contextvars.Context | None = None  # of the latest listing event's handler
+    done: bool = False  # since start, or since the last one failed
 
 
 class Account:
@@ -276,7 +285,7 @@ def resync(memo, logger) -> int:
             for token in objects.iter_objects(memo.custom, kind.resource, scope):
                 if _needs_settle(kind, token, secrets, memo, now):
                     meta = token["metadata"]
-                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.handler_context)
+                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.resync.context)
                     requested += 1
     return requested
 
@@ -312,21 +321,22 @@ async def _resync_loop(memo, logger) -> None:
     (a relist after a watch expired, a standby taking over) and each resyncInterval; the
     bootstrap token too (values without a bootstrap section leave no Secret, and no token)."""
     interval = memo.settings.resync_interval.total_seconds()
+    state = memo.resync
     while True:
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(memo.resync_wanted.wait(), interval if memo.resynced else RELISTED_AFTER)
+            await asyncio.wait_for(state.wanted.wait(), interval if state.done else RELISTED_AFTER)
             await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
-        memo.resync_wanted.clear()
-        if _leading(memo) and memo.handler_context is not None:
-            memo.resynced = True
+        state.wanted.clear()
+        if _leading(memo) and state.context is not None:
+            state.done = True
             try:
                 if memo.settings.bootstrap.namespace:
-                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger, context=memo.handler_context)
+                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger, context=state.context)
                 count = await asyncio.to_thread(resync, memo, logger)
                 if count:
                     logger.info(f"resync: {count} token(s) to settle")
             except Exception as exc:  # noqa: BLE001  (the next resync tries again)
-                memo.resynced = False
+                state.done = False
                 logger.warning(f"resync failed, trying again: {exc}")
 
 
@@ -336,7 +346,8 @@ async def start_settling(memo, logger, **_) -> None:
     memo.work = WorkQueue(logger)
     memo.work_logger = logger
     memo.request_settle = lambda *args, **kwargs: request_settle(memo, *args, **kwargs)
-    memo.resync_wanted, memo.resynced, memo.handler_context = asyncio.Event(), False, None
+    memo.resync = Resync()
+    memo.resync_wanted = memo.resync.wanted  # what asks for a resync from elsewhere sets this
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -356,8 +367,8 @@ async def stop_settling(memo, **_) -> None:
 def _listed(memo) -> None:
     # The resync's work posts events (kopf.info, kopf.warn) as from a handler: kopf gives a
     # handler's context what posting needs, and a task of the operator's own has none.
-    memo.handler_context = contextvars.copy_context()
-    memo.resync_wanted.set()
+    memo.resync.context = contextvars.copy_context()
+    memo.resync.wanted.set()
 
 
 def _register(kind: Kind) -> None:
