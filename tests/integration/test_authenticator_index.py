@@ -98,9 +98,9 @@ def _answer(authenticator, value: str) -> tuple[int, str | None]:
     return response.status_code, (response.json().get("reason") if response.status_code != 200 else None)
 
 
-def _relists(authenticator, kind: str) -> float:
+def _relists(authenticator, kind: str, why: str) -> float:
     text = authenticator.internal("/metrics").text
-    found = re.search(rf'^tokenwarden_authenticator_relists_total{{kind="{kind}",reason="relist"}} ([\d.e+]+)$',
+    found = re.search(rf'^tokenwarden_authenticator_relists_total{{kind="{kind}",reason="{why}"}} ([\d.e+]+)$',
                       text, re.M)
     return float(found.group(1)) if found else 0.0
 
@@ -123,7 +123,7 @@ def test_a_token_deleted_while_the_watch_was_away_is_refused_after_the_listing_a
     value = _active_token(custom, namespace, "gone")
     kept = _active_token(custom, namespace, "kept")
     assert _eventually(lambda: _answer(authenticator, value)[0] == 200, SETTLE)
-    before = _relists(authenticator, "ServiceToken")
+    before = _relists(authenticator, "ServiceToken", "expired")
     with _paused(authenticator.process.pid):
         # The watch is cut before the deletion (the DELETED event never reaches it), and the
         # history it would resume from is compacted: it can only get 410 and list again.
@@ -133,7 +133,7 @@ def test_a_token_deleted_while_the_watch_was_away_is_refused_after_the_listing_a
         cluster.plane.compact_etcd()
     assert _eventually(lambda: _answer(authenticator, value) == (401, "unknown"), SETTLE), \
         authenticator.log()[-3000:]
-    assert _relists(authenticator, "ServiceToken") > before
+    assert _relists(authenticator, "ServiceToken", "expired") > before  # the watch got 410
     assert _answer(authenticator, kept) == (200, None)
 
 
