@@ -47,12 +47,20 @@ def test_ingestion_key_expires_too(operator, custom, core, namespace):
     _wait_gone(core, namespace, "brief-key")
 
 
-def test_orphaned_secrets_with_our_labels_are_removed(operator, core, namespace):
+def test_secrets_owned_by_a_token_that_is_gone_are_removed(operator, core, namespace):
+    """A Secret whose controlling owner is a token uid that no longer exists goes (the garbage
+    collector or the orphan collector, whichever comes first); a labelled copy that names no
+    owner is another tool's and stays (test_deletion.py)."""
+    import uuid
+
     from kubernetes import client as k8s
 
+    owner = k8s.V1OwnerReference(api_version=f"{GROUP}/{VERSION}", kind="ServiceToken", name="long-gone",
+                                 uid=str(uuid.uuid4()), controller=True)
     core.create_namespaced_secret(namespace, k8s.V1Secret(
-        metadata=k8s.V1ObjectMeta(name="orphan", labels={"app.kubernetes.io/managed-by": "tokenwarden",
-                                                         "tokenwarden.io/token": "long-gone"}),
+        metadata=k8s.V1ObjectMeta(name="orphan", owner_references=[owner],
+                                  labels={"app.kubernetes.io/managed-by": "tokenwarden",
+                                          "tokenwarden.io/token": "long-gone"}),
         data={"token": "b3JwaGFu"}))
     _wait_gone(core, namespace, "orphan")
 
