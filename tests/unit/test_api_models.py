@@ -145,6 +145,19 @@ def test_service_account_defaults_and_binding_roles():
         RoleBindingSpec, {"serviceAccountName": "agents", "roles": []})
 
 
+def test_workload_identities_name_kubernetes_service_accounts_once():
+    spec = ServiceAccountSpec.model_validate(
+        {"workloadIdentities": [{"serviceAccountName": "parca-agent"}, {"serviceAccountName": "otel"}]})
+    assert [w.service_account_name for w in spec.workload_identities] == ["parca-agent", "otel"]
+    assert ServiceAccountSpec().workload_identities is None
+    assert "names parca-agent more than once" in _refusal(
+        ServiceAccountSpec, {"workloadIdentities": [{"serviceAccountName": "parca-agent"}] * 2})
+    assert "invalid name 'Parca_Agent'" in _refusal(
+        ServiceAccountSpec, {"workloadIdentities": [{"serviceAccountName": "Parca_Agent"}]})
+    assert "at most 32 items" in _refusal(
+        ServiceAccountSpec, {"workloadIdentities": [{"serviceAccountName": f"sa-{i}"} for i in range(33)]})
+
+
 def test_whole_objects_parse_as_the_api_server_returns_them():
     body = {
         "apiVersion": "tokenwarden.io/v1alpha1", "kind": "ServiceToken",

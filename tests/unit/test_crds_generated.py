@@ -97,7 +97,7 @@ def test_chart_template_is_gated_and_keeps_on_request(info, keep):
 # -- names, columns, subresources ---------------------------------------------
 
 @pytest.mark.parametrize("kind, plural, short, columns", [
-    ("ServiceAccount", "serviceaccounts", "tsa", ["Disabled", "Tokens", "Ready", "Age"]),
+    ("ServiceAccount", "serviceaccounts", "tsa", ["Disabled", "Tokens", "Workloads", "Ready", "Age", "Last Used"]),
     ("RoleBinding", "rolebindings", "trb", ["Account", "Roles", "Project", "Ready", "Age"]),
     ("ServiceToken", "servicetokens", "tst", ["ID", "Account", "Roles", "Phase", "Expires", "Last Used", "Age",
                                               "Imported", "Secret"]),
@@ -245,7 +245,7 @@ def test_projects_are_dns_labels_checked_by_the_api_server(kind):
 
 def test_token_usage_holds_only_times():
     status = _node("TokenUsage", "status")["properties"]
-    assert set(status) == {"serviceTokens", "ingestionAPIKeys"}
+    assert set(status) == {"serviceTokens", "ingestionAPIKeys", "serviceAccounts"}
     assert status["serviceTokens"]["additionalProperties"]["format"] == "date-time"
 
 

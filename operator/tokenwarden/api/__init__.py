@@ -24,6 +24,7 @@ from tokenwarden.api.v1alpha1 import (
     TokenImport,
     TokenUsage,
     TokenUsageStatus,
+    WorkloadIdentity,
     parse_expiration,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "TokenImport",
     "TokenUsage",
     "TokenUsageStatus",
+    "WorkloadIdentity",
     "describe_validation_error",
     "parse_expiration",
 ]

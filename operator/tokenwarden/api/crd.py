@@ -60,7 +60,9 @@ KINDS = [
     KindInfo(v1.ServiceAccount, "serviceaccounts", "tsa", [
         _column("Disabled", ".spec.disabled", "boolean"),
         _column("Tokens", ".status.tokenCount", "integer"),
-        _READY, _AGE]),
+        _column("Workloads", ".status.workloadIdentities", "integer"),
+        _READY, _AGE,
+        _column("Last Used", ".status.lastUsedAt", "date", wide=True)]),
     KindInfo(v1.RoleBinding, "rolebindings", "trb", [
         _column("Account", ".spec.serviceAccountName"),
         _column("Roles", ".spec.roles"),

@@ -256,12 +256,39 @@ class _CredentialSpec(_Model):
 
 # -- specs -------------------------------------------------------------------
 
+MAX_WORKLOAD_IDENTITIES = 32
+
+
+class WorkloadIdentity(_Model):
+    """A Kubernetes ServiceAccount of the same namespace whose tokens authenticate as the account."""
+
+    service_account_name: DNSName = Field(
+        description="Name of a Kubernetes ServiceAccount in the same namespace. Its pods authenticate with a "
+                    "projected service-account token for the authenticator's audience (default tokenwarden), "
+                    "and get this account's roles.")
+
+
 class ServiceAccountSpec(_Model):
     """Desired state of a ServiceAccount."""
 
     description: str | None = Field(None, max_length=1024, description="What the account is for.")
-    disabled: bool = Field(False, description="A disabled account's tokens fail verification but are kept. "
-                                              "Default: false.")
+    disabled: bool = Field(False, description="A disabled account's tokens and workload identities fail "
+                                              "verification but are kept. Default: false.")
+    workload_identities: list[WorkloadIdentity] | None = Field(
+        None, max_length=MAX_WORKLOAD_IDENTITIES,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["serviceAccountName"]},
+        description="Kubernetes ServiceAccounts of the same namespace that authenticate as this account with "
+                    "their own service-account tokens: nothing is minted or stored. The account's bindings, "
+                    "disabled flag and deletion apply to them as to its tokens.")
+
+    @model_validator(mode="after")
+    def _distinct_workloads(self):
+        names = [w.service_account_name for w in self.workload_identities or ()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"spec.workloadIdentities names {', '.join(duplicates)} more than once; "
+                             "list each Kubernetes ServiceAccount once")
+        return self
 
 
 class RoleBindingSpec(_Model):
@@ -360,6 +387,11 @@ class ServiceAccountStatus(_Status):
 
     kopf: dict[str, Any] | None = _bookkeeping()
     token_count: int | None = Field(None, description="How many ServiceTokens belong to the account.")
+    workload_identities: int | None = Field(
+        None, description="How many of spec.workloadIdentities are bound: listed, and the Kubernetes "
+                          "ServiceAccount exists. The WorkloadIdentitiesBound condition names any that do not.")
+    last_used_at: Timestamp | None = Field(None, description="When a workload identity of the account was last "
+                                                             "verified (written in batches).")
     observed_generation: int | None = _generation()
     conditions: list[Condition] | None = _conditions()
 
@@ -420,6 +452,8 @@ class TokenUsageStatus(_Status):
         None, description="ServiceToken name → when it was last verified.")
     ingestion_api_keys: dict[str, Timestamp] | None = Field(
         None, alias="ingestionAPIKeys", description="IngestionAPIKey name → when it was last verified.")
+    service_accounts: dict[str, Timestamp] | None = Field(
+        None, description="ServiceAccount name → when one of its workload identities was last verified.")
 
 
 # -- the kinds ----------------------------------------------------------------
