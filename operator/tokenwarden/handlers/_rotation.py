@@ -1,7 +1,8 @@
 """Rotation: a successor minted before expiry (spec.rotation) or on demand
 (annotation tokenwarden.io/rotate), written into the same Secret with the old
 token kept as ``token.previous`` for the overlap, and each restart target rolled
-once per rotation."""
+once per rotation. A leaked token (annotation tokenwarden.io/leaked) is rotated at
+once with no overlap."""
 from __future__ import annotations
 
 import kopf
@@ -11,10 +12,11 @@ from tokenwarden import clock, policies
 from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._errors import kube_errors_to_kopf
-from tokenwarden.handlers._metrics import MINTED
+from tokenwarden.handlers._leaks import LEAK_ROTATIONS
+from tokenwarden.handlers._metrics import CREDENTIALS, MINTED
 from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
 from tokenwarden.handlers._token_secrets import hash_or_none, replace_tampered_token
-from tokenwarden.kube import ApiConflict, ApiNotFound, ApiPermanentError, objects
+from tokenwarden.kube import ApiConflict, ApiNotFound, ApiPermanentError, ApiTransientError, objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.kube._workloads import rollout_restart
@@ -31,7 +33,13 @@ def rotate_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     (kopf.TemporaryError) and the retry decides again. Safe to repeat after a crash: the status's
     token, found as the Secret's previous one, is kept and a new successor minted."""
     with memo.token_locks(namespace, name), kube_errors_to_kopf(delay=1):
-        return _rotate(kind, namespace, name, memo, logger)
+        try:
+            return _rotate(kind, namespace, name, memo, logger)
+        except ApiConflict:
+            raise  # another writer came first: decided again on the retry, not a failure
+        except (ApiTransientError, ApiPermanentError):
+            CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "failed")
+            raise
 
 
 def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
@@ -56,13 +64,17 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         phase=status.get("phase"), expires_at=policies.parse_time(status.get("expiresAt")),
         renew_before=parse_duration(spec.rotation.renew_before) if spec.rotation else None,
         request=request, handled_request=status.get("rotationRequest"),
-        imported=kind.has_roles and spec.import_ is not None, now=now)
+        imported=kind.has_roles and spec.import_ is not None, now=now,
+        leaked=policies.leak_pending(body.metadata.annotations.get(policies.LEAKED_ANNOTATION),
+                                     status.get("tokenHash"), status.get("previousTokenHash")))
     if action is None:
         return False
-    answered = {"rotationRequest": request} if action.reason != policies.RENEW_BEFORE_EXPIRY else {}
+    leaked = action.reason == policies.TOKEN_LEAKED
+    answered = {"rotationRequest": request} if action.reason != policies.RENEW_BEFORE_EXPIRY and request else {}
     if action.reason == policies.ROTATION_UNSUPPORTED:
         objects.patch_status(memo.custom, kind.resource, namespace, name, answered, resource_version=rv)
         kopf.warn(body, reason=action.reason, message=action.message)
+        CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "unsupported")
         return False
     if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
@@ -76,6 +88,12 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     if kept is None:
         old = None
         new, token_id = replace_tampered_token(kind, body, memo, found, issued_at)
+    elif leaked:
+        # No overlap: the leaked value, and any previous one beside it, leave the Secret now.
+        old, new = None, mint_token(kind.prefix_of(memo.settings))
+        kube_secrets.update_token_secret(memo.core, namespace, found.name, new, issued_at, drop_previous=True,
+                                         token_hash=hash_token(new), resource_version=found.resource_version)
+        MINTED.labels(kind=kind.resource.kind).inc()
     else:
         old, new = (found.token if kept == "token" else found.previous), mint_token(kind.prefix_of(memo.settings))
         kube_secrets.update_token_secret(memo.core, namespace, found.name, new, issued_at, previous=old,
@@ -84,8 +102,13 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     old_expires = policies.parse_time(status.get("expiresAt"))
     until = policies.previous_valid_until(now, memo.settings.rotation_overlap, old_expires)
     expires_at = spec.expires_at(policies.parse_time(issued_at))
-    message = (f"token {status.get('tokenId')} rotated; the previous one stays valid until {rfc3339(until)}"
-               if old else f"token {status.get('tokenId')} rotated to {token_id}; the previous one is revoked")
+    if leaked:
+        message = (f"token {token_id} leaked: the leaked value is refused, and a successor was minted into "
+                   f"Secret {found.name!r} with no overlap")
+    elif old:
+        message = f"token {status.get('tokenId')} rotated; the previous one stays valid until {rfc3339(until)}"
+    else:
+        message = f"token {status.get('tokenId')} rotated to {token_id}; the previous one is revoked"
     update = {
         "phase": "Active",
         "tokenId": token_id,
@@ -100,7 +123,12 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         **answered,
     }
     _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
-    kopf.info(body, reason="Rotated", message=message)
+    CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")
+    if leaked:
+        LEAK_ROTATIONS.labels(kind=kind.resource.kind).inc()
+        kopf.warn(body, reason=policies.TOKEN_LEAKED, message=message)
+    else:
+        kopf.info(body, reason="Rotated", message=message)
     _restart_targets(spec, body, memo, logger, rfc3339(now))
     return True
 
@@ -124,15 +152,20 @@ def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_
 
 def _restart_targets(spec, body: kopf.Body, memo, logger, when: str) -> None:
     targets = spec.rotation.restart_targets if spec.rotation and spec.rotation.restart_targets else []
+    credential = (body.metadata.namespace, body.get("kind") or "", body.metadata.name)
     for target in targets:
         try:
             rollout_restart(memo.core.api_client, body.metadata.namespace, target.kind, target.name, when)
             logger.info(f"rollout restart of {target.kind} {target.name} after rotation")
+            CREDENTIALS.count("restarts", *credential, "restarted")
         except ApiNotFound:
             kopf.warn(body, reason="RestartTargetNotFound",
                       message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
-        except ApiPermanentError as exc:
+            CREDENTIALS.count("restarts", *credential, "not_found")
+        except (ApiPermanentError, ApiTransientError) as exc:
+            # The rotation is recorded and will not run again: a retry would not restart either.
             kopf.warn(body, reason="RestartFailed", message=f"{target.kind} {target.name!r}: {exc}")
+            CREDENTIALS.count("restarts", *credential, "failed")
 
 
 def _rotating(spec, status, **_) -> bool:

@@ -1,5 +1,5 @@
-"""Level-triggered decisions for minted tokens: revoke, roles, disabled, re-mint, rotation
-requests and the end of a rotation's overlap.
+"""Level-triggered decisions for minted tokens: revoke, roles, disabled, re-mint, leaks,
+rotation requests and the end of a rotation's overlap.
 
 Each decision is a policy over the token's current state (its status, its Secret, its
 account and bindings); nothing here depends on seeing an event. Events (an account deleted
@@ -45,7 +45,8 @@ RELISTED_AFTER = 2.0  # seconds from a listing's first event to the resync it as
 REVOKE = ("AccountDeleted", "AccountRecreated")
 REHASH = "ImportRehash"
 REMINT = ("SecretRecreated", "SecretTampered", REHASH)
-ROTATE = (policies.ROTATION_REQUESTED, policies.RENEW_BEFORE_EXPIRY, policies.ROTATION_UNSUPPORTED)
+ROTATE = (policies.TOKEN_LEAKED, policies.ROTATION_REQUESTED, policies.RENEW_BEFORE_EXPIRY,
+          policies.ROTATION_UNSUPPORTED)
 ROLES_STALE, ACCOUNT_DISABLED, ACCOUNT_ENABLED = "RolesChanged", "AccountDisabled", "AccountEnabled"
 OVERLAP_ENDED, SECRET_LEFT = "OverlapEnded", "SecretLeft"
 # Ready reasons that the roles and disabled decisions may replace; any other stays.
@@ -113,9 +114,13 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: Secret
         origin = policies.secret_value_origin(found.value_hash, found.previous_hash, found.recorded_hash,
                                               status.get("tokenHash"))
     renew_before = parse_duration(spec.rotation.renew_before) if spec.rotation else None
+    annotations = token["metadata"].get("annotations") or {}
     rotation = policies.rotation_due(phase=phase, expires_at=expires_at, renew_before=renew_before,
-                                     request=(token["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION),
-                                     handled_request=status.get("rotationRequest"), imported=imported, now=now)
+                                     request=annotations.get(ROTATE_ANNOTATION),
+                                     handled_request=status.get("rotationRequest"), imported=imported, now=now,
+                                     leaked=policies.leak_pending(annotations.get(policies.LEAKED_ANNOTATION),
+                                                                  status.get("tokenHash"),
+                                                                  status.get("previousTokenHash")))
     if status.get("secretName"):
         action = policies.remint(phase=phase, imported=imported, secret_found=found is not None,
                                  owned=found is not None and found.owned, origin=origin)
@@ -374,7 +379,9 @@ def _listed(memo) -> None:
 def _register(kind: Kind) -> None:
     @kopf.on.event(GROUP, VERSION, kind.resource.plural, id="settle-on-request",
                    when=lambda type, body, **_: type is None or policies.rotation_requested(
-                       body.metadata.annotations.get(ROTATE_ANNOTATION), body.status.get("rotationRequest")))
+                       body.metadata.annotations.get(ROTATE_ANNOTATION), body.status.get("rotationRequest"))
+                   or policies.leak_pending(body.metadata.annotations.get(policies.LEAKED_ANNOTATION),
+                                            body.status.get("tokenHash"), body.status.get("previousTokenHash")))
     async def rotation_requested(type, namespace, name, memo, **_):
         if type is None:
             _listed(memo)

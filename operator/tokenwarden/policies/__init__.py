@@ -41,12 +41,14 @@ from tokenwarden.policies._decisions import (
     RENEW_BEFORE_EXPIRY,
     ROTATION_REQUESTED,
     ROTATION_UNSUPPORTED,
+    TOKEN_LEAKED,
     Action,
     overlap_ended,
     remint,
     revocation,
     rotation_due,
 )
+from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, with_leak
 from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
@@ -70,6 +72,11 @@ from tokenwarden.policies._roles import (
 )
 
 __all__ = [
+    "LEAKED_ANNOTATION",
+    "TOKEN_LEAKED",
+    "leak_pending",
+    "leaked_hashes",
+    "with_leak",
     "RENEW_BEFORE_EXPIRY",
     "ROTATION_REQUESTED",
     "ROTATION_UNSUPPORTED",

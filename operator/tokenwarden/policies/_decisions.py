@@ -26,15 +26,22 @@ class Action:
 ROTATION_REQUESTED = "RotationRequested"
 RENEW_BEFORE_EXPIRY = "RenewBeforeExpiry"
 ROTATION_UNSUPPORTED = "RotationUnsupported"
+TOKEN_LEAKED = "TokenLeaked"
 
 
 def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before: timedelta | None,
-                 request: str | None, handled_request: str | None, imported: bool, now: datetime) -> Action | None:
-    """Rotate now? An Active token is rotated on a request (tokenwarden.io/rotate) not acted on
-    yet, or from ``renew_before`` ahead of its expiry. An imported key is not (its owner
-    rotates it): a request for one is answered with ROTATION_UNSUPPORTED, once."""
+                 request: str | None, handled_request: str | None, imported: bool, now: datetime,
+                 leaked: bool = False) -> Action | None:
+    """Rotate now? An Active token is rotated at once, with no overlap, when a value it holds
+    leaked (``leaked``, from leak_pending); on a request (tokenwarden.io/rotate) not acted on
+    yet; or from ``renew_before`` ahead of its expiry. An imported key is not (its owner
+    rotates it): a request for one is answered with ROTATION_UNSUPPORTED, once; a leaked one
+    stays refused by the authenticator until its owner replaces it."""
     if phase != "Active" or (expires_at is not None and expires_at <= now):
         return None  # an expired token is the expiry's, never renewed
+    if leaked and not imported:
+        return Action(TOKEN_LEAKED, "the token leaked (tokenwarden.io/leaked): it is refused, and a successor "
+                                    "is minted with no overlap")
     if rotation_requested(request, handled_request):
         if imported:
             return Action(ROTATION_UNSUPPORTED,

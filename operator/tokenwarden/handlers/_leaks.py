@@ -1,0 +1,8 @@
+"""Leaked tokens: what the operator counts of them."""
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+LEAK_ROTATIONS = Counter("tokenwarden_leak_revocations_total",
+                         "Leaked tokens replaced: the leaked value refused, a successor minted with no overlap.",
+                         ["kind"])
