@@ -1,14 +1,21 @@
 """Leaked tokens: the annotation's hashes and what they call for."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 from tokenwarden import policies
+from tokenwarden.authn import TokenIndex, verify
+from tokenwarden.authn._watch import identity_from
+from tokenwarden.config import Settings
 from tokenwarden.policies._leaks import KEEP
+from tokenwarden.tokens import hash_token, mint_token
 
 from .test_settle_decide import ACCOUNT, SECRET, _decide, _sha, _token
 
 LEAKED = "tokenwarden.io/leaked"
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
 
 
 def test_the_annotation_keeps_the_newest_hashes_once_each():
@@ -52,3 +59,31 @@ def test_a_leaked_imported_key_is_not_rotated():
                    spec={"roles": ["reader"], "import": {"secretRef": {"name": "src"}}},
                    annotations={LEAKED: "hmac-sha256:k"})
     assert _decide(token, None, None) is None
+
+
+def _body(token: str, previous: str | None = None, leaked: str | None = None) -> dict:
+    status = {"phase": "Active", "tokenHash": hash_token(token), "tokenId": "100000000000001"}
+    if previous:
+        status.update(previousTokenHash=hash_token(previous), previousValidUntil="2999-01-01T00:00:00Z")
+    return {"metadata": {"name": "ci", "namespace": "team", "annotations": {LEAKED: leaked} if leaked else {}},
+            "spec": {"roles": ["writer"]}, "status": status}
+
+
+def _verdicts(body: dict, *tokens: str) -> list[str]:
+    index = TokenIndex()
+    index.put(*identity_from("ServiceToken", body))
+    return [verify(t, index, Settings().roles, now=NOW, prefixes=("twst", "twik")).reason for t in tokens]
+
+
+def test_the_authenticator_refuses_a_leaked_value_of_the_token_itself():
+    current, previous, other = mint_token("twst"), mint_token("twst"), mint_token("twst")
+    assert _verdicts(_body(current, previous), current, previous) == ["ok", "ok"]
+    assert _verdicts(_body(current, previous, leaked=hash_token(current)), current, previous) == ["leaked", "ok"]
+    assert _verdicts(_body(current, previous, leaked=policies.with_leak(hash_token(other), hash_token(previous))),
+                     current, previous) == ["ok", "leaked"]
+    # A hash that is not the object's own refuses nothing: annotating one token cannot refuse another.
+    index = TokenIndex()
+    index.put(*identity_from("ServiceToken", _body(other)))
+    index.put(*identity_from("ServiceToken", {**_body(current), "metadata": {
+        "name": "mine", "namespace": "team", "annotations": {LEAKED: hash_token(other)}}}))
+    assert verify(other, index, Settings().roles, now=NOW, prefixes=("twst",)).reason == "ok"

@@ -1,10 +1,13 @@
 """The authenticator's in-memory view: token hash → identity, account → its uid and state."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from tokenwarden.tokens import hash_token, hmac_token
+
+# The kind of a workload's Identity: it is its account. Its last use is recorded under it.
+WORKLOAD = "ServiceAccount"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class Identity:
     audiences: tuple[str, ...] = ()  # a ServiceToken's spec.audiences; empty: the default ones
     account_uid: str | None = None  # the uid of the account it was minted for (status.accountUID)
     deleting: bool = False        # the object has a deletionTimestamp
+    token_id: str | None = None   # status.tokenId: the public id, for the access log
+    leaked: bool = False          # this hash is recorded as leaked (tokenwarden.io/leaked)
 
     @property
     def subject(self) -> str:
@@ -38,6 +43,8 @@ class Account:
     uid: str
     disabled: bool = False
     deleting: bool = False        # the object has a deletionTimestamp
+    roles: tuple[str, ...] = ()   # status.effectiveRoles: what its workload identities are granted
+    workloads: tuple[str, ...] = ()  # spec.workloadIdentities: Kubernetes ServiceAccount names
 
 
 @dataclass
@@ -46,6 +53,8 @@ class TokenIndex:
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)  # (namespace, name)
     hashes_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     import_key: bytes | None = None  # the cluster key imported keys are hashed with, once read
+    # (namespace, Kubernetes ServiceAccount) → the accounts that list it (more than one: none is granted)
+    workloads: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
     def lookup(self, token: str) -> Identity | None:
         """The identity ``token`` hashes to: a minted token by its sha256, an imported key by
@@ -55,19 +64,41 @@ class TokenIndex:
             found = self.by_hash.get(hmac_token(token, self.import_key))
         return found
 
-    def put(self, identity: Identity, hashes: list[tuple[str, datetime | None]]) -> None:
-        """Replace everything known of one token with ``hashes`` (current and previous)."""
+    def put(self, identity: Identity, hashes: list[tuple[str, datetime | None]],
+            leaked: frozenset[str] = frozenset()) -> None:
+        """Replace everything known of one token with ``hashes`` (current and previous); those
+        of them in ``leaked`` are refused."""
         self.remove(identity.kind, identity.namespace, identity.name)
         key = (identity.kind, identity.namespace, identity.name)
         self.hashes_of[key] = set()
         for token_hash, valid_until in hashes:
             entry = identity if valid_until is None else _with_previous(identity, valid_until)
+            if token_hash in leaked:
+                entry = replace(entry, leaked=True)
             self.by_hash[token_hash] = entry
             self.hashes_of[key].add(token_hash)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         for token_hash in self.hashes_of.pop((kind, namespace, name), set()):
             self.by_hash.pop(token_hash, None)
+
+    def put_account(self, key: tuple[str, str], account: Account) -> None:
+        """Replace what is known of the account ``key`` = (namespace, name), with its workloads."""
+        self.drop_account(key)
+        self.accounts[key] = account
+        namespace, name = key
+        for workload in account.workloads:
+            self.workloads.setdefault((namespace, workload), set()).add(name)
+
+    def drop_account(self, key: tuple[str, str]) -> None:
+        old = self.accounts.pop(key, None)
+        namespace, name = key
+        for workload in old.workloads if old else ():
+            listing = self.workloads.get((namespace, workload))
+            if listing is not None:
+                listing.discard(name)
+                if not listing:
+                    del self.workloads[(namespace, workload)]
 
     def account_of(self, identity: Identity) -> Account | None:
         return self.accounts.get((identity.namespace, identity.account)) if identity.account else None
@@ -77,6 +108,4 @@ class TokenIndex:
 
 
 def _with_previous(identity: Identity, valid_until: datetime) -> Identity:
-    from dataclasses import replace
-
     return replace(identity, previous_valid_until=valid_until)

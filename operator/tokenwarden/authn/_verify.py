@@ -24,6 +24,7 @@ class Verdict:
     roles: tuple[str, ...] = ()
     project: str | None = None    # a project the credential is authorised for, for X-Auth-Project
     audiences: tuple[str, ...] = ()  # a TokenReview's: the requested ones the token is valid for
+    via: str | None = None        # workload:<Kubernetes ServiceAccount> for a workload identity
 
     @property
     def allowed(self) -> bool:
@@ -80,6 +81,8 @@ def verify(
             except TokenFormatError:
                 return Verdict(401, "malformed")
         return Verdict(401, "unknown")
+    if identity.leaked:  # refused from the moment the leak is recorded, operator or not
+        return Verdict(401, "leaked", identity)
     if identity.deleting:  # refused from the moment deletion begins, whoever finishes it
         return Verdict(401, "deleted", identity)
     if identity.phase != "Active":
@@ -99,10 +102,16 @@ def verify(
             return Verdict(401, "disabled", identity)
     if audiences is not None:
         return _review(identity, audiences or default_audiences, default_audiences)
+    return authorize(identity, catalog, permission, project)
+
+
+def authorize(identity: Identity, catalog: Mapping[str, Role], permission: str | None, project: str | None,
+              via: str | None = None) -> Verdict:
+    """Whether a valid credential's ``identity`` may do ``permission`` within ``project``."""
     if project is not None and not PROJECT.fullmatch(project):
         return Verdict(403, "project", identity)
     granted = permissions_of(identity, catalog, project)
-    if identity.kind == "ServiceToken":
+    if identity.kind != "IngestionAPIKey":  # a ServiceToken, or a workload: its account's roles
         if project is not None:
             in_project = [r for r in identity.roles if "@" not in r or r.endswith(f"@{project}")]
             if not in_project:
@@ -115,7 +124,7 @@ def verify(
         roles = (INGEST,)
     if permission and not _permits(granted, permission):
         return Verdict(403, "permission", identity)
-    return Verdict(200, "ok", identity, roles, project)
+    return Verdict(200, "ok", identity, roles, project, via=via)
 
 
 def _review(identity: Identity, requested: Sequence[str], default_audiences: Sequence[str]) -> Verdict:

@@ -4,14 +4,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from tokenwarden import policies
-from tokenwarden.authn._index import Account, Identity, TokenIndex
+from tokenwarden.authn._index import WORKLOAD, Account, Identity, TokenIndex
 from tokenwarden.authn._metrics import TOKENS_BY_PHASE
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_TOKENS
 
 TokenKey = tuple[str, str, str]  # (kind, namespace, name)
 
 
-def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, object]]] | None:
+def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, object]], frozenset[str]] | None:
+    """What the index keeps of a token: its identity, its hashes (current, and previous with
+    the end of its overlap), and which of them are recorded as leaked. A leaked hash counts
+    only as one of the object's own: whoever may annotate one token cannot refuse another."""
     status = body.get("status") or {}
     token_hash = status.get("tokenHash")
     if not token_hash:
@@ -30,13 +33,18 @@ def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, o
         audiences=tuple(spec.get("audiences") or ()) if kind == SERVICE_TOKENS.kind else (),
         account_uid=status.get("accountUID") if kind == SERVICE_TOKENS.kind else None,
         deleting=bool(metadata.get("deletionTimestamp")),
+        token_id=status.get("tokenId"),
     )
     hashes: list[tuple[str, object]] = [(token_hash, None)]
     previous = status.get("previousTokenHash")
     until = policies.parse_time(status.get("previousValidUntil"))
     if previous and until:
         hashes.append((previous, until))
-    return identity, hashes
+    leaked = frozenset()
+    annotations = metadata.get("annotations")
+    if annotations and policies.LEAKED_ANNOTATION in annotations:
+        leaked = policies.leaked_hashes(annotations[policies.LEAKED_ANNOTATION]) & {h for h, _ in hashes}
+    return identity, hashes, leaked
 
 
 class TokenStore:
@@ -82,20 +90,27 @@ class TokenStore:
 class AccountStore:
     """Accounts by (namespace, name): their uid, whether disabled, whether being deleted."""
 
-    def __init__(self, index: TokenIndex) -> None:
+    def __init__(self, index: TokenIndex, forget: Callable[[TokenKey], None] | None = None) -> None:
         self.index = index
+        self.forget = forget  # told of each account gone: its workloads' last use is dropped
 
     def record(self, body: dict):
-        metadata = body["metadata"]
+        metadata, spec = body["metadata"], body.get("spec") or {}
+        workloads = spec.get("workloadIdentities")
         return (metadata["namespace"], metadata["name"]), Account(
-            uid=metadata.get("uid") or "", disabled=bool((body.get("spec") or {}).get("disabled")),
-            deleting=bool(metadata.get("deletionTimestamp")))
+            uid=metadata.get("uid") or "", disabled=bool(spec.get("disabled")),
+            deleting=bool(metadata.get("deletionTimestamp")),
+            roles=tuple((body.get("status") or {}).get("effectiveRoles") or ()),
+            workloads=tuple(w["serviceAccountName"] for w in workloads if isinstance(w, dict)
+                            and isinstance(w.get("serviceAccountName"), str)) if isinstance(workloads, list) else ())
 
     def put(self, key: tuple[str, str], record: Account) -> None:
-        self.index.accounts[key] = record
+        self.index.put_account(key, record)
 
     def drop(self, key: tuple[str, str]) -> None:
-        self.index.accounts.pop(key, None)
+        self.index.drop_account(key)
+        if self.forget is not None:
+            self.forget((WORKLOAD, *key))
 
     def keys(self):
         return list(self.index.accounts)
