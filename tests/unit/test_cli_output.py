@@ -162,6 +162,9 @@ def kubeconfig(tmp_path):
     (["role-binding", "create", "b", "--service-account", "sa", "--roles", ","], "at least one role"),
     (["role-binding", "create", "b", "--service-account", "sa", "--roles", "Bad Role"], "spec.roles"),
     (["service-account", "create", "UPPER"], "not a valid name"),
+    (["service-account", "create", "a", "--workload-identity", "Agent"], "invalid name 'Agent'"),
+    (["service-account", "create", "a", "--workload-identity", "x", "--workload-identity", "other/y"],
+     "'other', not 'team-a'"),
 ])
 def test_bad_input_is_refused_before_the_server_is_called(kubeconfig, args, words):
     result = CliRunner().invoke(cli, [*args, "--kubeconfig", kubeconfig])

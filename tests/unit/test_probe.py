@@ -3,6 +3,7 @@ authenticator on 127.0.0.1 while the token file changes under it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import signal
@@ -21,7 +22,16 @@ from click.testing import CliRunner
 
 from tokenwarden.authn import Account, Authenticator, Identity, TokenIndex
 from tokenwarden.cli import cli
-from tokenwarden.cli._probe import attempt, format_line, make_opener, parse_interval, read_token, short_hash, with_query
+from tokenwarden.cli._probe import (
+    attempt,
+    format_line,
+    jwt_times,
+    make_opener,
+    parse_interval,
+    read_token,
+    short_hash,
+    with_query,
+)
 from tokenwarden.config import Settings
 from tokenwarden.tls import create_ca, issue_serving_cert
 from tokenwarden.tokens import hash_token, mint_token
@@ -194,6 +204,42 @@ def test_the_token_is_never_printed_whatever_the_server_or_file_holds(stub, tmp_
     allowed, line = attempt(tmp_path / "token", server.url, "Bearer", make_opener(None))
     assert not allowed and token not in line and "not one line" in line
     assert len(server.requests) == 1
+
+
+def _jwt(claims: dict) -> str:
+    """A JWT-shaped string (header, claims, a made-up signature), as a projected token looks."""
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize("token, times", [
+    (_jwt({"iat": 1795000000, "exp": 1795003600, "sub": "system:serviceaccount:ns:agent"}),
+     {"iat": "2026-11-18T11:06:40Z", "exp": "2026-11-18T12:06:40Z"}),
+    (_jwt({"iat": 1795000000}), {"iat": "2026-11-18T11:06:40Z"}),
+    (_jwt({"iat": "soon", "exp": True}), {}),
+    (_jwt(["not", "claims"]), {}),
+    ("a.b!.c", {}),
+    (mint_token("twst"), {}),
+])
+def test_jwt_times_read_iat_and_exp_only(token, times):
+    assert jwt_times(token) == times
+
+
+def test_a_service_account_token_is_named_by_its_hash_and_times(stub, tmp_path):
+    """Each version of a kubelet-refreshed projected token is told apart, and nothing of it
+    but its hash and its iat and exp is printed (not its subject, not the token)."""
+    token = _jwt({"iat": 1795000000, "exp": 1795003600, "sub": "system:serviceaccount:ns:agent"})
+    (tmp_path / "token").write_text(token + "\n")
+    server = stub([ALLOWED, UNKNOWN])
+    allowed, line = attempt(tmp_path / "token", server.url, "Bearer", make_opener(None))
+    assert allowed and line == (f"status=200 token={short_hash(token)} iat=2026-11-18T11:06:40Z "
+                                "exp=2026-11-18T12:06:40Z subject=tokenwarden:observability:serviceaccount:profiler "
+                                "roles=profile-writer")
+    allowed, line = attempt(tmp_path / "token", server.url, "Bearer", make_opener(None))
+    assert not allowed and line == (f"status=401 token={short_hash(token)} iat=2026-11-18T11:06:40Z "
+                                    "exp=2026-11-18T12:06:40Z reason=unknown")
+    assert "system:serviceaccount" not in line and token.split(".")[1] not in line
 
 
 def test_https_with_a_ca_file(stub, tmp_path):

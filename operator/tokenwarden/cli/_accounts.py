@@ -5,7 +5,7 @@ import click
 from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
-from tokenwarden.api import RoleBindingSpec, ServiceAccountSpec, describe_validation_error
+from tokenwarden.api import RoleBindingSpec, ServiceAccountSpec, WorkloadIdentity, describe_validation_error
 from tokenwarden.cli._kubeopts import Kube, complete_names, kube_options, require_name
 from tokenwarden.cli._output import OUTPUT, done, print_data, print_table, roles_cell
 from tokenwarden.kube._resources import ROLE_BINDINGS, SERVICE_ACCOUNTS
@@ -53,6 +53,74 @@ def _existing(kube: Kube, noun: str, name: str, call) -> object:
 
 # -- service-account ------------------------------------------------------------
 
+def workload_identities(names: tuple[str, ...], namespace: str) -> list[dict] | None:
+    """``--workload-identity`` values as ``spec.workloadIdentities``, or a usage error that says
+    what to give instead (a bare Kubernetes ServiceAccount name of the account's namespace)."""
+    if not names:
+        return None
+    hint = "--workload-identity"
+    seen = []
+    for name in names:
+        parts = name.split(":")
+        if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+            other, name = parts[2], parts[3]
+        elif name.count("/") == 1:
+            other, name = name.split("/")
+        else:
+            other = namespace
+        if other != namespace:
+            raise click.BadParameter(
+                f"the Kubernetes ServiceAccount {other}/{name} is in namespace {other!r}, not {namespace!r}: "
+                f"an account binds ServiceAccounts of its own namespace only; create the account there "
+                f"(-n {other})", param_hint=hint)
+        try:
+            WorkloadIdentity.model_validate({"serviceAccountName": name})
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise click.BadParameter(f"{problem} (the name of a Kubernetes ServiceAccount)", param_hint=hint) from None
+        if name in seen:
+            raise click.BadParameter(f"{name!r} is given more than once: name each Kubernetes ServiceAccount once",
+                                     param_hint=hint)
+        seen.append(name)
+    return [{"serviceAccountName": name} for name in seen]
+
+
+def _warn_missing_workloads(kube: Kube, identities: list[dict]) -> None:
+    """Say which named Kubernetes ServiceAccounts do not exist yet (they bind once they do);
+    silent when the caller may not read ServiceAccounts."""
+    for identity in identities:
+        name = identity["serviceAccountName"]
+        try:
+            kube.core.read_namespaced_service_account(name, kube.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                return
+            click.echo(f"Warning: no Kubernetes ServiceAccount {name!r} in namespace {kube.namespace!r} yet: its "
+                       f"pods authenticate once it exists (kubectl create serviceaccount {name} -n {kube.namespace})",
+                       err=True)
+
+
+def describe_account(obj: dict) -> dict:
+    """A ServiceAccount as ``list`` prints it (json and yaml keys in this order)."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    ready, message = _ready(obj)
+    return {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+            "description": spec.get("description"), "disabled": bool(spec.get("disabled")),
+            "tokens": status.get("tokenCount", 0),
+            "workloadIdentities": [w["serviceAccountName"] for w in spec.get("workloadIdentities") or []],
+            "workloadIdentitiesBound": status.get("workloadIdentities", 0),
+            "lastUsedAt": status.get("lastUsedAt"), "ready": ready, "message": message}
+
+
+def workloads_cell(item: dict) -> str:
+    """``[a b]``, and how many are bound when not all of them are (a ServiceAccount missing)."""
+    names = item["workloadIdentities"]
+    cell = roles_cell(names)
+    if names and item["workloadIdentitiesBound"] < len(names):
+        cell += f" ({item['workloadIdentitiesBound']} bound)"
+    return cell
+
+
 @click.group("service-account")
 def service_account() -> None:
     """Manage service accounts.
@@ -62,6 +130,7 @@ def service_account() -> None:
     \b
     Examples:
       tokenwarden service-account create profiler --description "profiling agents"
+      tokenwarden service-account create collector --workload-identity otel-collector
       tokenwarden service-account list
       tokenwarden service-account disable profiler
       tokenwarden service-account delete profiler
@@ -72,47 +141,56 @@ def service_account() -> None:
 @click.argument("name")
 @click.option("--description", help="What the account is for.")
 @click.option("--disabled", is_flag=True, help="Create it disabled (its tokens fail verification).")
+@click.option("--workload-identity", "workloads", multiple=True, metavar="K8S_SA",
+              help="A Kubernetes ServiceAccount of the same namespace whose pods authenticate as this account "
+                   "with a projected service-account token (audience tokenwarden), with nothing minted. "
+                   "Repeat it for several.")
 @kube_options
-def service_account_create(kube: Kube, name: str, description: str | None, disabled: bool) -> None:
+def service_account_create(kube: Kube, name: str, description: str | None, disabled: bool,
+                           workloads: tuple[str, ...]) -> None:
     """Create a service account.
 
     \b
-    Example:
+    Examples:
       $ tokenwarden service-account create profiler --description "profiling agents"
       ✅ Service account created: profiler
+      $ tokenwarden service-account create profiler --workload-identity profiling-agent
+      ✅ Service account created: profiler (workload identities: profiling-agent)
     """
     require_name(name, "NAME")
-    spec = _checked(ServiceAccountSpec, {k: v for k, v in {"description": description, "disabled": disabled}.items()
-                                         if v})
+    identities = workload_identities(workloads, kube.namespace)
+    spec = _checked(ServiceAccountSpec, {k: v for k, v in {"description": description, "disabled": disabled,
+                                                           "workloadIdentities": identities}.items() if v})
     kube.create(SERVICE_ACCOUNTS, name, spec)
-    done(f"Service account created: {name}")
+    if identities:
+        done(f"Service account created: {name} (workload identities: "
+             f"{', '.join(i['serviceAccountName'] for i in identities)})")
+        _warn_missing_workloads(kube, identities)
+    else:
+        done(f"Service account created: {name}")
 
 
 @service_account.command("list")
 @OUTPUT
 @kube_options
 def service_account_list(kube: Kube, output: str) -> None:
-    """List service accounts: name, disabled, number of tokens, ready, description.
+    """List service accounts: name, disabled, number of tokens, bound workloads, ready, description.
+
+    WORKLOADS names the Kubernetes ServiceAccounts whose pods authenticate as the
+    account, with how many are bound when one of them does not exist.
 
     \b
     Examples:
       tokenwarden service-account list
       tokenwarden service-account list -o json
     """
-    items = []
-    for obj in kube.list(SERVICE_ACCOUNTS):
-        ready, message = _ready(obj)
-        items.append({"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
-                      "description": (obj.get("spec") or {}).get("description"),
-                      "disabled": bool((obj.get("spec") or {}).get("disabled")),
-                      "tokens": (obj.get("status") or {}).get("tokenCount", 0),
-                      "ready": ready, "message": message})
+    items = [describe_account(obj) for obj in kube.list(SERVICE_ACCOUNTS)]
     if output != "table":
         print_data(items, output)
         return
-    print_table(["NAME", "DISABLED", "TOKENS", "READY", "DESCRIPTION"],
-                [[i["name"], str(i["disabled"]).lower(), i["tokens"], i["ready"], i["description"] or "-"]
-                 for i in items], status_column="READY")
+    print_table(["NAME", "DISABLED", "TOKENS", "WORKLOADS", "READY", "DESCRIPTION"],
+                [[i["name"], str(i["disabled"]).lower(), i["tokens"], workloads_cell(i), i["ready"],
+                  i["description"] or "-"] for i in items], status_column="READY")
 
 
 @service_account.command("delete")

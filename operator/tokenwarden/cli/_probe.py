@@ -3,6 +3,8 @@
 Only the token's hash is ever printed."""
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import json
 import signal
@@ -10,6 +12,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -47,6 +50,27 @@ def format_line(**fields: object) -> str:
         text = str(v)
         return json.dumps(text) if not text or _QUOTE & set(text) or not text.isprintable() else text
     return " ".join(f"{k}={value(v)}" for k, v in fields.items() if v is not None)
+
+
+def jwt_times(token: str) -> dict[str, str]:
+    """A JWT's ``iat`` and ``exp`` as UTC times, read without verifying it (a projected
+    service-account token: they tell one version of the kubelet's file from the next).
+    Nothing else of the token is read; empty for anything that is not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return {}
+    if not isinstance(claims, dict):
+        return {}
+    times = {}
+    for claim in ("iat", "exp"):
+        value = claims.get(claim)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**33:
+            times[claim] = datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return times
 
 
 def with_query(url: str, permission: str | None, project: str | None) -> str:
@@ -99,6 +123,7 @@ def attempt(path: Path, url: str, scheme: str, opener: urllib.request.OpenerDire
     digest = short_hash(token)
     if not fits_a_header(token):
         return False, format_line(error="token is not one line of printable ASCII without spaces", token=digest)
+    version = {"token": digest, **jwt_times(token)}
     request = urllib.request.Request(url, headers={"Authorization": f"{scheme} {token}"})
     try:
         try:
@@ -108,13 +133,13 @@ def attempt(path: Path, url: str, scheme: str, opener: urllib.request.OpenerDire
             with refused:
                 status, headers, body = refused.code, refused.headers, refused.read(MAX_BODY)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        status, fields = None, {"error": _error(exc), "token": digest}
+        status, fields = None, {"error": _error(exc), **version}
     else:
         if status == 200:
-            fields = {"status": status, "token": digest, "subject": headers.get("X-Auth-Subject"),
+            fields = {"status": status, **version, "subject": headers.get("X-Auth-Subject"),
                       "roles": headers.get("X-Auth-Roles"), "project": headers.get("X-Auth-Project")}
         else:
-            fields = {"status": status, "token": digest, "reason": _reason(body)}
+            fields = {"status": status, **version, "reason": _reason(body)}
     # Whatever a server or an exception echoes, the token itself is never printed.
     fields = {k: None if v is None else str(v).replace(token, "<token>") for k, v in fields.items()}
     return status == 200, format_line(**fields)
@@ -163,6 +188,9 @@ def probe(token_file: Path, url: str, interval: float, permission: str | None, p
       status=401 token=sha256:<12 hex> reason=<reason>
       error="<error class>: <message>" token=sha256:<12 hex>
       error="token file missing"
+
+    A Kubernetes service-account token (a JWT) also gets its iat= and exp= claims,
+    so each version of the file the kubelet refreshes can be told apart.
 
     SIGTERM ends it with exit 0.
 
