@@ -1,5 +1,6 @@
-"""The examples hold together offline: tokenwarden objects pass the API models, and the agent
-DaemonSet mounts its token's Secret, runs a valid probe command and asks the chart's Service."""
+"""The examples hold together offline: tokenwarden objects pass the API models, the agent
+DaemonSet mounts its token's Secret, runs a valid probe command and asks the chart's Service,
+and the workload-identity agents mount a projected service-account token and store none."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,3 +69,56 @@ def test_the_import_examples_label_their_secret_importable(name):
     assert "kubectl label secret legacy-api-keys -n demo tokenwarden.io/importable=true" in text
     assert text.index("kubectl label secret") < text.index("tokenwarden migrate" if "migrate" in name
                                                             else "kubectl apply")
+
+
+WORKLOAD_EXAMPLES = {"agent-workload-identity.yaml": ("profiling", "profiling-agent", "profiler"),
+                     "otel-collector-workload-identity.yaml": ("telemetry", "otel-collector", "otel-collector")}
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOAD_EXAMPLES))
+def test_workload_identity_examples_mount_a_projected_token_and_store_none(name):
+    """The pods run as a Kubernetes ServiceAccount that a tokenwarden ServiceAccount lists, and
+    send a projected token for the authenticator's audience: no Secret, no minted credential."""
+    namespace, k8s_account, account = WORKLOAD_EXAMPLES[name]
+    objects = {(d["kind"], d["apiVersion"], d["metadata"]["name"]): d for d in documents(EXAMPLES / name)}
+    kinds = {kind for kind, _, _ in objects}
+    assert not kinds & {"Secret", "ServiceToken", "IngestionAPIKey"}
+    assert {d["metadata"].get("namespace") for (kind, _, _), d in objects.items() if kind != "Namespace"} == \
+        {namespace}
+    assert ("ServiceAccount", "v1", k8s_account) in objects
+    spec = ServiceAccount.model_validate(objects["ServiceAccount", "tokenwarden.io/v1alpha1", account]).spec
+    assert [w.service_account_name for w in spec.workload_identities] == [k8s_account]
+    (binding,) = [d for (kind, _, _), d in objects.items() if kind == "RoleBinding"]
+    assert binding["spec"]["serviceAccountName"] == account
+
+    (daemonset,) = [d for (kind, _, _), d in objects.items() if kind == "DaemonSet"]
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == k8s_account and pod["automountServiceAccountToken"] is False
+    assert not [v for v in pod["volumes"] if "secret" in v]
+    (volume,) = [v for v in pod["volumes"] if "projected" in v]
+    (source,) = volume["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] in Settings().audiences
+    assert source["serviceAccountToken"]["expirationSeconds"] == 3600
+    (container,) = pod["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert "subPath" not in mount and mount["readOnly"] is True  # a subPath mount never sees a renewal
+    token_file = Path(mount["mountPath"]) / source["serviceAccountToken"]["path"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["readOnlyRootFilesystem"]
+
+    if name.startswith("agent"):
+        # The reference agent reads the projected file and asks the chart's Service, as the minted example does.
+        params = cli.commands["token"].commands["probe"].make_context("probe", container["args"][2:]).params
+        assert container["args"][:2] == ["token", "probe"] and params["token_file"] == token_file
+        assert params["url"] == "https://tokenwarden-authenticator.tokenwarden.svc/verify"
+        assert params["permission"] in Settings().roles["profile-writer"].permissions
+        assert binding["spec"]["roles"] == ["profile-writer"]
+    else:
+        config = yaml.safe_load(objects["ConfigMap", "v1", "otel-collector"]["data"]["config.yaml"])
+        assert config["extensions"]["bearertokenauth"] == {"filename": str(token_file)}
+        assert "bearertokenauth" in config["service"]["extensions"]
+        exporters = {e for pipeline in config["service"]["pipelines"].values() for e in pipeline["exporters"]}
+        assert exporters and all(config["exporters"][e]["auth"]["authenticator"] == "bearertokenauth"
+                                 for e in exporters)
+        config_mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+        assert container["args"] == [f"--config={config_mount['mountPath']}/config.yaml"]
+        assert "ingest" in Settings().roles[binding["spec"]["roles"][0]].permissions
