@@ -231,11 +231,12 @@ def test_a_service_account_token_is_named_by_its_hash_and_times(stub, tmp_path):
     but its hash and its iat and exp is printed (not its subject, not the token)."""
     token = _jwt({"iat": 1795000000, "exp": 1795003600, "sub": "system:serviceaccount:ns:agent"})
     (tmp_path / "token").write_text(token + "\n")
-    server = stub([ALLOWED, UNKNOWN])
+    workload = (200, {**ALLOWED[1], "X-Auth-Via": "workload:agent"}, ALLOWED[2])
+    server = stub([workload, UNKNOWN])
     allowed, line = attempt(tmp_path / "token", server.url, "Bearer", make_opener(None))
     assert allowed and line == (f"status=200 token={short_hash(token)} iat=2026-11-18T11:06:40Z "
                                 "exp=2026-11-18T12:06:40Z subject=tokenwarden:observability:serviceaccount:profiler "
-                                "roles=profile-writer")
+                                "roles=profile-writer via=workload:agent")
     allowed, line = attempt(tmp_path / "token", server.url, "Bearer", make_opener(None))
     assert not allowed and line == (f"status=401 token={short_hash(token)} iat=2026-11-18T11:06:40Z "
                                     "exp=2026-11-18T12:06:40Z reason=unknown")

@@ -137,7 +137,8 @@ def attempt(path: Path, url: str, scheme: str, opener: urllib.request.OpenerDire
     else:
         if status == 200:
             fields = {"status": status, **version, "subject": headers.get("X-Auth-Subject"),
-                      "roles": headers.get("X-Auth-Roles"), "project": headers.get("X-Auth-Project")}
+                      "roles": headers.get("X-Auth-Roles"), "project": headers.get("X-Auth-Project"),
+                      "via": headers.get("X-Auth-Via")}
         else:
             fields = {"status": status, **version, "reason": _reason(body)}
     # Whatever a server or an exception echoes, the token itself is never printed.
@@ -184,7 +185,7 @@ def probe(token_file: Path, url: str, interval: float, permission: str | None, p
     `Authorization: <scheme> <token>`. One line per attempt, never the token itself:
 
     \b
-      status=200 token=sha256:<12 hex> subject=<X-Auth-Subject> roles=<X-Auth-Roles>
+      status=200 token=sha256:<12 hex> subject=<X-Auth-Subject> roles=<X-Auth-Roles> [via=<X-Auth-Via>]
       status=401 token=sha256:<12 hex> reason=<reason>
       error="<error class>: <message>" token=sha256:<12 hex>
       error="token file missing"
