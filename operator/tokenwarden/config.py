@@ -82,6 +82,40 @@ class ImportKey(BaseModel):
     secret_name: str = Field("tokenwarden-import-key", alias="secretName")
 
 
+def _as_duration(cls, value: object) -> object:
+    """A duration as users write it (24h, 90d) or a timedelta."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+class WorkloadIdentitySettings(BaseModel):
+    """How the authenticator checks Kubernetes service-account tokens (workload identity)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: bool = Field(True, description="Accept Kubernetes service-account tokens at /verify.")
+    cache_ttl: timedelta = Field(timedelta(seconds=60), alias="cacheTTL",
+                                 description="How long a TokenReview that authenticated is reused (at most 60s, "
+                                             "never past the token's exp).")
+    cache_size: int = Field(10000, ge=1, alias="cacheSize")
+    negative_cache_ttl: timedelta = Field(timedelta(seconds=10), alias="negativeCacheTTL",
+                                          description="How long a refused token is refused without asking again.")
+    negative_cache_size: int = Field(10000, ge=1, alias="negativeCacheSize")
+    reviews_per_second: float = Field(20.0, gt=0, alias="reviewsPerSecond",
+                                      description="TokenReviews sent to kube-apiserver per second, at most.")
+    review_burst: int = Field(40, ge=1, alias="reviewBurst",
+                              description="TokenReviews that may be sent at once after a quiet spell.")
+
+    _duration = field_validator("cache_ttl", "negative_cache_ttl", mode="before")(_as_duration)
+
+    @field_validator("cache_ttl")
+    @classmethod
+    def _at_most_a_minute(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(seconds=60):
+            raise ValueError("cacheTTL must be longer than 0s and at most 60s: a deleted Kubernetes "
+                             "ServiceAccount's token stays valid for that long")
+        return value
+
+
 ROLE_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -104,6 +138,9 @@ class Settings(BaseModel):
     # A TokenReview that names no audience is answered for these; a token without
     # spec.audiences is valid for these only.
     audiences: list[str] = Field(default_factory=lambda: ["tokenwarden"], min_length=1)
+    # Kubernetes service-account tokens are reviewed for these same audiences.
+    workload_identity: WorkloadIdentitySettings = Field(default_factory=WorkloadIdentitySettings,
+                                                        alias="workloadIdentity")
 
     @field_validator("roles")
     @classmethod
@@ -114,10 +151,8 @@ class Settings(BaseModel):
                              "letters, digits and '-', at most 63 characters")
         return value
 
-    @field_validator("expired_retention", "rotation_overlap", "resync_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        return parse_duration(value) if isinstance(value, str) else value
+    _duration = field_validator("expired_retention", "rotation_overlap", "resync_interval",
+                                mode="before")(_as_duration)
 
     @field_validator("resync_interval")
     @classmethod

@@ -208,6 +208,8 @@ EXPECTED_RBAC = {
         "last use, in batches; never a token's status, which decides what a token may do",
     ("authenticator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
         "kopf notices the kinds",
+    ("authenticator", "authentication.k8s.io", ("tokenreviews",), ("create",)):
+        "workload identity: kube-apiserver checks a Kubernetes service-account token sent to /verify",
     ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",)):
         "the import key, read and watched by name in the release namespace: imported keys are found by their HMAC",
 }

@@ -13,3 +13,12 @@ RELISTS = Counter("tokenwarden_authenticator_relists_total",
                   "Full listings of a kind that replaced the index's contents, by why: start, expired "
                   "(a watch's resourceVersion was too old, 410), error (a watch ended by another error).",
                   ["kind", "reason"])
+WORKLOAD_REVIEWS = Counter("tokenwarden_workload_tokenreviews_total",
+                           "TokenReviews of Kubernetes service-account tokens sent to kube-apiserver, by result: "
+                           "authenticated, rejected, error (no answer).", ["result"])
+WORKLOAD_CACHE = Counter("tokenwarden_workload_cache_total",
+                         "Lookups of a workload token's TokenReview answer in the cache: hit or miss.", ["result"])
+WORKLOAD_REFUSALS = Counter("tokenwarden_workload_refusals_total",
+                            "Workload tokens refused at /verify, by reason: malformed, audience, expired (before "
+                            "any TokenReview), rejected, not-service-account, unbound, ambiguous, disabled, "
+                            "deleted, review-rate-limited, review-unavailable.", ["reason"])

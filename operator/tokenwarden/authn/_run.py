@@ -7,18 +7,21 @@ import functools
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiohttp.web import TCPSite
 from kubernetes import client
 
 from tokenwarden.authn._http import QuietAppRunner
-from tokenwarden.authn._index import TokenIndex
+from tokenwarden.authn._index import WORKLOAD, TokenIndex
 from tokenwarden.authn._import_key import follow_import_key
 from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
+from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._watch import AccountStore, TokenStore
+from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
@@ -50,7 +53,7 @@ def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threadin
                 loop: asyncio.AbstractEventLoop) -> list[Reflector]:
     """One reflector per kind and listing scope, each in a thread with a connection of its
     own; changes reach the index on the event loop."""
-    stores = [(SERVICE_ACCOUNTS, AccountStore(index))]
+    stores = [(SERVICE_ACCOUNTS, AccountStore(index, forget))]
     stores += [(resource, TokenStore(resource.kind, index, forget)) for resource in (SERVICE_TOKENS, INGESTION_KEYS)]
     scopes = objects.listing_scopes(namespaces)
     custom = client.CustomObjectsApi(load_api_client(pool_size=len(stores) * len(scopes)))
@@ -88,7 +91,7 @@ def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: L
     entries of credentials deleted meanwhile are dropped."""
     from tokenwarden import policies
 
-    known = set(index.hashes_of)
+    known = set(index.hashes_of) | {(WORKLOAD, namespace, name) for namespace, name in index.accounts}
     for namespace in sorted({namespace for _, namespace, _ in known}):
         try:
             body = usage.read_usage(custom, namespace)
@@ -112,8 +115,11 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     readiness = Readiness(_reflectors(index, options.namespaces, last_used.forget, watching,
                                       asyncio.get_running_loop()), options.watch_broken_after)
     readiness.waiting_for.add("import key")
+    workload = options.settings.workload_identity
+    workloads = WorkloadVerifier(workload, options.settings.audiences, index, KubeReviewer(load_api_client()),
+                                 time.time) if workload.enabled else None
     authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
-                                  last_used=last_used, readiness=readiness)
+                                  last_used=last_used, readiness=readiness, workloads=workloads)
 
     certificate = ReloadingCertificate(options.tls_cert, options.tls_key) if options.tls_cert else None
     # Health and metrics first, on a port of their own: the public port serves verification only.

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tokenwarden.authn._credentials import DEFAULT_SCHEMES, extract_token
+from tokenwarden.authn._jwt import looks_like_jwt
 from tokenwarden.authn._index import Identity, TokenIndex
 from tokenwarden.authn._metrics import LAST_USED_WRITES, VERIFICATIONS, VERIFY_SECONDS
 from tokenwarden.authn._reflector import Readiness
-from tokenwarden.authn._verify import Verdict, verify
+from tokenwarden.authn._verify import Verdict, authorize, verify
+from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.config import Settings
 
 logger = logging.getLogger("tokenwarden.authenticator")
@@ -59,14 +62,17 @@ class LastUsed:
 
 class Authenticator:
     def __init__(self, settings: Settings, index: TokenIndex, *, extra_schemes: tuple[str, ...] = (),
-                 last_used: LastUsed | None = None, readiness: Readiness | None = None) -> None:
-        """``readiness`` says when the index is loaded; without it, the caller has filled it."""
+                 last_used: LastUsed | None = None, readiness: Readiness | None = None,
+                 workloads: WorkloadVerifier | None = None) -> None:
+        """``readiness`` says when the index is loaded; without it, the caller has filled it.
+        ``workloads`` checks Kubernetes service-account tokens at /verify; None: they are unknown."""
         self.settings = settings
         self.index = index
         self.schemes = DEFAULT_SCHEMES + tuple(s.lower() for s in extra_schemes)
         self.prefixes = (settings.prefixes.service_token, settings.prefixes.ingestion_key)
         self.last_used = last_used or LastUsed(60.0)
         self.readiness = readiness or Readiness()
+        self.workloads = workloads
         self._bound: dict = {}
 
     def _starting(self, endpoint: str) -> web.Response | None:
@@ -110,18 +116,43 @@ class Authenticator:
         query = request.query if request.query_string else {}
         headers = request.headers
         project = query.get("project") or next((headers[h] for h in PROJECT_HEADERS if h in headers), None)
-        verdict = self.check(extract_token(headers, self.schemes), query.get("permission"), project, "verify")
+        token = extract_token(headers, self.schemes)
+        if self.workloads is not None and token and looks_like_jwt(token) and self.index.lookup(token) is None:
+            verdict = await self.check_workload(token, query.get("permission"), project)
+        else:
+            verdict = self.check(token, query.get("permission"), project, "verify")
         if verdict.status == 401:
             return web.json_response({"allowed": False, "reason": verdict.reason}, status=401,
                                      headers={"WWW-Authenticate": CHALLENGE})
-        if verdict.status == 403:
-            return web.json_response({"allowed": False, "reason": verdict.reason}, status=403)
+        if verdict.status != 200:  # 403; a workload's 429 or 503: try again shortly
+            retry = {"Retry-After": "1"} if verdict.status in (429, 503) else None
+            return web.json_response({"allowed": False, "reason": verdict.reason}, status=verdict.status,
+                                     headers=retry)
         subject = verdict.identity.subject
         answer = {"X-Auth-Subject": subject, "X-Auth-Roles": ",".join(verdict.roles),
                   "Content-Type": "application/json"}
         if verdict.project:
             answer["X-Auth-Project"] = verdict.project
+        if verdict.via:
+            answer["X-Auth-Via"] = verdict.via
         return web.Response(text=f'{{"allowed": true, "subject": "{subject}"}}', headers=answer)
+
+    async def check_workload(self, token: str, permission: str | None, project: str | None) -> Verdict:
+        """A Kubernetes service-account token at /verify: reviewed by kube-apiserver (cached),
+        then granted its account's roles as that account's tokens are."""
+        started = time.perf_counter()
+        found = await self.workloads.verify(token)
+        via = f"workload:{found.service_account}" if found.service_account else None
+        if found.status == 200:
+            verdict = authorize(found.identity, self.settings.roles, permission, project, via)
+            if verdict.status != 401:
+                self.last_used.record(found.identity, _now())
+            verdict = replace(verdict, via=via)
+        else:
+            verdict = Verdict(found.status, found.reason, found.identity, via=via)
+        self._metrics("verify")[0].observe(time.perf_counter() - started)
+        self._count("verify", verdict.reason)
+        return verdict
 
     async def token_review(self, request: web.Request) -> web.Response:
         if (starting := self._starting("tokenreview")) is not None:

@@ -11,9 +11,17 @@ import kopf
 from tokenwarden import clock, policies
 from tokenwarden.conditions import rfc3339
 from tokenwarden.kube import ApiPermanentError, ApiTransientError, objects, usage
-from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, SERVICE_TOKENS, TOKEN_USAGES, USAGE_OBJECT, VERSION
+from tokenwarden.kube._resources import (
+    GROUP,
+    INGESTION_KEYS,
+    SERVICE_ACCOUNTS,
+    SERVICE_TOKENS,
+    TOKEN_USAGES,
+    USAGE_OBJECT,
+    VERSION,
+)
 
-RESOURCES = {r.kind: r for r in (SERVICE_TOKENS, INGESTION_KEYS)}
+RESOURCES = {r.kind: r for r in (SERVICE_TOKENS, INGESTION_KEYS, SERVICE_ACCOUNTS)}
 LIST_ABOVE = 20  # more changed entries of one kind than this: one listing instead of a read each
 
 

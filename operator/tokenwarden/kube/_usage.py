@@ -17,6 +17,7 @@ from tokenwarden.kube._resources import (
     INGESTION_KEYS,
     MANAGED_BY,
     MANAGED_BY_VALUE,
+    SERVICE_ACCOUNTS,
     SERVICE_TOKENS,
     TOKEN_USAGES,
     USAGE_OBJECT,
@@ -24,7 +25,9 @@ from tokenwarden.kube._resources import (
 )
 
 # status field of a TokenUsage → the kind whose names it holds
-SECTIONS = {"serviceTokens": SERVICE_TOKENS.kind, "ingestionAPIKeys": INGESTION_KEYS.kind}
+# (serviceAccounts: when a workload identity of the account was last verified)
+SECTIONS = {"serviceTokens": SERVICE_TOKENS.kind, "ingestionAPIKeys": INGESTION_KEYS.kind,
+            "serviceAccounts": SERVICE_ACCOUNTS.kind}
 SECTION_OF = {kind: section for section, kind in SECTIONS.items()}
 
 

@@ -1,0 +1,67 @@
+"""A cheap, unverified look at a JWT: its shape, and the claims that refuse it before any
+TokenReview. Nothing here trusts the token: kube-apiserver verifies its signature."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# header.payload.signature, each base64url without padding; a tokenwarden token has no dot.
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+SERVICE_ACCOUNT_USER = re.compile(r"system:serviceaccount:([a-z0-9][-a-z0-9.]*):([a-z0-9][-a-z0-9.]*)")
+
+
+@dataclass(frozen=True)
+class Claims:
+    audiences: tuple[str, ...]
+    expires: float | None         # exp, seconds since the epoch
+
+
+def looks_like_jwt(token: str) -> bool:
+    return JWT_SHAPE.fullmatch(token) is not None
+
+
+def _segment(text: str) -> dict | None:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def peek(token: str) -> Claims | None:
+    """The audiences and expiry the token claims, unverified; None when it is no JWT."""
+    if not looks_like_jwt(token):
+        return None
+    header_text, payload_text, _ = token.split(".")
+    header, payload = _segment(header_text), _segment(payload_text)
+    if header is None or payload is None or "alg" not in header:
+        return None
+    aud = payload.get("aud")
+    audiences = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) \
+        if isinstance(aud, list) else ()
+    exp = payload.get("exp")
+    expires = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    return Claims(audiences, expires)
+
+
+def refusal(claims: Claims | None, audiences: Sequence[str], now: float) -> str | None:
+    """Why the token cannot pass a TokenReview for ``audiences``, judged on its own claims:
+    malformed (no JWT, or no expiry: a workload token is a projected, expiring one), audience
+    (none of ours), expired. None: worth asking kube-apiserver."""
+    if claims is None or claims.expires is None:
+        return "malformed"
+    if not set(claims.audiences) & set(audiences):
+        return "audience"
+    if claims.expires <= now:
+        return "expired"
+    return None
+
+
+def service_account_of(username: str) -> tuple[str, str] | None:
+    """(namespace, name) of ``system:serviceaccount:<namespace>:<name>``; None for any other user."""
+    found = SERVICE_ACCOUNT_USER.fullmatch(username)
+    return (found.group(1), found.group(2)) if found else None

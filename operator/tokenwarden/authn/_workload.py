@@ -1,0 +1,217 @@
+"""Workload identity: a Kubernetes service-account token, checked by kube-apiserver with a
+TokenReview, authenticates as the tokenwarden ServiceAccount of its namespace that lists it.
+
+The TokenReview answer is cached (positive: at most ``cache_ttl`` and never past the token's
+own ``exp``; negative: briefly, in a bounded cache), keyed by the token's sha256, never the
+token. Calls are limited by a token bucket, so a flood of made-up JWTs costs kube-apiserver
+at most ``rate`` reviews a second. Which account the service account maps to, and whether
+that account is disabled or being deleted, is looked up on every request: a cached answer
+never outlives the account.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tokenwarden.authn._index import WORKLOAD, Identity, TokenIndex
+from tokenwarden.authn._jwt import peek, refusal, service_account_of
+from tokenwarden.authn._metrics import WORKLOAD_CACHE, WORKLOAD_REFUSALS, WORKLOAD_REVIEWS
+from tokenwarden.config import WorkloadIdentitySettings
+
+logger = logging.getLogger("tokenwarden.authenticator")
+
+@dataclass(frozen=True)
+class Review:
+    """What kube-apiserver answered to one TokenReview."""
+
+    authenticated: bool
+    username: str = ""
+    audiences: tuple[str, ...] = ()
+    error: str = ""
+
+
+class ReviewUnavailable(Exception):
+    """The TokenReview could not be made (API server away, no permission): nothing is cached."""
+
+
+# review(token, audiences) -> Review, called in a thread; raises ReviewUnavailable.
+Reviewer = Callable[[str, Sequence[str]], Review]
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """A cached TokenReview answer: the service account, or why not."""
+
+    until: float                  # seconds since the epoch
+    service_account: tuple[str, str] | None = None  # (namespace, name)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WorkloadVerdict:
+    status: int                   # 200, 401, 429 or 503
+    reason: str
+    identity: Identity | None = None
+    service_account: str | None = None  # the Kubernetes ServiceAccount, for via=workload:<name>
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; clock injected."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.at = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class BoundedCache:
+    """Reviewed answers by key, at most ``size``; the oldest written goes first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: OrderedDict[bytes, Reviewed] = OrderedDict()
+
+    def get(self, key: bytes, now: float) -> Reviewed | None:
+        found = self.entries.get(key)
+        if found is not None and found.until <= now:
+            del self.entries[key]
+            return None
+        return found
+
+    def put(self, key: bytes, answer: Reviewed) -> None:
+        self.entries.pop(key, None)
+        self.entries[key] = answer
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+
+
+def cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def remember(review: Review, audiences: Sequence[str], expires: float, now: float,
+             settings: WorkloadIdentitySettings) -> Reviewed:
+    """What to cache of a TokenReview answer, and until when: an authenticated service account
+    for at most cacheTTL and never past ``expires`` (the token's exp); anything else, why, for
+    negativeCacheTTL."""
+    refused = now + settings.negative_cache_ttl.total_seconds()
+    if not review.authenticated:
+        return Reviewed(refused, reason="rejected")
+    # kube-apiserver answers with the audiences the token is valid for: one must be ours.
+    if review.audiences and not set(review.audiences) & set(audiences):
+        return Reviewed(refused, reason="audience")
+    account = service_account_of(review.username)
+    if account is None:
+        return Reviewed(refused, reason="not-service-account")
+    return Reviewed(min(now + settings.cache_ttl.total_seconds(), expires), account)
+
+
+def bind(index: TokenIndex, service_account: tuple[str, str]) -> WorkloadVerdict:
+    """The tokenwarden account that lists the Kubernetes ServiceAccount, as the index holds it
+    now, and its roles; or why there is none."""
+    namespace, name = service_account
+    accounts = index.workloads.get(service_account)
+    if not accounts:
+        return WorkloadVerdict(401, "unbound", service_account=name)
+    if len(accounts) > 1:  # two accounts list it: grant neither rather than guess
+        return WorkloadVerdict(401, "ambiguous", service_account=name)
+    [account_name] = accounts
+    account = index.accounts.get((namespace, account_name))
+    identity = Identity(kind=WORKLOAD, namespace=namespace, name=account_name, account=account_name,
+                        roles=account.roles if account else (), phase="Active", expires_at=None,
+                        account_uid=account.uid if account else None)
+    if account is None or account.deleting:
+        return WorkloadVerdict(401, "deleted", identity, name)
+    if account.disabled:
+        return WorkloadVerdict(401, "disabled", identity, name)
+    return WorkloadVerdict(200, "ok", identity, name)
+
+
+class WorkloadVerifier:
+    """Answers for workload tokens: precheck, cache, rate limit, TokenReview, then the index."""
+
+    def __init__(self, settings: WorkloadIdentitySettings, audiences: Sequence[str], index: TokenIndex,
+                 reviewer: Reviewer, clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.audiences = tuple(audiences)
+        self.index = index
+        self.reviewer = reviewer
+        self.clock = clock
+        self.positive = BoundedCache(settings.cache_size)
+        self.negative = BoundedCache(settings.negative_cache_size)
+        self.bucket = TokenBucket(settings.reviews_per_second, settings.review_burst, clock)
+        self.in_flight: dict[bytes, asyncio.Future] = {}
+
+    async def verify(self, token: str) -> WorkloadVerdict:
+        verdict = await self._verify(token)
+        if verdict.status != 200:
+            WORKLOAD_REFUSALS.labels(reason=verdict.reason).inc()
+        return verdict
+
+    async def _verify(self, token: str) -> WorkloadVerdict:
+        now = self.clock()
+        claims = peek(token)
+        why = refusal(claims, self.audiences, now)
+        if why is not None:
+            return WorkloadVerdict(401, why)
+        key = cache_key(token)
+        answer = self.positive.get(key, now) or self.negative.get(key, now)
+        if answer is not None:
+            WORKLOAD_CACHE.labels(result="hit").inc()
+        else:
+            WORKLOAD_CACHE.labels(result="miss").inc()
+            try:
+                answer = await self._review(key, token, claims.expires)
+            except ReviewUnavailable:
+                return WorkloadVerdict(503, "review-unavailable")
+            if answer is None:
+                return WorkloadVerdict(429, "review-rate-limited")
+        if answer.service_account is None:
+            return WorkloadVerdict(401, answer.reason)
+        return bind(self.index, answer.service_account)
+
+    async def _review(self, key: bytes, token: str, expires: float) -> Reviewed | None:
+        """One TokenReview per key at a time: requests that come meanwhile share its answer.
+        None when the rate limit allows no call now."""
+        pending = self.in_flight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if not self.bucket.take():
+            return None
+        pending = self.in_flight[key] = asyncio.get_running_loop().create_future()
+        try:
+            try:
+                review = await asyncio.to_thread(self.reviewer, token, self.audiences)
+            except ReviewUnavailable as exc:
+                WORKLOAD_REVIEWS.labels(result="error").inc()
+                logger.warning("TokenReview failed: %s", exc)
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: asyncio need not report it when no one waited
+                raise
+            WORKLOAD_REVIEWS.labels(result="authenticated" if review.authenticated else "rejected").inc()
+            answer = remember(review, self.audiences, expires, self.clock(), self.settings)
+            (self.positive if answer.service_account else self.negative).put(key, answer)
+            if answer.service_account:
+                logger.debug("TokenReview: via=workload:%s in namespace %s", answer.service_account[1],
+                             answer.service_account[0])
+            else:
+                logger.debug("TokenReview refused a workload token: %s", review.error or answer.reason)
+            pending.set_result(answer)
+            return answer
+        finally:
+            del self.in_flight[key]
+            if not pending.done():  # cancelled while waiting for the review
+                pending.cancel()

@@ -1,0 +1,251 @@
+"""Workload identity in the authenticator: the unverified look at a JWT, the TokenReview
+cache, the rate limit and the mapping to an account, with a reviewer double in place of
+kube-apiserver (tests/integration/test_workload_identity.py asks the real one)."""
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tokenwarden.authn import Account, Authenticator, TokenIndex
+from tokenwarden.authn._jwt import Claims, looks_like_jwt, peek, refusal, service_account_of
+from tokenwarden.authn._workload import (
+    BoundedCache,
+    Review,
+    Reviewed,
+    ReviewUnavailable,
+    TokenBucket,
+    WorkloadVerifier,
+    bind,
+    remember,
+)
+from tokenwarden.config import Settings, WorkloadIdentitySettings
+
+NOW = 1_800_000_000.0
+
+
+def jwt(payload: dict, header: dict | None = None) -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    return f"{part(header or {'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def sa_token(name: str = "parca-agent", namespace: str = "team", aud=("tokenwarden",), exp: float = NOW + 3600,
+             nonce: str = "") -> str:
+    return jwt({"aud": list(aud), "exp": exp, "sub": f"system:serviceaccount:{namespace}:{name}", "n": nonce})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeReviewer:
+    """kube-apiserver's TokenReview, as a table: token → Review; counts the calls."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Review] = {}
+        self.calls = 0
+        self.down = False
+
+    def __call__(self, token, audiences) -> Review:
+        self.calls += 1
+        if self.down:
+            raise ReviewUnavailable("kube-apiserver could not be reached")
+        return self.answers.get(token, Review(False, error="invalid bearer token"))
+
+    def accept(self, token: str, username: str, audiences=("tokenwarden",)) -> str:
+        self.answers[token] = Review(True, username, tuple(audiences))
+        return token
+
+
+def index_with_account(name="agents", workloads=("parca-agent",), **account) -> TokenIndex:
+    index = TokenIndex()
+    index.put_account(("team", name), Account(uid=f"uid-{name}", roles=("profile-writer",), workloads=workloads,
+                                              **account))
+    return index
+
+
+def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, **settings) -> WorkloadVerifier:
+    return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock)
+
+
+# -- the unverified look ----------------------------------------------------------
+
+def test_only_three_base64url_parts_look_like_a_jwt():
+    assert looks_like_jwt(sa_token())
+    for token in ("twst_abc", "a.b", "a.b.c.d", "a.b.c=", "a b.c.d", ""):
+        assert not looks_like_jwt(token)
+
+
+def test_claims_are_read_without_trusting_them():
+    assert peek(sa_token()) == Claims(("tokenwarden",), NOW + 3600)
+    assert peek(jwt({"aud": "tokenwarden", "exp": 5})) == Claims(("tokenwarden",), 5.0)
+    assert peek(jwt({"aud": "x"}, header={"typ": "JWT"})) is None  # no alg: no JWT
+    assert peek("eyJ.eyJ.sig") is None
+    assert peek(jwt({"exp": True})).expires is None
+
+
+def test_obvious_mismatches_are_refused_before_any_review():
+    audiences = ["tokenwarden"]
+    assert refusal(peek(sa_token()), audiences, NOW) is None
+    assert refusal(peek(sa_token(aud=("https://kubernetes.default.svc",))), audiences, NOW) == "audience"
+    assert refusal(peek(sa_token(exp=NOW)), audiences, NOW) == "expired"
+    assert refusal(peek(jwt({"aud": ["tokenwarden"]})), audiences, NOW) == "malformed"  # no exp: no projected token
+    assert refusal(None, audiences, NOW) == "malformed"
+
+
+def test_only_service_account_users_map():
+    assert service_account_of("system:serviceaccount:team:parca-agent") == ("team", "parca-agent")
+    for user in ("system:serviceaccount:team", "admin", "system:node:n1", "system:serviceaccount:team:a:b"):
+        assert service_account_of(user) is None
+
+
+# -- caches and the rate limit -----------------------------------------------------
+
+def test_a_positive_answer_lasts_the_cache_ttl_and_never_past_exp():
+    settings = WorkloadIdentitySettings(cacheTTL="60s", negativeCacheTTL="5s")
+    user = "system:serviceaccount:team:parca-agent"
+    assert remember(Review(True, user), ["tokenwarden"], NOW + 3600, NOW, settings) == \
+        Reviewed(NOW + 60, ("team", "parca-agent"))
+    assert remember(Review(True, user), ["tokenwarden"], NOW + 20, NOW, settings).until == NOW + 20
+    assert remember(Review(False), ["tokenwarden"], NOW + 3600, NOW, settings) == Reviewed(NOW + 5, reason="rejected")
+    assert remember(Review(True, "admin"), ["tokenwarden"], NOW + 3600, NOW, settings).reason == "not-service-account"
+    assert remember(Review(True, user, ("other",)), ["tokenwarden"], NOW + 3600, NOW, settings).reason == "audience"
+
+
+def test_the_cache_ttl_is_at_most_a_minute():
+    with pytest.raises(ValueError, match="at most 60s"):
+        WorkloadIdentitySettings(cacheTTL="2m")
+    assert Settings.model_validate({"workloadIdentity": {"cacheTTL": "5s"}}).workload_identity.cache_ttl == \
+        timedelta(seconds=5)
+
+
+def test_the_cache_is_bounded_and_forgets_expired_answers():
+    cache = BoundedCache(2)
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, Reviewed(NOW + 10, reason="rejected"))
+    assert list(cache.entries) == [b"b", b"c"]
+    assert cache.get(b"b", NOW) is not None and cache.get(b"b", NOW + 10) is None and b"b" not in cache.entries
+
+
+def test_the_bucket_allows_a_burst_then_the_rate():
+    clock = Clock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5
+    assert [bucket.take(), bucket.take()] == [True, False]
+    clock.now += 100
+    assert sum(bucket.take() for _ in range(10)) == 3
+
+
+# -- mapping to an account ---------------------------------------------------------
+
+def test_the_account_that_lists_the_service_account_is_the_identity():
+    index = index_with_account()
+    verdict = bind(index, ("team", "parca-agent"))
+    assert verdict.status == 200 and verdict.service_account == "parca-agent"
+    assert verdict.identity.subject == "tokenwarden:team:serviceaccount:agents"
+    assert verdict.identity.roles == ("profile-writer",)
+    assert bind(index, ("team", "other")).reason == "unbound"
+    assert bind(index, ("elsewhere", "parca-agent")).reason == "unbound"
+    assert bind(index_with_account(disabled=True), ("team", "parca-agent")).reason == "disabled"
+    assert bind(index_with_account(deleting=True), ("team", "parca-agent")).reason == "deleted"
+
+
+def test_an_account_changed_or_dropped_changes_the_mapping():
+    index = index_with_account()
+    index.put_account(("team", "agents"), Account(uid="uid-agents", workloads=("otel",)))
+    assert bind(index, ("team", "parca-agent")).reason == "unbound"
+    index.put_account(("team", "second"), Account(uid="uid-2", workloads=("otel",)))
+    assert bind(index, ("team", "otel")).reason == "ambiguous"  # two accounts list it: neither is granted
+    index.drop_account(("team", "second"))
+    assert bind(index, ("team", "otel")).status == 200
+    index.drop_account(("team", "agents"))
+    assert index.workloads == {} and bind(index, ("team", "otel")).reason == "unbound"
+
+
+# -- the verifier ---------------------------------------------------------------------
+
+async def test_a_cached_answer_is_used_until_its_ttl_and_the_account_is_looked_up_each_time():
+    index, reviewer, clock = index_with_account(), FakeReviewer(), Clock()
+    check = verifier(index, reviewer, clock, cacheTTL="30s")
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    assert (await check.verify(token)).status == 200
+    assert (await check.verify(token)).status == 200 and reviewer.calls == 1
+    index.put_account(("team", "agents"), Account(uid="uid-agents", disabled=True, workloads=("parca-agent",)))
+    assert (await check.verify(token)).reason == "disabled" and reviewer.calls == 1  # at once, from the cache
+    index.drop_account(("team", "agents"))
+    assert (await check.verify(token)).reason == "unbound"
+    clock.now += 30
+    del reviewer.answers[token]  # the Kubernetes ServiceAccount was deleted meanwhile
+    assert (await check.verify(token)).reason == "rejected" and reviewer.calls == 2
+
+
+async def test_refusals_before_a_review_and_negative_answers_cost_no_call():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, negativeCacheTTL="5s")
+    assert (await check.verify(sa_token(aud=("other",)))).reason == "audience"
+    assert (await check.verify(sa_token(exp=NOW - 1))).reason == "expired"
+    assert reviewer.calls == 0
+    unknown = sa_token(nonce="forged")
+    assert (await check.verify(unknown)).reason == "rejected"
+    assert (await check.verify(unknown)).reason == "rejected" and reviewer.calls == 1
+    clock.now += 5
+    await check.verify(unknown)
+    assert reviewer.calls == 2
+
+
+async def test_a_flood_of_made_up_jwts_is_held_to_the_rate():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, reviewsPerSecond=5, reviewBurst=10)
+    reasons = [(await check.verify(sa_token(nonce=str(i)))).reason for i in range(100)]
+    assert reviewer.calls == 10 and reasons.count("review-rate-limited") == 90
+    assert (await check.verify(sa_token(nonce="again"))).status == 429
+
+
+async def test_an_unreachable_api_server_is_503_and_nothing_is_cached():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    reviewer.down = True
+    assert (await check.verify(token)).status == 503
+    reviewer.down = False
+    assert (await check.verify(token)).status == 200 and reviewer.calls == 2
+
+
+# -- forward auth -----------------------------------------------------------------------
+
+async def test_forward_auth_names_the_account_and_the_workload():
+    index, reviewer = index_with_account(), FakeReviewer()
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    authenticator = Authenticator(Settings(), index, workloads=verifier(index, reviewer, Clock()))
+    runner = web.AppRunner(authenticator.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{runner.addresses[0][1]}") as session:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.get("/verify?permission=write:profiles", headers=headers) as response:
+                assert response.status == 200
+                assert response.headers["X-Auth-Subject"] == "tokenwarden:team:serviceaccount:agents"
+                assert response.headers["X-Auth-Roles"] == "profile-writer"
+                assert response.headers["X-Auth-Via"] == "workload:parca-agent"
+            async with session.get("/verify?permission=read", headers=headers) as response:
+                assert response.status == 403 and (await response.json())["reason"] == "permission"
+            # The TokenReview webhook does not take workload tokens: kube-apiserver checks its own.
+            async with session.post("/apis/authentication.k8s.io/v1/tokenreviews",
+                                    json={"spec": {"token": token}}) as response:
+                assert (await response.json())["status"]["authenticated"] is False
+        assert reviewer.calls == 1
+        assert set(authenticator.last_used.pending) == {("ServiceAccount", "team", "agents")}
+    finally:
+        await runner.cleanup()
