@@ -36,7 +36,9 @@ from dataclasses import dataclass
 import kopf
 from kubernetes import client
 
+from tokenwarden import policies
 from tokenwarden.conditions import condition
+from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._listings import install
 from tokenwarden.kube import objects
 from tokenwarden.kube._resources import (
@@ -164,6 +166,43 @@ def _phase(body: dict, _: Indexes) -> dict | None:
     return {(body["kind"], (body.get("status") or {}).get("phase") or "Pending"): True}
 
 
+@dataclass(frozen=True, slots=True)
+class CredentialTimes:
+    """What the per-credential metrics show of one token or key: seconds since the epoch, or
+    None where it has none."""
+    phase: str
+    expires: float | None
+    last_used: float | None
+    next_rotation: float | None
+    created: float | None
+
+
+def _epoch(text: str | None) -> float | None:
+    try:
+        moment = policies.parse_time(text)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment is not None else None
+
+
+def _times(body: dict, _: Indexes) -> dict | None:
+    """(namespace, kind, name) → CredentialTimes, for the per-credential metrics."""
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return None
+    expires = _epoch(status.get("expiresAt"))
+    next_rotation = None
+    renew_before = (spec.get("rotation") or {}).get("renewBefore")
+    if expires is not None and renew_before and not spec.get("import"):  # an imported key never rotates
+        try:
+            next_rotation = expires - parse_duration(renew_before).total_seconds()
+        except ValueError:
+            pass
+    times = CredentialTimes(status.get("phase") or "Pending", expires, _epoch(status.get("lastUsedAt")),
+                            next_rotation, _epoch(meta.get("creationTimestamp")))
+    return {(meta["namespace"], body["kind"], meta["name"]): times}
+
+
 def _owner(body: dict, _: Indexes) -> dict | None:
     """uid → True for every token and key: a Secret whose owner is not here is an orphan."""
     return {body["metadata"]["uid"]: True}
@@ -177,6 +216,7 @@ class Indexes:
         self.accounts, self.bindings = Index(), Index()
         self.tokens, self.hashes, self.imports, self.owners = Index(), Index(), Index(), Index()
         self.phases = Index()
+        self.credentials = Index()  # for the per-credential metrics
         self.unsettled: dict[str, Unsettled] = {}
         # uid → (kind, namespace, when an event or a read last showed it): what a listing replaces.
         self._seen: dict[str, tuple[str, str | None, float]] = {}
@@ -189,8 +229,8 @@ class Indexes:
             SERVICE_ACCOUNTS.kind: ((self.accounts, _account),),
             ROLE_BINDINGS.kind: ((self.bindings, _binding),),
             SERVICE_TOKENS.kind: ((self.tokens, _token), (self.hashes, _hash), (self.imports, _import),
-                                  (self.owners, _owner), (self.phases, _phase)),
-            INGESTION_KEYS.kind: ((self.owners, _owner), (self.phases, _phase)),
+                                  (self.owners, _owner), (self.phases, _phase), (self.credentials, _times)),
+            INGESTION_KEYS.kind: ((self.owners, _owner), (self.phases, _phase), (self.credentials, _times)),
         }
 
     def observe(self, kind: str, body: dict, deleted: bool = False) -> None:

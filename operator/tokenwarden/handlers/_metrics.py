@@ -1,9 +1,11 @@
 """The operator's Prometheus metrics. Labels never carry a token, a hash or a prefix of one."""
 from __future__ import annotations
 
+import threading
+
 import kopf
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 MINTED = Counter("tokenwarden_tokens_minted_total", "Tokens minted, by kind.", ["kind"])
 MINT_SECONDS = Histogram("tokenwarden_mint_seconds", "Time to mint a token and write its Secret.", ["kind"],
@@ -30,7 +32,73 @@ class PhaseCollector:
 PHASES = PhaseCollector()
 REGISTRY.register(PHASES)
 
+CREDENTIAL = ["namespace", "kind", "name"]
+
+
+class CredentialCollector:
+    """Per-credential series, labelled by namespace, kind and name only, as cert-manager's are by
+    certificate. The timestamps are read from the operator's index at scrape time, for tokens
+    and keys whose phase is Active; the counters are kept here. Every series of a credential
+    goes when the credential does (deleted, or, for the timestamps, no longer Active)."""
+
+    def __init__(self) -> None:
+        self.credentials = None
+        # (namespace, kind, name) → {(counter, result): count}
+        self.counts: dict[tuple[str, str, str], dict[tuple[str, str], int]] = {}
+        self._lock = threading.Lock()  # handlers count from threads
+
+    def count(self, counter: str, namespace: str, kind: str, name: str, result: str) -> None:
+        with self._lock:
+            counts = self.counts.setdefault((namespace, kind, name), {})
+            counts[(counter, result)] = counts.get((counter, result), 0) + 1
+
+    def collect(self):
+        gauges = {
+            "expires": GaugeMetricFamily("tokenwarden_credential_expiration_timestamp_seconds",
+                                         "When the credential expires (seconds since the epoch).", labels=CREDENTIAL),
+            "last_used": GaugeMetricFamily("tokenwarden_credential_last_used_timestamp_seconds",
+                                           "When the credential was last used (status.lastUsedAt), if ever.",
+                                           labels=CREDENTIAL),
+            "next_rotation": GaugeMetricFamily("tokenwarden_credential_next_rotation_timestamp_seconds",
+                                               "When the credential is next rotated (expiry minus renewBefore).",
+                                               labels=CREDENTIAL),
+            "created": GaugeMetricFamily("tokenwarden_credential_created_timestamp_seconds",
+                                         "When the credential was created.", labels=CREDENTIAL),
+        }
+        counters = {
+            "rotations": CounterMetricFamily("tokenwarden_credential_rotations",
+                                             "Rotations of the credential, by result: rotated, leaked (no overlap), "
+                                             "unsupported (an imported key), failed (an API error).",
+                                             labels=[*CREDENTIAL, "result"]),
+            "restarts": CounterMetricFamily("tokenwarden_credential_restarts",
+                                            "Rollout restarts of the credential's restart targets after a rotation, "
+                                            "by result: restarted, not_found, failed.", labels=[*CREDENTIAL, "result"]),
+        }
+        existing = set()
+        for key, entries in (self.credentials.items() if self.credentials is not None else ()):
+            existing.add(key)
+            times = entries[0]
+            if times.phase != "Active":
+                continue
+            for field, family in gauges.items():
+                value = getattr(times, field)
+                if value is not None:
+                    family.add_metric(list(key), value)
+        with self._lock:
+            for key in [key for key in self.counts if key not in existing]:
+                del self.counts[key]  # the credential is gone, and so are its counters
+            for key, counts in self.counts.items():
+                for (counter, result), value in counts.items():
+                    counters[counter].add_metric([*key, result], value)
+        yield from gauges.values()
+        yield from counters.values()
+
+
+CREDENTIALS = CredentialCollector()
+REGISTRY.register(CREDENTIALS)
+
 
 @kopf.on.startup()
 def expose_phases(memo, **_) -> None:
     PHASES.phases = memo.indexes.phases
+    CREDENTIALS.credentials = memo.indexes.credentials
