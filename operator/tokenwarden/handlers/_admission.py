@@ -18,6 +18,8 @@ role, ``use`` on the project, ``get`` on an imported Secret, asked of the API se
 SubjectAccessReview for the request's user. An update is checked for what it newly grants
 only. When the review cannot be made, the request is refused: a grant is never let through
 unchecked (and the chart's failure policy Fail refuses when the webhook itself is away).
+An allowed answer is reused for a few seconds for the very same question (kube.access.ReviewCache):
+a burst of tokens from one requester costs one review per permission, not two per token.
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ async def _check_grants(kind: str, namespace: str, granted: frozenset, before: f
         return
     user = dict(userinfo or {})
     try:
-        missing = await access.missing_permissions(memo.core.api_client, user, namespace, needed)
+        missing = await access.missing_permissions(memo.core.api_client, user, namespace, needed, memo.reviews)
     except Exception as exc:  # noqa: BLE001  (fail closed, with the cause instead of a stack trace)
         failure = policies.grant_unchecked(str(exc) or type(exc).__name__)
     else:

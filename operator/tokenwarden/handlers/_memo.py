@@ -7,7 +7,7 @@ from tokenwarden.config import Settings
 from tokenwarden.handlers._import_key import ImportKeys
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._listings import LISTINGS, Activity
-from tokenwarden.kube import load_api_client
+from tokenwarden.kube import access, load_api_client
 
 
 WORKERS = 20  # kopf's threads for sync handlers; the API client keeps as many connections
@@ -25,6 +25,7 @@ class OperatorMemo(kopf.Memo):
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
     deleted_tokens: dict  # uid → when its DELETED event came (handlers/_revoke.py)
+    reviews: access.ReviewCache  # admission's SubjectAccessReview answers (handlers/_admission.py)
 
     @classmethod
     def create(cls, settings: Settings, namespaces: list[str] | None = None) -> OperatorMemo:
@@ -39,4 +40,5 @@ class OperatorMemo(kopf.Memo):
         memo.last_uses = {}
         memo.import_keys = ImportKeys()
         memo.deleted_tokens = {}
+        memo.reviews = access.ReviewCache()
         return memo
