@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 
 from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _image, _migrate, _operator, _tokens
+from tokenwarden.cli._leaks import revoke
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,3 +36,6 @@ cli.add_command(_accounts.role_binding)
 cli.add_command(_check.token)
 cli.add_command(_migrate.migrate)
 _tokens.service_token.add_command(_migrate.import_token)
+_tokens.service_token.add_command(revoke)
+_tokens.ingestion_api_key.add_command(revoke)
+_check.token.add_command(revoke)

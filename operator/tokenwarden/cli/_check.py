@@ -27,13 +27,15 @@ def check_token(text: str) -> tuple[bool, str]:
 @click.group("token")
 def token() -> None:
     """Check a token string offline (check), or send a mounted token to the authenticator
-    as an agent does (probe). Neither needs access to the Kubernetes API.
+    as an agent does (probe); neither needs access to the Kubernetes API. Revoke a leaked
+    token by its value (revoke --leaked).
 
     \b
     Examples:
       tokenwarden token check twst_…
       kubectl get secret ci -o jsonpath='{.data.token}' | base64 -d | tokenwarden token check -
       tokenwarden token probe --token-file /var/run/tokenwarden/token --url http://authn:8080/verify
+      tokenwarden token revoke --leaked < leaked.txt
     """
 
 

@@ -1,0 +1,175 @@
+"""A leaked token in one command: refused at once (with or without the operator), a successor
+minted into the same Secret with no overlap, the restart targets rolled. Against the real API
+server, the operator and the authenticator as processes; tenants through impersonation."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tokenwarden import kube
+from tokenwarden.cli._kubeopts import Kube
+from tokenwarden.cli._leaks import revoke_leaked
+from tokenwarden.kube import ApiPermanentError
+
+from .kubehelpers import create, get, phase_is, wait_for, wait_for_event
+from .test_authenticator import _eventually
+from .test_cli import run
+from .test_import import _source
+from .test_rotation import _daemonset, _restarted_at, _secret, _sha
+from .test_tenancy import apply_rbac, wait_until_allowed
+
+LEAKED = "tokenwarden.io/leaked"
+ROTATING = {"roles": ["writer"], "ttl": "24h",
+            "rotation": {"renewBefore": "1h", "restartTargets": [{"kind": "DaemonSet", "name": "agent"}]}}
+
+
+def _verify(authenticator, token: str):
+    answer = authenticator.get("/verify", {"Authorization": f"Bearer {token}"})
+    return answer.status_code, answer.json().get("reason")
+
+
+def _minted(custom, core, namespace, name, spec=ROTATING) -> tuple[dict, str]:
+    create(custom, "ServiceToken", namespace, name, spec)
+    token = wait_for(custom, "ServiceToken", namespace, name, phase_is("Active"))
+    return token, _secret(core, namespace, name)["token"]
+
+
+def _replaced(custom, namespace, name, old_hash):
+    return wait_for(custom, "ServiceToken", namespace, name, lambda o: o["status"].get("tokenHash") != old_hash)
+
+
+def test_a_leaked_token_is_refused_at_once_and_replaced_with_no_overlap(
+        cluster, operator, authenticator, api_client, custom, core, namespace):
+    _daemonset(api_client, namespace, "agent")
+    token, old = _minted(custom, core, namespace, "ci")
+    assert _verify(authenticator, old)[0] == 200
+
+    done = run(cluster, namespace, "token", "revoke", "--leaked", input=old + "\n")
+    assert done.returncode == 0, done.stderr
+    status = token["status"]
+    assert f"ServiceToken {namespace}/ci (token id {status['tokenId']})" in done.stdout
+    assert "successor minted into Secret ci with no overlap" in done.stdout
+    assert "restart targets rolled: DaemonSet/agent" in done.stdout
+    assert old not in done.stdout + done.stderr
+
+    assert _eventually(lambda: _verify(authenticator, old)[0] == 401)
+    after = get(custom, "ServiceToken", namespace, "ci")
+    secret = _secret(core, namespace, "ci")
+    assert set(secret) == {"token"} and secret["token"] != old  # no token.previous: no overlap
+    assert after["status"]["tokenHash"] == _sha(secret["token"])
+    assert after["status"].get("previousTokenHash") is None
+    assert after["metadata"]["annotations"][LEAKED] == status["tokenHash"]
+    assert _eventually(lambda: _verify(authenticator, secret["token"])[0] == 200)
+    assert _restarted_at(api_client, namespace, "agent") == after["status"]["rotatedAt"]
+    wait_for_event(core, namespace, "ci", "TokenLeaked")
+    assert _verify(authenticator, old)[0] == 401
+
+    # The same value again: nothing holds it any more.
+    again = run(cluster, namespace, "service-token", "revoke", "--leaked", input=old)
+    assert again.returncode == 1 and "no ServiceToken or IngestionAPIKey you can see holds this value" in again.stderr
+    assert old not in operator.log() + authenticator.log()
+
+
+def test_the_leak_holds_while_the_operator_is_down(cluster, operator, authenticator, custom, core, namespace):
+    token, old = _minted(custom, core, namespace, "offline", {"roles": ["writer"]})
+    assert _verify(authenticator, old)[0] == 200
+    operator.stop(kill=True)
+    try:
+        done = run(cluster, namespace, "token", "revoke", "--leaked", "--timeout", "2", input=old)
+        assert done.returncode == 0, done.stderr
+        assert "the authenticator refuses it from now on" in done.stdout
+        assert "the operator has not minted the successor yet" in done.stderr
+        assert _eventually(lambda: _verify(authenticator, old) == (401, "leaked"))
+        assert _secret(core, namespace, "offline")["token"] == old  # nothing minted without the operator
+    finally:
+        operator.start()
+    after = _replaced(custom, namespace, "offline", token["status"]["tokenHash"])
+    successor = _secret(core, namespace, "offline")
+    assert set(successor) == {"token"} and after["status"]["tokenHash"] == _sha(successor["token"])
+    assert _eventually(lambda: _verify(authenticator, successor["token"])[0] == 200)
+    assert _verify(authenticator, old)[0] == 401
+
+
+def test_a_leaked_previous_token_ends_the_overlap(operator, authenticator, custom, core, namespace):
+    token, first = _minted(custom, core, namespace, "overlap", {"roles": ["writer"]})
+    custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace, "servicetokens", "overlap",
+                                          {"metadata": {"annotations": {"tokenwarden.io/rotate": "r1"}}})
+    rotated = _replaced(custom, namespace, "overlap", token["status"]["tokenHash"])
+    second = _secret(core, namespace, "overlap")["token"]
+    assert rotated["status"]["previousTokenHash"] == _sha(first)
+    assert _eventually(lambda: _verify(authenticator, first)[0] == 200)  # the overlap
+
+    kube_ = Kube(kube.load_api_client(str(operator.kubeconfig)), namespace)
+    assert revoke_leaked(kube_, [first], "tokenwarden-system/tokenwarden-import-key", timeout=30)
+    assert _eventually(lambda: _verify(authenticator, first)[0] == 401)
+    final = _replaced(custom, namespace, "overlap", rotated["status"]["tokenHash"])
+    assert final["status"].get("previousTokenHash") is None
+    assert set(_secret(core, namespace, "overlap")) == {"token"}
+    assert _verify(authenticator, second)[0] == 401  # the Secret leaked with both: neither is kept
+
+
+def test_an_imported_key_is_found_by_its_hmac_and_refused(cluster, operator, authenticator, custom, core, namespace):
+    value = "legacy-key-0123456789abcdef"
+    _source(core, namespace, "legacy-source", value)
+    create(custom, "ServiceToken", namespace, "legacy", {"roles": ["writer"],
+                                                         "import": {"secretRef": {"name": "legacy-source"}}})
+    token = wait_for(custom, "ServiceToken", namespace, "legacy", phase_is("Active"))
+    assert token["status"]["tokenHash"].startswith("hmac-sha256:")
+    assert _eventually(lambda: _verify(authenticator, value)[0] == 200)
+
+    done = run(cluster, namespace, "token", "revoke", "--leaked", "--import-key",
+               "tokenwarden-system/tokenwarden-import-key", input=value)
+    assert done.returncode == 0, done.stderr
+    assert "put a new value into its source Secret" in done.stdout
+    assert _eventually(lambda: _verify(authenticator, value) == (401, "leaked"))
+    # Its owner replaces the value: the new one verifies, the leaked one stays refused.
+    core.patch_namespaced_secret("legacy-source", namespace, {
+        "data": {"token": base64.b64encode(b"legacy-key-replaced-0123456789").decode()}})
+    assert _eventually(lambda: _verify(authenticator, "legacy-key-replaced-0123456789")[0] == 200)
+    assert _verify(authenticator, value)[0] == 401
+
+
+def _role(namespace: str, name: str, verbs: list[str]) -> list[dict]:
+    return [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
+             "rules": [{"apiGroups": ["tokenwarden.io"], "resources": ["servicetokens", "ingestionapikeys"],
+                        "verbs": verbs}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": name},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}]}]
+
+
+def _as(cluster, user: str, namespace: str) -> Kube:
+    api = kube.load_api_client(str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", user)
+    return Kube(api, namespace)
+
+
+def test_whoever_may_patch_the_token_may_revoke_it(cluster, operator, authenticator, api_client, custom, core,
+                                                   namespace, capsys):
+    token, old = _minted(custom, core, namespace, "shared", {"roles": ["writer"]})
+    apply_rbac(api_client, namespace, _role(namespace, "viewer", ["get", "list"]))
+    apply_rbac(api_client, namespace, _role(namespace, "responder", ["get", "list", "patch"]))
+    for user, verb in (("viewer", "list"), ("responder", "patch")):
+        wait_until_allowed(api_client, user, None, namespace, verb, "servicetokens")
+
+    # A user who may only read finds the token, in its own namespace, and may not revoke it.
+    with pytest.raises(ApiPermanentError, match="cannot patch"):
+        revoke_leaked(_as(cluster, "viewer", namespace), [old], "tokenwarden-system/tokenwarden-import-key", 0)
+    assert LEAKED not in (get(custom, "ServiceToken", namespace, "shared")["metadata"].get("annotations") or {})
+    assert _verify(authenticator, old)[0] == 200
+
+    capsys.readouterr()
+    assert revoke_leaked(_as(cluster, "responder", namespace), [old], "tokenwarden-system/tokenwarden-import-key",
+                         30)
+    out = capsys.readouterr()
+    assert f"ServiceToken {namespace}/shared" in out.out and old not in out.out + out.err
+    assert _eventually(lambda: _verify(authenticator, old)[0] == 401)
+    _replaced(custom, namespace, "shared", token["status"]["tokenHash"])
+
+
+def test_bad_input_names_the_fix(cluster, namespace):
+    assert "no token on stdin" in run(cluster, namespace, "token", "revoke", "--leaked", input="\n").stderr
+    assert "give --leaked" in run(cluster, namespace, "token", "revoke", input="x").stderr
+    spaced = run(cluster, namespace, "token", "revoke", "--leaked", input="two words")
+    assert spaced.returncode == 2 and "line 1 of stdin is not a token" in spaced.stderr
