@@ -94,10 +94,12 @@ async def missing_permissions(api_client: client.ApiClient, user: Mapping, names
     """Those of ``permissions`` that ``user`` lacks, asked all at once (of ``cache`` first, when
     given). Raises the API error when any review could not be made."""
     cache = cache or ReviewCache(ttl=0)
+    unknown = [(p, key) for p in permissions if not cache.allowed(key := _review_key(user, namespace, p))]
+    if not unknown:
+        return []  # all answered already: no tasks to start
 
-    def ask(permission: Permission):
-        return cache.ask(_review_key(user, namespace, permission),
-                         lambda: is_allowed(api_client, user, namespace, permission))
+    def ask(permission: Permission, key: tuple):
+        return cache.ask(key, lambda: is_allowed(api_client, user, namespace, permission))
 
-    answers = await asyncio.gather(*(ask(p) for p in permissions))
-    return [p for p, allowed in zip(permissions, answers) if not allowed]
+    answers = await asyncio.gather(*(ask(p, key) for p, key in unknown))
+    return [p for (p, _), allowed in zip(unknown, answers) if not allowed]
