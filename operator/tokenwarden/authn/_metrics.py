@@ -1,5 +1,8 @@
 """Prometheus metrics of the authenticator. Labels never carry a token, a hash or a prefix of one."""
-from prometheus_client import Counter, Gauge, Histogram
+import time
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 VERIFICATIONS = Counter("tokenwarden_verifications_total", "Token verifications by endpoint and result.",
                         ["endpoint", "result"])
@@ -22,3 +25,71 @@ WORKLOAD_REFUSALS = Counter("tokenwarden_workload_refusals_total",
                             "Workload tokens refused at /verify, by reason: malformed, audience, expired (before "
                             "any TokenReview), rejected, not-service-account, unbound, ambiguous, disabled, "
                             "deleted, review-rate-limited, review-unavailable.", ["reason"])
+
+
+class CredentialVerifications:
+    """``tokenwarden_credential_verifications_total{namespace, kind, name, result}``: each known
+    credential's verifications by result, for at most ``limit`` credentials at once (0: none);
+    verifications of credentials past the limit are counted in
+    ``tokenwarden_credential_verifications_untracked_total``. A credential's series go when it is
+    deleted. Plain counts, touched only on the event loop: one dict lookup and an add per request."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self.counts: dict[tuple[str, str, str], dict[str, int]] = {}  # (namespace, kind, name) → result → count
+        self.untracked = 0
+
+    def record(self, namespace: str, kind: str, name: str, result: str) -> None:
+        counts = self.counts.get((namespace, kind, name))
+        if counts is None:
+            if len(self.counts) >= self.limit:
+                self.untracked += 1
+                return
+            counts = self.counts[(namespace, kind, name)] = {}
+        counts[result] = counts.get(result, 0) + 1
+
+    def forget(self, namespace: str, kind: str, name: str) -> None:
+        self.counts.pop((namespace, kind, name), None)
+
+    def collect(self):
+        family = CounterMetricFamily("tokenwarden_credential_verifications",
+                                     "Verifications of each credential by result (ok, expired, revoked, ...), "
+                                     "for a bounded number of credentials.",
+                                     labels=["namespace", "kind", "name", "result"])
+        for key, counts in list(self.counts.items()):
+            for result, count in list(counts.items()):
+                family.add_metric([*key, result], count)
+        yield family
+        yield CounterMetricFamily("tokenwarden_credential_verifications_untracked",
+                                  "Verifications of credentials past the per-credential limit (not in "
+                                  "tokenwarden_credential_verifications_total).", value=self.untracked)
+
+
+class IndexSync:
+    """``tokenwarden_authenticator_last_sync_timestamp_seconds{kind}``: when each reflector's part
+    of the index was last known to match the API server: now while its watch runs, the moment
+    it broke while it is broken, nothing before its first listing."""
+
+    def __init__(self) -> None:
+        self.reflectors: list = []
+
+    def collect(self):
+        family = GaugeMetricFamily("tokenwarden_authenticator_last_sync_timestamp_seconds",
+                                   "When the index of a kind was last known current (seconds since the epoch): "
+                                   "now while its watch runs, when it broke while it is broken.", labels=["kind"])
+        now = time.time()
+        for reflector in self.reflectors:
+            if not reflector.synced:
+                continue
+            broken_since = reflector.broken_since
+            family.add_metric([reflector.kind],
+                              now if broken_since is None else now - (reflector.clock() - broken_since))
+        yield family
+
+
+INDEX_SYNC = IndexSync()
+REGISTRY.register(INDEX_SYNC)
+
+
+CREDENTIAL_VERIFICATIONS = CredentialVerifications()
+REGISTRY.register(CREDENTIAL_VERIFICATIONS)

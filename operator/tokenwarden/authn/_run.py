@@ -15,6 +15,7 @@ from kubernetes import client
 
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import WORKLOAD, TokenIndex
+from tokenwarden.authn._metrics import CREDENTIAL_VERIFICATIONS, INDEX_SYNC
 from tokenwarden.authn._import_key import follow_import_key
 from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
@@ -44,6 +45,7 @@ class AuthenticatorOptions:
     namespaces: list[str] = field(default_factory=list)
     last_used_interval: float = 60.0
     watch_broken_after: float = 60.0  # seconds a kind's watch may stay broken before /readyz says 503
+    credential_metrics_limit: int = 1000  # credentials with per-credential verification series; 0: none
     extra_schemes: tuple[str, ...] = ()
     verbose: bool = False
     debug: bool = False
@@ -112,8 +114,15 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     last_used = LastUsed(options.last_used_interval)
     custom = client.CustomObjectsApi(load_api_client())
     watching = threading.Event()  # set when the reflectors' threads should end
-    readiness = Readiness(_reflectors(index, options.namespaces, last_used.forget, watching,
+    CREDENTIAL_VERIFICATIONS.limit = options.credential_metrics_limit
+
+    def forget(key: tuple[str, str, str]) -> None:  # (kind, namespace, name) of a credential gone
+        last_used.forget(key)
+        CREDENTIAL_VERIFICATIONS.forget(key[1], key[0], key[2])
+
+    readiness = Readiness(_reflectors(index, options.namespaces, forget, watching,
                                       asyncio.get_running_loop()), options.watch_broken_after)
+    INDEX_SYNC.reflectors = readiness.reflectors
     readiness.waiting_for.add("import key")
     workload = options.settings.workload_identity
     workloads = WorkloadVerifier(workload, options.settings.audiences, index, KubeReviewer(load_api_client()),

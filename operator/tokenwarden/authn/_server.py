@@ -14,7 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tokenwarden.authn._credentials import DEFAULT_SCHEMES, extract_token
 from tokenwarden.authn._jwt import looks_like_jwt
 from tokenwarden.authn._index import Identity, TokenIndex
-from tokenwarden.authn._metrics import LAST_USED_WRITES, VERIFICATIONS, VERIFY_SECONDS
+from tokenwarden.authn._metrics import (
+    CREDENTIAL_VERIFICATIONS,
+    LAST_USED_WRITES,
+    VERIFICATIONS,
+    VERIFY_SECONDS,
+    CredentialVerifications,
+)
 from tokenwarden.authn._reflector import Readiness
 from tokenwarden.authn._verify import Verdict, authorize, verify
 from tokenwarden.authn._workload import WorkloadVerifier
@@ -63,7 +69,8 @@ class LastUsed:
 class Authenticator:
     def __init__(self, settings: Settings, index: TokenIndex, *, extra_schemes: tuple[str, ...] = (),
                  last_used: LastUsed | None = None, readiness: Readiness | None = None,
-                 workloads: WorkloadVerifier | None = None) -> None:
+                 workloads: WorkloadVerifier | None = None,
+                 verifications: CredentialVerifications = CREDENTIAL_VERIFICATIONS) -> None:
         """``readiness`` says when the index is loaded; without it, the caller has filled it.
         ``workloads`` checks Kubernetes service-account tokens at /verify; None: they are unknown."""
         self.settings = settings
@@ -73,6 +80,7 @@ class Authenticator:
         self.last_used = last_used or LastUsed(60.0)
         self.readiness = readiness or Readiness()
         self.workloads = workloads
+        self.verifications = verifications  # per credential, bounded
         self._bound: dict = {}
 
     def _starting(self, endpoint: str) -> web.Response | None:
@@ -89,8 +97,11 @@ class Authenticator:
         verdict = verify(token, self.index, self.settings.roles, now=now, prefixes=self.prefixes,
                          permission=permission, project=project, audiences=audiences,
                          default_audiences=self.settings.audiences)
-        if verdict.identity is not None and verdict.status != 401:
-            self.last_used.record(verdict.identity, now)
+        identity = verdict.identity
+        if identity is not None:
+            self.verifications.record(identity.namespace, identity.kind, identity.name, verdict.reason)
+            if verdict.status != 401:
+                self.last_used.record(identity, now)
         self._metrics(endpoint)[0].observe(time.perf_counter() - started)
         self._count(endpoint, verdict.reason)
         return verdict

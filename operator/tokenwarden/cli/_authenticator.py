@@ -32,10 +32,15 @@ from tokenwarden.cli._serving import prepare
 @click.option("--watch-broken-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds a watch may stay broken (API server away) before /readyz answers 503; "
                    "/verify answers from the last index meanwhile.")
+@click.option("--credential-metrics-limit", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="At most this many credentials get series of their own in "
+                   "tokenwarden_credential_verifications_total (verifications of the others are counted "
+                   "together); 0 turns per-credential series off.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
-                  metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, verbose, debug) -> None:
+                  metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
+                  verbose, debug) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -65,6 +70,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             settings=settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
             tls_check_interval=tls_check_interval, metrics_host=metrics_host, metrics_port=metrics_port,
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
+            credential_metrics_limit=credential_metrics_limit,
             extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
     except CertificateError as exc:
         raise click.ClickException(str(exc)) from exc
