@@ -109,6 +109,23 @@ def test_previous_token_valid_only_during_overlap():
     assert check(old, late).reason == "rotated"
 
 
+def test_the_index_keys_raw_digests_and_forgets_both_hashes_of_a_rotation():
+    old, new = mint_token("twst"), mint_token("twst")
+    index = index_with(new, identity(), previous=(old, NOW + timedelta(minutes=5)))
+    assert all(len(key) == 32 for key in index.by_hash)
+    index.remove("ServiceToken", "team", "ci")
+    assert check(new, index).reason == check(old, index).reason == "unknown" and not index.by_hash
+
+
+@pytest.mark.parametrize("stored", [
+    "sha256:" + "ab" * 31, "sha256:" + "zz" * 32, "sha256:68" + "00" * 32, "md5:" + "00" * 16, "",
+])
+def test_a_malformed_hash_in_a_status_matches_no_token(stored):
+    index = with_accounts(TokenIndex(), "agents")
+    index.put(identity(), [(stored, None)])
+    assert all(key.startswith(b"?") for key in index.by_hash)  # neither a sha256's key nor an HMAC's
+
+
 @pytest.mark.parametrize("token", ["x" * 1_000_000, "twst_\u00e9t\u00e9", "abc\x00def", "tab\there", ""])
 def test_hostile_strings_are_clean_401s(token):
     verdict = check(token, TokenIndex())

@@ -1,16 +1,16 @@
 """The authenticator's in-memory view: token hash → identity, account → its uid and state."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-
-from tokenwarden.tokens import hash_token, hmac_token
 
 # The kind of a workload's Identity: it is its account. Its last use is recorded under it.
 WORKLOAD = "ServiceAccount"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one of these per token, 100,000 of them in a big cluster
 class Identity:
     kind: str                     # ServiceToken | IngestionAPIKey
     namespace: str
@@ -49,9 +49,11 @@ class Account:
 
 @dataclass
 class TokenIndex:
-    by_hash: dict[str, Identity] = field(default_factory=dict)
+    # Keyed by the raw digest (see _digest), 32 bytes where the hex string took 71 characters.
+    by_hash: dict[bytes, Identity] = field(default_factory=dict)
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)  # (namespace, name)
-    hashes_of: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    # (kind, namespace, name) → its digest, or a tuple of them while a rotation overlaps
+    hashes_of: dict[tuple[str, str, str], bytes | tuple[bytes, ...]] = field(default_factory=dict)
     import_key: bytes | None = None  # the cluster key imported keys are hashed with, once read
     # (namespace, Kubernetes ServiceAccount) → the accounts that list it (more than one: none is granted)
     workloads: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -59,28 +61,32 @@ class TokenIndex:
     def lookup(self, token: str) -> Identity | None:
         """The identity ``token`` hashes to: a minted token by its sha256, an imported key by
         its HMAC under the import key."""
-        found = self.by_hash.get(hash_token(token))
+        value = token.encode("utf-8")
+        found = self.by_hash.get(hashlib.sha256(value).digest())  # hash_token's, undecoded
         if found is None and self.import_key is not None:
-            found = self.by_hash.get(hmac_token(token, self.import_key))
+            found = self.by_hash.get(HMAC_MARK + hmac.digest(self.import_key, value, "sha256"))
         return found
 
     def put(self, identity: Identity, hashes: list[tuple[str, datetime | None]],
-            leaked: frozenset[str] = frozenset()) -> None:
+            leaked: frozenset[str] = frozenset(), key: tuple[str, str, str] | None = None) -> None:
         """Replace everything known of one token with ``hashes`` (current and previous); those
-        of them in ``leaked`` are refused."""
+        of them in ``leaked`` are refused. ``key``: the caller's (kind, namespace, name), shared."""
         self.remove(identity.kind, identity.namespace, identity.name)
-        key = (identity.kind, identity.namespace, identity.name)
-        self.hashes_of[key] = set()
+        digests = []
         for token_hash, valid_until in hashes:
             entry = identity if valid_until is None else _with_previous(identity, valid_until)
             if token_hash in leaked:
                 entry = replace(entry, leaked=True)
-            self.by_hash[token_hash] = entry
-            self.hashes_of[key].add(token_hash)
+            digest = _digest(token_hash)
+            self.by_hash[digest] = entry
+            digests.append(digest)
+        self.hashes_of[key or (identity.kind, identity.namespace, identity.name)] = \
+            digests[0] if len(digests) == 1 else tuple(digests)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
-        for token_hash in self.hashes_of.pop((kind, namespace, name), set()):
-            self.by_hash.pop(token_hash, None)
+        digests = self.hashes_of.pop((kind, namespace, name), ())
+        for digest in (digests,) if isinstance(digests, bytes) else digests:
+            self.by_hash.pop(digest, None)
 
     def put_account(self, key: tuple[str, str], account: Account) -> None:
         """Replace what is known of the account ``key`` = (namespace, name), with its workloads."""
@@ -105,6 +111,23 @@ class TokenIndex:
 
     def __len__(self) -> int:
         return len(self.by_hash)
+
+
+HMAC_MARK = b"h"  # before an HMAC's digest: never equal to a sha256's, whatever the bytes
+
+
+def _digest(token_hash: str) -> bytes:
+    """The index's key for a hash as the status writes it: ``sha256:<hex>`` → its 32 bytes,
+    ``hmac-sha256:<hex>`` → HMAC_MARK and its 32 bytes; anything else can match no token."""
+    kind, _, hexdigest = token_hash.partition(":")
+    if len(hexdigest) == 64 and kind in ("sha256", "hmac-sha256"):
+        try:
+            digest = bytes.fromhex(hexdigest)
+        except ValueError:
+            pass
+        else:
+            return digest if kind == "sha256" else HMAC_MARK + digest
+    return b"?" + token_hash.encode("utf-8")
 
 
 def _with_previous(identity: Identity, valid_until: datetime) -> Identity:

@@ -1,6 +1,7 @@
 """What the authenticator keeps of tokens, keys and accounts: stores that reflectors fill."""
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 
 from tokenwarden import policies
@@ -23,15 +24,15 @@ def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, o
     metadata = body["metadata"]
     identity = Identity(
         kind=kind,
-        namespace=metadata["namespace"],
+        namespace=_shared(metadata["namespace"]),
         name=metadata["name"],
-        account=spec.get("serviceAccountName") if kind == SERVICE_TOKENS.kind else None,
-        roles=tuple(status.get("effectiveRoles") or ()),
-        phase=status.get("phase"),
+        account=_shared(spec.get("serviceAccountName")) if kind == SERVICE_TOKENS.kind else None,
+        roles=_shared(tuple(status.get("effectiveRoles") or ())),
+        phase=_shared(status.get("phase")),
         expires_at=policies.parse_time(status.get("expiresAt")),
-        project=spec.get("project") if kind == INGESTION_KEYS.kind else None,
-        audiences=tuple(spec.get("audiences") or ()) if kind == SERVICE_TOKENS.kind else (),
-        account_uid=status.get("accountUID") if kind == SERVICE_TOKENS.kind else None,
+        project=_shared(spec.get("project")) if kind == INGESTION_KEYS.kind else None,
+        audiences=_shared(tuple(spec.get("audiences") or ())) if kind == SERVICE_TOKENS.kind else (),
+        account_uid=_shared(status.get("accountUID")) if kind == SERVICE_TOKENS.kind else None,
         deleting=bool(metadata.get("deletionTimestamp")),
         token_id=status.get("tokenId"),
     )
@@ -45,6 +46,20 @@ def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, o
     if annotations and policies.LEAKED_ANNOTATION in annotations:
         leaked = policies.leaked_hashes(annotations[policies.LEAKED_ANNOTATION]) & {h for h, _ in hashes}
     return identity, hashes, leaked
+
+
+_TUPLES: dict[tuple, tuple] = {}  # role and audience lists: few distinct ones, shared by many tokens
+
+
+def _shared(value):
+    """One copy of a value many tokens repeat (namespace, account, roles...): each body parsed
+    from JSON brings its own, and 100,000 tokens would keep 100,000 copies."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, tuple):
+        value = tuple(sys.intern(v) if isinstance(v, str) else v for v in value)
+        return _TUPLES.setdefault(value, value)
+    return value
 
 
 class TokenStore:
@@ -67,7 +82,7 @@ class TokenStore:
         if found is None:
             self.index.remove(*key)
         else:
-            self.index.put(*found)
+            self.index.put(*found, key=key)
         self._count(key, phase)
 
     def drop(self, key: TokenKey) -> None:
@@ -83,7 +98,7 @@ class TokenStore:
         if old:
             TOKENS_BY_PHASE.labels(kind=self.kind, phase=old).dec()
         if phase:
-            self.phases[key] = phase
+            self.phases[key] = sys.intern(phase)
             TOKENS_BY_PHASE.labels(kind=self.kind, phase=phase).inc()
 
 
