@@ -249,3 +249,24 @@ async def test_forward_auth_names_the_account_and_the_workload():
         assert set(authenticator.last_used.pending) == {("ServiceAccount", "team", "agents")}
     finally:
         await runner.cleanup()
+
+
+async def test_a_reused_verdict_follows_every_change_of_the_account_and_its_listing():
+    """The verifier reuses bind's verdict while the index holds the same account object: each
+    change (roles, disabled, a second account listing the same ServiceAccount) replaces it."""
+    index, reviewer, clock = index_with_account(), FakeReviewer(), Clock()
+    check = verifier(index, reviewer, clock)
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    first = await check.verify(token)
+    assert first.status == 200 and first.identity.roles == ("profile-writer",)
+    assert await check.verify(token) is first  # nothing changed: the same verdict
+    index.put_account(("team", "agents"), Account(uid="uid-agents", roles=("reader",), workloads=("parca-agent",)))
+    assert (await check.verify(token)).identity.roles == ("reader",)
+    index.put_account(("team", "other"), Account(uid="uid-other", roles=("admin",), workloads=("parca-agent",)))
+    assert (await check.verify(token)).reason == "ambiguous"
+    index.drop_account(("team", "other"))
+    assert (await check.verify(token)).identity.roles == ("reader",)
+    index.put_account(("team", "agents"), Account(uid="uid-agents", roles=("reader",), workloads=("parca-agent",),
+                                                  deleting=True))
+    assert (await check.verify(token)).reason == "deleted"
+    assert reviewer.calls == 1
