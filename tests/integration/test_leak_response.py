@@ -3,18 +3,28 @@ minted into the same Secret with no overlap, the restart targets rolled. Against
 server, the operator and the authenticator as processes; tenants through impersonation."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import json
+from types import SimpleNamespace
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from kubernetes import client
 
 from tokenwarden import kube
 from tokenwarden.cli._kubeopts import Kube
 from tokenwarden.cli._leaks import revoke_leaked
+from tokenwarden.handlers._leak_reports import LeakReportOptions, LeakReports
 from tokenwarden.kube import ApiPermanentError
+from tokenwarden.policies._leak_reports import load_keys
 
 from .kubehelpers import create, get, phase_is, wait_for, wait_for_event
 from .test_authenticator import _eventually
-from .test_cli import run
+from .test_cli import run, tokenwarden
 from .test_import import _source
 from .test_rotation import _daemonset, _restarted_at, _secret, _sha
 from .test_tenancy import apply_rbac, wait_until_allowed
@@ -173,3 +183,86 @@ def test_bad_input_names_the_fix(cluster, namespace):
     assert "give --leaked" in run(cluster, namespace, "token", "revoke", input="x").stderr
     spaced = run(cluster, namespace, "token", "revoke", "--leaked", input="two words")
     assert spaced.returncode == 2 and "line 1 of stdin is not a token" in spaced.stderr
+
+
+# -- the leak-report endpoint (secret scanners) ---------------------------------------------
+
+def _scanner_keys(*names: str) -> tuple[dict, str]:
+    """Private keys made here, and the public ones in GitHub's public_keys JSON."""
+    private = {name: ec.generate_private_key(ec.SECP256R1()) for name in names}
+    public = {"public_keys": [{"key_identifier": name, "is_current": True, "key": key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()}
+        for name, key in private.items()]}
+    return private, json.dumps(public)
+
+
+def _signed(key, key_id: str, body: bytes) -> dict:
+    return {"Github-Public-Key-Identifier": key_id, "Content-Type": "application/json",
+            "Github-Public-Key-Signature": base64.b64encode(key.sign(body, ec.ECDSA(hashes.SHA256()))).decode()}
+
+
+@pytest.fixture
+def report_to(cluster, api_client):
+    """POST to the leak-report endpoint, served as the operator serves it, with the API clients
+    of a cluster admin (the operator's rights) and a public key configured."""
+    private, public = _scanner_keys("scanner-1", "other")
+    configured = {k: v for k, v in load_keys(public).items() if k == "scanner-1"}
+    memo = SimpleNamespace(custom=client.CustomObjectsApi(api_client), core=client.CoreV1Api(api_client),
+                           namespaces=[], import_keys=SimpleNamespace(key=None))
+    reports = LeakReports(LeakReportOptions(port=1, keys=configured), memo)
+
+    def post(body: bytes, headers: dict):
+        async def go():
+            async with TestClient(TestServer(reports.app())) as http:
+                answer = await http.post("/secret-scanning", data=body, headers=headers)
+                return answer.status, await answer.json()
+        return asyncio.run(go())
+
+    post.private = private
+    return post
+
+
+def test_a_signed_report_revokes_and_is_recorded_as_an_event(operator, authenticator, custom, core, namespace,
+                                                            report_to):
+    token, value = _minted(custom, core, namespace, "scanned", {"roles": ["writer"]})
+    unknown = "twst_" + "x" * 49
+    body = json.dumps([{"token": value, "type": "tokenwarden_service_token", "source": "content",
+                        "url": "https://github.com/octo/repo/blob/abc/config.yaml"},
+                       {"token": unknown, "type": "tokenwarden_service_token", "source": "commit", "url": ""}]).encode()
+
+    # Unsigned, signed with a key that is not configured, or a signature over another body: nothing revoked.
+    assert report_to(body, {"Content-Type": "application/json"})[0] == 401
+    assert report_to(body, _signed(report_to.private["other"], "other", body))[0] == 403
+    assert report_to(body, _signed(report_to.private["scanner-1"], "scanner-1", body + b" "))[0] == 403
+    assert report_to(body, {**_signed(report_to.private["scanner-1"], "scanner-1", body),
+                            "Github-Public-Key-Signature": "not base64!"})[0] == 403
+    assert LEAKED not in (get(custom, "ServiceToken", namespace, "scanned")["metadata"].get("annotations") or {})
+    assert _verify(authenticator, value)[0] == 200
+
+    status, answers = report_to(body, _signed(report_to.private["scanner-1"], "scanner-1", body))
+    assert status == 200
+    assert answers == [
+        {"token_hash": hashlib.sha256(value.encode()).hexdigest(), "token_type": "tokenwarden_service_token",
+         "label": "true_positive"},
+        {"token_hash": hashlib.sha256(unknown.encode()).hexdigest(), "token_type": "tokenwarden_service_token",
+         "label": "false_positive"}]
+    assert _eventually(lambda: _verify(authenticator, value)[0] == 401)
+    _replaced(custom, namespace, "scanned", token["status"]["tokenHash"])
+    event = wait_for_event(core, namespace, "scanned", "LeakReported")
+    assert "https://github.com/octo/repo/blob/abc/config.yaml" in event.message and value not in event.message
+    assert status == 200 and value not in str(core.list_namespaced_event(namespace).items)
+
+
+def test_a_bad_report_is_refused_with_what_is_wrong(report_to):
+    for body, message in ((b"{nope", "not JSON"), (b'{"token": "x"}', "JSON array"),
+                          (b'[{"type": "t"}]', "item 0 has no token")):
+        status, answer = report_to(body, _signed(report_to.private["scanner-1"], "scanner-1", body))
+        assert status == 400 and message in answer["error"]
+
+
+def test_the_operator_refuses_leak_report_flags_that_cannot_work(tmp_path):
+    assert "needs --leak-report-keys" in tokenwarden("operator", "-A", "--leak-report-port", "8444").stderr
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"public_keys": [{"key_identifier": "k", "key": "not a PEM"}]}')
+    refused = tokenwarden("operator", "-A", "--leak-report-port", "8444", "--leak-report-keys", str(keys))
+    assert refused.returncode == 2 and "not GitHub's public_keys JSON" in refused.stderr

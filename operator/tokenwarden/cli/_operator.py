@@ -65,11 +65,19 @@ def auto_priority() -> int:
                    "URL (--webhook-host) and CA; --no-webhook-managed when it is installed otherwise "
                    "(the Helm chart's, which reaches the webhook through its Service).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--leak-report-port", type=click.IntRange(1, 65535), default=None,
+              help="Accept leak reports from a secret scanner (GitHub's partner programme format) on this "
+                   "port (plain HTTP; put TLS in front). Off by default.")
+@click.option("--leak-report-bind", default="0.0.0.0", show_default=True, help="Address the leak-report server listens on.")
+@click.option("--leak-report-path", default="/secret-scanning", show_default=True, help="Path leak reports are POSTed to.")
+@click.option("--leak-report-keys", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The scanner's public keys, as GitHub serves them (api.github.com/meta/public_keys/"
+                   "secret_scanning): only reports signed with one of them are acted on.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, peering_lifetime,
              liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed, metrics_port,
-             verbose, debug) -> None:
+             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
 
     \b
@@ -84,6 +92,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
         raise click.UsageError("name the namespaces to serve with -n NAMESPACE, or pass --all-namespaces")
     from tokenwarden.handlers import OperatorOptions, run_operator
 
+    leak_reports = _leak_reports(leak_report_port, leak_report_bind, leak_report_path, leak_report_keys)
     settings = prepare(kubeconfig, config_path)
     run_operator(
         OperatorOptions(
@@ -101,7 +110,29 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             webhook_cert_dir=webhook_cert_dir,
             webhook_managed=webhook_managed,
             metrics_port=metrics_port,
+            leak_reports=leak_reports,
             verbose=verbose,
             debug=debug,
         )
     )
+
+
+def _leak_reports(port, bind, path, keys_file):
+    """The leak-report endpoint's options; None when it is off. Keys that do not load stop here."""
+    if port is None:
+        if keys_file:
+            raise click.UsageError("--leak-report-keys goes with --leak-report-port")
+        return None
+    if not keys_file:
+        raise click.UsageError("--leak-report-port needs --leak-report-keys: the public keys reports are "
+                               "signed with (GitHub's: curl https://api.github.com/meta/public_keys/secret_scanning)")
+    if not path.startswith("/"):
+        raise click.BadParameter(f"{path!r} is no path: start it with /", param_hint="--leak-report-path")
+    from tokenwarden.handlers._leak_reports import LeakReportOptions
+    from tokenwarden.policies._leak_reports import load_keys
+
+    try:
+        keys = load_keys(open(keys_file).read())
+    except ValueError as exc:
+        raise click.BadParameter(f"{keys_file}: {exc}", param_hint="--leak-report-keys") from None
+    return LeakReportOptions(port=port, bind=bind, path=path, keys=keys)

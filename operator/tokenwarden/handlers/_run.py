@@ -33,6 +33,7 @@ class OperatorOptions:
     # configuration (the chart's, with clientConfig.service) and the operator only serves.
     webhook_managed: bool = True
     metrics_port: int | None = None
+    leak_reports: object | None = None  # handlers._leak_reports.LeakReportOptions; None: no endpoint
     verbose: bool = False
     debug: bool = False
 
@@ -78,6 +79,7 @@ def run_operator(options: OperatorOptions) -> None:
         _quota,
         _expiry,
         _import_key,
+        _leak_reports,
         _metrics,
         _rotation,
         _settle,
@@ -135,6 +137,7 @@ def run_operator(options: OperatorOptions) -> None:
         return kopf.login_with_service_account(**kwargs)
 
     memo = OperatorMemo.create(options.settings, [] if options.clusterwide else options.namespaces)
+    memo.leak_report_options = options.leak_reports
     if options.metrics_port:
         from prometheus_client import start_http_server
 
