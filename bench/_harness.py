@@ -118,6 +118,49 @@ def wait_ready(port: int) -> float:
             time.sleep(0.2)
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each named process has used so far, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+@contextlib.contextmanager
+def profiled(pid: int, output: Path):
+    """py-spy samples ``pid`` while the block runs (only threads holding the GIL: CPU, not
+    waits), into ``output`` as collapsed stacks; its top frames are printed after."""
+    spy = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "200", "--gil", "--nonblocking",
+                            "--format", "raw", "-o", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1)  # py-spy attaches
+    try:
+        yield
+    finally:
+        spy.send_signal(2)
+        spy.wait(60)
+    print(f"profile: {output} (collapsed stacks; flamegraph.pl or speedscope draws them)")
+    for share, frame in top_frames(output):
+        print(f"  {share:5.1f}%  {frame}")
+
+
+def top_frames(collapsed: Path, count: int = 30) -> list[tuple[float, str]]:
+    """The ``count`` frames with the largest inclusive share of samples, leaving out the
+    event loop's, the threads' and the command line's own outer frames."""
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        total += int(samples)
+        for frame in {f.split(" (")[0] + " (" + "/".join(f.split("/")[-2:]) for f in stack.split(";")}:
+            inclusive[frame] = inclusive.get(frame, 0) + int(samples)
+    outer = ("_run_module_as_main", "_run_code", "<module>", "main ", "Command.", "Group.", "Context.", "operator ",
+             "run_operator", "run ", "Runner.", "BaseEventLoop.run", "BaseEventLoop._run_once", "Handle._run", "Thread.", "_worker ", "_WorkItem")
+    ranked = sorted(((n, name) for name, n in inclusive.items() if not name.startswith(outer)), reverse=True)
+    return [(100 * n / max(total, 1), name) for n, name in ranked[:count]]
+
+
 def rss_mb(pid: int) -> float:
     """Peak resident set size (VmHWM) of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

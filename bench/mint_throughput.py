@@ -2,20 +2,25 @@
 
 The floor is the same parallel client creating N Secrets and N custom objects with no
 operator: what the API server itself costs. The peer is kube-controller-manager's token
-controller filling N legacy service-account-token Secrets. Medians of --runs runs.
+controller filling N legacy service-account-token Secrets. Medians of --runs runs. The CPU
+time each process used during the floor's runs and the timed runs says who the time went to;
+--profile DIR samples the operator with py-spy during the timed runs and prints its top frames.
 
-    python bench/mint_throughput.py [--tokens 500] [--runs 3]
+    python bench/mint_throughput.py [--tokens 500] [--runs 3] [--profile DIR]
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import os
 import time
+from pathlib import Path
 
 from kubernetes import client
 
-from _harness import (GROUP, VERSION, api_client, control_plane, median, new_namespace, operator_process, parallel,
-                      percentile)
+from _harness import (GROUP, VERSION, api_client, control_plane, cpu_seconds, median, new_namespace, operator_process,
+                      parallel, percentile, profiled)
 
 
 def floor(api, n: int) -> float:
@@ -80,18 +85,34 @@ def legacy_token_controller(api, n: int) -> float:
         time.sleep(0.05)
 
 
+def cpu_used(pids: dict[str, int], work):
+    """``work()``'s result, and the CPU seconds each process used meanwhile."""
+    before = cpu_seconds(pids)
+    result = work()
+    after = cpu_seconds(pids)
+    return result, {name: after[name] - before[name] for name in pids}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="directory for the operator's py-spy profile")
     args = parser.parse_args()
     n = args.tokens
     with control_plane() as plane:
         api = api_client(plane)
-        floors = [floor(api, n) for _ in range(args.runs)]
+        pids = {"bench client": os.getpid(), **{p.name: p.popen.pid for p in plane._processes}}
+        floors, floor_cpu = cpu_used(pids, lambda: [floor(api, n) for _ in range(args.runs)])
         peers = [legacy_token_controller(api, n) for _ in range(args.runs)]
-        with operator_process(plane, settings="quotas: {maxTokensPerAccount: 100000}\n"):
-            runs = [mint(api, n) for _ in range(args.runs)]
+        with operator_process(plane, settings="quotas: {maxTokensPerAccount: 100000}\n") as operator:
+            pids["operator"] = operator.pid
+            profile = contextlib.nullcontext()
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = profiled(operator.pid, args.profile / "operator-mint.txt")
+            with profile:
+                runs, mint_cpu = cpu_used(pids, lambda: [mint(api, n) for _ in range(args.runs)])
     mints = [r[0] for r in runs]
     latencies = [lat for r in runs for lat in r[1]]
     print(f"tokens per run: {n}, runs: {args.runs} (medians)")
@@ -100,6 +121,9 @@ def main() -> None:
           f"= {median(mints) / median(floors):.2f}x the floor, {n / median(mints):.0f} tokens/s")
     print(f"create -> Active latency: p50 {percentile(latencies, 50):.2f}s, p99 {percentile(latencies, 99):.2f}s")
     print(f"kube-controller-manager token controller ({n} legacy SA tokens): {median(peers):.2f}s")
+    for what, used in (("floor", floor_cpu), ("tokenwarden", mint_cpu)):
+        per_token = ", ".join(f"{name} {1000 * seconds / (n * args.runs):.1f}" for name, seconds in used.items())
+        print(f"CPU ms per token, {what}: {per_token}")
 
 
 if __name__ == "__main__":
