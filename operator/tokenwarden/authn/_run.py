@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp.web import TCPSite
 from kubernetes import client
 
+from tokenwarden.authn._access_log import flush_access_log, open_access_log
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import WORKLOAD, TokenIndex
 from tokenwarden.authn._metrics import CREDENTIAL_VERIFICATIONS, INDEX_SYNC
@@ -46,6 +47,8 @@ class AuthenticatorOptions:
     last_used_interval: float = 60.0
     watch_broken_after: float = 60.0  # seconds a kind's watch may stay broken before /readyz says 503
     credential_metrics_limit: int = 1000  # credentials with per-credential verification series; 0: none
+    access_log: str | None = None  # "-": JSON lines on stdout; a path: that file; None: no access log
+    access_log_success_rate: float = 1.0  # fraction of successes logged; failures all are
     extra_schemes: tuple[str, ...] = ()
     verbose: bool = False
     debug: bool = False
@@ -127,8 +130,10 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     workload = options.settings.workload_identity
     workloads = WorkloadVerifier(workload, options.settings.audiences, index, KubeReviewer(load_api_client()),
                                  time.time) if workload.enabled else None
+    access_log = open_access_log(options.access_log, options.access_log_success_rate)
     authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
-                                  last_used=last_used, readiness=readiness, workloads=workloads)
+                                  last_used=last_used, readiness=readiness, workloads=workloads,
+                                  access_log=access_log)
 
     certificate = ReloadingCertificate(options.tls_cert, options.tls_key) if options.tls_cert else None
     # Health and metrics first, on a port of their own: the public port serves verification only.
@@ -162,12 +167,14 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
         usage.write_usage(custom, namespace, status, create=any(uses.values()))
 
     flusher = asyncio.create_task(flush_last_used(last_used, write, stop))
+    log_flusher = asyncio.create_task(flush_access_log(access_log, stop))
     try:
         await stop.wait()
     finally:
         stop.set()
         watching.set()
         await flusher
+        await log_flusher
         if reloader:
             await reloader
         await runner.cleanup()

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from tokenwarden.authn._access_log import AccessLog
 from tokenwarden.authn._credentials import DEFAULT_SCHEMES, extract_token
 from tokenwarden.authn._jwt import looks_like_jwt
 from tokenwarden.authn._index import Identity, TokenIndex
@@ -70,7 +71,8 @@ class Authenticator:
     def __init__(self, settings: Settings, index: TokenIndex, *, extra_schemes: tuple[str, ...] = (),
                  last_used: LastUsed | None = None, readiness: Readiness | None = None,
                  workloads: WorkloadVerifier | None = None,
-                 verifications: CredentialVerifications = CREDENTIAL_VERIFICATIONS) -> None:
+                 verifications: CredentialVerifications = CREDENTIAL_VERIFICATIONS,
+                 access_log: AccessLog | None = None) -> None:
         """``readiness`` says when the index is loaded; without it, the caller has filled it.
         ``workloads`` checks Kubernetes service-account tokens at /verify; None: they are unknown."""
         self.settings = settings
@@ -81,6 +83,7 @@ class Authenticator:
         self.readiness = readiness or Readiness()
         self.workloads = workloads
         self.verifications = verifications  # per credential, bounded
+        self.access_log = access_log  # None: no access log, and no cost
         self._bound: dict = {}
 
     def _starting(self, endpoint: str) -> web.Response | None:
@@ -132,6 +135,8 @@ class Authenticator:
             verdict = await self.check_workload(token, query.get("permission"), project)
         else:
             verdict = self.check(token, query.get("permission"), project, "verify")
+        if self.access_log is not None:
+            self.access_log.record(verdict, request, "verify")
         if verdict.status == 401:
             return web.json_response({"allowed": False, "reason": verdict.reason}, status=401,
                                      headers={"WWW-Authenticate": CHALLENGE})
@@ -183,6 +188,8 @@ class Authenticator:
                                      status=400)
         api_version = review.get("apiVersion") or "authentication.k8s.io/v1"
         verdict = self.check(token, None, None, "tokenreview", audiences)
+        if self.access_log is not None:
+            self.access_log.record(verdict, request, "tokenreview")
         status: dict = {"authenticated": verdict.allowed}
         if verdict.allowed:
             identity = verdict.identity

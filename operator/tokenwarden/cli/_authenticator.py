@@ -36,11 +36,16 @@ from tokenwarden.cli._serving import prepare
               help="At most this many credentials get series of their own in "
                    "tokenwarden_credential_verifications_total (verifications of the others are counted "
                    "together); 0 turns per-credential series off.")
+@click.option("--access-log", default=None, metavar="-|PATH",
+              help="Write a JSON line per verification (time, result, subject, token id, client, path; never "
+                   "the token) to stdout (-) or a file. Off by default.")
+@click.option("--access-log-sample-successes", "access_log_success_rate", type=click.FloatRange(0, 1), default=1.0,
+              show_default=True, help="Fraction of successful verifications in the access log; every failure is in it.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
                   metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
-                  verbose, debug) -> None:
+                  access_log, access_log_success_rate, verbose, debug) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -71,6 +76,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             tls_check_interval=tls_check_interval, metrics_host=metrics_host, metrics_port=metrics_port,
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             credential_metrics_limit=credential_metrics_limit,
+            access_log=access_log, access_log_success_rate=access_log_success_rate,
             extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
     except CertificateError as exc:
         raise click.ClickException(str(exc)) from exc
