@@ -328,3 +328,22 @@ async def test_forward_auth_sends_only_an_authorised_project(served):
     async with session.get("/verify", headers=headers) as response:
         assert response.headers["X-Auth-Project"] == "team-a"
         assert response.headers["X-Auth-Subject"] == "tokenwarden:team:ingestionapikey:k"
+
+
+def test_verification_counts_and_times_read_as_prometheus_counters_and_a_histogram():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tokenwarden.authn._metrics import Verifications
+
+    verifications, registry = Verifications(), CollectorRegistry()
+    registry.register(verifications)
+    verifications.count("verify", "ok")
+    verifications.count("verify", "ok")
+    for seconds in (0.0001, 0.0003, 2.0):
+        verifications.observe("verify", seconds)
+    text = generate_latest(registry).decode()
+    assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"} 2.0' in text
+    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0001"} 1.0' in text  # bounds are inclusive
+    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0005"} 2.0' in text
+    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="+Inf"} 3.0' in text
+    assert 'tokenwarden_verify_seconds_count{endpoint="verify"} 3.0' in text

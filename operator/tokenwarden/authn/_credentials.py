@@ -15,7 +15,8 @@ def extract_token(headers: Mapping[str, str], schemes: Iterable[str] = DEFAULT_S
     ``schemes`` are compared case-insensitively; configure extra ones (an
     OpenTelemetry collector's ``bearertokenauth`` scheme, say) in settings.
     """
-    accepted = {s.lower() for s in schemes}
+    # A frozenset is taken as already lower-case: the authenticator builds one once, not per request.
+    accepted = schemes if isinstance(schemes, frozenset) else {s.lower() for s in schemes}
     authorization = headers.get("Authorization") or headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")

@@ -160,9 +160,13 @@ class Readiness:
         self.broken_after = broken_after
         self.clock = clock
         self.waiting_for: set[str] = set()  # other things to load first (the import key)
+        self._loaded = False
 
     def loaded(self) -> bool:
-        return not self.waiting_for and all(r.synced for r in self.reflectors)
+        if self._loaded:  # asked on every request; once loaded, always loaded
+            return True
+        self._loaded = not self.waiting_for and all(r.synced for r in self.reflectors)
+        return self._loaded
 
     def problems(self) -> list[str]:
         """Why the process is not ready; empty when it is."""

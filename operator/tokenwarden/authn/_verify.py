@@ -16,7 +16,7 @@ INGEST = "ingest"
 PROJECT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs a microsecond more per request to build
 class Verdict:
     status: int                   # 200, 401 or 403
     reason: str                   # a metric label: ok, malformed, unknown, expired, ...
@@ -110,7 +110,6 @@ def authorize(identity: Identity, catalog: Mapping[str, Role], permission: str |
     """Whether a valid credential's ``identity`` may do ``permission`` within ``project``."""
     if project is not None and not PROJECT.fullmatch(project):
         return Verdict(403, "project", identity)
-    granted = permissions_of(identity, catalog, project)
     if identity.kind != "IngestionAPIKey":  # a ServiceToken, or a workload: its account's roles
         if project is not None:
             in_project = [r for r in identity.roles if "@" not in r or r.endswith(f"@{project}")]
@@ -122,7 +121,7 @@ def authorize(identity: Identity, catalog: Mapping[str, Role], permission: str |
             return Verdict(403, "project", identity)
         project = project or identity.project
         roles = (INGEST,)
-    if permission and not _permits(granted, permission):
+    if permission and not _permits(permissions_of(identity, catalog, project), permission):
         return Verdict(403, "permission", identity)
     return Verdict(200, "ok", identity, roles, project, via=via)
 
