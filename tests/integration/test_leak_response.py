@@ -15,13 +15,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 
-from tokenwarden import kube
+from tokenwarden import devcluster, kube
 from tokenwarden.cli._kubeopts import Kube
 from tokenwarden.cli._leaks import revoke_leaked
 from tokenwarden.handlers._leak_reports import LeakReportOptions, LeakReports
 from tokenwarden.kube import ApiPermanentError
 from tokenwarden.policies._leak_reports import load_keys
 
+from ..conftest import AuthenticatorProcess
 from .kubehelpers import create, get, phase_is, wait_for, wait_for_event
 from .test_authenticator import _eventually
 from .test_cli import run, tokenwarden
@@ -266,3 +267,39 @@ def test_the_operator_refuses_leak_report_flags_that_cannot_work(tmp_path):
     keys.write_text('{"public_keys": [{"key_identifier": "k", "key": "not a PEM"}]}')
     refused = tokenwarden("operator", "-A", "--leak-report-port", "8444", "--leak-report-keys", str(keys))
     assert refused.returncode == 2 and "not GitHub's public_keys JSON" in refused.stderr
+
+
+# -- the access log: who still uses a leaked token -------------------------------------------
+
+@pytest.fixture(scope="module")
+def audited(cluster, operator, tmp_path_factory):
+    """An authenticator of its own with the access log on, logging failures only."""
+    workdir = tmp_path_factory.mktemp("audited")
+    log = workdir / "access.jsonl"
+    process = AuthenticatorProcess(cluster, workdir, port=devcluster.free_port(),
+                                   extra=("--access-log", str(log), "--access-log-sample-successes", "0"))
+    process.access_log = log
+    yield process
+    process.stop()
+
+
+def test_the_access_log_names_who_uses_a_leaked_token_and_never_holds_it(operator, audited, custom, core,
+                                                                         namespace):
+    token, value = _minted(custom, core, namespace, "audited", {"roles": ["writer"]})
+    assert _eventually(lambda: _verify(audited, value)[0] == 200)
+    kube_ = Kube(kube.load_api_client(str(operator.kubeconfig)), namespace)
+    assert revoke_leaked(kube_, [value], "tokenwarden-system/tokenwarden-import-key", timeout=0)
+    assert _eventually(lambda: _verify(audited, value) == (401, "leaked"))
+
+    def lines():
+        text = audited.access_log.read_text() if audited.access_log.exists() else ""
+        return [json.loads(line) for line in text.splitlines() if '"name":"audited"' in line]
+
+    entry = _eventually(lambda: next((e for e in lines() if e["result"] == "leaked"), None))
+    assert {k: entry.get(k) for k in ("endpoint", "status", "subject", "kind", "namespace", "tokenId", "client",
+                                      "path")} == {
+        "endpoint": "verify", "status": 401, "subject": f"tokenwarden:{namespace}:token:audited",
+        "kind": "ServiceToken", "namespace": namespace, "tokenId": token["status"]["tokenId"],
+        "client": "127.0.0.1", "path": "/verify"}
+    assert all(e["status"] != 200 for e in lines())  # successes sampled at 0
+    assert value not in audited.access_log.read_text() and value not in audited.log()
