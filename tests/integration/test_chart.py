@@ -171,6 +171,8 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
       "--set", "authentication.servicetoken.bootstrap.roles={power-user}"], "at least 32"),
     (["--set", "authentication.servicetoken.bootstrap.token=0123456789abcdef0123456789abcdefXYZ",
       "--set", "authentication.servicetoken.bootstrap.roles={root}"], "\"root\" is not in roles"),
+    (["--set", "operator.leakReports.enabled=true"], "needs operator.leakReports.publicKeys"),
+    (["--set", "authenticator.accessLog.successSampleRate=2"], "/authenticator/accessLog/successSampleRate"),
 ])
 def test_bad_values_fail_early_naming_the_value(helm, args, words):
     result = run_helm(helm, "template", "tw", str(CHART), *args)
