@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 
 from kubernetes import client, watch
@@ -48,6 +49,17 @@ def wait_for(custom: client.CustomObjectsApi, kind: str, namespace: str, name: s
             stream.stop()
             return last
     raise AssertionError(f"{kind} {namespace}/{name} never met the condition; last seen: {last!r}")
+
+
+def eventually(check, timeout: float = 15.0):
+    """``check()``'s first true result, or its last one after ``timeout`` seconds: the
+    authenticator learns of changes through its watch, so allow it a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.2)
 
 
 def phase_is(*phases: str) -> Callable[[dict], bool]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,6 +17,7 @@ from .kubehelpers import (
     VERSION,
     create,
     credential_forms,
+    eventually,
     get,
     kube_apiserver_user,
     phase_is,
@@ -29,14 +29,7 @@ def _token(core, namespace, name) -> str:
     return base64.b64decode(core.read_namespaced_secret(name, namespace).data["token"]).decode()
 
 
-def _eventually(check, timeout: float = 15.0):
-    """The authenticator learns of changes through its watch: allow it a moment."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.2)
+_eventually = eventually
 
 
 @pytest.fixture

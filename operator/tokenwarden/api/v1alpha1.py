@@ -392,6 +392,10 @@ class ServiceAccountStatus(_Status):
                           "ServiceAccount exists. The WorkloadIdentitiesBound condition names any that do not.")
     last_used_at: Timestamp | None = Field(None, description="When a workload identity of the account was last "
                                                              "verified (written in batches).")
+    effective_roles: list[str] | None = Field(None, description="Roles the account's bindings grant, which its "
+                                                                "workload identities carry; role@project when "
+                                                                "granted only within a project. Set while the "
+                                                                "account lists workload identities.")
     observed_generation: int | None = _generation()
     conditions: list[Condition] | None = _conditions()
 

@@ -1,11 +1,13 @@
-"""ServiceAccounts: readiness, token count and quota. What disabling or deleting one does to
-its tokens is decided when they are settled (handlers._settle)."""
+"""ServiceAccounts: readiness, token count, quota and workload identities (handlers._workloads).
+What disabling or deleting one does to its tokens is decided when they are settled
+(handlers._settle)."""
 from __future__ import annotations
 
 import kopf
 
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
+from tokenwarden.handlers._workloads import workload_status
 from tokenwarden.kube._resources import GROUP, SERVICE_ACCOUNTS, VERSION
 
 
@@ -25,8 +27,9 @@ def reconcile_account(body, name, namespace, spec, patch, memo, **_):
     else:
         ready = (True, "Ready", f"the account has {len(tokens)} token(s)")
     patch.status["tokenCount"] = len(tokens)
-    patch.status["conditions"] = set_condition(body.status.get("conditions"), "Ready", ready[0],
-                                               ready[1], ready[2], generation=generation, now=clock.now())
+    conditions = set_condition(body.status.get("conditions"), "Ready", ready[0], ready[1], ready[2],
+                               generation=generation, now=clock.now())
+    patch.status.update(workload_status(memo, namespace, name, spec, conditions, generation))
 
 
 def account_quota(memo, namespace: str, name: str, created: str | None) -> policies.Problem | None:

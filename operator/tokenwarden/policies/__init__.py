@@ -70,8 +70,12 @@ from tokenwarden.policies._roles import (
     plan_roles,
     unknown_roles,
 )
+from tokenwarden.policies._workloads import WORKLOADS_CONDITION, WorkloadBinding, workload_binding
 
 __all__ = [
+    "WORKLOADS_CONDITION",
+    "WorkloadBinding",
+    "workload_binding",
     "LEAKED_ANNOTATION",
     "TOKEN_LEAKED",
     "leak_pending",

@@ -1,0 +1,198 @@
+"""Workload identity against the real API server: Kubernetes service-account tokens from the
+TokenRequest API, checked by kube-apiserver's TokenReview, authenticate as the tokenwarden
+ServiceAccount that lists them. One authenticator for the module, with short caches and a
+low TokenReview rate so that expiry and the limit show within a test."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+import uuid
+
+import pytest
+import requests
+from kubernetes import client
+
+from tokenwarden import devcluster
+
+from ..conftest import TEST_SETTINGS, AuthenticatorProcess
+from .kubehelpers import GROUP, KUBE_AUDIENCE, VERSION, create, eventually, wait_for
+
+CACHE_TTL = 3
+RATE, BURST = 2, 5
+WORKLOAD_SETTINGS = f"""
+workloadIdentity:
+  cacheTTL: {CACHE_TTL}s
+  negativeCacheTTL: 2s
+  reviewsPerSecond: {RATE}
+  reviewBurst: {BURST}
+"""
+
+
+@pytest.fixture(scope="module")
+def workload_authn(cluster, operator, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workload-authn")
+    config = workdir / "workload-settings.yaml"
+    config.write_text(TEST_SETTINGS + WORKLOAD_SETTINGS)
+    # A port of its own: the session's authenticator holds the one kube-apiserver's webhook calls.
+    process = AuthenticatorProcess(cluster, workdir, port=devcluster.free_port(), extra=("--config", str(config)))
+    yield process
+    process.stop()
+
+
+def _metric(authn, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in authn.internal("/metrics").text.splitlines():
+        found = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if found and all(f'{k}="{v}"' in (found.group(1) or "") for k, v in labels.items()):
+            total += float(found.group(2))
+    return total
+
+
+def _reviews(authn) -> float:
+    return _metric(authn, "tokenwarden_workload_tokenreviews_total")
+
+
+def _sa_token(core, namespace: str, name: str, audiences=("tokenwarden",)) -> str:
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=list(audiences), expiration_seconds=600))
+    return core.create_namespaced_service_account_token(name, namespace, request).status.token
+
+
+def _k8s_account(core, namespace: str, name: str) -> None:
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+
+
+def _verify(authn, token: str, path: str = "/verify"):
+    return authn.get(path, {"Authorization": f"Bearer {token}"})
+
+
+def _eventually(check, timeout: float = 20.0):
+    return eventually(check, timeout)
+
+
+def _refused(authn, token: str, reason: str) -> bool:
+    response = _verify(authn, token)
+    return response.status_code == 401 and response.json()["reason"] == reason
+
+
+def _condition(account: dict) -> dict:
+    return next(c for c in account["status"].get("conditions") or [] if c["type"] == "WorkloadIdentitiesBound")
+
+
+def test_a_workload_token_authenticates_as_the_account_that_lists_it(workload_authn, operator, core, custom,
+                                                                     namespace):
+    _k8s_account(core, namespace, "parca-agent")
+    create(custom, "ServiceAccount", namespace, "agents",
+           {"workloadIdentities": [{"serviceAccountName": "parca-agent"}, {"serviceAccountName": "otel"}]})
+    create(custom, "RoleBinding", namespace, "agents-profiles",
+           {"serviceAccountName": "agents", "roles": ["profile-writer"]})
+    # Bound: listed and existing. otel does not exist yet: the condition names it and the fix.
+    account = wait_for(custom, "ServiceAccount", namespace, "agents",
+                       lambda o: (o.get("status") or {}).get("effectiveRoles") == ["profile-writer"]
+                       and o["status"].get("workloadIdentities") == 1)
+    assert _condition(account)["status"] == "False" and _condition(account)["reason"] == "ServiceAccountNotFound"
+    assert f"kubectl create serviceaccount otel -n {namespace}" in _condition(account)["message"]
+    _k8s_account(core, namespace, "otel")
+    account = wait_for(custom, "ServiceAccount", namespace, "agents",
+                       lambda o: o["status"].get("workloadIdentities") == 2)
+    assert _condition(account)["status"] == "True"
+
+    token = _sa_token(core, namespace, "parca-agent")
+    assert _eventually(lambda: _verify(workload_authn, token).status_code == 200)
+    reviews, hits = _reviews(workload_authn), _metric(workload_authn, "tokenwarden_workload_cache_total",
+                                                      result="hit")
+    response = _verify(workload_authn, token, "/verify?permission=write:profiles")
+    assert response.status_code == 200
+    assert response.headers["X-Auth-Subject"] == f"tokenwarden:{namespace}:serviceaccount:agents"
+    assert response.headers["X-Auth-Roles"] == "profile-writer"
+    assert response.headers["X-Auth-Via"] == "workload:parca-agent"
+    assert _verify(workload_authn, token, "/verify?permission=read").status_code == 403
+    # Answered from the cache: no TokenReview was sent for these.
+    assert _reviews(workload_authn) == reviews
+    assert _metric(workload_authn, "tokenwarden_workload_cache_total", result="hit") == hits + 2
+
+    # The TokenReview webhook takes tokenwarden tokens only: kube-apiserver checks its own.
+    review = requests.post(workload_authn.url + "/apis/authentication.k8s.io/v1/tokenreviews",
+                           json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                 "spec": {"token": token}}, verify=workload_authn.ca, timeout=5)
+    assert review.json()["status"]["authenticated"] is False
+    # Last use reaches the account's status, through TokenUsage.
+    wait_for(custom, "ServiceAccount", namespace, "agents", lambda o: bool(o["status"].get("lastUsedAt")))
+    usage = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tokenusages", "tokenwarden-usage")
+    assert set(usage["status"]["serviceAccounts"]) == {"agents"}
+
+    # A binding added later: the account's roles, and so its workloads', follow.
+    create(custom, "RoleBinding", namespace, "agents-read", {"serviceAccountName": "agents", "roles": ["reader"]})
+    wait_for(custom, "ServiceAccount", namespace, "agents",
+             lambda o: o["status"].get("effectiveRoles") == ["profile-writer", "reader"])
+    assert _eventually(lambda: _verify(workload_authn, token, "/verify?permission=read").status_code == 200)
+
+
+def test_tokens_that_no_account_may_use_are_refused(workload_authn, operator, core, custom, namespace):
+    for name in ("parca-agent", "stranger", "short-lived"):
+        _k8s_account(core, namespace, name)
+    create(custom, "ServiceAccount", namespace, "agents",
+           {"workloadIdentities": [{"serviceAccountName": "parca-agent"},
+                                   {"serviceAccountName": "short-lived"}]})
+    create(custom, "RoleBinding", namespace, "agents-writer", {"serviceAccountName": "agents", "roles": ["writer"]})
+    wait_for(custom, "ServiceAccount", namespace, "agents",
+             lambda o: (o.get("status") or {}).get("effectiveRoles") == ["writer"])
+    token = _sa_token(core, namespace, "parca-agent")
+    assert _eventually(lambda: _verify(workload_authn, token).status_code == 200)
+
+    reviews = _reviews(workload_authn)
+    # Another audience (kube-apiserver's own): refused on its claims, before any TokenReview.
+    assert _refused(workload_authn, _sa_token(core, namespace, "parca-agent", [KUBE_AUDIENCE]), "audience")
+    assert _reviews(workload_authn) == reviews
+    # A Kubernetes ServiceAccount that no account lists.
+    assert _refused(workload_authn, _sa_token(core, namespace, "stranger"), "unbound")
+    # One of the same name in another namespace, where no account lists it.
+    other = f"elsewhere-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        _k8s_account(core, other, "parca-agent")
+        assert _refused(workload_authn, _sa_token(core, other, "parca-agent"), "unbound")
+    finally:
+        core.delete_namespace(other)
+
+    # A deleted Kubernetes ServiceAccount: its token is refused once the cached answer ends.
+    doomed = _sa_token(core, namespace, "short-lived")
+    assert _verify(workload_authn, doomed).status_code == 200
+    core.delete_namespaced_service_account("short-lived", namespace)
+    assert _eventually(lambda: _refused(workload_authn, doomed, "rejected"), timeout=CACHE_TTL + 15)
+
+    # The account disabled, then deleted: refused at once, although the TokenReview answer is cached.
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "agents",
+                                          {"spec": {"disabled": True}})
+    assert _eventually(lambda: _refused(workload_authn, token, "disabled"))
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", "agents")
+    assert _eventually(lambda: _verify(workload_authn, token).status_code == 401
+                       and _verify(workload_authn, token).json()["reason"] in ("deleted", "unbound"))
+
+
+def _made_up_jwt() -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    claims = {"aud": ["tokenwarden"], "exp": int(time.time()) + 600, "sub": "system:serviceaccount:x:y",
+              "jti": secrets.token_hex(8)}
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.{secrets.token_urlsafe(64)}"
+
+
+def test_a_flood_of_made_up_jwts_costs_few_tokenreviews(workload_authn):
+    time.sleep(BURST / RATE)  # a full bucket, whatever earlier tests spent
+    reviews = _reviews(workload_authn)
+    started = time.monotonic()
+    answers = [_verify(workload_authn, _made_up_jwt()) for _ in range(40)]
+    elapsed = time.monotonic() - started
+    sent = _reviews(workload_authn) - reviews
+    assert sent <= BURST + RATE * elapsed + 1
+    limited = [a for a in answers if a.status_code == 429]
+    assert len(limited) >= 40 - sent - 1
+    assert {a.json()["reason"] for a in limited} == {"review-rate-limited"}
+    assert all(a.headers.get("Retry-After") == "1" for a in limited)
+    assert {a.json()["reason"] for a in answers if a.status_code == 401} <= {"rejected"}
+    assert _metric(workload_authn, "tokenwarden_workload_refusals_total", reason="review-rate-limited") >= len(limited)
