@@ -303,3 +303,14 @@ def test_the_access_log_names_who_uses_a_leaked_token_and_never_holds_it(operato
         "client": "127.0.0.1", "path": "/verify"}
     assert all(e["status"] != 200 for e in lines())  # successes sampled at 0
     assert value not in audited.access_log.read_text() and value not in audited.log()
+
+
+def test_a_leaked_token_revoked_already_gets_no_successor(cluster, operator, custom, core, namespace):
+    create(custom, "ServiceAccount", namespace, "gone", {})
+    create(custom, "RoleBinding", namespace, "gone-writer", {"serviceAccountName": "gone", "roles": ["writer"]})
+    _, value = _minted(custom, core, namespace, "orphan", {"serviceAccountName": "gone"})
+    custom.delete_namespaced_custom_object("tokenwarden.io", "v1alpha1", namespace, "serviceaccounts", "gone")
+    wait_for(custom, "ServiceToken", namespace, "orphan", phase_is("Revoked"))
+    done = run(cluster, namespace, "token", "revoke", "--leaked", input=value)
+    assert done.returncode == 0, done.stderr
+    assert "it is Revoked: no successor is minted for it" in done.stdout and "has not minted" not in done.stderr

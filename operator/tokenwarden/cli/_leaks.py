@@ -120,6 +120,9 @@ def _revoke_one(kube: Kube, leaked: Leaked, timeout: float) -> None:
         done(f"Leaked token already replaced: {ident} no longer holds it; it is refused")
         return
     done(f"Leaked token revoked: {ident}: the authenticator refuses it from now on")
+    if leaked.phase != "Active":
+        click.echo(f"  it is {leaked.phase or 'not minted yet'}: no successor is minted for it")
+        return
     if leaked.imported:
         click.echo("  an imported key is rotated by its owner: put a new value into its source Secret "
                    "(the leaked one stays refused)")

@@ -33,6 +33,7 @@ class Leaked:
     secret_name: str | None = None
     imported: bool = False
     restart_targets: tuple[str, ...] = ()  # "DaemonSet/agent"
+    phase: str | None = None
 
     @property
     def what(self) -> str:
@@ -50,7 +51,7 @@ def holding(body: dict, resource: Resource, hashes: Iterable[str]) -> Leaked | N
     targets = ((spec.get("rotation") or {}).get("restartTargets") or [])
     return Leaked(resource, meta["namespace"], meta["name"], found, status.get("tokenId"),
                   status.get("secretName"), bool(spec.get("import")),
-                  tuple(f"{t.get('kind')}/{t.get('name')}" for t in targets))
+                  tuple(f"{t.get('kind')}/{t.get('name')}" for t in targets), status.get("phase"))
 
 
 def find_leaked(custom: client.CustomObjectsApi, hashes: Iterable[str], scopes: Iterable[str | None],
