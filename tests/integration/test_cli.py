@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from .kubehelpers import GROUP, PLURALS, VERSION, create, get
+from .kubehelpers import GROUP, PLURALS, VERSION, create, get, wait_for
 
 PLUGIN = Path(sys.executable).parent / "kubectl-tokenwarden"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "KUBECONFIG")}
@@ -202,8 +202,8 @@ def test_accounts_and_bindings(cluster, operator, custom, namespace):
         "Service account disabled: profiler\n"
     assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["disabled"] is True
     header, row = table(run(cluster, namespace, "service-account", "list").stdout)
-    assert header == ["NAME", "DISABLED", "TOKENS", "READY", "DESCRIPTION"]
-    assert row[:2] == ["profiler", "true"] and row[-1] == "agents"
+    assert header == ["NAME", "DISABLED", "TOKENS", "WORKLOADS", "READY", "DESCRIPTION"]
+    assert row[:2] == ["profiler", "true"] and row[3] == "[]" and row[-1] == "agents"
     assert run(cluster, namespace, "service-account", "enable", "profiler").stdout == \
         "Service account enabled: profiler\n"
     assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["disabled"] is False
@@ -215,6 +215,39 @@ def test_accounts_and_bindings(cluster, operator, custom, namespace):
     missing = run(cluster, namespace, "service-account", "delete", "profiler-2")
     assert missing.returncode == 1
     assert f"no service account 'profiler-2' in namespace '{namespace}'" in missing.stderr
+
+
+def test_account_with_workload_identities(cluster, operator, custom, core, namespace):
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="profiling-agent")))
+    created = run(cluster, namespace, "service-account", "create", "profiler", "--workload-identity",
+                  "profiling-agent", "--workload-identity", f"system:serviceaccount:{namespace}:otel-collector")
+    assert created.stdout == "Service account created: profiler (workload identities: profiling-agent, " \
+                             "otel-collector)\n", created.stderr
+    # The one that does not exist yet is named on stderr, with the command that creates it.
+    assert created.stderr == (f"Warning: no Kubernetes ServiceAccount 'otel-collector' in namespace '{namespace}' "
+                              f"yet: its pods authenticate once it exists (kubectl create serviceaccount "
+                              f"otel-collector -n {namespace})\n")
+    assert get(custom, "ServiceAccount", namespace, "profiler")["spec"]["workloadIdentities"] == [
+        {"serviceAccountName": "profiling-agent"}, {"serviceAccountName": "otel-collector"}]
+
+    def bound(count: int):
+        return lambda obj: (obj.get("status") or {}).get("workloadIdentities") == count
+
+    wait_for(custom, "ServiceAccount", namespace, "profiler", bound(1))
+    (item,) = json.loads(run(cluster, namespace, "service-account", "list", "-o", "json").stdout)
+    assert (item["workloadIdentities"], item["workloadIdentitiesBound"]) == (
+        ["profiling-agent", "otel-collector"], 1)
+    header, row = table(run(cluster, namespace, "service-account", "list").stdout)
+    assert row[header.index("WORKLOADS")] == "[profiling-agent otel-collector] (1 bound)"
+
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="otel-collector")))
+    wait_for(custom, "ServiceAccount", namespace, "profiler", bound(2))
+    assert yaml.safe_load(run(cluster, namespace, "service-account", "list", "-o", "yaml").stdout)[0][
+        "workloadIdentitiesBound"] == 2
+    _, row = table(run(cluster, namespace, "service-account", "list").stdout)
+    assert row[header.index("WORKLOADS")] == "[profiling-agent otel-collector]"
 
 
 # -- errors -----------------------------------------------------------------------
@@ -230,6 +263,8 @@ def test_accounts_and_bindings(cluster, operator, custom, namespace):
     (["service-token", "delete", "424242424242424"], "no service token with ID or name '424242424242424'"),
     (["ingestion-api-key", "delete", "--id", "nope"], "no ingestion API key with ID or name 'nope'"),
     (["role-binding", "create", "b", "--service-account", "sa", "--roles", "superuser"], "superuser"),
+    (["service-account", "create", "a", "--workload-identity", "Agent"], "invalid name 'Agent'"),
+    (["service-account", "create", "a", "--workload-identity", "kube-system/agent"], "-n kube-system"),
 ])
 def test_bad_input_is_one_clear_line_on_stderr(cluster, operator, custom, namespace, args, words):
     result = run(cluster, namespace, *args)
