@@ -12,6 +12,7 @@ from kubernetes import client
 
 from tokenwarden import devcluster, kube
 from tokenwarden.api import crd
+from tokenwarden.config import Settings, WorkloadIdentitySettings
 
 from ..conftest import REPO, OperatorProcess
 from .kubehelpers import create, phase_is, wait_for
@@ -161,6 +162,8 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
                                      "tokenName": "tokenwarden-bootstrap"}
     assert settings["importKey"] == {"namespace": "tokenwarden", "secretName": "tw-tokenwarden-import-key"}
     assert settings["quotas"] == {"maxAccountsPerNamespace": 50, "maxTokensPerAccount": 100}
+    # The values' defaults are the built-in ones.
+    assert Settings.model_validate(settings).workload_identity == WorkloadIdentitySettings()
 
 
 @pytest.mark.parametrize("args, words", [
