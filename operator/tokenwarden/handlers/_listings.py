@@ -68,6 +68,7 @@ class Listings:
             self.activity.attach(operator_paused)
             events = original(settings=settings, resource=resource, namespace=namespace,
                               operator_paused=operator_paused, **kwargs)
+            events = _without_managed_fields(events)
             kind = self.kinds.get((resource.group, resource.plural))
             if kind is None:
                 async for event in events:
@@ -91,6 +92,17 @@ class Listings:
 
         infinite_watch.tokenwarden_listings = True
         return infinite_watch
+
+
+async def _without_managed_fields(events):
+    """kopf's events without metadata.managedFields: no handler reads them, and they are
+    often the largest part of an object as kopf holds it while it works on it."""
+    async for event in events:
+        if isinstance(event, dict):
+            metadata = (event.get("object") or {}).get("metadata")
+            if metadata:
+                metadata.pop("managedFields", None)
+        yield event
 
 
 LISTINGS = Listings()

@@ -27,6 +27,11 @@ class OperatorMemo(kopf.Memo):
     deleted_tokens: dict  # uid → when its DELETED event came (handlers/_revoke.py)
     reviews: access.ReviewCache  # admission's SubjectAccessReview answers (handlers/_admission.py)
 
+    def __copy__(self) -> OperatorMemo:
+        # kopf copies the memo for every object it sees and keeps the copy until the object is
+        # deleted; nothing here is per object, so every object shares this one.
+        return self
+
     @classmethod
     def create(cls, settings: Settings, namespaces: list[str] | None = None) -> OperatorMemo:
         api = load_api_client(pool_size=WORKERS + 4)

@@ -63,7 +63,7 @@ def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
 def run_operator(options: OperatorOptions) -> None:
     """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
     from tokenwarden import handlers as _  # noqa: F401  (registration)
-    from tokenwarden.handlers import _indexes  # noqa: F401  (first: its event handlers feed the others)
+    from tokenwarden.handlers import _footprint, _indexes  # noqa: F401  (_indexes first: its event handlers feed the others)
     from tokenwarden.handlers import (  # noqa: F401  (registration)
         _accounts,
         _admission,
@@ -86,6 +86,8 @@ def run_operator(options: OperatorOptions) -> None:
         _usage,
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo
+
+    _footprint.install()
 
     if options.webhook_port:
         _admission.register()
