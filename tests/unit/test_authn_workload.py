@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from datetime import timedelta
 
 import aiohttp
@@ -12,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex
-from tokenwarden.authn._jwt import Claims, looks_like_jwt, peek, refusal, service_account_of
+from tokenwarden.authn._jwt import JWT_SHAPE, Claims, looks_like_jwt, peek, refusal, service_account_of
 from tokenwarden.authn._workload import (
     BoundedCache,
     Review,
@@ -81,8 +82,18 @@ def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, **settings
 
 def test_only_three_base64url_parts_look_like_a_jwt():
     assert looks_like_jwt(sa_token())
-    for token in ("twst_abc", "a.b", "a.b.c.d", "a.b.c=", "a b.c.d", ""):
+    for token in ("twst_abc", "a.b", "a.b.c.d", "a.b.c=", "a b.c.d", "", ".a.b", "a.b.", "a..b", "é.b.c",
+                  "a.b.c\n", "a.b.c\x00"):
         assert not looks_like_jwt(token)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_shape_check_agrees_with_its_regular_expression(seed):
+    rng = random.Random(seed)
+    alphabet = "aZ09-_.=+/ é\n"
+    for _ in range(2000):
+        token = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        assert looks_like_jwt(token) == (JWT_SHAPE.fullmatch(token) is not None), repr(token)
 
 
 def test_claims_are_read_without_trusting_them():

@@ -20,8 +20,19 @@ class Claims:
     expires: float | None         # exp, seconds since the epoch
 
 
+# The base64url alphabet, as bytes for bytes.translate.
+_BASE64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def looks_like_jwt(token: str) -> bool:
-    return JWT_SHAPE.fullmatch(token) is not None
+    """Whether ``JWT_SHAPE`` matches the whole token, checked with bytes.translate: this runs on
+    every request that carries a workload token, and the regular expression over its kilobyte
+    took about twice as long."""
+    if not token.isascii():
+        return False
+    raw = token.encode()
+    return (raw.translate(None, _BASE64URL) == b".." and not raw.startswith(b".") and not raw.endswith(b".")
+            and b".." not in raw)
 
 
 def _segment(text: str) -> dict | None:

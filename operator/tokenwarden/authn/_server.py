@@ -160,7 +160,8 @@ class Authenticator:
             verdict = authorize(found.identity, self.settings.roles, permission, project, via)
             if verdict.status != 401:
                 self.last_used.record(found.identity, _now())
-            verdict = replace(verdict, via=via)
+            if verdict.via != via:  # a 403 names how, too
+                verdict = replace(verdict, via=via)
         else:
             verdict = Verdict(found.status, found.reason, found.identity, via=via)
         VERIFICATIONS.observe("verify", time.perf_counter() - started)
