@@ -16,14 +16,17 @@ def _crds_dir() -> Path:
 
 @click.command("build-controlplane")
 def build_controlplane() -> None:
-    """Build (once) and cache etcd, kube-apiserver, kube-controller-manager and helm."""
+    """Build (once) and cache etcd, kube-apiserver, kube-controller-manager, helm, promtool and the
+    dashboard checker."""
     started = time.monotonic()
     try:
         binaries = devcluster.ensure_binaries(log=lambda m: click.echo(m, err=True))
         helm = devcluster.ensure_helm(log=lambda m: click.echo(m, err=True))
+        promtool = devcluster.ensure_promtool(log=lambda m: click.echo(m, err=True))
+        devcluster.ensure_dashboard_check(log=lambda m: click.echo(m, err=True))
     except devcluster.ControlPlaneError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"control plane {binaries.kubernetes_version} and {helm} ready in "
+    click.echo(f"control plane {binaries.kubernetes_version}, {helm} and {promtool} ready in "
                f"{time.monotonic() - started:.0f}s: {binaries.directory}")
 
 

@@ -3,8 +3,10 @@ from tokenwarden.devcluster._build import (
     Binaries,
     NodeBinaries,
     ensure_binaries,
+    ensure_dashboard_check,
     ensure_helm,
     ensure_node_binaries,
+    ensure_promtool,
     hack_dir,
 )
 from tokenwarden.devcluster._cluster import CLUSTER_NAME, ControlPlane, free_port
@@ -58,7 +60,9 @@ __all__ = [
     "start_node_cluster",
     "ensure_binaries",
     "ensure_coredns",
+    "ensure_dashboard_check",
     "ensure_helm",
+    "ensure_promtool",
     "free_port",
     "hack_dir",
     "issue_serving_cert",

@@ -98,9 +98,9 @@ def _version_ldflags(version: str) -> str:
     return "-s -w " + " ".join(f"-X {name}={value}" for name, value in flags.items())
 
 
-def _go_build(go: str, module_dir: Path, output: str, packages: list[str], ldflags: str) -> None:
+def _go_build(go: str, module_dir: Path, output: str, packages: list[str], ldflags: str, tags: str = "") -> None:
     """``go build`` into ``output``: a folder (ending in a separator) or one file."""
-    cmd = [go, "build", "-trimpath", "-o", output, "-ldflags", ldflags, *packages]
+    cmd = [go, "build", "-trimpath", "-o", output, "-ldflags", ldflags, *(["-tags", tags] if tags else []), *packages]
     result = subprocess.run(cmd, cwd=module_dir, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-15:])
@@ -160,6 +160,33 @@ def ensure_helm(log=print) -> Path:
         go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
         f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"), log)
     return target / "helm"
+
+
+def _go_tool(module: str, pin: str, package: str, binary: str, what: str, log, ldflags: str = "-s -w",
+             tags: str = "") -> Path:
+    """One command built from the module hack/<module>, which pins ``pin``; cached by its pin."""
+    hack = hack_dir()
+    go = _go()
+    version = pinned_version(hack / module / "go.mod", pin)
+    target = cache_root() / module / f"{version}-{_cache_key(hack, _go_version(go), (module,))}"
+    _cached_build(target, version, f"{what} {version}", lambda staging: _go_build(
+        go, hack / module, str(staging / binary), [package], ldflags.format(version=version), tags), log)
+    return target / binary
+
+
+def ensure_promtool(log=print) -> Path:
+    """Prometheus' promtool pinned in hack/promtool (for the chart's alert-rule tests), built once
+    and cached like the control plane; without service discovery, which rule tests do not use."""
+    return _go_tool("promtool", "github.com/prometheus/prometheus", "github.com/prometheus/prometheus/cmd/promtool",
+                    "promtool", "promtool", log, "-s -w -X github.com/prometheus/common/version.Version={version}",
+                    tags="remove_all_sd")
+
+
+def ensure_dashboard_check(log=print) -> Path:
+    """The dashboard checker in hack/dashboard (Grafana's dashboard schema, as the Go types of
+    grafana-foundation-sdk hold it), built once and cached like the control plane."""
+    return _go_tool("dashboard", "github.com/grafana/grafana-foundation-sdk/go", ".", "dashboard-check",
+                    "the dashboard checker, grafana-foundation-sdk", log)
 
 
 @dataclass(frozen=True)
