@@ -281,3 +281,18 @@ async def test_a_reused_verdict_follows_every_change_of_the_account_and_its_list
                                                   deleting=True))
     assert (await check.verify(token)).reason == "deleted"
     assert reviewer.calls == 1
+
+
+def test_the_account_store_indexes_workloads_and_roles_from_the_account_body():
+    from tokenwarden.authn._watch import AccountStore
+
+    index, forgotten = TokenIndex(), []
+    store = AccountStore(index, forgotten.append)
+    body = {"metadata": {"namespace": "team", "name": "agents", "uid": "u-1"},
+            "spec": {"workloadIdentities": [{"serviceAccountName": "parca-agent"}, {"bogus": 1}]},
+            "status": {"effectiveRoles": ["profile-writer"]}}
+    store.put(*store.record(body))
+    assert index.workloads == {("team", "parca-agent"): {"agents"}}
+    assert bind(index, ("team", "parca-agent")).identity.roles == ("profile-writer",)
+    store.drop(("team", "agents"))
+    assert index.workloads == {} and forgotten == [("ServiceAccount", "team", "agents")]
