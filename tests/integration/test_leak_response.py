@@ -285,7 +285,13 @@ def audited(cluster, operator, tmp_path_factory):
 
 def test_the_access_log_names_who_uses_a_leaked_token_and_never_holds_it(operator, audited, custom, core,
                                                                          namespace):
-    token, value = _minted(custom, core, namespace, "audited", {"roles": ["writer"]})
+    # An imported key: it stays refused as leaked (a minted token is soon replaced, and its old
+    # value is then merely unknown).
+    value = "audited-key-0123456789abcdef"
+    _source(core, namespace, "audited-source", value)
+    create(custom, "ServiceToken", namespace, "audited", {"roles": ["writer"],
+                                                          "import": {"secretRef": {"name": "audited-source"}}})
+    token = wait_for(custom, "ServiceToken", namespace, "audited", phase_is("Active"))
     assert _eventually(lambda: _verify(audited, value)[0] == 200)
     kube_ = Kube(kube.load_api_client(str(operator.kubeconfig)), namespace)
     assert revoke_leaked(kube_, [value], "tokenwarden-system/tokenwarden-import-key", timeout=0)
