@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import time
@@ -197,3 +198,59 @@ def copy_authenticator_ca(node: Node, namespace: str) -> None:
 def verify_url(permission: str | None = None) -> str:
     url = f"https://{AUTHENTICATOR}/verify"
     return f"{url}?permission={permission}" if permission else url
+
+
+def running_pods(node: Node, namespace: str, selector: str) -> list[dict]:
+    """Pods running with every container ready, none being deleted."""
+    return [p for p in node.pods(namespace, selector)
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+            and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
+
+
+def probe_lines(log: str) -> list[dict[str, str]]:
+    """The reference agent's log lines (``key=value`` pairs, quoted where needed) as dicts."""
+    return [dict(field.split("=", 1) for field in shlex.split(line) if "=" in field)
+            for line in log.splitlines() if line.strip()]
+
+
+WORKLOAD_EXAMPLE = EXAMPLES / "agent-workload-identity.yaml"
+WORKLOAD_AGENT = "profiling-agent"
+
+
+def workload_example(namespace: str | None = None, expiration_seconds: int | None = None) -> str:
+    """examples/agent-workload-identity.yaml as written, or moved into ``namespace`` (without
+    its Namespace object) with a projected token of ``expiration_seconds``."""
+    if namespace is None:
+        return WORKLOAD_EXAMPLE.read_text()
+    documents = [d for d in yaml.safe_load_all(WORKLOAD_EXAMPLE.read_text()) if d and d["kind"] != "Namespace"]
+    for document in documents:
+        document["metadata"]["namespace"] = namespace
+        if document["kind"] == "DaemonSet" and expiration_seconds:
+            for volume in document["spec"]["template"]["spec"]["volumes"]:
+                for source in volume.get("projected", {}).get("sources", []):
+                    source["serviceAccountToken"]["expirationSeconds"] = expiration_seconds
+    return yaml.safe_dump_all(documents)
+
+
+@dataclass
+class RenewingAgent:
+    namespace: str
+    applied_at: float  # time.monotonic()
+
+
+# Kubernetes refuses a projected token shorter than this; the kubelet renews it after 80 %.
+SHORTEST_PROJECTED_TOKEN = 600
+
+
+@pytest.fixture(scope="package")
+def renewing_agent(node, release) -> RenewingAgent:
+    """The workload-identity example in a namespace of its own, with the shortest projected
+    token Kubernetes allows: the kubelet renews the file about 8 minutes after the pod starts.
+    Started early in the tier and checked near its end (before the chart is uninstalled), so the
+    wait overlaps the tests in between."""
+    namespace = f"renewal-{uuid.uuid4().hex[:6]}"
+    node.kubectl("create", "namespace", namespace)
+    copy_authenticator_ca(node, namespace)
+    node.kubectl("apply", "-f", "-", input=workload_example(namespace, SHORTEST_PROJECTED_TOKEN))
+    yield RenewingAgent(namespace, time.monotonic())
+    node.kubectl("delete", "namespace", namespace, "--wait=false")

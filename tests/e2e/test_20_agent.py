@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from .conftest import AUTHENTICATOR, CA_FILE, EXAMPLES, RELEASE, copy_authenticator_ca, verify_url
+from .conftest import AUTHENTICATOR, CA_FILE, EXAMPLES, RELEASE, copy_authenticator_ca, running_pods, verify_url
 
 AGENT_NS = "observability"
 AGENT = "profiling-agent"
@@ -20,12 +20,6 @@ PERMISSION = "write:profiles"
 def _short(token_hash: str) -> str:
     """How the probe names a token in its log: the first 12 hex digits of its hash."""
     return token_hash.removeprefix("sha256:")[:12]
-
-
-def _running_pods(node, namespace: str, selector: str) -> list[dict]:
-    return [p for p in node.pods(namespace, selector)
-            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
-            and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
 
 
 def _token(node, namespace: str, name: str) -> dict:
@@ -54,7 +48,7 @@ def agent(node, release):
     copy_authenticator_ca(node, AGENT_NS)
     node.kubectl("apply", "-f", str(EXAMPLES / "agent-daemonset.yaml"))
     pod = node.wait_until("an agent pod running", lambda: next(iter(
-        _running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")), None))
+        running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")), None))
     name = pod["metadata"]["name"]
     node.wait_until("the agent's first 200", lambda: "status=200" in node.logs(AGENT_NS, name))
     node.record("example agent applied to its first 200", time.monotonic() - applied)
@@ -118,7 +112,7 @@ def test_rotation_replaces_each_agent_pod_once_and_retires_the_old_token(node, a
 
     pods = node.wait_until("every agent pod replaced", lambda: (
         lambda ps: ps if ps and not {p["metadata"]["uid"] for p in ps} & old_pods else None)(
-        _running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")))
+        running_pods(node, AGENT_NS, f"app.kubernetes.io/name={AGENT}")))
     for pod in pods:
         node.wait_until("the new agent's 200 with the new token", lambda: re.search(
             rf"status=200 token=sha256:{_short(new_hash)}", node.logs(AGENT_NS, pod["metadata"]["name"])))
@@ -184,7 +178,7 @@ spec:
 
 
 def _agent_pod(node, namespace: str, name: str) -> str:
-    pod = node.wait_until(f"{name} running", lambda: next(iter(_running_pods(node, namespace, f"app={name}")), None))
+    pod = node.wait_until(f"{name} running", lambda: next(iter(running_pods(node, namespace, f"app={name}")), None))
     return pod["metadata"]["name"]
 
 
