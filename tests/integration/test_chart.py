@@ -187,8 +187,8 @@ TOKEN_KINDS = ["serviceaccounts", "rolebindings", "servicetokens", "ingestionapi
 EXPECTED_RBAC = {
     # (who, apiGroup, resources, verbs): why
     ("operator", "tokenwarden.io", tuple(TOKEN_KINDS), ("get", "list", "watch", "patch")):
-        "watch the four kinds; patch for kopf's annotations, the bootstrap token's spec, and to remove "
-        "the finalizer older versions put",
+        "watch the four kinds; patch for kopf's annotations, the bootstrap token's spec, a reported leak "
+        "(tokenwarden.io/leaked), and to remove the finalizer older versions put",
     ("operator", "tokenwarden.io", ("servicetokens",), ("create",)): "the bootstrap token",
     ("operator", "tokenwarden.io", ("servicetokens", "ingestionapikeys"), ("delete",)):
         "bootstrap token revoked; expired tokens and keys deleted after the retention",
