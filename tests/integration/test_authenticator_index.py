@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,10 +188,24 @@ def test_readiness_drops_while_a_watch_stays_broken_and_verification_goes_on(clu
         assert unready, authenticator.log()[-2000:]
         assert "has been broken for" in authenticator.internal("/readyz").text
         assert _answer(authenticator, value) == (200, None)  # from the last index
+        # The index's last sync stays at the moment a watch broke (the stale-index alert's metric).
+        broken = min(_last_syncs(authenticator).values())
+        assert broken < time.time() - BROKEN_AFTER
+        assert min(_last_syncs(authenticator).values()) == pytest.approx(broken, abs=0.5)
     finally:
         outage.join()
     assert _eventually(lambda: authenticator.internal("/readyz").status_code == 200, SETTLE)
     assert _answer(authenticator, value) == (200, None)
+    assert min(_last_syncs(authenticator).values()) > broken + BROKEN_AFTER  # in sync again: now
+
+
+def _last_syncs(authenticator) -> dict[str, float]:
+    """tokenwarden_authenticator_last_sync_timestamp_seconds by kind."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.labels["kind"]: sample.value
+            for family in text_string_to_metric_families(authenticator.internal("/metrics").text)
+            for sample in family.samples if sample.name == "tokenwarden_authenticator_last_sync_timestamp_seconds"}
 
 
 class _Starting(AuthenticatorProcess):

@@ -222,3 +222,25 @@ def _free_port() -> int:
     from tokenwarden import devcluster
 
     return devcluster.free_port()
+
+
+def test_the_dashboard_and_the_alerts_name_only_exported_metrics(operator, authenticator):
+    """Every metric a dashboard panel or an alert queries is one the two processes export."""
+    import json
+    import re
+
+    chart = Path(__file__).resolve().parents[2] / "charts" / "tokenwarden"
+    board = json.loads((chart / "dashboards" / "tokenwarden.json").read_text())
+    queries = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    queries += [variable["definition"] for variable in board["templating"]["list"] if "definition" in variable]
+    queries.append((chart / "templates" / "prometheusrule.yaml").read_text())
+    wanted = {name for query in queries for name in re.findall(r"\btokenwarden_[a-z_]+", query)}
+    exported = set()
+    for text in (operator.metrics(), authenticator.internal("/metrics").text):
+        for family in text_string_to_metric_families(text):
+            exported.add(family.name)
+            exported.update(sample.name for sample in family.samples)
+            if family.type == "counter":
+                exported.add(family.name + "_total")
+    assert len(wanted) >= 10
+    assert wanted <= exported, sorted(wanted - exported)
