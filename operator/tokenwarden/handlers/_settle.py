@@ -353,6 +353,7 @@ async def start_settling(memo, logger, **_) -> None:
     memo.request_settle = lambda *args, **kwargs: request_settle(memo, *args, **kwargs)
     memo.resync = Resync()
     memo.resync_wanted = memo.resync.wanted  # what asks for a resync from elsewhere sets this
+    memo.account_states = {}  # (namespace, name) → what an account's tokens depend on, as last settled for
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -394,12 +395,23 @@ for _kind in (SERVICE_TOKEN, INGESTION_KEY):
 
 
 @kopf.on.event(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="settle-account-tokens")
-async def account_changed(type, name, namespace, memo, **_):
-    """Deleted, disabled or enabled: its tokens are revoked or marked when settled."""
+async def account_changed(type, body, name, namespace, memo, **_):
+    """Created, deleted, disabled or enabled: its tokens are revoked or marked when settled. A
+    change that leaves what they depend on as it was (a status write: its token count, the last
+    use of its workload identities) settles nothing."""
     if type is None:
         _listed(memo)
+        return
+    key = (namespace, name)
+    if type == "DELETED":
+        memo.account_states.pop(key, None)
     else:
-        request_account_tokens(memo, namespace, name)
+        state = (body.metadata.get("uid"), bool(body.spec.get("disabled")),
+                 bool(body.metadata.get("deletionTimestamp")))
+        if memo.account_states.get(key) == state:
+            return
+        memo.account_states[key] = state
+    request_account_tokens(memo, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, ROLE_BINDINGS.plural, id="settle-binding-tokens")
