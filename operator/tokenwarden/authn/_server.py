@@ -185,6 +185,8 @@ class Authenticator:
                                                  "spec.audiences, a list of strings)", "code": 400},
                                      status=400)
         api_version = review.get("apiVersion") or "authentication.k8s.io/v1"
+        # tokenwarden tokens only: a Kubernetes service-account token is kube-apiserver's own to
+        # check, and reviewing it here would send kube-apiserver's review back to kube-apiserver.
         verdict = self.check(token, None, None, "tokenreview", audiences)
         if self.access_log is not None:
             self.access_log.record(verdict, request, "tokenreview")
