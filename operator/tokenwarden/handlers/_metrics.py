@@ -41,8 +41,6 @@ class CredentialCollector:
     and keys whose phase is Active; the counters are kept here. Every series of a credential
     goes when the credential does (deleted, or, for the timestamps, no longer Active)."""
 
-    ZEROS = (("rotations", "failed"), ("restarts", "failed"), ("restarts", "not_found"))
-
     def __init__(self) -> None:
         self.credentials = None
         # (namespace, kind, name) → {(counter, result): count}
@@ -76,14 +74,12 @@ class CredentialCollector:
                                             "Rollout restarts of the credential's restart targets after a rotation, "
                                             "by result: restarted, not_found, failed.", labels=[*CREDENTIAL, "result"]),
         }
-        existing, rotating = set(), []
+        existing = set()
         for key, entries in (self.credentials.items() if self.credentials is not None else ()):
             existing.add(key)
             times = entries[0]
             if times.phase != "Active":
                 continue
-            if times.next_rotation is not None:
-                rotating.append(key)
             for field, family in gauges.items():
                 value = getattr(times, field)
                 if value is not None:
@@ -94,13 +90,6 @@ class CredentialCollector:
             for key, counts in self.counts.items():
                 for (counter, result), value in counts.items():
                     counters[counter].add_metric([*key, result], value)
-            # Failures start at 0 for every rotating credential, so that the first one is an
-            # increase that alerts see (a series born at 1 has none).
-            for key in rotating:
-                counts = self.counts.get(key) or {}
-                for counter, result in self.ZEROS:
-                    if (counter, result) not in counts:
-                        counters[counter].add_metric([*key, result], 0)
         yield from gauges.values()
         yield from counters.values()
 
