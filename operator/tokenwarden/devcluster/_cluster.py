@@ -196,21 +196,22 @@ class ControlPlane:
             url = _client_url(process)
             self._wait(restarted, lambda: self._etcd_healthy(url), component)
 
+    def etcd(self, path: str, body: dict) -> dict:
+        """One call to etcd's JSON gateway on its client port (no etcdctl needed), e.g.
+        ``/v3/kv/range`` with base64 keys."""
+        url = _client_url(next(p for p in self._processes if p.name == "etcd"))
+        request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
     def compact_etcd(self) -> int:
         """Compact etcd's history up to its current revision, as kube-apiserver's periodic
         compaction does: a watch resumed from an older resourceVersion then gets 410 Gone.
-        Through etcd's JSON gateway on the client port (no etcdctl needed); returns the revision."""
-        url = _client_url(next(p for p in self._processes if p.name == "etcd"))
-
-        def call(path: str, body: dict) -> dict:
-            request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(),
-                                             headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.load(response)
-
-        revision = int(call("/v3/kv/range", {"key": base64.b64encode(b"\0").decode(), "limit": 1})
+        Returns the revision."""
+        revision = int(self.etcd("/v3/kv/range", {"key": base64.b64encode(b"\0").decode(), "limit": 1})
                        ["header"]["revision"])
-        call("/v3/kv/compaction", {"revision": revision, "physical": True})
+        self.etcd("/v3/kv/compaction", {"revision": revision, "physical": True})
         return revision
 
     @property
