@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import datetime
 
 import pytest
 from kubernetes import client
@@ -36,6 +37,10 @@ def _no_secret(core, namespace: str, name: str) -> bool:
     except ApiException as exc:
         return exc.status == 404
     return False
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
 def _past_admission(operator, create_them) -> None:
@@ -142,6 +147,38 @@ def test_an_invalid_edit_that_got_past_admission_leaves_the_token_active(operato
     fixed = wait_for(custom, "ServiceToken", namespace, "steady", _reason_is("Minted"))
     assert fixed["status"]["tokenHash"] == before["status"]["tokenHash"]
     assert fixed["status"]["observedGeneration"] == fixed["metadata"]["generation"]
+
+
+def test_a_token_with_an_edit_not_applied_is_still_rotated_on_request_and_revoked(operator, authenticator, custom,
+                                                                                 core, namespace):
+    _bound_account(custom, namespace, "held")
+    create(custom, "ServiceToken", namespace, "held-0", {"serviceAccountName": "held", "ttl": "24h"})
+    before = wait_for(custom, "ServiceToken", namespace, "held-0", phase_is("Active"))
+    old = base64.b64decode(core.read_namespaced_secret("held-0", namespace).data["token"]).decode()
+    _past_admission(operator, lambda: custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS["ServiceToken"], "held-0", {"spec": {"rotation": {"renewBefore": "48h"}}}))
+    wait_for(custom, "ServiceToken", namespace, "held-0", _reason_is("InvalidSpec"))
+
+    # A rotation asked for is acted on: the successor lives as long as the token was minted
+    # to, and Ready goes on saying the edit was not applied.
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS["ServiceToken"], "held-0",
+                                          {"metadata": {"annotations": {"tokenwarden.io/rotate": "now"}}})
+    rotated = wait_for(custom, "ServiceToken", namespace, "held-0",
+                       lambda t: (t.get("status") or {}).get("rotationRequest") == "now")
+    status = rotated["status"]
+    assert status["tokenHash"] != before["status"]["tokenHash"] and status["previousTokenHash"] == \
+        before["status"]["tokenHash"]
+    assert ready_reason(rotated) == "InvalidSpec" and status["observedGeneration"] == \
+        before["status"]["observedGeneration"]
+    lifetime = (_parse(status["expiresAt"]) - _parse(status["issuedAt"])).total_seconds()
+    assert lifetime == 24 * 3600, f"the successor lives {lifetime} s, not the 24h it was minted with"
+    new = base64.b64decode(core.read_namespaced_secret("held-0", namespace).data["token"]).decode()
+    assert new != old and _verifies(authenticator, new) and _verifies(authenticator, old)
+
+    # Its account deleted: revoked, edit or no edit.
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS["ServiceAccount"], "held")
+    wait_for(custom, "ServiceToken", namespace, "held-0", phase_is("Revoked"))
+    assert _verifies(authenticator, new, expected=401)
 
 
 def test_an_invalid_spec_never_minted_fails_with_the_reason(operator, custom, namespace):

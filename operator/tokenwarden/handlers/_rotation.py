@@ -5,16 +5,19 @@ once per rotation. A leaked token (annotation tokenwarden.io/leaked) is rotated 
 once with no overlap."""
 from __future__ import annotations
 
+import contextlib
+
 import kopf
 from pydantic import ValidationError
 
 from tokenwarden import clock, policies
+from tokenwarden.api import RestartTarget
 from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._leaks import LEAK_ROTATIONS
 from tokenwarden.handlers._metrics import CREDENTIALS, MINTED
-from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
+from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind, spec_to_settle
 from tokenwarden.handlers._token_secrets import hash_or_none, replace_tampered_token
 from tokenwarden.kube import ApiConflict, ApiNotFound, ApiPermanentError, ApiTransientError, objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -54,9 +57,8 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         return False
     body = kopf.Body(token)
     status, rv = body.status, token["metadata"]["resourceVersion"]
-    try:
-        spec = kind.spec_model.model_validate(token.get("spec") or {})
-    except ValidationError:
+    spec, whole = spec_to_settle(kind, token.get("spec"))
+    if spec is None:
         return False
     request = body.metadata.annotations.get(ROTATE_ANNOTATION)
     now = clock.now()
@@ -101,7 +103,8 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         MINTED.labels(kind=kind.resource.kind).inc()
     old_expires = policies.parse_time(status.get("expiresAt"))
     until = policies.previous_valid_until(now, memo.settings.rotation_overlap, old_expires)
-    expires_at = spec.expires_at(policies.parse_time(issued_at))
+    expires_at = spec.expires_at(policies.parse_time(issued_at)) if whole else \
+        _same_lifetime(status, policies.parse_time(issued_at))
     if leaked:
         message = (f"token {token_id} leaked: the leaked value is refused, and a successor was minted into "
                    f"Secret {found.name!r} with no overlap")
@@ -118,10 +121,11 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         "issuedAt": issued_at,
         "expiresAt": rfc3339(expires_at) if expires_at else None,
         "rotatedAt": rfc3339(now),
-        "conditions": set_condition(status.get("conditions"), "Ready", True, "Rotated", message,
-                                    generation=body.metadata.get("generation"), now=now),
         **answered,
     }
+    if whole:  # else Ready goes on saying which edit was not applied, and why
+        update["conditions"] = set_condition(status.get("conditions"), "Ready", True, "Rotated", message,
+                                             generation=body.metadata.get("generation"), now=now)
     _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
     CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")
     if leaked:
@@ -129,8 +133,27 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         kopf.warn(body, reason=policies.TOKEN_LEAKED, message=message)
     else:
         kopf.info(body, reason="Rotated", message=message)
-    _restart_targets(spec, body, memo, logger, rfc3339(now))
+    _restart_targets(_targets(spec, token.get("spec")), body, memo, logger, rfc3339(now))
     return True
+
+
+def _same_lifetime(status: dict, issued_at):
+    """The expiry of a successor minted while an edit is not applied: the lifetime the
+    token was minted with, which is the last spec applied's."""
+    issued, expires = policies.parse_time(status.get("issuedAt")), policies.parse_time(status.get("expiresAt"))
+    return issued_at + (expires - issued) if issued is not None and expires is not None else None
+
+
+def _targets(spec, raw: dict | None) -> list:
+    """The restart targets, also of a spec whose rotation is an edit not applied: each one
+    that is itself valid."""
+    if spec.rotation:
+        return spec.rotation.restart_targets or []
+    targets = []
+    for target in ((raw or {}).get("rotation") or {}).get("restartTargets") or []:
+        with contextlib.suppress(ValidationError):
+            targets.append(RestartTarget.model_validate(target))
+    return targets
 
 
 def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_on: str | None, memo) -> None:
@@ -150,8 +173,7 @@ def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_
     objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
 
 
-def _restart_targets(spec, body: kopf.Body, memo, logger, when: str) -> None:
-    targets = spec.rotation.restart_targets if spec.rotation and spec.rotation.restart_targets else []
+def _restart_targets(targets: list, body: kopf.Body, memo, logger, when: str) -> None:
     credential = (body.metadata.namespace, body.get("kind") or "", body.metadata.name)
     for target in targets:
         try:
@@ -178,6 +200,9 @@ def _register(kind: Kind) -> None:
     @kopf.daemon(GROUP, VERSION, plural, id="rotate", when=_rotating, cancellation_timeout=10.0)
     async def rotate_before_expiry(body, name, namespace, stopped, memo, logger, **_):
         while not stopped:
+            if not spec_to_settle(kind, dict(body.spec))[1]:
+                await stopped.wait(RECHECK)  # an edit not applied: nothing is scheduled until it is corrected
+                continue
             expires_at = policies.parse_time(body.status.get("expiresAt"))
             renew_before = parse_duration(body.spec["rotation"]["renewBefore"])
             remaining = policies.seconds_until(policies.renew_at(expires_at, renew_before), clock.now())

@@ -23,7 +23,6 @@ import contextvars
 from dataclasses import dataclass, field
 
 import kopf
-from pydantic import ValidationError
 
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
@@ -32,7 +31,14 @@ from tokenwarden.handlers._bootstrap import settle_bootstrap
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._mint import reconcile_now, roles_for
 from tokenwarden.handlers._rotation import ROTATE_ANNOTATION, rotate_token
-from tokenwarden.handlers._token_kinds import INGESTION_KEY, KINDS_BY_NAME, SERVICE_TOKEN, TERMINAL, Kind
+from tokenwarden.handlers._token_kinds import (
+    INGESTION_KEY,
+    KINDS_BY_NAME,
+    SERVICE_TOKEN,
+    TERMINAL,
+    Kind,
+    spec_to_settle,
+)
 from tokenwarden.handlers._token_secrets import hash_or_none
 from tokenwarden.handlers._work import TokenLocks, WorkQueue
 from tokenwarden.kube import objects
@@ -87,9 +93,11 @@ class Account:
 
 
 def decide(kind: Kind, token: dict, spec, account: Account | None, found: SecretSeen | None,
-           memo, now) -> policies.Action | None:
+           memo, now, whole: bool = True) -> policies.Action | None:
     """The first thing a minted token's current state calls for, or None. ``found`` is its
-    Secret (None: there is none), ``account`` its ServiceAccount (None: it names none)."""
+    Secret (None: there is none), ``account`` its ServiceAccount (None: it names none).
+    ``whole`` False: ``spec`` is the object's less an edit not applied (spec_to_settle), and
+    what minting does (a re-mint, a re-hash) waits for the edit to be corrected."""
     status = token.get("status") or {}
     phase = status.get("phase")
     imported = kind.has_roles and spec.import_ is not None
@@ -121,13 +129,13 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: Secret
                                      leaked=policies.leak_pending(annotations.get(policies.LEAKED_ANNOTATION),
                                                                   status.get("tokenHash"),
                                                                   status.get("previousTokenHash")))
-    if status.get("secretName"):
+    if status.get("secretName") and whole:
         action = policies.remint(phase=phase, imported=imported, secret_found=found is not None,
                                  owned=found is not None and found.owned, origin=origin)
         # A rotation replaces a tampered value itself, keeping no previous token: one re-mint, not two.
         if action and not (rotation and action.reason == "SecretTampered"):
             return action
-    if imported and policies.import_hash_outdated(status.get("tokenHash"),
+    if whole and imported and policies.import_hash_outdated(status.get("tokenHash"),
                                                   memo.import_keys.predates(status.get("issuedAt"))):
         return policies.Action(REHASH, "the imported key's hash is made again under the cluster's import key")
     if rotation:
@@ -180,10 +188,9 @@ def _settle_step(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     token = objects.get_object(memo.custom, kind.resource, namespace, name)
     if token is None or token["metadata"].get("deletionTimestamp") or not (token.get("status") or {}).get("phase"):
         return False
-    try:
-        spec = kind.spec_model.model_validate(token.get("spec") or {})
-    except ValidationError:
-        return False  # an edit the model refuses: minting's to report, and nothing to decide on
+    spec, whole = spec_to_settle(kind, token.get("spec"))
+    if spec is None:
+        return False  # nothing of the spec to decide on: minting's to report
     status = token["status"]
     account = None
     if kind.has_roles and spec.service_account_name:
@@ -202,7 +209,8 @@ def _settle_step(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         if token is None:
             return False
         status = token.get("status") or {}
-    action = decide(kind, token, spec, account, SecretSeen.of(found) if found else None, memo, clock.now())
+    action = decide(kind, token, spec, account, SecretSeen.of(found) if found else None, memo, clock.now(),
+                    whole)
     if action is None:
         _after_overlap(kind, namespace, name, status, memo)
         return False
@@ -299,9 +307,8 @@ def _needs_settle(kind: Kind, token: dict, secrets: dict, memo, now) -> bool:
     meta, status = token["metadata"], token.get("status") or {}
     if meta.get("deletionTimestamp") or not status.get("phase"):
         return False
-    try:
-        spec = kind.spec_model.model_validate(token.get("spec") or {})
-    except ValidationError:
+    spec, whole = spec_to_settle(kind, token.get("spec"))
+    if spec is None:
         return False
     account = None
     if kind.has_roles and spec.service_account_name:
@@ -312,7 +319,7 @@ def _needs_settle(kind: Kind, token: dict, secrets: dict, memo, now) -> bool:
     found = secrets.get(meta["uid"])
     if found is not None and found.name != status.get("secretName"):
         found = None
-    return decide(kind, token, spec, account, found, memo, now) is not None
+    return decide(kind, token, spec, account, found, memo, now, whole) is not None
 
 
 def _leading(memo) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import kopf
+from pydantic import ValidationError
 
 from tokenwarden import policies
 from tokenwarden.clock import now
@@ -44,6 +45,28 @@ class TokenStatus:
     def problem(self, problem: policies.Problem, phase: str) -> None:
         self.ready(False, problem.reason, problem.message, phase=phase)
         kopf.warn(self.body, reason=problem.reason, message=problem.message)
+
+
+# What an edit the model refuses can touch and still leave the rest of a spec to act on.
+_LIFETIME_FIELDS = ("ttl", "expiration", "rotation")
+
+
+def spec_to_settle(kind: Kind, raw: dict | None):
+    """The spec a minted token is settled on, and whether it is the object's whole spec.
+
+    An edit the model refuses is not applied (handlers._mint: the token stays Active as it
+    was). Until it is corrected the token is still settled on the rest of its spec, so a
+    revocation, a requested rotation and a leak are acted on; its lifetime stays as minted
+    and no rotation is scheduled. (None, False): nothing of the spec can be decided on."""
+    raw = raw or {}
+    try:
+        return kind.spec_model.model_validate(raw), True
+    except ValidationError:
+        pass
+    try:
+        return kind.spec_model.model_validate({k: v for k, v in raw.items() if k not in _LIFETIME_FIELDS}), False
+    except ValidationError:
+        return None, False
 
 
 def past(moment: str | None) -> bool:

@@ -197,6 +197,13 @@ def verification_violations(world: World, recorder: Recorder, import_values: dic
     return violations, asked
 
 
+def _edit_refused(obj: dict) -> bool:
+    """An Active token's edit that the model refused (admission was down): observedGeneration
+    stays at the last spec applied, and Ready says so for the current generation."""
+    ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
+    return ready.get("reason") == "InvalidSpec" and ready.get("observedGeneration") == obj["metadata"].get("generation")
+
+
 def state_violations(world: World, revoked_with_account: dict[str, str], invalid_edits: list[str],
                      max_tokens: int) -> list[str]:
     """What must hold of the objects and Secrets once the system has settled."""
@@ -215,7 +222,8 @@ def state_violations(world: World, revoked_with_account: dict[str, str], invalid
         if phase is None:
             violations.append(f"unsettled: {name} has no phase")
             continue
-        if phase not in TERMINAL and status.get("observedGeneration") != meta.get("generation"):
+        if phase not in TERMINAL and status.get("observedGeneration") != meta.get("generation") and \
+                not _edit_refused(obj):
             violations.append(f"unsettled: {name} observed generation {status.get('observedGeneration')} "
                               f"of {meta.get('generation')}")
         reason = next((c.get("reason") for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
