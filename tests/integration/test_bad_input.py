@@ -7,6 +7,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tokenwarden.handlers._unsettled import UNSETTLED_AFTER, UNSETTLED_SWEEP
+
 from .kubehelpers import create, phase_is, ready_reason, wait_for, wait_for_event
 
 
@@ -63,6 +65,15 @@ def test_secret_not_owned_is_never_overwritten(operator, custom, core, namespace
     # The operator keeps going: the next token in the same namespace is minted.
     create(custom, "ServiceToken", namespace, "fine", {"roles": ["reader"]})
     wait_for(custom, "ServiceToken", namespace, "fine", phase_is("Active"))
+
+    # The Secret goes (no event the operator sees: it is no token's): the token is minted into it,
+    # found by the sweep over tokens waiting on something outside.
+    core.delete_namespaced_secret("taken", namespace)
+    minted = wait_for(custom, "ServiceToken", namespace, "wants-taken", phase_is("Active"),
+                      timeout=int(UNSETTLED_AFTER + 3 * UNSETTLED_SWEEP))
+    assert minted["status"]["secretName"] == "taken"
+    assert core.read_namespaced_secret("taken", namespace).metadata.owner_references[0].uid == \
+        minted["metadata"]["uid"]
 
 
 def test_token_quota_is_refused_at_admission(operator, custom, namespace):

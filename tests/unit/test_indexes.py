@@ -1,7 +1,9 @@
 """The operator's in-memory indexes: what each kind puts where, and replacement per object."""
 from __future__ import annotations
 
-from tokenwarden.handlers._indexes import AccountEntry, Index, Indexes, TokenEntry
+import pytest
+
+from tokenwarden.handlers._indexes import AccountEntry, Index, Indexes, TokenEntry, waiting
 from tokenwarden.policies import Binding
 
 
@@ -231,3 +233,15 @@ async def test_a_listing_check_indexes_what_was_created_while_no_watch_saw_it():
     memo = SimpleNamespace(indexes=indexes, custom=Listing([account, binding]), namespaces=[])
     await _indexes.listing_began(memo)  # its resume: kopf lists again
     assert ("team", "a") in indexes.bindings, "the binding created during the pause grants its roles"
+
+
+@pytest.mark.parametrize(("status", "waits"), [
+    ({}, True),
+    ({"phase": "Pending"}, True),
+    ({"phase": "Active"}, False),
+    ({"phase": "Failed", "conditions": [{"type": "Ready", "reason": "SecretConflict"}]}, True),
+    ({"phase": "Failed", "conditions": [{"type": "Ready", "reason": "InvalidSpec"}]}, False),
+    ({"phase": "Revoked", "conditions": [{"type": "Ready", "reason": "SecretConflict"}]}, False),
+])
+def test_tokens_waiting_on_something_outside(status, waits):
+    assert waiting({"status": status}) is waits

@@ -4,6 +4,7 @@ items kopf's own stream yields, in its order."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from kopf._core.reactor import queueing
 
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._listings import Listings
+from tokenwarden.handlers._work import WorkQueue
 
 LISTED = watching.Bookmark.LISTED
 TOKENS = SimpleNamespace(group="tokenwarden.io", plural="servicetokens")
@@ -144,7 +146,8 @@ async def test_the_sweep_acts_on_nothing_while_paused_and_lists_again_before_act
     standby = await toggles.make_toggle(True, name="peering")
     listings.activity.attach(toggles)
     await asyncio.sleep(0)
-    memo = SimpleNamespace(indexes=indexes, activity=listings.activity)
+    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, work=WorkQueue(None))
+    memo.work.learn_context()  # as the token's index handler does
     task = asyncio.create_task(run(memo, SimpleNamespace(info=calls.append, warning=calls.append)))
     for _ in range(20):
         await asyncio.sleep(0)
@@ -155,3 +158,41 @@ async def test_the_sweep_acts_on_nothing_while_paused_and_lists_again_before_act
     task.cancel()
     assert calls[0] == "listed", "a new leader lists every kind before it acts"
     assert "reconciled" not in calls and "read t" not in calls, "the token deleted while it stood by is gone"
+
+
+HANDLER = contextvars.ContextVar("handler")
+
+
+async def test_the_sweep_reconciles_in_a_handlers_context_and_waits_for_one(sweep, monkeypatch):
+    """kopf posts events from a handler's context only: the sweep, a task of the operator's
+    own, reconciles in one a handler left, and does nothing before there is one."""
+    from tokenwarden.handlers import _unsettled
+    run, calls = sweep
+    monkeypatch.setattr(_unsettled, "reconcile_now",
+                        lambda kind, body, memo, logger: calls.append(f"reconciled in {HANDLER.get('no handler')}"))
+    monkeypatch.setattr(_unsettled, "_read", lambda kind, entry, memo: {
+        "kind": "ServiceToken", "metadata": {"uid": entry.uid, "name": entry.name, "namespace": "team"}, "status": {}})
+    indexes = Indexes(["reader"])
+    indexes.observe("ServiceToken", {"kind": "ServiceToken", "metadata": {"name": "t", "namespace": "team",
+                                                                          "uid": "u1"}, "spec": {}})
+    listings = Listings()
+    toggles = aiotoggles.ToggleSet(any)
+    await toggles.make_toggle(False, name="peering")  # the leader
+    listings.activity.attach(toggles)
+    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, work=WorkQueue(None))
+    task = asyncio.create_task(run(memo, SimpleNamespace(info=calls.append, warning=calls.append)))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not [c for c in calls if c.startswith("reconciled")], "no handler has run: nothing is reconciled"
+
+    def handler():
+        HANDLER.set("a handler")
+        memo.work.learn_context()
+
+    contextvars.copy_context().run(handler)
+    for _ in range(200):
+        if any(c.startswith("reconciled") for c in calls):
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    assert "reconciled in a handler" in calls

@@ -120,8 +120,8 @@ async def test_work_runs_in_the_context_it_was_submitted_from(queue):
 
 @pytest.mark.looptime
 async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
-    """The resync timer in fake time: none before kopf's first listing event (nothing to post
-    events with), then one shortly after it, one per resyncInterval, one after each relist."""
+    """The resync timer in fake time: none before a handler has run (nothing to post events
+    with), then one shortly after kopf's first listing, one per resyncInterval, one after each relist."""
     from datetime import timedelta
     from types import SimpleNamespace
 
@@ -133,12 +133,13 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     monkeypatch.setattr(asyncio, "to_thread", _inline)
     memo = SimpleNamespace(settings=SimpleNamespace(resync_interval=timedelta(seconds=300),
                                                     bootstrap=SimpleNamespace(namespace=None)),
-                           resync=_settle.Resync())
+                           resync=_settle.Resync(), work=WorkQueue(None))
     handler_memo = SimpleNamespace(**vars(memo))  # kopf's per-object copy of the memo
     start = loop.time()
     task = asyncio.create_task(_settle._resync_loop(memo, logging.getLogger("test")))
     await asyncio.sleep(31)
     assert runs == []  # no listing event yet
+    handler_memo.work.learn_context()  # the first event's index handler
     _settle._listed(handler_memo)  # kopf's first listing, at start
     await asyncio.sleep(700)
     _settle._listed(handler_memo)  # a relist after a watch expired

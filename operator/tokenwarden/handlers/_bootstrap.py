@@ -181,6 +181,7 @@ def bootstrap_secret(type, body, memo, logger, **_):
     kopf never retries an event handler, and at a fresh install the first attempt meets the
     operator's own admission webhook before its Service routes to a ready replica: the work
     queue retries until it holds, deciding on the Secret as it is then."""
+    memo.work.learn_context()
     if type == "DELETED":
         # The Secret as last seen records which token the operator created: that one goes.
         memo.work.submit(("bootstrap",), revoke_bootstrap, memo, logger,

@@ -166,6 +166,18 @@ def _phase(body: dict, _: Indexes) -> dict | None:
     return {(body["kind"], (body.get("status") or {}).get("phase") or "Pending"): True}
 
 
+def waiting(body: dict) -> bool:
+    """A token or key that waits on something that may send no event: not yet minted (no status,
+    or Pending), or Failed for a Secret of its name that is not its own (SecretConflict), which
+    may be any Secret, watched or not, and may go away at any time."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase in (None, "Pending"):
+        return True
+    return phase == "Failed" and any(c.get("type") == "Ready" and c.get("reason") == "SecretConflict"
+                                     for c in status.get("conditions") or [])
+
+
 @dataclass(frozen=True, slots=True)
 class CredentialTimes:
     """What the per-credential metrics show of one token or key: seconds since the epoch, or
@@ -248,8 +260,8 @@ class Indexes:
                 if claim and (deleted or status.get("phase") == "Failed" or status.get("tokenHash") == claim[0]):
                     del self._claims[uid]  # the outcome landed: the hashes index speaks from here
         if kind in (SERVICE_TOKENS.kind, INGESTION_KEYS.kind):
-            meta, phase = body["metadata"], (body.get("status") or {}).get("phase")
-            if deleted or meta.get("deletionTimestamp") or phase not in (None, "Pending"):
+            meta = body["metadata"]
+            if deleted or meta.get("deletionTimestamp") or not waiting(body):
                 self.unsettled.pop(uid, None)
             else:
                 self.unsettled[uid] = Unsettled(uid, kind, meta["namespace"], meta["name"], time.monotonic())
@@ -387,6 +399,7 @@ def load(memo, logger, **_) -> None:
 def _register(resource: Resource) -> None:
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
     async def index(type, body, memo, **_):
+        memo.work.learn_context()  # every token and key had an event here before anything else acts on it
         await after_listing_check(memo)  # kopf lists at start, on resuming, after a 410
         memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from dataclasses import dataclass, field
 
 import kopf
@@ -81,7 +80,6 @@ class Resync:
     """When to resync, shared by reference: kopf hands each object's handlers a copy of the memo."""
 
     wanted: asyncio.Event = field(default_factory=asyncio.Event)  # a listing of kopf's began
-    context: contextvars.Context | None = None  # of the latest listing event's handler
     done: bool = False  # since start, or since the last one failed
 
 
@@ -298,7 +296,7 @@ def resync(memo, logger) -> int:
             for token in objects.iter_objects(memo.custom, kind.resource, scope):
                 if _needs_settle(kind, token, secrets, memo, now):
                     meta = token["metadata"]
-                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.resync.context)
+                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.work.handler_context)
                     requested += 1
     return requested
 
@@ -339,11 +337,12 @@ async def _resync_loop(memo, logger) -> None:
             await asyncio.wait_for(state.wanted.wait(), interval if state.done else RELISTED_AFTER)
             await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
         state.wanted.clear()
-        if _leading(memo) and state.context is not None:
+        if _leading(memo) and memo.work.handler_context is not None:
             state.done = True
             try:
                 if memo.settings.bootstrap.namespace:
-                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger, context=state.context)
+                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger,
+                                     context=memo.work.handler_context)
                 count = await asyncio.to_thread(resync, memo, logger)
                 if count:
                     logger.info(f"resync: {count} token(s) to settle")
@@ -378,9 +377,6 @@ async def stop_settling(memo, **_) -> None:
 # of one of kopf's listings (no type) asks for one resync instead, which decides on a listing.
 
 def _listed(memo) -> None:
-    # The resync's work posts events (kopf.info, kopf.warn) as from a handler: kopf gives a
-    # handler's context what posting needs, and a task of the operator's own has none.
-    memo.resync.context = contextvars.copy_context()
     memo.resync.wanted.set()
 
 

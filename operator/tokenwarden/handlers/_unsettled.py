@@ -1,4 +1,5 @@
-"""A safety net for tokens that sit with no status, or Pending, untouched."""
+"""A safety net for tokens that sit with no status, Pending, or Failed for a Secret of their name
+that is not theirs (it may go away with no event the operator sees), untouched."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ import time
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
-from tokenwarden.handlers._indexes import check_listing
+from tokenwarden.handlers._indexes import check_listing, waiting
 from tokenwarden.handlers._mint import reconcile_now
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind
 from tokenwarden.kube import objects
@@ -42,8 +43,8 @@ async def _sweep_unsettled(memo, logger) -> None:
     pauses = 0  # the indexes were listed at start; every pause since calls for a new listing
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
-        if memo.activity.paused():
-            continue
+        if memo.activity.paused() or memo.work.handler_context is None:
+            continue  # a standby; or no event yet, and so nothing to look at
         if memo.activity.pauses != pauses:
             pauses = memo.activity.pauses
             if not await check_listing(memo, time.monotonic()):
@@ -59,11 +60,12 @@ async def _sweep_unsettled(memo, logger) -> None:
                 memo.indexes.learn(entry, token)
                 if token is None:
                     continue
-                if token["metadata"].get("deletionTimestamp") or \
-                        (token.get("status") or {}).get("phase") not in (None, "Pending"):
+                if token["metadata"].get("deletionTimestamp") or not waiting(token):
                     continue
                 logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
-                await asyncio.to_thread(reconcile_now, kind, token, memo, logger)
+                # In a kopf handler's context, so that minting posts its events as a handler
+                # does: this task's own context has no event queue.
+                await asyncio.to_thread(memo.work.handler_context.copy().run, reconcile_now, kind, token, memo, logger)
             except (kopf.TemporaryError, kopf.PermanentError) as exc:
                 logger.info(f"{entry.kind} {entry.namespace}/{entry.name} is still unsettled: {exc}")
             except Exception as exc:  # noqa: BLE001  (the sweep outlives any one token)

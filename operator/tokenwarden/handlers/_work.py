@@ -38,6 +38,15 @@ class WorkQueue:
         self._due: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
         self._running: set[Hashable] = set()
+        # A kopf handler's context, for work submitted from outside any handler (a resync, a
+        # sweep): kopf gives a handler's context what posting events needs, and a task of the
+        # operator's own has none. The event queue is the operator's, so any handler's will do.
+        self.handler_context: contextvars.Context | None = None
+
+    def learn_context(self) -> None:
+        """Called in a kopf handler: keeps its context if none is kept yet."""
+        if self.handler_context is None:
+            self.handler_context = contextvars.copy_context()
 
     def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0,
                context: contextvars.Context | None = None) -> None:
