@@ -8,6 +8,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp.web import TCPSite
@@ -32,6 +33,12 @@ from tokenwarden.kube._watching import list_page, open_watch
 
 logger = logging.getLogger("tokenwarden.authenticator")
 
+EVENT_LOOPS = ("uvloop", "asyncio")  # the first is the default
+
+
+class EventLoopUnavailable(Exception):
+    """The event loop asked for cannot run here (uvloop not installed: Windows has none)."""
+
 
 @dataclass
 class AuthenticatorOptions:
@@ -50,6 +57,7 @@ class AuthenticatorOptions:
     access_log: str | None = None  # "-": JSON lines on stdout; a path: that file; None: no access log
     access_log_success_rate: float = 1.0  # fraction of successes logged; failures all are
     extra_schemes: tuple[str, ...] = ()
+    event_loop: str = EVENT_LOOPS[0]  # "uvloop" (libuv) or "asyncio" (the standard library's own)
     verbose: bool = False
     debug: bool = False
 
@@ -181,7 +189,21 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
         await metrics_runner.cleanup()
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop called ``name``; None: asyncio's default loop."""
+    if name == "asyncio":
+        return None
+    if name == "uvloop":
+        try:
+            import uvloop
+        except ImportError as exc:
+            raise EventLoopUnavailable("uvloop is not installed here: run with --event-loop asyncio") from exc
+        return uvloop.new_event_loop
+    raise ValueError(f"unknown event loop {name!r}: one of {', '.join(EVENT_LOOPS)}")
+
+
 def run_authenticator(options: AuthenticatorOptions) -> None:
+    new_loop = loop_factory(options.event_loop)
     logging.basicConfig(level=logging.DEBUG if options.debug or options.verbose else logging.INFO,
                         format="[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] %(message)s")
     if not options.debug:
@@ -195,4 +217,5 @@ def run_authenticator(options: AuthenticatorOptions) -> None:
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
         await serve(options, stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())

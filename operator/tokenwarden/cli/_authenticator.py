@@ -41,11 +41,13 @@ from tokenwarden.cli._serving import prepare
                    "the token) to stdout (-) or a file. Off by default.")
 @click.option("--access-log-sample-successes", "access_log_success_rate", type=click.FloatRange(0, 1), default=1.0,
               show_default=True, help="Fraction of successful verifications in the access log; every failure is in it.")
+@click.option("--event-loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
+              help="The event loop that serves: uvloop (libuv, faster verification) or asyncio's own.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
                   metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
-                  access_log, access_log_success_rate, verbose, debug) -> None:
+                  access_log, access_log_success_rate, event_loop, verbose, debug) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -67,6 +69,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
         raise click.UsageError(f"--metrics-port {metrics_port} is the public --port: give the health and "
                                "metrics server a port of its own")
     from tokenwarden.authn import AuthenticatorOptions, run_authenticator
+    from tokenwarden.authn._run import EventLoopUnavailable
     from tokenwarden.authn._tls import CertificateError
 
     settings = prepare(kubeconfig, config_path)
@@ -77,6 +80,6 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             credential_metrics_limit=credential_metrics_limit,
             access_log=access_log, access_log_success_rate=access_log_success_rate,
-            extra_schemes=tuple(schemes), verbose=verbose, debug=debug))
-    except CertificateError as exc:
+            extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug))
+    except (CertificateError, EventLoopUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
