@@ -256,3 +256,29 @@ async def test_verification_answers_503_until_the_index_is_loaded_and_readiness_
     assert await answers() == (200, 200, 200)
     reflector.broken_since = -1e9  # long ago: the watch has been broken since
     assert await answers() == (200, 200, 503)
+
+
+def test_a_hash_two_objects_name_verifies_as_the_active_one_whichever_goes_first():
+    """An import refused as a duplicate (Failed) keeps in its status the hash it held: the
+    value verifies as the Active object, and either object going leaves the other's answer."""
+    def named(name: str, phase: str) -> dict:
+        body = token("a")
+        body["metadata"]["name"], body["status"]["phase"] = name, phase
+        return body
+
+    for order in (("active", "failed"), ("failed", "active")):
+        for goes in ("active", "failed"):
+            index = TokenIndex()
+            store = TokenStore("ServiceToken", index, lambda _: None)
+            bodies = {"active": named("active", "Active"), "failed": named("failed", "Failed")}
+            for name in order:
+                store.put(*store.record(bodies[name]))
+            found = index.lookup(TOKENS["a"])
+            assert (found.name, check("a", index).reason) == ("active", "ok"), order
+            store.drop(("ServiceToken", "team", goes))
+            left = index.lookup(TOKENS["a"])
+            assert left is not None and left.name != goes, (order, goes)
+            assert check("a", index).reason == ("ok" if goes == "failed" else "failed"), (order, goes)
+            assert not index.shared, "nothing is kept for a hash once one object names it"
+            store.drop(("ServiceToken", "team", "failed" if goes == "active" else "active"))
+            assert index.lookup(TOKENS["a"]) is None and not index.by_hash

@@ -57,6 +57,10 @@ class TokenIndex:
     import_key: bytes | None = None  # the cluster key imported keys are hashed with, once read
     # (namespace, Kubernetes ServiceAccount) → the accounts that list it (more than one: none is granted)
     workloads: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # digest → each object's identity for it, only while more than one object's status names it
+    # (an import refused as a duplicate, or failed, keeps the hash it held): by_hash holds the one
+    # that verifies, and one object going never takes the hash from another.
+    shared: dict[bytes, dict[tuple[str, str, str], Identity]] = field(default_factory=dict)
 
     def lookup(self, token: str) -> Identity | None:
         """The identity ``token`` hashes to: a minted token by its sha256, an imported key by
@@ -72,21 +76,34 @@ class TokenIndex:
         """Replace everything known of one token with ``hashes`` (current and previous); those
         of them in ``leaked`` are refused. ``key``: the caller's (kind, namespace, name), shared."""
         self.remove(identity.kind, identity.namespace, identity.name)
+        key = key or (identity.kind, identity.namespace, identity.name)
         digests = []
         for token_hash, valid_until in hashes:
             entry = identity if valid_until is None else _with_previous(identity, valid_until)
             if token_hash in leaked:
                 entry = replace(entry, leaked=True)
             digest = _digest(token_hash)
-            self.by_hash[digest] = entry
+            held = self.by_hash.get(digest)
+            if held is None:
+                self.by_hash[digest] = entry
+            else:
+                holders = self.shared.setdefault(digest, {_key(held): held})
+                holders[key] = entry
+                self.by_hash[digest] = _verifying(holders)
             digests.append(digest)
-        self.hashes_of[key or (identity.kind, identity.namespace, identity.name)] = \
-            digests[0] if len(digests) == 1 else tuple(digests)
+        self.hashes_of[key] = digests[0] if len(digests) == 1 else tuple(digests)
 
     def remove(self, kind: str, namespace: str, name: str) -> None:
         digests = self.hashes_of.pop((kind, namespace, name), ())
         for digest in (digests,) if isinstance(digests, bytes) else digests:
-            self.by_hash.pop(digest, None)
+            holders = self.shared.get(digest)
+            if holders is None:
+                self.by_hash.pop(digest, None)
+                continue
+            holders.pop((kind, namespace, name), None)
+            self.by_hash[digest] = _verifying(holders)
+            if len(holders) == 1:
+                del self.shared[digest]
 
     def put_account(self, key: tuple[str, str], account: Account) -> None:
         """Replace what is known of the account ``key`` = (namespace, name), with its workloads."""
@@ -128,6 +145,16 @@ def _digest(token_hash: str) -> bytes:
         else:
             return digest if kind == "sha256" else HMAC_MARK + digest
     return b"?" + token_hash.encode("utf-8")
+
+
+def _key(identity: Identity) -> tuple[str, str, str]:
+    return identity.kind, identity.namespace, identity.name
+
+
+def _verifying(holders: dict[tuple[str, str, str], Identity]) -> Identity:
+    """Of several objects naming one hash, the one whose token it is: an Active one (the
+    operator lets one object at a time hold a value), else the first by name."""
+    return min(holders.values(), key=lambda i: (i.phase != "Active" or i.deleting, _key(i)))
 
 
 def _with_previous(identity: Identity, valid_until: datetime) -> Identity:
