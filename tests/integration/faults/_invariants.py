@@ -365,14 +365,19 @@ def history_violations(recorder: Recorder, mint_events: dict[str, int]) -> tuple
 
 def _remints(item: Owned) -> tuple[list[str], int]:
     """Changes of the Secret's token that are no rotation: the new value did not arrive with
-    the old one kept as token.previous."""
+    the old one kept as token.previous. A rotation's successor that no status ever named (the
+    status write failed) never verified: minted again beside the same kept token, it is no
+    re-mint of a token in use."""
     found, unjudged = [], 0
-    last, last_epoch, values = None, None, []
+    recorded = {v.token_hash for v in item.versions if v.token_hash}
+    last, last_previous, last_epoch, values = None, None, None, []
     for version in item.secret_versions:
         if version.event == "DELETED" or version.token is None:
             continue
         if last is not None and version.token != last:
-            rotated = version.previous == last
+            rotated = version.previous == last or (
+                version.previous is not None and version.previous == last_previous
+                and hash_token(last) not in recorded)
             if not rotated and version.epoch != last_epoch:
                 if version.previous not in values:
                     unjudged += 1
@@ -380,7 +385,7 @@ def _remints(item: Owned) -> tuple[list[str], int]:
                 found.append("was re-minted: its Secret's token changed without the old one kept as token.previous")
         if version.token not in values:
             values.append(version.token)
-        last, last_epoch = version.token, version.epoch
+        last, last_previous, last_epoch = version.token, version.previous, version.epoch
     return found, unjudged
 
 
