@@ -1,5 +1,5 @@
-"""The authenticator's event loop: --event-loop picks uvloop's or asyncio's own, and the
-authenticator runs on the loop it was given."""
+"""The authenticator's event loop: --event-loop picks asyncio's own (the default) or uvloop's,
+and the authenticator runs on the loop it was given."""
 from __future__ import annotations
 
 import asyncio
@@ -26,14 +26,14 @@ def _loop_served_on(monkeypatch, **options) -> type:
     return seen[0]
 
 
-def test_the_authenticator_runs_on_uvloop_by_default(monkeypatch):
-    assert issubclass(_loop_served_on(monkeypatch), uvloop.Loop)
-
-
-def test_the_authenticator_runs_on_asyncios_loop_when_asked(monkeypatch):
-    loop_class = _loop_served_on(monkeypatch, event_loop="asyncio")
+def test_the_authenticator_runs_on_asyncios_loop_by_default(monkeypatch):
+    loop_class = _loop_served_on(monkeypatch)
     assert not issubclass(loop_class, uvloop.Loop)
     assert issubclass(loop_class, asyncio.BaseEventLoop)
+
+
+def test_the_authenticator_runs_on_uvloop_when_asked(monkeypatch):
+    assert issubclass(_loop_served_on(monkeypatch, event_loop="uvloop"), uvloop.Loop)
 
 
 def test_an_unknown_loop_is_refused():
@@ -55,7 +55,7 @@ def test_without_uvloop_the_error_names_the_way_out(monkeypatch):
     assert _run.loop_factory("asyncio") is None
 
 
-@pytest.mark.parametrize("args, expected", [([], "uvloop"), (["--event-loop", "asyncio"], "asyncio"),
+@pytest.mark.parametrize("args, expected", [([], "asyncio"), (["--event-loop", "asyncio"], "asyncio"),
                                             (["--event-loop", "uvloop"], "uvloop")])
 def test_the_command_line_passes_the_loop_on(monkeypatch, args, expected):
     import tokenwarden.authn
@@ -73,4 +73,4 @@ def test_the_command_line_offers_the_loops_the_authenticator_knows():
     result = CliRunner().invoke(cli, ["authenticator", "--event-loop", "trio"])
     assert result.exit_code == 2
     assert all(name in result.output for name in _run.EVENT_LOOPS)
-    assert _run.AuthenticatorOptions().event_loop == _run.EVENT_LOOPS[0] == "uvloop"
+    assert _run.AuthenticatorOptions().event_loop == _run.EVENT_LOOPS[0] == "asyncio"

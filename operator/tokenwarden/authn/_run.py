@@ -33,7 +33,7 @@ from tokenwarden.kube._watching import list_page, open_watch
 
 logger = logging.getLogger("tokenwarden.authenticator")
 
-EVENT_LOOPS = ("uvloop", "asyncio")  # the first is the default
+EVENT_LOOPS = ("asyncio", "uvloop")  # the first is the default
 
 
 class EventLoopUnavailable(Exception):
@@ -57,7 +57,7 @@ class AuthenticatorOptions:
     access_log: str | None = None  # "-": JSON lines on stdout; a path: that file; None: no access log
     access_log_success_rate: float = 1.0  # fraction of successes logged; failures all are
     extra_schemes: tuple[str, ...] = ()
-    event_loop: str = EVENT_LOOPS[0]  # "uvloop" (libuv) or "asyncio" (the standard library's own)
+    event_loop: str = EVENT_LOOPS[0]  # "asyncio" (the standard library's own) or "uvloop" (libuv)
     verbose: bool = False
     debug: bool = False
 

@@ -41,8 +41,8 @@ from tokenwarden.cli._serving import prepare
                    "the token) to stdout (-) or a file. Off by default.")
 @click.option("--access-log-sample-successes", "access_log_success_rate", type=click.FloatRange(0, 1), default=1.0,
               show_default=True, help="Fraction of successful verifications in the access log; every failure is in it.")
-@click.option("--event-loop", type=click.Choice(["uvloop", "asyncio"]), default="uvloop", show_default=True,
-              help="The event loop that serves: uvloop (libuv, faster verification) or asyncio's own.")
+@click.option("--event-loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
+              help="The event loop that serves: asyncio's own, or uvloop (libuv).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
