@@ -59,6 +59,15 @@ class Node:
     def json(self, *args: str) -> dict:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
+    def found(self, *args: str) -> dict | None:
+        """``kubectl get`` of one object as JSON; None while it does not exist (yet)."""
+        result = self.kubectl("get", *args, "-o", "json", check=False)
+        if result.returncode != 0 and "NotFound" in result.stderr:
+            return None
+        if result.returncode != 0:
+            raise AssertionError(f"kubectl get {' '.join(args)} failed:\n{result.stderr}")
+        return json.loads(result.stdout)
+
     def helm(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         result = subprocess.run([self.helm_bin, f"--kubeconfig={self.kubeconfig}", *args],
                                 capture_output=True, text=True, timeout=timeout)
