@@ -1,21 +1,25 @@
 """Scale: N ServiceTokens across 100 accounts. Peak RSS of the operator and the authenticator,
 and the time a restarted operator takes to settle, with the number of tokens it re-minted.
 
-    python bench/scale.py [--tokens 10000] [--accounts 100]
+--profile DIR samples the restarted operator with py-spy until it settles and prints its top frames.
+
+    python bench/scale.py [--tokens 10000] [--accounts 100] [--profile DIR]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from kubernetes import client
 
-from _harness import (GROUP, VERSION, api_client, control_plane, new_namespace, operator_process, parallel, rss_mb,
-                      wait_all, wait_ready)
+from _harness import (GROUP, VERSION, api_client, control_plane, new_namespace, operator_process, parallel,
+                      profiled, request_counts, rss_mb, wait_all, wait_ready)
 from tokenwarden.devcluster import free_port
 
 
@@ -25,10 +29,18 @@ def metric(port: int, name: str) -> float:
     return sum(float(m) for m in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([\d.e+]+)$", text, re.M))
 
 
+def _profile(directory: Path | None, pid: int):
+    if directory is None:
+        return contextlib.nullcontext()
+    directory.mkdir(parents=True, exist_ok=True)
+    return profiled(pid, directory / "operator-restart.txt")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=10000)
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--profile", type=Path, help="directory for the restarted operator's py-spy profile")
     args = parser.parse_args()
     n, accounts = args.tokens, args.accounts
     settings = f"quotas: {{maxTokensPerAccount: {n}, maxAccountsPerNamespace: {accounts}}}\n"
@@ -70,8 +82,10 @@ def main() -> None:
         authn.terminate()
         # A restarted operator: how long until a new token is minted (its queue is drained), and re-mints.
         metrics_port = free_port()
+        before = request_counts(plane)
         restarted = time.monotonic()
-        with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator:
+        with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator, \
+                _profile(args.profile, operator.pid):
             custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
                 "spec": {"roles": ["reader"]}})
@@ -80,12 +94,16 @@ def main() -> None:
             settle = time.monotonic() - restarted
             remints = metric(metrics_port, "tokenwarden_tokens_minted_total") - 1
             restarted_rss = rss_mb(operator.pid)
+            after = request_counts(plane)
     print(f"{n} tokens across {accounts} accounts, minted in {minted_in:.0f}s ({n / minted_in:.0f}/s)")
     print(f"backlog when the last create returned: {backlog} tokens waiting, drained in {drained_in:.0f}s "
           f"({backlog / max(drained_in, 1e-9):.0f}/s)")
     print(f"operator peak RSS: {operator_rss:.0f} MB (after a restart: {restarted_rss:.0f} MB)")
     print(f"authenticator peak RSS: {authn_rss:.0f} MB, ready with the full index in {authn_ready:.1f}s")
     print(f"restarted operator settled (probe token minted) in {settle:.1f}s, re-mints: {remints:.0f}")
+    calls = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)
+    print("API requests while it settled: " + ", ".join(
+        f"{verb} {resource} {count:.0f}" for count, (verb, resource) in calls if count >= n / 100))
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     from datetime import timedelta
     from types import SimpleNamespace
 
-    from tokenwarden.handlers import _settle
+    from tokenwarden.handlers import _indexes, _settle
 
     loop = asyncio.get_running_loop()
     runs = []
@@ -133,16 +133,17 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     monkeypatch.setattr(asyncio, "to_thread", _inline)
     memo = SimpleNamespace(settings=SimpleNamespace(resync_interval=timedelta(seconds=300),
                                                     bootstrap=SimpleNamespace(namespace=None)),
-                           resync=_settle.Resync(), work=WorkQueue(None))
+                           resync=_settle.Resync(), work=WorkQueue(None), indexes=_indexes.Indexes(()))
+    memo.resync_wanted = memo.resync.wanted
     handler_memo = SimpleNamespace(**vars(memo))  # kopf's per-object copy of the memo
     start = loop.time()
     task = asyncio.create_task(_settle._resync_loop(memo, logging.getLogger("test")))
     await asyncio.sleep(31)
     assert runs == []  # no listing event yet
     handler_memo.work.learn_context()  # the first event's index handler
-    _settle._listed(handler_memo)  # kopf's first listing, at start
+    _indexes.listing_ended(memo, "ServiceToken", None, set(), loop.time())  # kopf's first listing, at start
     await asyncio.sleep(700)
-    _settle._listed(handler_memo)  # a relist after a watch expired
+    _indexes.listing_ended(memo, "ServiceToken", None, set(), loop.time())  # a relist after a watch expired
     await asyncio.sleep(10)
     task.cancel()
     assert runs == [33, 333, 633, 733]

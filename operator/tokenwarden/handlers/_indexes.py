@@ -359,9 +359,13 @@ async def check_listing(memo, since: float) -> bool:
 def _forgot(memo, kind: str, gone: int) -> None:
     if gone:
         _logger.info(f"indexes: dropped {gone} {kind} object(s) deleted while no watch saw them")
-        resync = getattr(memo, "resync_wanted", None)  # what they granted or took is decided again
-        if resync is not None:
-            resync.set()
+        _resync(memo)  # what they granted or took is decided again
+
+
+def _resync(memo) -> None:
+    resync = getattr(memo, "resync_wanted", None)
+    if resync is not None:
+        resync.set()
 
 
 def listing_began(memo) -> asyncio.Task | None:
@@ -376,8 +380,11 @@ def listing_began(memo) -> asyncio.Task | None:
 
 
 def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began: float) -> None:
-    """kopf's listing of ``kind`` (begun at ``began``) is over: it replaces what was indexed."""
+    """kopf's listing of ``kind`` (begun at ``began``) is over: it replaces what was indexed,
+    and one resync decides what changed while nobody watched (at start, after a watch expired,
+    when a standby takes over)."""
     _forgot(memo, kind, memo.indexes.prune(kind, uids, began, namespace))
+    _resync(memo)
 
 
 async def after_listing_check(memo) -> None:

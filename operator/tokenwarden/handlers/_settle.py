@@ -360,6 +360,7 @@ async def start_settling(memo, logger, **_) -> None:
     memo.resync = Resync()
     memo.resync_wanted = memo.resync.wanted  # what asks for a resync from elsewhere sets this
     memo.account_states = {}  # (namespace, name) → what an account's tokens depend on, as last settled for
+    memo.binding_states = {}  # (namespace, name) → a binding's uid, account, spec, as last settled for
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -374,23 +375,17 @@ async def stop_settling(memo, **_) -> None:
 
 
 # Triggers: each only asks for tokens to be settled; what is done is decided then. An event
-# of one of kopf's listings (no type) asks for one resync instead, which decides on a listing.
-
-def _listed(memo) -> None:
-    memo.resync.wanted.set()
-
+# of one of kopf's listings (no type) settles nothing: the end of the listing asks for one
+# resync instead (listing_ended in _indexes.py), which decides on a listing of its own.
 
 def _register(kind: Kind) -> None:
     @kopf.on.event(GROUP, VERSION, kind.resource.plural, id="settle-on-request",
-                   when=lambda type, body, **_: type is None or policies.rotation_requested(
+                   when=lambda body, **_: policies.rotation_requested(
                        body.metadata.annotations.get(ROTATE_ANNOTATION), body.status.get("rotationRequest"))
                    or policies.leak_pending(body.metadata.annotations.get(policies.LEAKED_ANNOTATION),
                                             body.status.get("tokenHash"), body.status.get("previousTokenHash")))
-    async def rotation_requested(type, namespace, name, memo, **_):
-        if type is None:
-            _listed(memo)
-        else:
-            request_settle(memo, kind, namespace, name)
+    async def rotation_requested(namespace, name, memo, **_):
+        request_settle(memo, kind, namespace, name)
 
 
 for _kind in (SERVICE_TOKEN, INGESTION_KEY):
@@ -402,9 +397,6 @@ async def account_changed(type, body, name, namespace, memo, **_):
     """Created, deleted, disabled or enabled: its tokens are revoked or marked when settled. A
     change that leaves what they depend on as it was (a status write: its token count, the last
     use of its workload identities) settles nothing."""
-    if type is None:
-        _listed(memo)
-        return
     key = (namespace, name)
     if type == "DELETED":
         memo.account_states.pop(key, None)
@@ -414,16 +406,25 @@ async def account_changed(type, body, name, namespace, memo, **_):
         if memo.account_states.get(key) == state:
             return
         memo.account_states[key] = state
+        if type is None:
+            return  # listed: what changed while nobody watched is the listing's resync's
     request_account_tokens(memo, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, ROLE_BINDINGS.plural, id="settle-binding-tokens")
-async def binding_changed(type, namespace, spec, memo, **_):
-    """Any change to a binding: its account's tokens' roles are brought up to date."""
-    account = (spec or {}).get("serviceAccountName")
-    if type is None:
-        _listed(memo)
-    elif account:
+async def binding_changed(type, body, name, namespace, memo, **_):
+    """A binding created, deleted or edited: the tokens of the account it names (and named)
+    have their roles brought up to date. A status write settles nothing."""
+    key = (namespace, name)
+    before = memo.binding_states.pop(key, None)
+    state = None if type == "DELETED" else (
+        body.metadata.get("uid"), body.spec.get("serviceAccountName"), dict(body.spec),
+        bool(body.metadata.get("deletionTimestamp")))
+    if state is not None:
+        memo.binding_states[key] = state
+    if type is None or state == before:
+        return  # listed: what changed while nobody watched is the listing's resync's
+    for account in {s[1] for s in (before, state) if s is not None and s[1]}:
         request_account_tokens(memo, namespace, account)
 
 
