@@ -76,6 +76,30 @@ def parallel(function, items, workers: int = 16) -> None:
         list(pool.map(function, items))
 
 
+def create_fleet(custom: client.CustomObjectsApi, namespace: str, tokens: int, accounts: int) -> None:
+    """``accounts`` ServiceAccounts with a writer binding each, then ``tokens`` ServiceTokens
+    spread over them, all created at once (16 clients)."""
+    parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceAccount", "metadata": {"name": f"acct-{a}"},
+        "spec": {}}), range(accounts))
+    parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "rolebindings", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "RoleBinding", "metadata": {"name": f"acct-{a}-writer"},
+        "spec": {"serviceAccountName": f"acct-{a}", "roles": ["writer"]}}), range(accounts))
+    parallel(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": f"t-{i}"},
+        "spec": {"serviceAccountName": f"acct-{i % accounts}"}}), range(tokens))
+
+
+def probe_settled(api, namespace: str, tokens: int) -> None:
+    """A probe token created beside ``tokens`` Active ones, waited for until all are Active:
+    a restarted operator has settled once it mints it (its queue is drained)."""
+    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
+        "spec": {"roles": ["reader"]}})
+    wait_all(api, namespace, "servicetokens", tokens + 1,
+             lambda o: (o.get("status") or {}).get("phase") == "Active", timeout=3600)
+
+
 def wait_all(api, namespace: str, plural: str, count: int, done, timeout: float = 600) -> dict[str, float]:
     """Watch until ``count`` objects satisfy ``done``; return name → monotonic time it happened."""
     custom = client.CustomObjectsApi(api)

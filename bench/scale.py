@@ -18,8 +18,8 @@ from pathlib import Path
 
 from kubernetes import client
 
-from _harness import (GROUP, VERSION, api_client, control_plane, new_namespace, operator_process, parallel,
-                      profiled, request_counts, rss_mb, wait_all, wait_ready)
+from _harness import (GROUP, VERSION, api_client, control_plane, create_fleet, new_namespace,
+                      operator_process, probe_settled, profiled, request_counts, rss_mb, wait_all, wait_ready)
 from tokenwarden.devcluster import free_port
 
 
@@ -51,15 +51,7 @@ def main() -> None:
         metrics_port = free_port()
         with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator:
             started = time.monotonic()
-            parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceAccount", "metadata": {"name": f"acct-{a}"},
-                "spec": {}}), range(accounts))
-            parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "rolebindings", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "RoleBinding", "metadata": {"name": f"acct-{a}-writer"},
-                "spec": {"serviceAccountName": f"acct-{a}", "roles": ["writer"]}}), range(accounts))
-            parallel(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": f"t-{i}"},
-                "spec": {"serviceAccountName": f"acct-{i % accounts}"}}), range(n))
+            create_fleet(custom, namespace, n, accounts)
             # The backlog: tokens created but not yet Active when the last create returned.
             created_all = time.monotonic()
             listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")
@@ -86,11 +78,7 @@ def main() -> None:
         restarted = time.monotonic()
         with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator, \
                 _profile(args.profile, operator.pid):
-            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
-                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
-                "spec": {"roles": ["reader"]}})
-            wait_all(api, namespace, "servicetokens", n + 1,
-                     lambda o: (o.get("status") or {}).get("phase") == "Active", timeout=3600)
+            probe_settled(api, namespace, n)
             settle = time.monotonic() - restarted
             remints = metric(metrics_port, "tokenwarden_tokens_minted_total") - 1
             restarted_rss = rss_mb(operator.pid)

@@ -152,3 +152,33 @@ def test_room_goes_to_the_first_created_of_the_waiting_tokens(monkeypatch):
     state.indexes.observe("ServiceToken", {**active[0], "status": {**MINTED, "phase": "Expired"}})
     _quota.mint_waiting(state, "team", "agents", logging.getLogger("test"))
     assert [t["metadata"]["name"] for t in looked_at] == ["late"]
+
+
+def resume_without_calls(body: dict, state: SimpleNamespace) -> dict:
+    patch = kopf.Patch()
+    reconcile_token(SERVICE_TOKEN, kopf.Body(body), patch, state, logging.getLogger("test"), resuming=True,
+                    blocking=False)
+    return dict(patch.get("status") or {})
+
+
+def test_a_restart_resumes_a_minted_unchanged_token_without_a_call():
+    """The resume handler decides in the event loop: nothing to write, and no call made."""
+    state = memo(account("a", "2026-01-01T00:00:00Z"))
+    minted = {**MINTED, "observedGeneration": 2, "effectiveRoles": ["reader"], "accountUID": "uid-a",
+              "issuedAt": "2026-01-01T00:06:00Z"}
+    body = token("t", {"serviceAccountName": "a", "roles": ["reader"]}, minted)
+    state.indexes.observe("RoleBinding", {"kind": "RoleBinding", "metadata": {
+        "name": "b", "namespace": "team", "uid": "uid-b"}, "spec": {"serviceAccountName": "a", "roles": ["reader"]}})
+    assert resume_without_calls(body, state) == {}
+
+
+@pytest.mark.parametrize("status", [{}, {**MINTED, "observedGeneration": 1}], ids=["pending", "edited-while-down"])
+def test_a_resume_that_needs_a_call_says_so_having_written_nothing(status):
+    from tokenwarden.handlers._mint import CallsTheAPI
+
+    state = memo(account("a", "2026-01-01T00:00:00Z"))
+    patch = kopf.Patch()
+    with pytest.raises(CallsTheAPI):
+        reconcile_token(SERVICE_TOKEN, kopf.Body(token("t", {"roles": ["reader"]}, status)), patch, state,
+                        logging.getLogger("test"), resuming=True, blocking=False)
+    assert dict(patch) == {}

@@ -11,6 +11,7 @@ by hand is refused, and a new token is minted into the Secret.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 
@@ -60,8 +61,14 @@ def roles_for(kind: Kind, spec, namespace: str, memo):
     )
 
 
+class CallsTheAPI(Exception):
+    """reconcile_token(blocking=False) came to a step that calls the API: run it in a thread."""
+
+
 def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger,
-                    resuming: bool = False, fresh: bool = False) -> None:
+                    resuming: bool = False, fresh: bool = False, blocking: bool = True) -> None:
+    """Mint the token, or bring its status up to date. ``blocking`` False: decide on the body
+    and the indexes only, and raise CallsTheAPI (having written nothing) where a call is due."""
     name, namespace, uid = body.metadata.name, body.metadata.namespace, body.metadata.uid
     status = body.status
     out = TokenStatus(body, patch, now())
@@ -104,6 +111,8 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
             # minted for, unless that one was created after the token.
             patch.status["accountUID"] = account_uid
         return
+    if not blocking:
+        raise CallsTheAPI()
     if minted and not fresh:
         # A rotation or a Secret's handler may have written since this body was read: decide
         # on a fresh read, in the token's lock, and write on the version read.
@@ -308,8 +317,13 @@ def _register(kind: Kind) -> None:
         reconcile_token(kind, body, patch, memo, logger)
 
     @kopf.on.resume(GROUP, VERSION, plural, id="resume")
-    def resume(body, patch, memo, logger, **_):
-        reconcile_token(kind, body, patch, memo, logger, resuming=True)
+    async def resume(body, patch, memo, logger, **_):
+        # A restart resumes every token: most are minted and unchanged, decided without a
+        # call, so without a thread (a pool queue of thousands would hold back new tokens' mints).
+        try:
+            reconcile_token(kind, body, patch, memo, logger, resuming=True, blocking=False)
+        except CallsTheAPI:
+            await asyncio.to_thread(reconcile_token, kind, body, patch, memo, logger, resuming=True)
 
 
 for _kind in (SERVICE_TOKEN, INGESTION_KEY):
