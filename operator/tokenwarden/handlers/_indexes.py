@@ -397,6 +397,7 @@ async def after_listing_check(memo) -> None:
 def load(memo, logger, **_) -> None:
     """List every kind once before kopf watches, so handlers start with complete indexes."""
     count = memo.indexes.load(memo.custom, memo.namespaces)
+    memo.indexes.checked_at = time.monotonic()  # kopf's first listings, begun soon after, need no check of their own
     listings = install({(GROUP, resource.plural): resource.kind for resource in RESOURCES})
     listings.began = lambda kind, namespace: listing_began(memo)
     listings.ended = lambda kind, namespace, uids, began: listing_ended(memo, kind, namespace, uids, began)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -70,38 +71,45 @@ def read_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: 
 
 
 def _as_owned(secret: client.V1Secret) -> TokenSecret:
-    name = secret.metadata.name
-    data = secret.data or {}
+    meta = secret.metadata
+    return _owned(meta.name, secret.data, meta.annotations, meta.resource_version)
+
+
+def _owned(name: str, data: dict | None, annotations: dict | None, resource_version: str | None) -> TokenSecret:
+    data, annotations = data or {}, annotations or {}
     # A value that is not text was not written by tokenwarden: decoded with replacement
     # characters, it matches no hash and is refused like any other value written by hand.
     token = base64.b64decode(data[TOKEN_KEY]).decode(errors="replace") if TOKEN_KEY in data else None
     previous = base64.b64decode(data[PREVIOUS_KEY]).decode(errors="replace") if PREVIOUS_KEY in data else None
-    annotations = secret.metadata.annotations or {}
     return TokenSecret(name=name, owned=True, token=token, previous=previous,
                        token_id=annotations.get(TOKEN_ID_ANNOTATION),
                        issued_at=annotations.get(ISSUED_AT_ANNOTATION),
                        recorded_hash=annotations.get(TOKEN_HASH_ANNOTATION),
-                       resource_version=secret.metadata.resource_version)
+                       resource_version=resource_version)
 
 
 def iter_token_secrets(core: client.CoreV1Api, namespace: str | None,
                        page: int = 500) -> Iterator[tuple[str, str, TokenSecret]]:
     """Every Secret tokenwarden wrote (by its label) in ``namespace`` (None: all), read in
-    pages: (namespace, uid of its controlling owner, the Secret as its owner reads it)."""
-    kwargs: dict = {"label_selector": f"{MANAGED_BY}={MANAGED_BY_VALUE}", "limit": page}
+    pages: (namespace, uid of its controlling owner, the Secret as its owner reads it). Read
+    as JSON, not as the client's models: a resync reads every token Secret."""
+    kwargs: dict = {"label_selector": f"{MANAGED_BY}={MANAGED_BY_VALUE}", "limit": page, "_preload_content": False}
     while True:
         with translated("listing token Secrets"):
             if namespace:
-                result = core.list_namespaced_secret(namespace, **kwargs)
+                response = core.list_namespaced_secret(namespace, **kwargs)
             else:
-                result = core.list_secret_for_all_namespaces(**kwargs)
-        for secret in result.items:
-            owner = next((ref.uid for ref in secret.metadata.owner_references or [] if ref.controller), None)
+                response = core.list_secret_for_all_namespaces(**kwargs)
+            result = json.loads(response.data)
+        for secret in result.get("items") or []:
+            meta = secret["metadata"]
+            owner = next((ref["uid"] for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
             if owner:
-                yield secret.metadata.namespace, owner, _as_owned(secret)
-        if not result.metadata._continue:
+                yield meta["namespace"], owner, _owned(meta["name"], secret.get("data"), meta.get("annotations"),
+                                                       meta.get("resourceVersion"))
+        if not (result.get("metadata") or {}).get("continue"):
             return
-        kwargs["_continue"] = result.metadata._continue
+        kwargs["_continue"] = result["metadata"]["continue"]
 
 
 def create_token_secret(
