@@ -93,9 +93,17 @@ def create_fleet(custom: client.CustomObjectsApi, namespace: str, tokens: int, a
 def probe_settled(api, namespace: str, tokens: int) -> None:
     """A probe token created beside ``tokens`` Active ones, waited for until all are Active:
     a restarted operator has settled once it mints it (its queue is drained)."""
-    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
-        "spec": {"roles": ["reader"]}})
+    deadline = time.monotonic() + 300
+    while True:  # a restarted operator's webhook may not answer yet (failurePolicy Fail): retry, as a user would
+        try:
+            client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": "probe"},
+                "spec": {"roles": ["reader"]}})
+            break
+        except client.ApiException as error:
+            if error.status < 500 or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
     wait_all(api, namespace, "servicetokens", tokens + 1,
              lambda o: (o.get("status") or {}).get("phase") == "Active", timeout=3600)
 

@@ -161,6 +161,11 @@ def main() -> int:
             memory.sample()
             burst = dict(memory.last[first], peak_rss=memory.peak_rss[first])
             killed = _kills(core, first)
+            print(f"{n} tokens across {accounts} accounts on the node, minted in {minted_in:.0f}s "
+                  f"({n / minted_in:.0f}/s)")
+            print(f"operator container memory limit: {burst['limit'] / MB:.0f} MB")
+            print(f"burst: peak RSS {burst['peak_rss'] / MB:.0f} MB, kernel peak usage "
+                  f"{burst['peak_usage'] / MB:.0f} MB, limit reached {burst['failcnt']} times", flush=True)
             hashes = _hashes(custom, namespace)
 
             restarted = time.monotonic()
@@ -176,10 +181,6 @@ def main() -> int:
             remints = sum(1 for name, digest in hashes.items() if now.get(name) != digest)
     finally:
         cluster.stop()
-    print(f"{n} tokens across {accounts} accounts on the node, minted in {minted_in:.0f}s ({n / minted_in:.0f}/s)")
-    print(f"operator container memory limit: {burst['limit'] / MB:.0f} MB")
-    print(f"burst: peak RSS {burst['peak_rss'] / MB:.0f} MB, kernel peak usage {burst['peak_usage'] / MB:.0f} MB, "
-          f"limit reached {burst['failcnt']} times")
     print(f"restarted pod: peak RSS {after['peak_rss'] / MB:.0f} MB, kernel peak usage "
           f"{after['peak_usage'] / MB:.0f} MB, settled RSS {after['rss'] / MB:.0f} MB, "
           f"limit reached {after['failcnt']} times")
