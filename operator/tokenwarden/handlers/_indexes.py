@@ -174,8 +174,7 @@ def waiting(body: dict) -> bool:
     phase = status.get("phase")
     if phase in (None, "Pending"):
         return True
-    return phase == "Failed" and any(c.get("type") == "Ready" and c.get("reason") == "SecretConflict"
-                                     for c in status.get("conditions") or [])
+    return phase == "Failed" and (condition(status.get("conditions"), "Ready") or {}).get("reason") == "SecretConflict"
 
 
 @dataclass(frozen=True, slots=True)
