@@ -360,7 +360,7 @@ async def start_settling(memo, logger, **_) -> None:
     memo.resync = Resync()
     memo.resync_wanted = memo.resync.wanted  # what asks for a resync from elsewhere sets this
     memo.account_states = {}  # (namespace, name) → what an account's tokens depend on, as last settled for
-    memo.binding_states = {}  # (namespace, name) → a binding's uid, account, spec, as last settled for
+    memo.binding_states = {}  # (namespace, name) → a binding's uid, spec, deletion, as last settled for
     memo.work_task = asyncio.create_task(memo.work.run())
     memo.resync_task = asyncio.create_task(_resync_loop(memo, logger))
 
@@ -418,13 +418,12 @@ async def binding_changed(type, body, name, namespace, memo, **_):
     key = (namespace, name)
     before = memo.binding_states.pop(key, None)
     state = None if type == "DELETED" else (
-        body.metadata.get("uid"), body.spec.get("serviceAccountName"), dict(body.spec),
-        bool(body.metadata.get("deletionTimestamp")))
+        body.metadata.get("uid"), dict(body.spec), bool(body.metadata.get("deletionTimestamp")))
     if state is not None:
         memo.binding_states[key] = state
     if type is None or state == before:
         return  # listed: what changed while nobody watched is the listing's resync's
-    for account in {s[1] for s in (before, state) if s is not None and s[1]}:
+    for account in {s[1].get("serviceAccountName") for s in (before, state) if s is not None} - {None, ""}:
         request_account_tokens(memo, namespace, account)
 
 
