@@ -121,6 +121,12 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         if current is not None and current["metadata"]["uid"] == uid:
             reconcile_now(kind, current, memo, logger)
         return
+    if imported and not fresh:
+        # The source's owner may change the key while it is read: the change's recheck then
+        # writes the newer value, and a status patched here on no version would put the older
+        # one back for good. So an import decides in the token's lock and writes on the version read.
+        reconcile_now(kind, dict(body), memo, logger)
+        return
 
     if kind.has_roles and spec.service_account_name and not minted:
         quota = room_problem(memo, namespace, spec.service_account_name, name, body.metadata.get("creationTimestamp"))
@@ -301,11 +307,13 @@ def reconcile_now(kind: Kind, token: dict, memo, logger) -> None:
             return
         meta = token["metadata"]
         patch = kopf.Patch()
-        reconcile_token(kind, kopf.Body(token), patch, memo, logger, fresh=True)
-        if patch.get("status"):
-            with kube_errors_to_kopf(delay=1):
-                objects.patch_status(memo.custom, kind.resource, meta["namespace"], meta["name"],
-                                     dict(patch["status"]), resource_version=meta.get("resourceVersion"))
+        try:
+            reconcile_token(kind, kopf.Body(token), patch, memo, logger, fresh=True)
+        finally:  # a wait (kopf.TemporaryError) still records why, as kopf does with a handler's patch
+            if patch.get("status"):
+                with kube_errors_to_kopf(delay=1):
+                    objects.patch_status(memo.custom, kind.resource, meta["namespace"], meta["name"],
+                                         dict(patch["status"]), resource_version=meta.get("resourceVersion"))
 
 
 def _register(kind: Kind) -> None:
