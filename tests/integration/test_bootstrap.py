@@ -8,12 +8,16 @@ import hashlib
 import secrets
 import time
 
+import kopf
 import pytest
 import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from tokenwarden.handlers._bootstrap import bootstrap_secret, settle_bootstrap
+
 from ..conftest import REPO
+from .inprocess import LOG, no_events, operator_memo, operator_stopped  # noqa: F401  (fixtures)
 from .kubehelpers import GROUP, VERSION, create, get, phase_is, wait_for, wait_for_event
 
 NAMESPACE = "tokenwarden-bootstrap"
@@ -186,3 +190,25 @@ def test_a_token_created_just_before_a_crash_is_recognised_by_its_claim(operator
     assert secret.metadata.annotations[CREATED_UID] == made["metadata"]["uid"]
     core.delete_namespaced_secret(SECRET, NAMESPACE)
     assert _gone(custom)
+
+
+def test_a_removed_bootstrap_secret_revokes_its_token_when_a_later_settle_takes_the_revokes_place(
+        api_client, custom, core, bootstrap_namespace, operator_stopped, no_events):
+    """The deletion's revoke waits in the work queue under the bootstrap's one key, and a
+    resync's settle, submitted under that key before it ran, takes its place. The settle finds
+    no Secret: the Secret as the operator last saw it still names the token it created.
+
+    Staged in this process (the interleaving of the test above, made exact): the token was
+    created by an operator that crashed before it could add an owner reference, so Kubernetes'
+    garbage collector would not remove it either."""
+    made = create(custom, "ServiceToken", NAMESPACE, TOKEN, {"roles": ["reader"]})
+    _write_values(core, annotations={CREATED_UID: made["metadata"]["uid"]})
+    secret = api_client.sanitize_for_serialization(core.read_namespaced_secret(SECRET, NAMESPACE))
+    memo = operator_memo(api_client)
+    core.delete_namespaced_secret(SECRET, NAMESPACE)
+
+    bootstrap_secret(type="DELETED", body=kopf.Body(secret), memo=memo, logger=LOG)
+    assert [key for key, _, _ in memo.work.submitted] == [("bootstrap",)]
+    settle_bootstrap(memo, LOG)  # what a resync submits under the same key, in its place
+
+    assert _gone(custom, timeout=5), "the token the operator created outlived its bootstrap Secret"

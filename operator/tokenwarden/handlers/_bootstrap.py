@@ -168,7 +168,9 @@ def settle_bootstrap(memo, logger) -> None:
     with kube_errors_to_kopf():
         secret = kube_secrets.read_secret_object(memo.core, config.namespace, config.secret_name)
     if secret is None:
-        revoke_bootstrap(memo, logger, "the values have no bootstrap section")
+        # The Secret as this process last saw it still tells which token the operator created:
+        # a settle that took the place of its deletion's revoke (one work key) must not lose that.
+        revoke_bootstrap(memo, logger, "the values have no bootstrap section", getattr(memo, "bootstrap_seen", None))
     else:
         ensure_bootstrap(kopf.Body(secret), memo, logger)
 
@@ -182,6 +184,7 @@ def bootstrap_secret(type, body, memo, logger, **_):
     operator's own admission webhook before its Service routes to a ready replica: the work
     queue retries until it holds, deciding on the Secret as it is then."""
     memo.work.learn_context()
+    memo.bootstrap_seen = body  # what settle_bootstrap falls back on once the Secret is gone
     if type == "DELETED":
         # The Secret as last seen records which token the operator created: that one goes.
         memo.work.submit(("bootstrap",), revoke_bootstrap, memo, logger,
