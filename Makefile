@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit setup controlplane node crds lint image lock
+.PHONY: demo test unit fuzz setup controlplane node crds lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ test: controlplane node
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
+
+# Exploration, never part of `make test` (which runs fixed seeds only): the randomised fault
+# test draws new seeds until FUZZ_TIME is up and prints a replay line for each seed that breaks
+# an invariant; such a seed joins FIXED_SEEDS in tests/integration/test_faults.py.
+FUZZ_TIME ?= 60m
+
+fuzz: controlplane
+	$(BIN)/python -m pytest tests/integration/test_faults.py --fault-seed random --fault-explore $(FUZZ_TIME) \
+	  --timeout 0 -p no:cacheprovider -s
 
 crds: setup
 	$(BIN)/python -m tokenwarden.api

@@ -293,11 +293,15 @@ def pytest_addoption(parser):
         default="local",
         help="local: etcd + kube-apiserver built from Go modules (default); kind: pytest-kind (needs Docker)",
     )
-    parser.addoption("--fault-ops", type=int, default=200,
-                     help="tests/integration/test_faults.py: how many random operations (default 200; "
-                          "long runs also need --timeout)")
-    parser.addoption("--fault-seed", type=int, default=None,
-                     help="tests/integration/test_faults.py: the seed to replay (default: a new one, printed)")
+    parser.addoption("--fault-ops", type=int, default=None,
+                     help="tests/integration/test_faults.py: how many random operations per seed (default 40 "
+                          "for the fixed seeds, 200 when exploring; long runs also need --timeout)")
+    parser.addoption("--fault-seed", default=None,
+                     help="tests/integration/test_faults.py: the seed to replay, or 'random' to explore new "
+                          "ones (default: the fixed seeds)")
+    parser.addoption("--fault-explore", default=None, metavar="DURATION",
+                     help="with --fault-seed random: new seeds until DURATION (e.g. 60m) is up, a replay "
+                          "line for each that breaks an invariant")
 
 
 # The randomised fault test's summary (seed, operations, faults, violations), shown at the end of the run.

@@ -9,16 +9,22 @@ expire (etcd compacted: real 410s); then, once the system has settled, the invar
 - nothing revoked or expired is revived; no token is minted twice;
 - no Secret is left with an owner reference to a token that does not exist.
 
-The seed is printed at the start and in every failure: replay with
-``pytest tests/integration/test_faults.py --fault-seed SEED --fault-ops N`` (the faults land
-at the same operations; the operator's timing differs from run to run). Longer runs:
-``--fault-ops 2000 --timeout 0``.
+``make test`` runs a fixed list of seeds (FIXED_SEEDS: every seed that ever found a bug, and a
+few more), so a run draws nothing at random. Exploring new seeds is ``make fuzz`` (or
+``--fault-seed random --fault-explore 60m --timeout 0``): seed after seed until the time is up,
+a replay line for each seed that breaks an invariant. A seed that finds a bug joins
+FIXED_SEEDS, and the bug gets a deterministic test of its interleaving (a seed replays the
+same operations and faults, not the operator's timing).
+
+Replay one seed with ``pytest tests/integration/test_faults.py --fault-seed SEED --fault-ops N``.
+Longer runs: ``--fault-ops 2000 --timeout 0``.
 """
 from __future__ import annotations
 
 import random
 import re
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -26,6 +32,7 @@ import yaml
 from kubernetes.client import CoreV1Api, CustomObjectsApi
 
 from tokenwarden import kube
+from tokenwarden.durations import parse_duration
 
 from ..conftest import FAULT_REPORT, TEST_SETTINGS
 from .faults._invariants import (
@@ -45,7 +52,20 @@ GC_WAIT = 30.0  # seconds the garbage collector is given, with the operator down
 MAX_TOKENS = yaml.safe_load(TEST_SETTINGS)["quotas"]["maxTokensPerAccount"]
 GONE = re.compile(r"\b410\b|too old resource version", re.IGNORECASE)
 
+# Seeds that found a bug (each with a deterministic test of its own), then others: every kind
+# of fault lands in every seed's run (Faults.plan), so fewer operations per seed still cover them.
+FIXED_SEEDS = (1679101937, 3161353991, 1181713340, 20261207, 424242)
+FIXED_OPS = 40  # per fixed seed: the faults, not the operations, set a seed's time (about 50 s)
+EXPLORE_OPS = 200
+
 pytestmark = pytest.mark.faults
+
+
+def pytest_generate_tests(metafunc):
+    if "fault_seed" in metafunc.fixturenames:
+        given = metafunc.config.getoption("--fault-seed")
+        seeds = list(FIXED_SEEDS) if given is None else [given if given == "random" else int(given)]
+        metafunc.parametrize("fault_seed", seeds, ids=str)
 
 
 def _settle(api_client, namespace, recorder, operations, authenticator, *,
@@ -84,14 +104,50 @@ def _settle(api_client, namespace, recorder, operations, authenticator, *,
 
 
 def test_random_operations_with_faults_break_no_invariant(request, cluster, operator, authenticator, api_client,
-                                                         core, custom, namespace):
+                                                         core, custom, namespace, fault_seed):
     if cluster.plane is None:
         pytest.skip("faults are staged on the local control plane")
-    seed = request.config.getoption("--fault-seed")
-    seed = random.SystemRandom().randrange(2**32) if seed is None else seed
-    total = request.config.getoption("--fault-ops")
-    replay = f"replay: pytest {request.node.nodeid} --fault-seed {seed} --fault-ops {total}"
-    print(f"\nrandomised faults: seed {seed}, {total} operations ({replay})")
+    test = request.node.nodeid.split("[")[0]
+    if fault_seed != "random":
+        total = request.config.getoption("--fault-ops") or FIXED_OPS
+        failed = _one_seed(request, fault_seed, total, test, cluster, operator, authenticator, api_client, core,
+                           custom, namespace)
+        assert not failed, failed
+        return
+    # Exploring: new seeds until the time asked for is up (one seed when none is asked).
+    total = request.config.getoption("--fault-ops") or EXPLORE_OPS
+    explore = request.config.getoption("--fault-explore")
+    deadline = time.monotonic() + (parse_duration(explore).total_seconds() if explore else 0)
+    failures, runs = [], 0
+    while True:
+        seed = random.SystemRandom().randrange(2**32)
+        space = namespace if not runs else _namespace(core, f"faults-{uuid.uuid4().hex[:6]}")
+        failed = _one_seed(request, seed, total, test, cluster, operator, authenticator, api_client, core, custom,
+                           space)
+        runs += 1
+        if failed:
+            failures.append(failed)
+            print(f"\nFAILED {failed.splitlines()[0]}", flush=True)
+        if space != namespace:
+            core.delete_namespace(space)
+        if time.monotonic() >= deadline:
+            break
+    print(f"\nexplored {runs} seeds of {total} operations: {len(failures)} broke an invariant")
+    assert not failures, "\n\n".join(failures)
+
+
+def _namespace(core, name: str) -> str:
+    from kubernetes.client import V1Namespace, V1ObjectMeta
+
+    core.create_namespace(V1Namespace(metadata=V1ObjectMeta(name=name)))
+    return name
+
+
+def _one_seed(request, seed, total, test, cluster, operator, authenticator, api_client, core, custom,
+              namespace) -> str:
+    """Run one seed; what it broke (with its replay line first), or an empty string."""
+    replay = f"replay: pytest {test} --fault-seed {seed} --fault-ops {total}"
+    print(f"\nrandomised faults: seed {seed}, {total} operations ({replay})", flush=True)
     logs_from = {"operator": len(operator.log()), "authenticator": len(authenticator.log())}
 
     recorder = Recorder(cluster.kubeconfig, namespace)
@@ -175,6 +231,8 @@ def test_random_operations_with_faults_break_no_invariant(request, cluster, oper
     ]
     print("\n".join(summary))
     request.config.stash.setdefault(FAULT_REPORT, []).extend(summary + lines[:50])
-    assert len(faults.log) >= 5, f"seed {seed}: only {len(faults.log)} faults ran"
-    assert not violations, (f"seed {seed}: {len(violations)} invariant violations ({replay}):\n"
-                            + "\n".join(lines))
+    if len(faults.log) < 5:
+        return f"{replay}\nseed {seed}: only {len(faults.log)} faults ran"
+    if violations:
+        return f"{replay}\nseed {seed}: {len(violations)} invariant violations:\n" + "\n".join(lines)
+    return ""
