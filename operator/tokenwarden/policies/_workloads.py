@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tokenwarden import reasons
+
 WORKLOADS_CONDITION = "WorkloadIdentitiesBound"
 
 
