@@ -42,7 +42,7 @@ def test_the_changelog_has_keep_a_changelogs_form():
         assert label in labels, f"{heading}: no link reference [{label}]: at the end of the file"
 
 
-@pytest.mark.parametrize("name", ["SECURITY.md", "CHANGELOG.md", "docs/api-stability.md"])
+@pytest.mark.parametrize("name", ["SECURITY.md", "CHANGELOG.md", "docs/api-stability.md", "docs/releasing.md"])
 def test_relative_links_lead_to_files_that_exist(name):
     page = REPO / name
     targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
