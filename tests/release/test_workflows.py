@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,65 @@ def test_the_release_uses_the_helm_that_hack_pins():
     assert pinned, "hack/helm/go.mod does not require helm.sh/helm/v3 on one line"
     pinned = pinned.group(1)
     assert workflow("release.yml")["env"]["HELM_VERSION"] == pinned
+
+
+def step(workflow_name: str, job: str, name: str) -> str:
+    """The shell script of one step, found by its id or name."""
+    steps = workflow(workflow_name)["jobs"][job]["steps"]
+    return next(s["run"] for s in steps if name in (s.get("id"), s.get("name")))
+
+
+@pytest.fixture
+def release_tree(tmp_path) -> Path:
+    """The files the release reads, copied, with a changelog that has a 0.1.0 section."""
+    (tmp_path / "charts" / "tokenwarden").mkdir(parents=True)
+    for name in ("pyproject.toml", "charts/tokenwarden/Chart.yaml"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    changelog = (REPO / "CHANGELOG.md").read_text().replace(
+        "\n[Unreleased]: ", "\n## [0.1.0] - 2027-01-04\n\n### Added\n\n- The first release.\n\n"
+        "[0.1.0]: https://github.com/tokenwarden/tokenwarden/releases/tag/v0.1.0\n[Unreleased]: ", 1)
+    (tmp_path / "CHANGELOG.md").write_text(changelog)
+    return tmp_path
+
+
+def run_step(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    outputs = cwd / "github-output"
+    outputs.touch()
+    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(outputs), **env})
+
+
+def test_the_release_takes_a_tag_that_matches_the_package_the_chart_and_the_changelog(release_tree):
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert version == "0.1.0", "the fixture's changelog section is for 0.1.0"
+    checked = run_step(step("release.yml", "version", "version"), release_tree, TAG="v0.1.0")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert (release_tree / "github-output").read_text() == "version=0.1.0\n"
+
+
+@pytest.mark.parametrize("tag, problem", [("v0.2.0", "does not match pyproject (0.1.0)"),
+                                          ("v0.1.0", "CHANGELOG.md has no section [0.1.0]")])
+def test_the_release_refuses_a_tag_the_repository_does_not_match(release_tree, tag, problem):
+    if "CHANGELOG" in problem:
+        (release_tree / "CHANGELOG.md").write_text((REPO / "CHANGELOG.md").read_text())
+    checked = run_step(step("release.yml", "version", "version"), release_tree, TAG=tag)
+    assert checked.returncode == 1
+    assert problem in checked.stdout, checked.stdout + checked.stderr
+    assert (release_tree / "github-output").read_text() == ""
+
+
+def test_the_github_release_notes_are_the_changelogs_section(release_tree):
+    # gh is replaced by a script that records what it was asked to do.
+    bin_dir = release_tree / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > gh-args\n')
+    (bin_dir / "gh").chmod(0o755)
+    (release_tree / "artifacts").mkdir()
+    (release_tree / "artifacts" / "tokenwarden.cdx.json").write_text("{}")
+    made = subprocess.run(["bash", "-e", "-c", step("release.yml", "github-release", "gh release create")],
+                          cwd=release_tree, capture_output=True, text=True,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "TAG": "v0.1.0", "VERSION": "0.1.0"})
+    assert made.returncode == 0, made.stderr
+    assert (release_tree / "notes.md").read_text().strip() == "### Added\n\n- The first release."
+    args = (release_tree / "gh-args").read_text().splitlines()
+    assert args[:3] == ["release", "create", "v0.1.0"] and "artifacts/tokenwarden.cdx.json" in args
