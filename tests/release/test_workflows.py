@@ -135,3 +135,17 @@ def test_the_github_release_notes_are_the_changelogs_section(release_tree):
     assert (release_tree / "notes.md").read_text().strip() == "### Added\n\n- The first release."
     args = (release_tree / "gh-args").read_text().splitlines()
     assert args[:3] == ["release", "create", "v0.1.0"] and "artifacts/tokenwarden.cdx.json" in args
+
+
+def test_the_chart_installs_the_image_the_release_pushes():
+    # On the project's own repository (owner tokenwarden) the release pushes the chart's default
+    # image, tagged with the version the chart's appVersion names (the version job holds them equal).
+    env = workflow("release.yml")["env"]
+    owner = "${{ github.repository_owner }}"
+    values = yaml.safe_load((REPO / "charts" / "tokenwarden" / "values.yaml").read_text())
+    assert env["IMAGE"].replace(owner, "tokenwarden") == values["image"]["repository"]
+    assert values["image"]["tag"] == "", "the image tag defaults to the chart's appVersion"
+    charts = env["CHARTS"].replace(owner, "tokenwarden").removeprefix("oci://")
+    security = (REPO / "SECURITY.md").read_text()
+    assert f"cosign verify {values['image']['repository']}:" in security
+    assert f"cosign verify {charts}/tokenwarden:" in security
