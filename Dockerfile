@@ -14,7 +14,7 @@ WORKDIR /src
 COPY requirements.lock ./
 RUN python3 -m venv /opt/tokenwarden \
     && /opt/tokenwarden/bin/pip install --no-compile --require-hashes --no-deps -r requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY operator ./operator
 # setuptools and wheel (pinned in the lock) build tokenwarden itself and are removed
 # afterwards, with pip, once pip check has found every dependency in place. The

@@ -2,6 +2,7 @@
 from tokenwarden.devcluster._build import (
     Binaries,
     NodeBinaries,
+    ensure_actionlint,
     ensure_binaries,
     ensure_dashboard_check,
     ensure_helm,
@@ -58,6 +59,7 @@ __all__ = [
     "node_images",
     "node_problems",
     "start_node_cluster",
+    "ensure_actionlint",
     "ensure_binaries",
     "ensure_coredns",
     "ensure_dashboard_check",

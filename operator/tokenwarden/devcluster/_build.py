@@ -189,6 +189,14 @@ def ensure_dashboard_check(log=print) -> Path:
                     "the dashboard checker, grafana-foundation-sdk", log)
 
 
+def ensure_actionlint(log=print) -> Path:
+    """actionlint pinned in hack/actionlint (lints .github/workflows, which cannot run here),
+    built once and cached like the control plane."""
+    return _go_tool("actionlint", "github.com/rhysd/actionlint", "github.com/rhysd/actionlint/cmd/actionlint",
+                    "actionlint", "actionlint", log,
+                    "-s -w -X github.com/rhysd/actionlint.version={version}")
+
+
 @dataclass(frozen=True)
 class NodeBinaries:
     kubelet: Path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
 from tokenwarden.handlers._workloads import workload_status
@@ -23,9 +24,9 @@ def reconcile_account(body, name, namespace, spec, patch, memo, **_):
         if (condition(body.status.get("conditions"), "Ready") or {}).get("reason") != quota.reason:
             kopf.warn(body, reason=quota.reason, message=quota.message)
     elif spec.get("disabled"):
-        ready = (True, "Disabled", "the account is disabled: its tokens fail verification")
+        ready = (True, reasons.ACCOUNT_IS_DISABLED, "the account is disabled: its tokens fail verification")
     else:
-        ready = (True, "Ready", f"the account has {len(tokens)} token(s)")
+        ready = (True, reasons.ACCOUNT_READY, f"the account has {len(tokens)} token(s)")
     patch.status["tokenCount"] = len(tokens)
     conditions = set_condition(body.status.get("conditions"), "Ready", ready[0], ready[1], ready[2],
                                generation=generation, now=clock.now())

@@ -28,6 +28,7 @@ import asyncio
 import kopf
 from pydantic import ValidationError
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.api import (
     IngestionAPIKeySpec,
@@ -57,7 +58,7 @@ def _parse(model, spec):
 def _check_roles(roles, memo) -> None:
     missing = policies.unknown_roles(roles or [], memo.settings.roles)
     if missing:
-        _refuse(policies.Problem("UnknownRole",
+        _refuse(policies.Problem(reasons.UNKNOWN_ROLE,
                                  f"role {', '.join(missing)} is not in the role catalog "
                                  f"(known: {', '.join(sorted(memo.settings.roles))})"))
 
@@ -66,7 +67,7 @@ def _check_expiration(spec) -> None:
     now = clock.now()
     expires_at = spec.expires_at(now)
     if spec.expiration and expires_at is not None and expires_at <= now:
-        _refuse(policies.Problem("ExpirationInPast",
+        _refuse(policies.Problem(reasons.EXPIRATION_IN_PAST,
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
 
 

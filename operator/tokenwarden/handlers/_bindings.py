@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, VERSION
@@ -26,12 +27,12 @@ def reconcile_binding(body, namespace, spec, patch, memo, **_):
     if missing:
         message = (f"role {', '.join(missing)} is not in the role catalog "
                    f"(known: {', '.join(sorted(memo.settings.roles))}); the binding grants nothing until fixed")
-        ready(False, "UnknownRole", message)
-        kopf.warn(body, reason="UnknownRole", message=message)
+        ready(False, reasons.UNKNOWN_ROLE, message)
+        kopf.warn(body, reason=reasons.UNKNOWN_ROLE, message=message)
         return
     if (namespace, account) not in memo.indexes.accounts:
         message = f"ServiceAccount {account!r} does not exist in this namespace; create it"
-        ready(False, "AccountNotFound", message)
+        ready(False, reasons.ACCOUNT_NOT_FOUND, message)
         raise kopf.TemporaryError(message, delay=WAIT_DELAY)
     scope = f" in project {spec['project']!r}" if spec.get("project") else ""
-    ready(True, "Bound", f"{', '.join(spec['roles'])} granted to {account!r}{scope}")
+    ready(True, reasons.BOUND, f"{', '.join(spec['roles'])} granted to {account!r}{scope}")

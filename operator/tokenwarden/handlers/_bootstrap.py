@@ -21,6 +21,7 @@ import secrets
 import kopf
 from pydantic import ValidationError
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.api import ServiceTokenSpec, describe_validation_error
 from tokenwarden.handlers._errors import kube_errors_to_kopf
@@ -91,22 +92,22 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
     problem = policies.bootstrap_token_problem(data["token"], config.min_length)
     roles = policies.parse_roles(data["roles"])
     if problem is None and not roles:
-        problem = policies.Problem("BootstrapRolesMissing",
+        problem = policies.Problem(reasons.BOOTSTRAP_ROLES_MISSING,
                                    "authentication.servicetoken.bootstrap.roles is empty; name at least one role")
     ttl = (data["ttl"] or "").strip()
     if problem is None and ttl:
         try:
             ServiceTokenSpec(roles=roles, ttl=ttl)
         except ValidationError as exc:
-            problem = policies.Problem("BootstrapTTLInvalid", "authentication.servicetoken.bootstrap"
+            problem = policies.Problem(reasons.BOOTSTRAP_TTL_INVALID, "authentication.servicetoken.bootstrap"
                                        + describe_validation_error(exc, prefix=""))
     if problem is None:
         missing = policies.unknown_roles(roles, memo.settings.roles)
         if missing:
-            problem = policies.Problem("UnknownRole", f"bootstrap role {', '.join(missing)} is not in the role "
+            problem = policies.Problem(reasons.UNKNOWN_ROLE, f"bootstrap role {', '.join(missing)} is not in the role "
                                                       f"catalog (known: {', '.join(sorted(memo.settings.roles))})")
     if problem is not None:
-        kopf.warn(secret, reason="BootstrapRefused", message=problem.message)
+        kopf.warn(secret, reason=reasons.BOOTSTRAP_REFUSED, message=problem.message)
         logger.error(f"bootstrap token refused: {problem.message}")
         revoke_bootstrap(memo, logger, "its values are invalid", secret)
         return

@@ -10,6 +10,7 @@ import asyncio
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
@@ -37,7 +38,7 @@ def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
     name, namespace = body.metadata.name, body.metadata.namespace
     status = body.status
     message = f"the token expired at {status['expiresAt']}; its Secret was deleted"
-    conditions = set_condition(status.get("conditions"), "Ready", False, "Expired", message,
+    conditions = set_condition(status.get("conditions"), "Ready", False, reasons.EXPIRED, message,
                                generation=body.metadata.get("generation"), now=clock.now())
     with kube_errors_to_kopf(delay=1):
         objects.patch_status(memo.custom, kind.resource, namespace, name,
@@ -48,7 +49,7 @@ def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
     EXPIRED.labels(kind=kind.resource.kind).inc()
     lag = (clock.now() - policies.parse_time(status["expiresAt"])).total_seconds()
     EXPIRY_LAG.labels(kind=kind.resource.kind).observe(max(0.0, lag))
-    kopf.info(body, reason="Expired", message=message)
+    kopf.info(body, reason=reasons.EXPIRED, message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
 
 

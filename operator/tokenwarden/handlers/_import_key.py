@@ -7,6 +7,7 @@ from datetime import datetime
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
@@ -49,17 +50,17 @@ class ImportKeys:
         config = memo.settings.import_key
         if not config.namespace:
             return policies.Problem(
-                "ImportKeyUnavailable",
+                reasons.IMPORT_KEY_UNAVAILABLE,
                 "the operator has no namespace for its import key: set importKey.namespace in its settings "
                 "(or run it with POD_NAMESPACE); imported keys are hashed with that key", waiting=True)
         try:
             with kube_errors_to_kopf():
                 key, created_at = ensure_import_key(memo.core, config.namespace, config.secret_name)
         except ImportKeyInvalid as exc:
-            return policies.Problem("ImportKeyUnavailable", str(exc), waiting=True)
+            return policies.Problem(reasons.IMPORT_KEY_UNAVAILABLE, str(exc), waiting=True)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             return policies.Problem(
-                "ImportKeyUnavailable", f"the import key Secret {config.namespace}/{config.secret_name} cannot "
+                reasons.IMPORT_KEY_UNAVAILABLE, f"the import key Secret {config.namespace}/{config.secret_name} cannot "
                 f"be read or created: {exc}", waiting=True)
         self.replace(key, created_at)
         return key

@@ -5,6 +5,7 @@ import asyncio
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._import_key import follow_key_secret, is_key_secret
 from tokenwarden.handlers._mint import reconcile_now
@@ -43,7 +44,7 @@ def _recheck_importers(type, namespace, importers, memo, logger) -> None:
                 (token.get("status") or {}).get("phase") in TERMINAL:
             continue
         if type == "DELETED":
-            kopf.warn(token, reason="ImportSourceDeleted",
+            kopf.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
                       message=f"the Secret this key was imported from is gone; the key stays valid until "
                               f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
             continue

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition, rfc3339
 from tokenwarden.handlers._errors import kube_errors_to_kopf
@@ -29,7 +30,7 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
     with kube_errors_to_kopf():
         source = kube_secrets.read_source_secret(memo.core, namespace, ref.name)
     if source is None:
-        out.ready(False, "ImportSourceNotFound",
+        out.ready(False, reasons.IMPORT_SOURCE_NOT_FOUND,
                   f"Secret {ref.name!r} to import from does not exist in namespace {namespace!r}; "
                   "create it (the key is imported as soon as it exists)", phase="Pending")
         raise kopf.TemporaryError(f"Secret {ref.name!r} not found", delay=WAIT_DELAY)
@@ -74,12 +75,12 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
     token_id = status.get("tokenId") or new_token_id()
     if decision.change == "changed":
         issued_at = rfc3339(out.now)
-        kopf.info(body, reason="ImportedKeyChanged",
+        kopf.info(body, reason=reasons.IMPORTED_KEY_CHANGED,
                   message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
     elif decision.change == "new":
-        kopf.info(body, reason="Imported", message=f"key from Secret {ref.name!r} imported as token {token_id}")
+        kopf.info(body, reason=reasons.IMPORTED, message=f"key from Secret {ref.name!r} imported as token {token_id}")
     elif decision.change == "rehashed":
-        kopf.info(body, reason="ImportRehashed",
+        kopf.info(body, reason=reasons.IMPORT_REHASHED,
                   message="the key's stored hash is now an HMAC under the cluster's import key")
     if spec.secret_name is None:
         return (value, token_id, issued_at, None), decision.token_hash

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import kopf
 from kubernetes import client
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition
 from tokenwarden.durations import parse_duration
@@ -174,7 +175,7 @@ def waiting(body: dict) -> bool:
     phase = status.get("phase")
     if phase in (None, "Pending"):
         return True
-    return phase == "Failed" and (condition(status.get("conditions"), "Ready") or {}).get("reason") == "SecretConflict"
+    return phase == "Failed" and (condition(status.get("conditions"), "Ready") or {}).get("reason") == reasons.SECRET_CONFLICT
 
 
 @dataclass(frozen=True, slots=True)

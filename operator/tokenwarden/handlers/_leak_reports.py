@@ -14,6 +14,7 @@ import kopf
 from aiohttp import web
 from aiohttp.web import TCPSite
 
+from tokenwarden import reasons
 from tokenwarden.handlers._leaks import LEAK_REPORTS
 from tokenwarden.kube import objects
 from tokenwarden.kube._leaks import find_leaked, post_event, record_leak
@@ -72,7 +73,7 @@ class LeakReports:
             for report in by_hash[leaked.token_hash]:
                 revoked.add(id(report))
                 if body is not None:
-                    post_event(self.memo.core, leaked, body["metadata"]["uid"], "LeakReported",
+                    post_event(self.memo.core, leaked, body["metadata"]["uid"], reasons.LEAK_REPORTED,
                                f"reported leaked by a secret scanner ({report.describe()}): token "
                                f"{leaked.token_id or '-'} is refused and replaced with no overlap")
                 logger.warning("%s: token %s reported leaked (%s)", leaked.what, leaked.token_id, report.describe())

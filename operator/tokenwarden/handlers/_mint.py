@@ -18,6 +18,7 @@ from datetime import datetime
 import kopf
 from pydantic import ValidationError
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.api import describe_validation_error
 from tokenwarden.conditions import condition, rfc3339, set_condition
@@ -77,7 +78,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     try:
         spec = kind.spec_model.model_validate(dict(body.spec))
     except ValidationError as exc:
-        problem = policies.Problem("InvalidSpec", describe_validation_error(exc))
+        problem = policies.Problem(reasons.INVALID_SPEC, describe_validation_error(exc))
         if status.get("phase") == "Active" and status.get("tokenHash"):
             _edit_not_applied(out, problem)
         else:
@@ -86,7 +87,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
 
     plan = roles_for(kind, spec, namespace, memo)
     if isinstance(plan, policies.Problem):
-        if plan.reason == "AccountNotFound" and status.get("tokenHash"):
+        if plan.reason == reasons.ACCOUNT_NOT_FOUND and status.get("tokenHash"):
             return  # minted for an account that is gone: revoked (handlers._settle), never Pending
         if plan.waiting:
             out.ready(False, plan.reason, plan.message, phase="Pending")
@@ -159,12 +160,12 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
         fields["accountUID"] = status.get("accountUID") or _account_uid(spec, namespace, memo)
     disabled = _account_disabled(kind, spec, namespace, memo)
     if disabled:
-        out.ready(False, "AccountDisabled",
+        out.ready(False, reasons.ACCOUNT_DISABLED,
                   f"ServiceAccount {spec.service_account_name!r} is disabled: the token fails "
                   "verification until the account is enabled", **fields)
     else:
         where = f"in Secret {secret_name!r}" if secret_name else "imported (hash only)"
-        out.ready(True, "Minted", f"token {token_id} is {where}", **fields)
+        out.ready(True, reasons.MINTED, f"token {token_id} is {where}", **fields)
 
 
 def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, already_minted: bool) -> Credential | None:
@@ -180,7 +181,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
         expires_at = spec.expires_at(out.now)
         if expires_at is not None and expires_at <= out.now:
             out.problem(policies.Problem(
-                "ExpirationInPast", f"spec.expiration {spec.expiration} is in the past; set a future date"),
+                reasons.EXPIRATION_IN_PAST, f"spec.expiration {spec.expiration} is in the past; set a future date"),
                 "Failed")
             return None
         started = time.perf_counter()
@@ -189,7 +190,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
         if write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
             MINTED.labels(kind=kind.resource.kind).inc()
             MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
-            kopf.info(body, reason="Minted", message=f"token {token_id} minted into Secret {secret_name!r}")
+            kopf.info(body, reason=reasons.MINTED, message=f"token {token_id} minted into Secret {secret_name!r}")
             return token, token_id, issued_at, secret_name
         # The Secret exists: ours from before a crash (reuse it), or someone else's.
 
@@ -201,7 +202,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
     if found is not None:
         return _accepted(kind, body, out, memo, found)
     # Minted before, and the Secret is gone: deleted by hand.
-    kopf.warn(body, reason="SecretRecreated",
+    kopf.warn(body, reason=reasons.SECRET_RECREATED,
               message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
                       "token was minted into a new Secret")
     issued_at = rfc3339(out.now)

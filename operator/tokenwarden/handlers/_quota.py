@@ -13,6 +13,7 @@ import asyncio
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition
 from tokenwarden.handlers._accounts import account_quota, reconcile_account
@@ -96,7 +97,7 @@ def _within_quota_now(memo, namespace: str, name: str, logger) -> None:
 
 
 def _over_quota(status, **_) -> bool:
-    return (condition(status.get("conditions"), "Ready") or {}).get("reason") == "QuotaExceeded"
+    return (condition(status.get("conditions"), "Ready") or {}).get("reason") == reasons.QUOTA_EXCEEDED
 
 
 @kopf.timer(GROUP, VERSION, SERVICE_ACCOUNTS.plural, id="quota-account-recheck", interval=ACCOUNT_RECHECK,

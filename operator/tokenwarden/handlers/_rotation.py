@@ -10,6 +10,7 @@ import contextlib
 import kopf
 from pydantic import ValidationError
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.api import RestartTarget
 from tokenwarden.conditions import rfc3339, set_condition
@@ -124,7 +125,7 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         **answered,
     }
     if whole:  # else Ready goes on saying which edit was not applied, and why
-        update["conditions"] = set_condition(status.get("conditions"), "Ready", True, "Rotated", message,
+        update["conditions"] = set_condition(status.get("conditions"), "Ready", True, reasons.ROTATED, message,
                                              generation=body.metadata.get("generation"), now=now)
     _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
     CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")
@@ -132,7 +133,7 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         LEAK_ROTATIONS.labels(kind=kind.resource.kind).inc()
         kopf.warn(body, reason=policies.TOKEN_LEAKED, message=message)
     else:
-        kopf.info(body, reason="Rotated", message=message)
+        kopf.info(body, reason=reasons.ROTATED, message=message)
     _restart_targets(_targets(spec, token.get("spec")), body, memo, logger, rfc3339(now))
     return True
 
@@ -181,12 +182,12 @@ def _restart_targets(targets: list, body: kopf.Body, memo, logger, when: str) ->
             logger.info(f"rollout restart of {target.kind} {target.name} after rotation")
             CREDENTIALS.count("restarts", *credential, "restarted")
         except ApiNotFound:
-            kopf.warn(body, reason="RestartTargetNotFound",
+            kopf.warn(body, reason=reasons.RESTART_TARGET_NOT_FOUND,
                       message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
             CREDENTIALS.count("restarts", *credential, "not_found")
         except (ApiPermanentError, ApiTransientError) as exc:
             # The rotation is recorded and will not run again: a retry would not restart either.
-            kopf.warn(body, reason="RestartFailed", message=f"{target.kind} {target.name!r}: {exc}")
+            kopf.warn(body, reason=reasons.RESTART_FAILED, message=f"{target.kind} {target.name!r}: {exc}")
             CREDENTIALS.count("restarts", *credential, "failed")
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
 from tokenwarden.durations import parse_duration
@@ -47,15 +48,15 @@ from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, 
 STEPS = 5  # decisions acted on in one settle; more (a token changing all the while) retries later
 RELISTED_AFTER = 2.0  # seconds from a listing's first event to the resync it asks for
 # What settle_token does for each decision's reason.
-REVOKE = ("AccountDeleted", "AccountRecreated")
-REHASH = "ImportRehash"
-REMINT = ("SecretRecreated", "SecretTampered", REHASH)
+REVOKE = (reasons.ACCOUNT_DELETED, reasons.ACCOUNT_RECREATED)
+REHASH = reasons.IMPORT_REHASH
+REMINT = (reasons.SECRET_RECREATED, reasons.SECRET_TAMPERED, REHASH)
 ROTATE = (policies.TOKEN_LEAKED, policies.ROTATION_REQUESTED, policies.RENEW_BEFORE_EXPIRY,
           policies.ROTATION_UNSUPPORTED)
-ROLES_STALE, ACCOUNT_DISABLED, ACCOUNT_ENABLED = "RolesChanged", "AccountDisabled", "AccountEnabled"
-OVERLAP_ENDED, SECRET_LEFT = "OverlapEnded", "SecretLeft"
+ROLES_STALE, ACCOUNT_DISABLED, ACCOUNT_ENABLED = reasons.ROLES_CHANGED, reasons.ACCOUNT_DISABLED, reasons.ACCOUNT_ENABLED
+OVERLAP_ENDED, SECRET_LEFT = reasons.OVERLAP_ENDED, reasons.SECRET_LEFT
 # Ready reasons that the roles and disabled decisions may replace; any other stays.
-_ROLE_REASONS = ("RolesNotGranted", "NoRolesGranted", "AccountNotFound")
+_ROLE_REASONS = (reasons.ROLES_NOT_GRANTED, reasons.NO_ROLES_GRANTED, reasons.ACCOUNT_NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ def decide(kind: Kind, token: dict, spec, account: Account | None, found: Secret
         action = policies.remint(phase=phase, imported=imported, secret_found=found is not None,
                                  owned=found is not None and found.owned, origin=origin)
         # A rotation replaces a tampered value itself, keeping no previous token: one re-mint, not two.
-        if action and not (rotation and action.reason == "SecretTampered"):
+        if action and not (rotation and action.reason == reasons.SECRET_TAMPERED):
             return action
     if whole and imported and policies.import_hash_outdated(status.get("tokenHash"),
                                                   memo.import_keys.predates(status.get("issuedAt"))):
@@ -155,7 +156,7 @@ def _roles_decision(kind: Kind, spec, status: dict, namespace: str, account: Acc
     reason = (condition(status.get("conditions"), "Ready") or {}).get("reason")
     plan = roles_for(kind, spec, namespace, memo)
     if isinstance(plan, policies.Problem):
-        if plan.reason == "AccountNotFound":
+        if plan.reason == reasons.ACCOUNT_NOT_FOUND:
             return None  # the revocation's, once the account is confirmed gone
         if (reason, status.get("effectiveRoles")) != (plan.reason, []):
             return policies.Action(plan.reason, plan.message)
@@ -163,10 +164,10 @@ def _roles_decision(kind: Kind, spec, status: dict, namespace: str, account: Acc
     disabled = account is not None and account.disabled
     if status.get("effectiveRoles") != plan.effective_roles or (reason in _ROLE_REASONS and not disabled):
         return policies.Action(ROLES_STALE, "roles updated from the account's bindings")
-    if disabled and reason != "AccountDisabled":
+    if disabled and reason != reasons.ACCOUNT_DISABLED:
         return policies.Action(ACCOUNT_DISABLED, f"ServiceAccount {spec.service_account_name!r} is disabled: the "
                                                  "token fails verification until the account is enabled")
-    if not disabled and reason == "AccountDisabled":
+    if not disabled and reason == reasons.ACCOUNT_DISABLED:
         return policies.Action(ACCOUNT_ENABLED, "the account is enabled again")
     return None
 
@@ -254,7 +255,7 @@ def _roles_status(kind: Kind, token: dict, spec, action: policies.Action, memo) 
     elif action.reason == ACCOUNT_DISABLED:
         update, ready = {"effectiveRoles": plan.effective_roles}, (False, ACCOUNT_DISABLED, action.message)
     else:
-        update, ready = {"effectiveRoles": plan.effective_roles}, (True, "Minted", action.message)
+        update, ready = {"effectiveRoles": plan.effective_roles}, (True, reasons.MINTED, action.message)
     update["conditions"] = set_condition(status.get("conditions"), "Ready", *ready,
                                          generation=meta.get("generation"), now=clock.now())
     objects.patch_status(memo.custom, kind.resource, meta["namespace"], meta["name"], update,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import kopf
 
+from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import MINTED
@@ -15,7 +16,7 @@ Credential = tuple  # (token, token_id, issued_at, secret_name or None)
 
 def secret_conflict(kind: Kind, secret_name: str) -> policies.Problem:
     return policies.Problem(
-        "SecretConflict",
+        reasons.SECRET_CONFLICT,
         f"Secret {secret_name!r} exists and is not owned by this {kind.resource.kind}; "
         "tokenwarden never overwrites or adopts a Secret: delete it or set spec.secretName "
         "to another name")
@@ -37,7 +38,7 @@ def replace_tampered_token(kind: Kind, body: kopf.Body, memo, found: kube_secret
                                          token_hash=hash_token(token), token_id=token_id, drop_previous=True,
                                          resource_version=found.resource_version)
     MINTED.labels(kind=kind.resource.kind).inc()
-    kopf.warn(body, reason="SecretTampered",
+    kopf.warn(body, reason=reasons.SECRET_TAMPERED,
               message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
                       f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
                       f"{token_id} was minted into the Secret")

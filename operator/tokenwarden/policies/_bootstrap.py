@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from tokenwarden import reasons
 from tokenwarden.policies._roles import Problem
 
 MIN_DISTINCT = 10
@@ -21,19 +22,19 @@ _FIELD = "authentication.servicetoken.bootstrap.token"
 
 def bootstrap_token_problem(token: str | None, min_length: int) -> Problem | None:
     if not token or not token.strip():
-        return Problem("BootstrapTokenMissing", f"{_FIELD} is empty; {HOW}")
+        return Problem(reasons.BOOTSTRAP_TOKEN_MISSING, f"{_FIELD} is empty; {HOW}")
     placeholder = placeholder_in(token)
     if placeholder:
-        return Problem("BootstrapTokenPlaceholder",
+        return Problem(reasons.BOOTSTRAP_TOKEN_PLACEHOLDER,
                        f"{_FIELD} is a placeholder ({placeholder}), not a token; {HOW}")
     if len(token) < min_length:
-        return Problem("BootstrapTokenTooShort",
+        return Problem(reasons.BOOTSTRAP_TOKEN_TOO_SHORT,
                        f"{_FIELD} has {len(token)} characters, at least {min_length} are needed; {HOW}")
     if len(set(token)) < MIN_DISTINCT:
-        return Problem("BootstrapTokenWeak",
+        return Problem(reasons.BOOTSTRAP_TOKEN_WEAK,
                        f"{_FIELD} uses only {len(set(token))} distinct characters and is too easy to guess; {HOW}")
     if any(c.isspace() for c in token):
-        return Problem("BootstrapTokenWeak", f"{_FIELD} contains whitespace; {HOW}")
+        return Problem(reasons.BOOTSTRAP_TOKEN_WEAK, f"{_FIELD} contains whitespace; {HOW}")
     return None
 
 
@@ -69,7 +70,7 @@ def bootstrap_token_is_ours(token_uid: str | None, recorded_uid: str | None) -> 
 
 def foreign_bootstrap_problem(namespace: str, name: str) -> Problem:
     return Problem(
-        "BootstrapTokenConflict",
+        reasons.BOOTSTRAP_TOKEN_CONFLICT,
         f"a ServiceToken {namespace}/{name} exists that tokenwarden did not create for the bootstrap "
         "token; it is left as it is (never adopted, changed or deleted) and the bootstrap token is not "
         f"applied: delete it (kubectl delete servicetoken {name} -n {namespace}) if it is not needed, "

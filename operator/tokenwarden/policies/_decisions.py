@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tokenwarden import reasons
 from tokenwarden.policies._authority import TAMPERED
 from tokenwarden.policies._rotation import renew_at, rotation_requested
 
@@ -23,10 +24,10 @@ class Action:
 
 
 # rotation_due's reasons
-ROTATION_REQUESTED = "RotationRequested"
-RENEW_BEFORE_EXPIRY = "RenewBeforeExpiry"
-ROTATION_UNSUPPORTED = "RotationUnsupported"
-TOKEN_LEAKED = "TokenLeaked"
+ROTATION_REQUESTED = reasons.ROTATION_REQUESTED
+RENEW_BEFORE_EXPIRY = reasons.RENEW_BEFORE_EXPIRY
+ROTATION_UNSUPPORTED = reasons.ROTATION_UNSUPPORTED
+TOKEN_LEAKED = reasons.TOKEN_LEAKED
 
 
 def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before: timedelta | None,
@@ -63,9 +64,9 @@ def revocation(*, phase: str | None, minted: bool, account: str | None, account_
     if phase in TERMINAL or not minted or account is None:
         return None
     if account_uid is None:
-        return Action("AccountDeleted", f"ServiceAccount {account!r} was deleted: the token is revoked")
+        return Action(reasons.ACCOUNT_DELETED, f"ServiceAccount {account!r} was deleted: the token is revoked")
     if minted_for_uid and minted_for_uid != account_uid:
-        return Action("AccountRecreated", f"ServiceAccount {account!r} was deleted and created again: the "
+        return Action(reasons.ACCOUNT_RECREATED, f"ServiceAccount {account!r} was deleted and created again: the "
                                           "token minted for the account before is revoked")
     return None
 
@@ -79,10 +80,10 @@ def remint(*, phase: str | None, imported: bool, secret_found: bool, owned: bool
     if phase != "Active" or imported:
         return None
     if not secret_found:
-        return Action("SecretRecreated", "the token's Secret was deleted: its token is revoked and a new "
+        return Action(reasons.SECRET_RECREATED, "the token's Secret was deleted: its token is revoked and a new "
                                          "token is minted into a new Secret")
     if owned and origin == TAMPERED:
-        return Action("SecretTampered", "the token's Secret holds a value tokenwarden did not write: it is "
+        return Action(reasons.SECRET_TAMPERED, "the token's Secret holds a value tokenwarden did not write: it is "
                                         "refused and a new token is minted into the Secret")
     return None
 

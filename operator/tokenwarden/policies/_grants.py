@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tokenwarden import reasons
 from tokenwarden.policies._roles import Problem
 
 GROUP = "tokenwarden.io"
@@ -100,7 +101,7 @@ def grant_refused(user: str, namespace: str, kind: str, missing: list[Permission
     """The refusal for ``user``, naming each missing permission and the rule that grants it."""
     listed = "; ".join(p.describe() for p in missing)
     rules = ", ".join(p.rule() for p in missing)
-    return Problem("GrantNotAllowed",
+    return Problem(reasons.GRANT_NOT_ALLOWED,
                    f"user {user!r} may not create or change this {kind} in namespace {namespace!r}: missing "
                    f"{listed}. A cluster admin can allow it with a Role in {namespace!r} (or a ClusterRole) "
                    f"bound to the user, with the rules {rules}")
@@ -108,7 +109,7 @@ def grant_refused(user: str, namespace: str, kind: str, missing: list[Permission
 
 def grant_unchecked(detail: str) -> Problem:
     """Refusal when the permissions could not be checked at all: never allow unchecked."""
-    return Problem("GrantNotChecked",
+    return Problem(reasons.GRANT_NOT_CHECKED,
                    f"refused because the requester's permissions could not be checked ({detail}); try again, "
                    "and if this persists make sure the operator may create subjectaccessreviews "
                    "(authorization.k8s.io) and reach the API server")

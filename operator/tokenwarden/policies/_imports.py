@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tokenwarden import reasons
 from tokenwarden.policies._roles import Problem
 from tokenwarden.tokens import MAX_TOKEN_LENGTH, fits_a_header, hash_token, hmac_token
 
@@ -30,7 +31,7 @@ def fix_label_command(secret: str, namespace: str) -> str:
 def source_not_importable_problem(secret: str, namespace: str) -> Problem:
     """Importing reads a Secret on the requester's behalf, so the Secret must opt in. Waiting:
     the key is imported as soon as the label is there."""
-    return Problem("SourceNotImportable",
+    return Problem(reasons.SOURCE_NOT_IMPORTABLE,
                    f"Secret {secret!r} in namespace {namespace!r} does not carry the label "
                    f'{IMPORTABLE_LABEL}: "true", so no key is imported from it; whoever owns the Secret '
                    f"opts it in with: {fix_label_command(secret, namespace)}", waiting=True)
@@ -75,7 +76,7 @@ def source_namespace_problem(token_namespace: str, source_namespace: str | None)
     one namespace must not be able to adopt (and so learn the use of) a key in another."""
     if not source_namespace or source_namespace == token_namespace:
         return None
-    return Problem("ImportSourceInOtherNamespace",
+    return Problem(reasons.IMPORT_SOURCE_IN_OTHER_NAMESPACE,
                    f"{FIELD}.namespace is {source_namespace!r}, but a key is imported only from a Secret in "
                    f"the token's own namespace {token_namespace!r}; copy the Secret into {token_namespace!r} "
                    f"and drop {FIELD}.namespace")
@@ -88,7 +89,7 @@ def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str]
     ``key_field`` names where the user chose ``key``."""
     if raw is None:
         present = ", ".join(sorted(keys)) or "none"
-        return Problem("ImportKeyMissing",
+        return Problem(reasons.IMPORT_KEY_MISSING,
                        f"Secret {secret!r} has no key {key!r} (its keys: {present}); set {key_field} to the "
                        "key that holds the API key")
     try:
@@ -96,17 +97,17 @@ def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str]
     except UnicodeDecodeError:
         value = None
     if value == "":
-        return Problem("ImportKeyEmpty",
+        return Problem(reasons.IMPORT_KEY_EMPTY,
                        f"key {key!r} of Secret {secret!r} is empty; put the existing API key in it")
     if value is None or not fits_a_header(value):
         too_long = value is not None and len(value) > MAX_TOKEN_LENGTH
         what = f"longer than {MAX_TOKEN_LENGTH} characters" if too_long else \
             "not one line of printable ASCII without spaces"
-        return Problem("ImportKeyMalformed",
+        return Problem(reasons.IMPORT_KEY_MALFORMED,
                        f"key {key!r} of Secret {secret!r} is {what}, so no agent can send it as a credential; "
                        "store the API key itself there")
     if len(value) < minimum:
-        return Problem("ImportTooShort",
+        return Problem(reasons.IMPORT_TOO_SHORT,
                        f"the key in Secret {secret!r} has {len(value)} characters; at least {minimum} are "
                        "needed (importMinLength): a key that short is too easy to guess, so issue a new "
                        "token instead")
@@ -115,6 +116,6 @@ def adopted_key(raw: bytes | None, *, secret: str, key: str, keys: Iterable[str]
 
 def duplicate_import_problem(holder: tuple[str, str]) -> Problem:
     """The key is already adopted by ``holder`` (namespace, name)."""
-    return Problem("DuplicateImport",
+    return Problem(reasons.DUPLICATE_IMPORT,
                    f"the same key already belongs to ServiceToken {holder[0]}/{holder[1]}; a key can "
                    "belong to one token only: delete this token, or delete that one and re-create this one")

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from tokenwarden import reasons
 from tokenwarden.policies._roles import Problem
 
 NEVER_VERIFY = ("Failed", "Expired", "Revoked")
 # Ready reasons of a token waiting for room: its account's, or its namespace's for accounts.
-TOKEN_QUOTA, ACCOUNT_QUOTA = "QuotaExceeded", "AccountQuotaExceeded"
+TOKEN_QUOTA, ACCOUNT_QUOTA = reasons.QUOTA_EXCEEDED, reasons.ACCOUNT_QUOTA_EXCEEDED
 
 
 class Queued(Protocol):
@@ -51,7 +52,7 @@ def account_quota_problem(existing: int, limit: int) -> Problem | None:
     """``existing`` counts the namespace's ServiceAccounts ahead of this one (all others, at admission)."""
     if existing < limit:
         return None
-    return Problem("QuotaExceeded",
+    return Problem(reasons.QUOTA_EXCEEDED,
                    f"quota exceeded: at most {limit} ServiceAccounts per namespace "
                    f"(quotas.maxAccountsPerNamespace); delete one or raise the limit")
 

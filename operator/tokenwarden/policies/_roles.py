@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tokenwarden import reasons
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -60,21 +62,21 @@ def plan_roles(
     if requested:
         missing = unknown_roles(requested, catalog)
         if missing:
-            return Problem("UnknownRole",
+            return Problem(reasons.UNKNOWN_ROLE,
                            f"role {', '.join(missing)} is not in the role catalog "
                            f"(known: {', '.join(sorted(catalog))}); fix spec.roles")
     if account is None:
         if not requested:
-            return Problem("NoRoles", "a token without spec.serviceAccountName needs spec.roles")
+            return Problem(reasons.NO_ROLES, "a token without spec.serviceAccountName needs spec.roles")
         return RolePlan(sorted(set(requested)))
     if not account_exists:
-        return Problem("AccountNotFound",
+        return Problem(reasons.ACCOUNT_NOT_FOUND,
                        f"ServiceAccount {account!r} does not exist in this namespace; create it "
                        "(the token is minted as soon as it exists)", waiting=True)
     granted = granted_roles(bindings)
     if not requested:
         if not granted:
-            return Problem("NoRolesGranted",
+            return Problem(reasons.NO_ROLES_GRANTED,
                            f"no RoleBinding grants any role to ServiceAccount {account!r}; "
                            "create one (the token is minted as soon as it exists)", waiting=True)
         return RolePlan(granted)
@@ -91,7 +93,7 @@ def plan_roles(
         else:
             not_granted.append(role)
     if not_granted:
-        return Problem("RolesNotGranted",
+        return Problem(reasons.ROLES_NOT_GRANTED,
                        f"role {', '.join(not_granted)} is not granted to ServiceAccount "
                        f"{account!r}; bind it with a RoleBinding or remove it from spec.roles",
                        waiting=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from tokenwarden import reasons
+
 WORKLOADS_CONDITION = "WorkloadIdentitiesBound"
 
 
@@ -33,7 +35,7 @@ def workload_binding(namespace: str, listed: Iterable[str], existing: set[str],
         problems.append(f"Kubernetes ServiceAccount {name} is also listed by ServiceAccount {', '.join(others)}: "
                         "its tokens are refused until only one account lists it")
     if problems:
-        reason = "ServiceAccountNotFound" if missing else "ListedByAnotherAccount"
+        reason = reasons.SERVICE_ACCOUNT_NOT_FOUND if missing else reasons.LISTED_BY_ANOTHER_ACCOUNT
         return WorkloadBinding(bound, False, reason, "; ".join(problems))
-    return WorkloadBinding(bound, True, "Bound", f"{bound} workload identit{'y' if bound == 1 else 'ies'} "
+    return WorkloadBinding(bound, True, reasons.BOUND, f"{bound} workload identit{'y' if bound == 1 else 'ies'} "
                                                  f"bound: {', '.join(listed)}")
