@@ -107,10 +107,21 @@ def test_operator_series_per_credential(operator, api_client, custom, namespace)
         wait_for(custom, "ServiceToken", namespace, "stuck", phase_is("Active"))
         plain = wait_for(custom, "IngestionAPIKey", namespace, "plain", phase_is("Active"))
 
-        found = samples(operator.metrics())
         expires = _epoch(rolling["status"]["expiresAt"])
-        assert found[series("tokenwarden_credential_expiration_timestamp_seconds", namespace, "ServiceToken",
-                            "rolling")] == expires
+        expiration = series("tokenwarden_credential_expiration_timestamp_seconds", namespace, "ServiceToken",
+                            "rolling")
+        plain_expiration = series("tokenwarden_credential_expiration_timestamp_seconds", namespace,
+                                  "IngestionAPIKey", "plain")
+
+        def caught_up() -> dict | None:
+            # The series follow the operator's watch, which shows its own status writes a moment
+            # after the API server does.
+            found = samples(operator.metrics())
+            return found if found.get(expiration) == expires and plain_expiration in found else None
+
+        found = _eventually(caught_up, timeout=30)
+        assert found, f"the credentials' series never showed:\n{operator.metrics()}"
+        assert found[expiration] == expires
         assert found[series("tokenwarden_credential_next_rotation_timestamp_seconds", namespace, "ServiceToken",
                             "rolling")] == expires - 86400
         assert found[series("tokenwarden_credential_created_timestamp_seconds", namespace, "ServiceToken",
@@ -145,6 +156,8 @@ def test_operator_series_per_credential(operator, api_client, custom, namespace)
             if not found.get(series("tokenwarden_credential_rotations_total", namespace, "ServiceToken", "stuck",
                                     result="failed")):
                 return None
+            if found.get(expiration) != _epoch(rotated["status"]["expiresAt"]):
+                return None  # the successor's status not yet seen by the operator's watch
             return found
 
         found = _eventually(counted, timeout=30)
