@@ -294,7 +294,7 @@ def pytest_addoption(parser):
         help="local: etcd + kube-apiserver built from Go modules (default); kind: pytest-kind (needs Docker)",
     )
     parser.addoption("--fault-ops", type=int, default=None,
-                     help="tests/integration/test_faults.py: how many random operations per seed (default 40 "
+                     help="tests/integration/test_faults.py: how many random operations per seed (default 30 "
                           "for the fixed seeds, 200 when exploring; long runs also need --timeout)")
     parser.addoption("--fault-seed", default=None,
                      help="tests/integration/test_faults.py: the seed to replay, or 'random' to explore new "

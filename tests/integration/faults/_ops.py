@@ -326,7 +326,7 @@ class Faults:
 
     def plan(self, operations: int, count: int) -> list[tuple[int, str]]:
         """At which operation each fault starts: every kind at least once, spread over the run."""
-        kinds = [*FAULT_KINDS, "kill-operator"]
+        kinds = [*FAULT_KINDS, "kill-operator"] if count > len(FAULT_KINDS) else list(FAULT_KINDS)
         self.rng.shuffle(kinds)
         kinds += [self.rng.choice(FAULT_KINDS) for _ in range(count - len(kinds))]
         spacing = operations / (len(kinds) + 1)
