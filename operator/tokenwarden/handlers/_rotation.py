@@ -160,14 +160,18 @@ def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_
     """Write the rotation's status on the version it was decided on. A conflict with a write
     that left the token as it was (kopf's bookkeeping, a last use) is written again on the new
     version: the successor, already in the Secret and perhaps read by an agent, is the one
-    recorded, and the Secret is never asked which one that is."""
+    recorded, and the Secret is never asked which one that is. A conflict with an expiry or a
+    revocation is not: a terminal phase is never turned back to Active."""
     for _ in range(3):
         try:
             objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
             return
         except ApiConflict:
             token = objects.get_object(memo.custom, kind.resource, namespace, name)
-            if token is None or (token.get("status") or {}).get("tokenHash") != based_on:
+            status = (token or {}).get("status") or {}
+            if token is None or not policies.rotation_recordable(phase=status.get("phase"),
+                                                                 token_hash=status.get("tokenHash"),
+                                                                 based_on=based_on):
                 raise
             rv = token["metadata"]["resourceVersion"]
     objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)

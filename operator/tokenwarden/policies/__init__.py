@@ -47,9 +47,10 @@ from tokenwarden.policies._decisions import (
     remint,
     revocation,
     rotation_due,
+    rotation_recordable,
 )
 from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, with_leak
-from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
+from tokenwarden.policies._expiry import EXPIRED, deletion_due, expiry_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
 from tokenwarden.policies._quota import (
@@ -89,6 +90,9 @@ __all__ = [
     "remint",
     "revocation",
     "rotation_due",
+    "rotation_recordable",
+    "EXPIRED",
+    "expiry_due",
     "last_use_update",
     "CURRENT",
     "ROTATION_UNRECORDED",

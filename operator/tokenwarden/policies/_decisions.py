@@ -54,6 +54,14 @@ def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before
     return None
 
 
+def rotation_recordable(*, phase: str | None, token_hash: str | None, based_on: str | None) -> bool:
+    """May a rotation's status be written again on a newer version of the token, after a
+    conflict? Only while the token is the one the rotation was decided on: still Active (an
+    expiry or a revocation in between is final, never turned back to Active) and holding the
+    same ``tokenHash`` (no other rotation came first)."""
+    return phase == "Active" and token_hash == based_on
+
+
 def revocation(*, phase: str | None, minted: bool, account: str | None, account_uid: str | None,
                minted_for_uid: str | None) -> Action | None:
     """Revoke? A token once minted for a ServiceAccount is revoked when that account is gone
