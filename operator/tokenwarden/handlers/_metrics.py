@@ -68,7 +68,8 @@ class CredentialCollector:
         counters = {
             "rotations": CounterMetricFamily("tokenwarden_credential_rotations",
                                              "Rotations of the credential, by result: rotated, leaked (no overlap), "
-                                             "unsupported (an imported key), failed (an API error).",
+                                             "unsupported (an imported key), refused (a tokenwarden.io/rotate "
+                                             "value too long), failed (an API error).",
                                              labels=[*CREDENTIAL, "result"]),
             "restarts": CounterMetricFamily("tokenwarden_credential_restarts",
                                             "Rollout restarts of the credential's restart targets after a rotation, "

@@ -25,7 +25,9 @@ from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.kube._workloads import rollout_restart
 from tokenwarden.tokens import hash_token, mint_token
 
-ROTATE_ANNOTATION = "tokenwarden.io/rotate"
+ROTATE_ANNOTATION = policies.ROTATE_ANNOTATION
+# The condition a rotation request is answered on when it cannot be acted on.
+REQUEST_CONDITION = "RotationRequest"
 RECHECK = 300.0
 
 
@@ -72,11 +74,19 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     if action is None:
         return False
     leaked = action.reason == policies.TOKEN_LEAKED
-    answered = {"rotationRequest": request} if action.reason != policies.RENEW_BEFORE_EXPIRY and request else {}
-    if action.reason == policies.ROTATION_UNSUPPORTED:
-        objects.patch_status(memo.custom, kind.resource, namespace, name, answered, resource_version=rv)
+    # The value acted on, or its hash when it is longer than the status holds: the answer to a
+    # request is always a write the status accepts, never one refused on every retry.
+    answered = {"rotationRequest": policies.rotation_request_mark(request)} \
+        if action.reason != policies.RENEW_BEFORE_EXPIRY and request else {}
+    if action.reason in (policies.ROTATION_UNSUPPORTED, policies.ROTATION_REQUEST_TOO_LONG):
+        # Answered once, on the condition and an event; nothing is minted.
+        conditions = set_condition(status.get("conditions"), REQUEST_CONDITION, False, action.reason,
+                                   action.message, generation=body.metadata.get("generation"), now=now)
+        objects.patch_status(memo.custom, kind.resource, namespace, name, {**answered, "conditions": conditions},
+                             resource_version=rv)
         kopf.warn(body, reason=action.reason, message=action.message)
-        CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "unsupported")
+        CREDENTIALS.count("rotations", namespace, kind.resource.kind, name,
+                          "unsupported" if action.reason == policies.ROTATION_UNSUPPORTED else "refused")
         return False
     if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
@@ -124,7 +134,9 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         **answered,
     }
     if whole:  # else Ready goes on saying which edit was not applied, and why
-        update["conditions"] = set_condition(status.get("conditions"), "Ready", True, "Rotated", message,
+        # A request answered before without a rotation is answered by this one.
+        kept = [c for c in status.get("conditions") or [] if c.get("type") != REQUEST_CONDITION]
+        update["conditions"] = set_condition(kept, "Ready", True, "Rotated", message,
                                              generation=body.metadata.get("generation"), now=now)
     _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
     CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")

@@ -51,7 +51,7 @@ REVOKE = ("AccountDeleted", "AccountRecreated")
 REHASH = "ImportRehash"
 REMINT = ("SecretRecreated", "SecretTampered", REHASH)
 ROTATE = (policies.TOKEN_LEAKED, policies.ROTATION_REQUESTED, policies.RENEW_BEFORE_EXPIRY,
-          policies.ROTATION_UNSUPPORTED)
+          policies.ROTATION_UNSUPPORTED, policies.ROTATION_REQUEST_TOO_LONG)
 ROLES_STALE, ACCOUNT_DISABLED, ACCOUNT_ENABLED = "RolesChanged", "AccountDisabled", "AccountEnabled"
 OVERLAP_ENDED, SECRET_LEFT = "OverlapEnded", "SecretLeft"
 # Ready reasons that the roles and disabled decisions may replace; any other stays.

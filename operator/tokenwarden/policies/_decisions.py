@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tokenwarden.policies._authority import TAMPERED
-from tokenwarden.policies._rotation import renew_at, rotation_requested
+from tokenwarden.policies._rotation import renew_at, rotate_request_problem, rotation_requested
 
 TERMINAL = ("Expired", "Revoked")
 
@@ -26,6 +26,7 @@ class Action:
 ROTATION_REQUESTED = "RotationRequested"
 RENEW_BEFORE_EXPIRY = "RenewBeforeExpiry"
 ROTATION_UNSUPPORTED = "RotationUnsupported"
+ROTATION_REQUEST_TOO_LONG = "RotationRequestTooLong"
 TOKEN_LEAKED = "TokenLeaked"
 
 
@@ -36,13 +37,17 @@ def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before
     leaked (``leaked``, from leak_pending); on a request (tokenwarden.io/rotate) not acted on
     yet; or from ``renew_before`` ahead of its expiry. An imported key is not (its owner
     rotates it): a request for one is answered with ROTATION_UNSUPPORTED, once; a leaked one
-    stays refused by the authenticator until its owner replaces it."""
+    stays refused by the authenticator until its owner replaces it. A request too long to
+    record is answered with ROTATION_REQUEST_TOO_LONG, once, and nothing is minted."""
     if phase != "Active" or (expires_at is not None and expires_at <= now):
         return None  # an expired token is the expiry's, never renewed
     if leaked and not imported:
         return Action(TOKEN_LEAKED, "the token leaked (tokenwarden.io/leaked): it is refused, and a successor "
                                     "is minted with no overlap")
     if rotation_requested(request, handled_request):
+        problem = rotate_request_problem(request)
+        if problem:
+            return Action(ROTATION_REQUEST_TOO_LONG, problem)
         if imported:
             return Action(ROTATION_UNSUPPORTED,
                           "an imported key is rotated by its owner: replace the value in the source Secret")
