@@ -47,6 +47,7 @@ ROLES_CHANGED = "RolesChanged"  # effective roles recomputed from the account's 
 ROTATION_REQUESTED = "RotationRequested"  # tokenwarden.io/rotate was given a new value
 RENEW_BEFORE_EXPIRY = "RenewBeforeExpiry"  # rotation.renewBefore reached
 ROTATION_UNSUPPORTED = "RotationUnsupported"  # rotation asked of an imported key
+ROTATION_REQUEST_TOO_LONG = "RotationRequestTooLong"  # a tokenwarden.io/rotate value over 253 characters
 TOKEN_LEAKED = "TokenLeaked"  # a held value is in tokenwarden.io/leaked: successor with no overlap
 OVERLAP_ENDED = "OverlapEnded"  # the previous token's overlap is over: it leaves the Secret
 SECRET_LEFT = "SecretLeft"  # a Revoked or Expired token's Secret is removed

@@ -59,7 +59,7 @@ def test_every_alert_is_tested_firing_and_quiet_and_has_a_runbook(helm):
     tests = [case for group in yaml.safe_load(TESTS.read_text())["tests"] for case in group["alert_rule_test"]]
     headings = {re.sub(r"[^a-z0-9-]", "", line[3:].strip().lower().replace(" ", "-"))
                 for line in DOCS.read_text().splitlines() if line.startswith("## ")}
-    assert len(alerts) == 6
+    assert len(alerts) == 7
     for alert in alerts:
         name = alert["alert"]
         cases = [case for case in tests if case["alertname"] == name]

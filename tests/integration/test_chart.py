@@ -415,13 +415,15 @@ def test_helm_install_against_the_api_server(helm, cluster, core, api_client, cu
 
 def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom, api_client):
     """kube-apiserver accepts the chart's configuration (its CEL match conditions too), calls the
-    webhook at the handler's path in the served namespaces only, for creates and spec changes, the
-    operator's own too; and `helm upgrade` keeps the CA, the Secret and the pods."""
+    webhook at the handler's path in the served namespaces only, for creates, spec changes and
+    tokenwarden.io/rotate changes, the operator's own too; and `helm upgrade` keeps the CA, the
+    Secret and the pods."""
     from kubernetes.client.rest import ApiException
 
     namespace, guarded = "tw-helm-webhook", "tw-webhook-guarded"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=guarded)))
     create(custom, "RoleBinding", guarded, "before", {"serviceAccountName": "a", "roles": ["reader"]})
+    create(custom, "ServiceToken", guarded, "before", {"roles": ["reader"]})
     # Several replicas: the peering CRD comes with the release, and its object is not in it.
     values = ["--set", "crds.enabled=false", "--set", "authenticator.enabled=false", "--set", "operator.replicas=2",
               "--set", f"operator.namespaces={{{guarded}}}", "--set", "operator.webhook.timeoutSeconds=2"]
@@ -456,6 +458,13 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
             custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", guarded, "rolebindings", "before",
                                                   {"spec": {"roles": ["reader", "writer"]}})
         assert "validate-binding.tokenwarden.io" in refused.value.body
+        # A tokenwarden.io/rotate value that changes is sent (admission bounds it); another annotation is not.
+        custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", guarded, "servicetokens", "before",
+                                              {"metadata": {"annotations": {"example.com/owner": "team-a"}}})
+        with pytest.raises(ApiException) as refused:
+            custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", guarded, "servicetokens", "before",
+                                                  {"metadata": {"annotations": {"tokenwarden.io/rotate": "r1"}}})
+        assert "validate-token.tokenwarden.io" in refused.value.body
         as_operator = kube.load_api_client(str(cluster.kubeconfig))
         as_operator.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:tw-tokenwarden-operator")
         with pytest.raises(ApiException) as refused:  # it grants a role: checked like anyone's

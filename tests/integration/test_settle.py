@@ -47,9 +47,11 @@ def _secret(core, namespace, name) -> dict[str, str]:
 
 
 @contextmanager
-def refused(api_client, namespace: str, group: str, resource: str, operations: list[str], probe):
-    """The API server refuses ``operations`` on ``resource`` in ``namespace`` while inside;
-    entered once ``probe()`` (a dry run) is refused, so the refusal is known to be in force."""
+def refused(api_client, namespace: str, group: str, resource: str, operations: list[str], probe,
+            reason: str = "Forbidden"):
+    """The API server refuses ``operations`` on ``resource`` in ``namespace`` while inside (403,
+    or 422 with ``reason`` Invalid); entered once ``probe()`` (a dry run) is refused, so the
+    refusal is known to be in force."""
     api = client.AdmissionregistrationV1Api(api_client)
     name = f"refuse-{uuid.uuid4().hex[:8]}"
     message = f"refused by the test ({name})"
@@ -59,7 +61,7 @@ def refused(api_client, namespace: str, group: str, resource: str, operations: l
         "spec": {"failurePolicy": "Fail",
                  "matchConstraints": {"resourceRules": [{"apiGroups": [group], "apiVersions": ["*"],
                                                          "operations": operations, "resources": [resource]}]},
-                 "validations": [{"expression": "false", "message": message, "reason": "Forbidden"}]}})
+                 "validations": [{"expression": "false", "message": message, "reason": reason}]}})
     api.create_validating_admission_policy_binding({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": {"name": name},
@@ -182,6 +184,44 @@ def test_rotation_request_holds_after_its_secret_write_is_refused(settling_opera
     secret = _secret(core, namespace, "rot")
     assert secret["token"] != old and done["status"]["tokenHash"] == _sha(secret["token"])
     assert done["status"]["previousTokenHash"] == _sha(old)
+
+
+def _minted(process: OperatorProcess) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=10) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith('tokenwarden_tokens_minted_total{kind="ServiceToken"}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
+def _until_given_up(process: OperatorProcess, key: str, timeout: float = 60) -> None:
+    """Until the operator's log says the work under ``key`` is not retried."""
+    deadline = time.monotonic() + timeout
+    while not any(key in line and "not retried" in line for line in process.log().splitlines()):
+        assert time.monotonic() < deadline, f"the operator never gave up {key!r}"
+        time.sleep(0.2)
+
+
+def test_a_rotation_whose_status_write_is_refused_as_invalid_mints_once(settling_operator, api_client, custom,
+                                                                         core, namespace):
+    """A 422 gets the same answer on every retry: the rotation that met it, after its successor
+    was written into the Secret, is not run again in a loop minting one successor after another."""
+    create(custom, "ServiceToken", namespace, "once", {"roles": ["reader"], "ttl": "1h"})
+    wait_for(custom, "ServiceToken", namespace, "once", phase_is("Active"))
+    old, minted = _secret(core, namespace, "once")["token"], _minted(settling_operator)
+    with refused(api_client, namespace, GROUP, "servicetokens/status", ["UPDATE"],
+                 _status_probe(custom, namespace, "once"), reason="Invalid") as message:
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "once",
+                                              {"metadata": {"annotations": {"tokenwarden.io/rotate": "r1"}}})
+        _until_logged(settling_operator, message)
+        _until_given_up(settling_operator, f"settle ServiceToken {namespace} once")
+        assert _minted(settling_operator) == minted + 1, "the refused rotation minted again on each retry"
+    secret = _secret(core, namespace, "once")
+    status = get(custom, "ServiceToken", namespace, "once")["status"]
+    # The status still names the token it had, kept in the Secret beside the successor.
+    assert status["tokenHash"] == _sha(old) == _sha(secret["token.previous"])
 
 
 class _Observer(threading.Thread):

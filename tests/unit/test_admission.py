@@ -147,3 +147,29 @@ async def test_a_grant_that_cannot_be_checked_is_refused_with_the_cause():
                                   old=body("IngestionAPIKey", "k", {"project": "shop"}),
                                   new=body("IngestionAPIKey", "k", {"project": "shop", "description": "new"}),
                                   memo=away, userinfo=user)
+
+
+def _annotated(value: str | None, spec: dict | None = None) -> dict:
+    token = body("ServiceToken", "t", spec or {"roles": ["reader"]})
+    if value is not None:
+        token["metadata"]["annotations"] = {"tokenwarden.io/rotate": value}
+    return token
+
+
+@pytest.mark.parametrize("validate, spec", [(_admission.validate_token, {"roles": ["reader"]}),
+                                            (_admission.validate_key, {})])
+async def test_a_rotate_value_longer_than_the_status_holds_is_refused_naming_the_limit(validate, spec):
+    """The value is copied into status.rotationRequest (253 characters at most): a longer one
+    is refused on create, and on an update that sets it even when spec is left alone."""
+    settled = memo([], live=[])
+    kwargs = {"namespace": "team", "memo": settled, "spec": spec}
+    if validate is _admission.validate_token:
+        kwargs["name"] = "t"
+    with pytest.raises(kopf.AdmissionError, match=r"300 characters, longer than the 253 allowed: set a shorter"):
+        await validate(operation="CREATE", old=None, new=_annotated("x" * 300, spec), **kwargs)
+    with pytest.raises(kopf.AdmissionError, match="tokenwarden.io/rotate"):
+        await validate(operation="UPDATE", old=_annotated("r1", spec), new=_annotated("x" * 254, spec), **kwargs)
+    await validate(operation="UPDATE", old=_annotated("r1", spec), new=_annotated("x" * 253, spec), **kwargs)
+    # One already there (let through while admission was away) does not stop other writes:
+    # its finalizers must still go.
+    await validate(operation="UPDATE", old=_annotated("x" * 300, spec), new=_annotated("x" * 300, spec), **kwargs)

@@ -33,6 +33,10 @@ def _reason(action):
     ("Pending", 2 * HOUR, None, "r1", None, False, None),  # minting rotates nothing
     (None, None, None, "r1", None, False, None),
     ("Revoked", 2 * HOUR, None, "r1", None, False, None),
+    ("Active", 2 * HOUR, None, "r" * 253, None, False, "RotationRequested"),  # the longest the status holds
+    ("Active", 2 * HOUR, None, "r" * 254, None, False, "RotationRequestTooLong"),  # answered, nothing minted
+    ("Active", 2 * HOUR, None, "r" * 254, None, True, "RotationRequestTooLong"),
+    ("Active", 2 * HOUR, None, "r" * 254, policies.rotation_request_mark("r" * 254), False, None),  # answered
 ])
 def test_rotation_due(phase, expires_in, renew_before, asked, handled, imported, expected):
     if isinstance(expires_in, int):
@@ -98,3 +102,15 @@ def test_a_decision_acted_on_is_not_taken_again():
     again = policies.rotation_due(phase="Active", expires_at=NOW + 3 * HOUR, renew_before=HOUR, request="r1",
                                   handled_request="r1", imported=False, now=NOW)
     assert (_reason(first), again) == ("RotationRequested", None)
+
+
+def test_a_rotate_value_is_recorded_as_it_is_or_by_its_hash_always_within_the_status_bound():
+    assert policies.rotation_request_mark("r1") == "r1"
+    assert policies.rotation_request_mark("r" * 253) == "r" * 253
+    long = policies.rotation_request_mark("r" * 10_000)
+    assert long.startswith("sha256:") and len(long) <= 253
+    assert long != policies.rotation_request_mark("r" * 10_001)
+    assert policies.rotation_request_mark(None) is None
+    problem = policies.rotate_request_problem("r" * 254)
+    assert "254 characters" in problem and "253" in problem and "shorter" in problem
+    assert policies.rotate_request_problem("r" * 253) is None

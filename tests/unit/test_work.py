@@ -7,7 +7,11 @@ import logging
 
 import pytest
 
-from tokenwarden.handlers._work import BACKOFF_MAX, WorkQueue, backoff
+import kopf
+
+from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._work import BACKOFF_MAX, FORBIDDEN_RUNS, WorkQueue, backoff
+from tokenwarden.kube import ApiForbidden, ApiNotFound, ApiPermanentError
 
 
 async def _inline(fn, *args):
@@ -147,3 +151,65 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     await asyncio.sleep(10)
     task.cancel()
     assert runs == [33, 333, 633, 733]
+
+
+def _converted(refusal: Exception) -> Exception:
+    """The refusal as a handler raises it: kopf.PermanentError (handlers._errors)."""
+    try:
+        with kube_errors_to_kopf():
+            raise refusal
+    except kopf.PermanentError as exc:
+        return exc
+    raise AssertionError("not converted")
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("refusal", [ApiPermanentError("patching status: 422 Invalid value"),
+                                     ApiNotFound("reading Secret: 404 not found"),
+                                     _converted(ApiPermanentError("patching status: 400 Bad Request"))])
+async def test_work_the_server_refuses_as_it_is_is_not_run_again(queue, refusal):
+    """A 400/404/422 gets the same answer on every retry: retrying it in a loop would repeat
+    whatever the work did before the refusal (a successor minted into a Secret)."""
+    runs = []
+
+    def refused():
+        runs.append(1)
+        raise refusal
+
+    queue.submit(("settle", "ServiceToken", "ns", "a"), refused)
+    await asyncio.sleep(600)
+    assert runs == [1]
+    queue.submit(("settle", "ServiceToken", "ns", "a"), refused)  # a change of the object submits it anew
+    await asyncio.sleep(1)
+    assert runs == [1, 1]
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("refusal", [ApiForbidden("patching status: 403 forbidden"),
+                                     _converted(ApiForbidden("patching status: 403 denied by a policy"))])
+async def test_work_refused_with_a_403_is_retried_for_a_few_minutes_only(queue, refusal):
+    """An RBAC gap or an admission policy may be lifted with no change of the object: retried
+    with the backoff, FORBIDDEN_RUNS runs at most, then left to the resync."""
+    runs = []
+
+    def refused():
+        runs.append(1)
+        raise refusal
+
+    queue.submit(("settle", "ServiceToken", "ns", "a"), refused)
+    await asyncio.sleep(3600)
+    assert len(runs) == FORBIDDEN_RUNS
+
+
+@pytest.mark.looptime
+async def test_work_refused_with_a_403_then_let_through_holds(queue):
+    runs = []
+
+    def refused_twice():
+        runs.append(1)
+        if len(runs) <= 2:
+            raise ApiForbidden("patching status: 403 forbidden")
+
+    queue.submit(("settle", "ServiceToken", "ns", "a"), refused_twice)
+    await asyncio.sleep(600)
+    assert len(runs) == 3

@@ -56,12 +56,14 @@ def demo(keep: bool) -> None:
         click.echo(f"kubernetes {plane.version} at {plane.server}")
         click.echo(f"kubeconfig: {plane.kubeconfig}")
 
-        _step("Starting the operator (tokenwarden operator --all-namespaces)")
+        # With its admission webhook: without it, a token could grant any role.
+        webhook_port = devcluster.free_port()
+        _step(f"Starting the operator (tokenwarden operator --all-namespaces --webhook-port {webhook_port})")
         log_path = workdir / "operator.log"
         with open(log_path, "wb") as log:
             operator = subprocess.Popen(
                 [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces",
-                 "--kubeconfig", str(plane.kubeconfig)],
+                 "--webhook-port", str(webhook_port), "--kubeconfig", str(plane.kubeconfig)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         click.echo(f"operator pid {operator.pid}, log {log_path}")
 

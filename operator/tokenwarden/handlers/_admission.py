@@ -9,9 +9,10 @@ which a test compares) with ``operator.webhook.failurePolicy``, Fail by default.
 Every replica serves the webhook, a standby (kopf peering) too, although its indexes
 are only as fresh as its start: quotas counted from the indexes are therefore counted
 again from the API server before a request is refused, so a stale or deleted object
-never refuses anyone. An update that leaves ``spec`` alone is not checked at all:
-every check looks at ``spec`` only, and a role dropped from the catalog must not stop
-a label, an annotation or a finalizer from being written.
+never refuses anyone. An update that leaves ``spec`` alone is not checked, but for a
+tokenwarden.io annotation it changes (a value out of bounds): every other check looks at
+``spec`` only, and a role dropped from the catalog must not stop a label, an annotation or a
+finalizer from being written.
 
 Whoever creates an object must hold what it grants (``policies._grants``): ``bind`` on each
 role, ``use`` on the project, ``get`` on an imported Secret, asked of the API server with a
@@ -69,6 +70,22 @@ def _check_expiration(spec) -> None:
     if spec.expiration and expires_at is not None and expires_at <= now:
         _refuse(policies.Problem(reasons.EXPIRATION_IN_PAST,
                                  f"spec.expiration {spec.expiration} is in the past; set a future date"))
+
+
+def _check_annotations(operation, old, new) -> None:
+    """The tokenwarden.io annotations a tenant writes, bounded: a value that changes is checked
+    (whatever else the update leaves alone), one already there is not, so that an object that
+    got one past admission can still lose its finalizers and be deleted."""
+    value = _annotation(new, policies.ROTATE_ANNOTATION)
+    if operation == "UPDATE" and value == _annotation(old, policies.ROTATE_ANNOTATION):
+        return
+    problem = policies.rotate_request_problem(value)
+    if problem:
+        _refuse(policies.Problem(policies.ROTATION_REQUEST_TOO_LONG, problem))
+
+
+def _annotation(body, key: str) -> str | None:
+    return (((body or {}).get("metadata") or {}).get("annotations") or {}).get(key)
 
 
 def _spec_unchanged(operation, old, new) -> bool:
@@ -161,6 +178,7 @@ async def validate_binding(namespace, spec, operation, old, new, memo, userinfo=
 
 
 async def validate_token(name, namespace, spec, operation, old, new, memo, userinfo=None, **_):
+    _check_annotations(operation, old, new)
     if _spec_unchanged(operation, old, new):
         return
     parsed = _parse(ServiceTokenSpec, spec)
@@ -188,6 +206,7 @@ async def validate_token(name, namespace, spec, operation, old, new, memo, useri
 
 
 async def validate_key(namespace, spec, operation, old, new, memo, userinfo=None, **_):
+    _check_annotations(operation, old, new)
     if _spec_unchanged(operation, old, new):
         return
     parsed = _parse(IngestionAPIKeySpec, spec)

@@ -15,8 +15,8 @@ from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
-from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind
-from tokenwarden.kube import objects
+from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, TERMINAL, Kind
+from tokenwarden.kube import ApiConflict, objects
 from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION
 
@@ -32,25 +32,46 @@ def _expired(status, **_) -> bool:
     return status.get("phase") == "Expired"
 
 
-def expire_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
-    """Mark the token Expired, then delete its Secret (in that order, so nothing that
-    watches Secrets mistakes the deletion for a Secret deleted by hand)."""
-    name, namespace = body.metadata.name, body.metadata.namespace
-    status = body.status
-    message = f"the token expired at {status['expiresAt']}; its Secret was deleted"
-    conditions = set_condition(status.get("conditions"), "Ready", False, reasons.EXPIRED, message,
-                               generation=body.metadata.get("generation"), now=clock.now())
-    with kube_errors_to_kopf(delay=1):
-        objects.patch_status(memo.custom, kind.resource, namespace, name,
-                             {"phase": "Expired", "conditions": conditions})
-    owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)
-    with kube_errors_to_kopf(delay=1):
+def expire_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
+    """Mark the token Expired if it is due (policies.expiry_due), then delete its Secret (in
+    that order, so nothing that watches Secrets mistakes the deletion for a Secret deleted by
+    hand). Decided in the token's lock on a fresh read, and written on the version read, as a
+    rotation is: a rotation that came first (here, or in another replica) moved expiresAt, and
+    the write that would have expired its successor fails with a conflict and is decided
+    again. True when the token is expired (now, or already)."""
+    with memo.token_locks(namespace, name), kube_errors_to_kopf(delay=1):
+        for _ in range(3):
+            token = objects.get_object(memo.custom, kind.resource, namespace, name)
+            if token is None or token["metadata"].get("deletionTimestamp"):
+                return True  # nothing left to expire
+            status = token.get("status") or {}
+            if status.get("phase") in TERMINAL:
+                return True
+            now = clock.now()
+            message = policies.expiry_due(phase=status.get("phase"),
+                                          expires_at=policies.parse_time(status.get("expiresAt")), now=now)
+            if message is None:
+                return False
+            conditions = set_condition(status.get("conditions"), "Ready", False, policies.EXPIRED, message,
+                                       generation=token["metadata"].get("generation"), now=now)
+            try:
+                objects.patch_status(memo.custom, kind.resource, namespace, name,
+                                     {"phase": policies.EXPIRED, "conditions": conditions},
+                                     resource_version=token["metadata"]["resourceVersion"])
+            except ApiConflict:
+                continue  # written in between (a rotation, a last use): decided again on what it wrote
+            break
+        else:
+            raise kopf.TemporaryError(f"{kind.resource.kind} {namespace}/{name} kept changing; expiring it again",
+                                      delay=1)
+        owner = kube_secrets.Owner(kind.resource.kind, name, token["metadata"]["uid"])
         kube_secrets.delete_token_secret(memo.core, namespace, status.get("secretName") or name, owner)
     EXPIRED.labels(kind=kind.resource.kind).inc()
     lag = (clock.now() - policies.parse_time(status["expiresAt"])).total_seconds()
     EXPIRY_LAG.labels(kind=kind.resource.kind).observe(max(0.0, lag))
-    kopf.info(body, reason=reasons.EXPIRED, message=message)
+    kopf.info(token, reason=policies.EXPIRED, message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
+    return True
 
 
 def _register(kind: Kind) -> None:
@@ -67,8 +88,13 @@ def _register(kind: Kind) -> None:
                 return
             remaining = policies.seconds_until(expires_at, clock.now())
             if remaining <= 0:
-                await asyncio.to_thread(expire_token, kind, body, memo, logger)
-                return
+                if await asyncio.to_thread(expire_token, kind, body.metadata.namespace, body.metadata.name,
+                                           memo, logger):
+                    return
+                # Not due on a fresh read (a rotation moved expiresAt): wait for the live body to
+                # show it, then wait for the new instant.
+                await stopped.wait(1.0)
+                continue
             await stopped.wait(min(remaining, RECHECK))
 
     @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=10.0)

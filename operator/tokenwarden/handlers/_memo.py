@@ -20,6 +20,7 @@ class OperatorMemo(kopf.Memo):
     core: client.CoreV1Api
     custom: client.CustomObjectsApi
     namespaces: list[str]  # served; empty for all
+    serves_admission: bool  # this process serves the admission webhook (handlers/_admission_check.py)
     indexes: Indexes
     activity: Activity  # whether kopf has paused this replica (peering)
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
@@ -40,6 +41,7 @@ class OperatorMemo(kopf.Memo):
         memo.core = client.CoreV1Api(api)
         memo.custom = client.CustomObjectsApi(api)
         memo.namespaces = list(namespaces or [])
+        memo.serves_admission = True
         memo.indexes = Indexes(settings.roles)
         memo.activity = LISTINGS.activity
         memo.last_uses = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 
 import kopf
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 MINTED = Counter("tokenwarden_tokens_minted_total", "Tokens minted, by kind.", ["kind"])
@@ -14,6 +14,11 @@ EXPIRED = Counter("tokenwarden_tokens_expired_total", "Tokens expired, by kind."
 EXPIRY_LAG = Histogram("tokenwarden_expiry_lag_seconds", "Secret deleted minus expiresAt.", ["kind"],
                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 COLLECTED = Counter("tokenwarden_tokens_collected_total", "Expired tokens deleted after retention.", ["kind"])
+ADMISSION_ENFORCED = Gauge(
+    "tokenwarden_admission_enforced",
+    "1 when the API server refuses a ServiceToken that admission must refuse (a dry run, at start and every "
+    "5 minutes: handlers/_admission_check.py); 0 when it accepts it, or cannot be asked: any user who may "
+    "create a ServiceToken may then grant any role.")
 
 
 class PhaseCollector:
@@ -68,7 +73,8 @@ class CredentialCollector:
         counters = {
             "rotations": CounterMetricFamily("tokenwarden_credential_rotations",
                                              "Rotations of the credential, by result: rotated, leaked (no overlap), "
-                                             "unsupported (an imported key), failed (an API error).",
+                                             "unsupported (an imported key), refused (a tokenwarden.io/rotate "
+                                             "value too long), failed (an API error).",
                                              labels=[*CREDENTIAL, "result"]),
             "restarts": CounterMetricFamily("tokenwarden_credential_restarts",
                                             "Rollout restarts of the credential's restart targets after a rotation, "

@@ -26,7 +26,9 @@ from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.kube._workloads import rollout_restart
 from tokenwarden.tokens import hash_token, mint_token
 
-ROTATE_ANNOTATION = "tokenwarden.io/rotate"
+ROTATE_ANNOTATION = policies.ROTATE_ANNOTATION
+# The condition a rotation request is answered on when it cannot be acted on.
+REQUEST_CONDITION = "RotationRequest"
 RECHECK = 300.0
 
 
@@ -73,11 +75,19 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     if action is None:
         return False
     leaked = action.reason == policies.TOKEN_LEAKED
-    answered = {"rotationRequest": request} if action.reason != policies.RENEW_BEFORE_EXPIRY and request else {}
-    if action.reason == policies.ROTATION_UNSUPPORTED:
-        objects.patch_status(memo.custom, kind.resource, namespace, name, answered, resource_version=rv)
+    # The value acted on, or its hash when it is longer than the status holds: the answer to a
+    # request is always a write the status accepts, never one refused on every retry.
+    answered = {"rotationRequest": policies.rotation_request_mark(request)} \
+        if action.reason != policies.RENEW_BEFORE_EXPIRY and request else {}
+    if action.reason in (policies.ROTATION_UNSUPPORTED, policies.ROTATION_REQUEST_TOO_LONG):
+        # Answered once, on the condition and an event; nothing is minted.
+        conditions = set_condition(status.get("conditions"), REQUEST_CONDITION, False, action.reason,
+                                   action.message, generation=body.metadata.get("generation"), now=now)
+        objects.patch_status(memo.custom, kind.resource, namespace, name, {**answered, "conditions": conditions},
+                             resource_version=rv)
         kopf.warn(body, reason=action.reason, message=action.message)
-        CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "unsupported")
+        CREDENTIALS.count("rotations", namespace, kind.resource.kind, name,
+                          "unsupported" if action.reason == policies.ROTATION_UNSUPPORTED else "refused")
         return False
     if found is None or not found.owned:
         return False  # the minting reconciler repairs a missing Secret
@@ -125,7 +135,9 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
         **answered,
     }
     if whole:  # else Ready goes on saying which edit was not applied, and why
-        update["conditions"] = set_condition(status.get("conditions"), "Ready", True, reasons.ROTATED, message,
+        # A request answered before without a rotation is answered by this one.
+        kept = [c for c in status.get("conditions") or [] if c.get("type") != REQUEST_CONDITION]
+        update["conditions"] = set_condition(kept, "Ready", True, reasons.ROTATED, message,
                                              generation=body.metadata.get("generation"), now=now)
     _record(kind, namespace, name, update, rv, status.get("tokenHash"), memo)
     CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")
@@ -161,14 +173,18 @@ def _record(kind: Kind, namespace: str, name: str, update: dict, rv: str, based_
     """Write the rotation's status on the version it was decided on. A conflict with a write
     that left the token as it was (kopf's bookkeeping, a last use) is written again on the new
     version: the successor, already in the Secret and perhaps read by an agent, is the one
-    recorded, and the Secret is never asked which one that is."""
+    recorded, and the Secret is never asked which one that is. A conflict with an expiry or a
+    revocation is not: a terminal phase is never turned back to Active."""
     for _ in range(3):
         try:
             objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)
             return
         except ApiConflict:
             token = objects.get_object(memo.custom, kind.resource, namespace, name)
-            if token is None or (token.get("status") or {}).get("tokenHash") != based_on:
+            status = (token or {}).get("status") or {}
+            if token is None or not policies.rotation_recordable(phase=status.get("phase"),
+                                                                 token_hash=status.get("tokenHash"),
+                                                                 based_on=based_on):
                 raise
             rv = token["metadata"]["resourceVersion"]
     objects.patch_status(memo.custom, kind.resource, namespace, name, update, resource_version=rv)

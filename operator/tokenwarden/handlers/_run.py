@@ -67,6 +67,7 @@ def run_operator(options: OperatorOptions) -> None:
     from tokenwarden.handlers import (  # noqa: F401  (registration)
         _accounts,
         _admission,
+        _admission_check,
         _bindings,
         _bootstrap,
         _mint,  # the token handlers, before expiry and rotation, in the order they always ran
@@ -140,6 +141,7 @@ def run_operator(options: OperatorOptions) -> None:
 
     memo = OperatorMemo.create(options.settings, [] if options.clusterwide else options.namespaces)
     memo.leak_report_options = options.leak_reports
+    memo.serves_admission = bool(options.webhook_port)
     if options.metrics_port:
         from prometheus_client import start_http_server
 

@@ -52,7 +52,7 @@ REVOKE = (reasons.ACCOUNT_DELETED, reasons.ACCOUNT_RECREATED)
 REHASH = reasons.IMPORT_REHASH
 REMINT = (reasons.SECRET_RECREATED, reasons.SECRET_TAMPERED, REHASH)
 ROTATE = (policies.TOKEN_LEAKED, policies.ROTATION_REQUESTED, policies.RENEW_BEFORE_EXPIRY,
-          policies.ROTATION_UNSUPPORTED)
+          policies.ROTATION_UNSUPPORTED, policies.ROTATION_REQUEST_TOO_LONG)
 ROLES_STALE, ACCOUNT_DISABLED, ACCOUNT_ENABLED = reasons.ROLES_CHANGED, reasons.ACCOUNT_DISABLED, reasons.ACCOUNT_ENABLED
 OVERLAP_ENDED, SECRET_LEFT = reasons.OVERLAP_ENDED, reasons.SECRET_LEFT
 # Ready reasons that the roles and disabled decisions may replace; any other stays.

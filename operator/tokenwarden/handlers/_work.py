@@ -3,9 +3,16 @@
 kopf never retries an event handler, and a daemon or a task has no retry of its own. So
 what an event, a timer or a resync decides is handed to the queue under a key naming what
 it is about (a token, the bootstrap Secret), and the queue runs it in a thread until it
-returns: a failure (5xx, a conflict, a webhook refusing for a while) runs it again after a
+returns: a failure (5xx, a conflict, a webhook that cannot be reached) runs it again after a
 backoff. The work recomputes its decision from the current state each time, so a retry
 never repeats an action that held, and a new submission for a key replaces one waiting.
+
+A refusal (kube.ApiPermanentError, also behind the kopf.PermanentError it is turned into) is
+not retried in a loop: the same request gets the same answer, and each run would repeat what
+the work did before the refusal. A 400, 404 or 422 is not run again at all; a 403 (an RBAC
+gap, an admission policy, which an administrator may lift with no change of the object) is
+retried for a few minutes, FORBIDDEN_RUNS runs at most. Either is run again on the object's
+next change, or at the periodic resync, each of which submits it anew.
 """
 from __future__ import annotations
 
@@ -16,8 +23,11 @@ from collections.abc import Callable, Hashable
 
 import kopf
 
+from tokenwarden.kube import ApiForbidden, ApiPermanentError
+
 BACKOFF_FIRST = 0.5  # seconds before the first retry; doubled after each failure
 BACKOFF_MAX = 60.0
+FORBIDDEN_RUNS = 10  # runs of work refused with a 403: the last about 3 minutes after the first
 WORKERS = 4  # threads at a time: kopf's own handlers keep the rest of the API client's pool
 
 
@@ -104,8 +114,14 @@ class WorkQueue:
         del self._due[key]
         try:
             await self._run_in(context.copy().run, fn, *args)  # a copy: a context runs once at a time
-        except Exception as exc:  # noqa: BLE001  (every failure is retried; the queue outlives it)
+        except Exception as exc:  # noqa: BLE001  (a failure is retried, or dropped: the queue outlives it)
             failures = self._failures[key] = self._failures.get(key, 0) + 1
+            refused = refusal(exc)
+            if refused is not None and (not isinstance(refused, ApiForbidden) or failures >= FORBIDDEN_RUNS):
+                self._failures.pop(key, None)
+                self._logger.warning(f"{_describe(key)}: {exc}; not retried: the API server refuses this request "
+                                     f"as it is, so it runs again when the object changes, or at the next resync")
+                return
             delay = backoff(failures)
             self._pending.setdefault(key, (fn, args, context))
             self._due[key] = self._loop.time() + delay
@@ -116,6 +132,18 @@ class WorkQueue:
         finally:
             self._running.discard(key)
             self._wake.set()
+
+
+def refusal(exc: BaseException) -> ApiPermanentError | None:
+    """The API server's refusal that ``exc`` is or was raised from (kopf.PermanentError is
+    raised from one: handlers._errors), or None for any other failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ApiPermanentError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _describe(key: Hashable) -> str:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 from kubernetes import client
 
-from tokenwarden.kube._errors import ApiNotFound, translated
+from tokenwarden.kube._errors import ApiNotFound, ApiPermanentError, translated
 from tokenwarden.kube._resources import GROUP, VERSION, Resource
 
 LIST_PAGE = 500  # objects per page of a listing: memory stays bounded with any number of tokens
@@ -33,6 +33,18 @@ def patch_status(custom: client.CustomObjectsApi, resource: Resource, namespace:
     except ApiNotFound:
         return False
     return True
+
+
+def dry_run_create(custom: client.CustomObjectsApi, resource: Resource, namespace: str, body: dict) -> str | None:
+    """Ask the API server to create ``body``, as a dry run (nothing is stored): None when it
+    would, else its refusal's message (admission's, the schema's, RBAC's). ApiTransientError
+    when it cannot say now."""
+    try:
+        with translated(f"creating {resource.kind} in {namespace} (dry run)"):
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, resource.plural, body, dry_run="All")
+    except ApiPermanentError as exc:
+        return str(exc)
+    return None
 
 
 def iter_objects(custom: client.CustomObjectsApi, resource: Resource, namespace: str | None = None,

@@ -40,6 +40,7 @@ from tokenwarden.policies._imports import (
 from tokenwarden.policies._decisions import (
     RENEW_BEFORE_EXPIRY,
     ROTATION_REQUESTED,
+    ROTATION_REQUEST_TOO_LONG,
     ROTATION_UNSUPPORTED,
     TOKEN_LEAKED,
     Action,
@@ -47,11 +48,20 @@ from tokenwarden.policies._decisions import (
     remint,
     revocation,
     rotation_due,
+    rotation_recordable,
 )
 from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, with_leak
-from tokenwarden.policies._expiry import deletion_due, parse_time, seconds_until
+from tokenwarden.policies._expiry import EXPIRED, deletion_due, expiry_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
-from tokenwarden.policies._rotation import previous_valid_until, renew_at, rotation_requested
+from tokenwarden.policies._rotation import (
+    ROTATE_ANNOTATION,
+    ROTATE_REQUEST_MAX,
+    previous_valid_until,
+    renew_at,
+    rotate_request_problem,
+    rotation_request_mark,
+    rotation_requested,
+)
 from tokenwarden.policies._quota import (
     ACCOUNT_QUOTA,
     TOKEN_QUOTA,
@@ -84,11 +94,19 @@ __all__ = [
     "RENEW_BEFORE_EXPIRY",
     "ROTATION_REQUESTED",
     "ROTATION_UNSUPPORTED",
+    "ROTATION_REQUEST_TOO_LONG",
+    "ROTATE_ANNOTATION",
+    "ROTATE_REQUEST_MAX",
+    "rotate_request_problem",
+    "rotation_request_mark",
     "Action",
     "overlap_ended",
     "remint",
     "revocation",
     "rotation_due",
+    "rotation_recordable",
+    "EXPIRED",
+    "expiry_due",
     "last_use_update",
     "CURRENT",
     "ROTATION_UNRECORDED",

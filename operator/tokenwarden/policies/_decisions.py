@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from tokenwarden import reasons
 from tokenwarden.policies._authority import TAMPERED
-from tokenwarden.policies._rotation import renew_at, rotation_requested
+from tokenwarden.policies._rotation import renew_at, rotate_request_problem, rotation_requested
 
 TERMINAL = ("Expired", "Revoked")
 
@@ -27,6 +27,7 @@ class Action:
 ROTATION_REQUESTED = reasons.ROTATION_REQUESTED
 RENEW_BEFORE_EXPIRY = reasons.RENEW_BEFORE_EXPIRY
 ROTATION_UNSUPPORTED = reasons.ROTATION_UNSUPPORTED
+ROTATION_REQUEST_TOO_LONG = reasons.ROTATION_REQUEST_TOO_LONG
 TOKEN_LEAKED = reasons.TOKEN_LEAKED
 
 
@@ -37,13 +38,17 @@ def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before
     leaked (``leaked``, from leak_pending); on a request (tokenwarden.io/rotate) not acted on
     yet; or from ``renew_before`` ahead of its expiry. An imported key is not (its owner
     rotates it): a request for one is answered with ROTATION_UNSUPPORTED, once; a leaked one
-    stays refused by the authenticator until its owner replaces it."""
+    stays refused by the authenticator until its owner replaces it. A request too long to
+    record is answered with ROTATION_REQUEST_TOO_LONG, once, and nothing is minted."""
     if phase != "Active" or (expires_at is not None and expires_at <= now):
         return None  # an expired token is the expiry's, never renewed
     if leaked and not imported:
         return Action(TOKEN_LEAKED, "the token leaked (tokenwarden.io/leaked): it is refused, and a successor "
                                     "is minted with no overlap")
     if rotation_requested(request, handled_request):
+        problem = rotate_request_problem(request)
+        if problem:
+            return Action(ROTATION_REQUEST_TOO_LONG, problem)
         if imported:
             return Action(ROTATION_UNSUPPORTED,
                           "an imported key is rotated by its owner: replace the value in the source Secret")
@@ -53,6 +58,14 @@ def rotation_due(*, phase: str | None, expires_at: datetime | None, renew_before
     if now >= renew_at(expires_at, renew_before):
         return Action(RENEW_BEFORE_EXPIRY, f"the token expires at {_iso(expires_at)}, within renewBefore")
     return None
+
+
+def rotation_recordable(*, phase: str | None, token_hash: str | None, based_on: str | None) -> bool:
+    """May a rotation's status be written again on a newer version of the token, after a
+    conflict? Only while the token is the one the rotation was decided on: still Active (an
+    expiry or a revocation in between is final, never turned back to Active) and holding the
+    same ``tokenHash`` (no other rotation came first)."""
+    return phase == "Active" and token_hash == based_on
 
 
 def revocation(*, phase: str | None, minted: bool, account: str | None, account_uid: str | None,
