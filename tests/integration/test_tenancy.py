@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from tokenwarden import devcluster, kube
 
 from ..conftest import REPO
-from .kubehelpers import GROUP, PLURALS, VERSION, create, phase_is, wait_for
+from .kubehelpers import GROUP, KUBE_AUDIENCE, PLURALS, VERSION, create, phase_is, wait_for
 
 CHART = REPO / "charts" / "tokenwarden"
 RELEASE = "tenancy"  # the chart's cluster-wide objects are named after it: none clash with test_chart's
@@ -278,3 +278,34 @@ def test_the_operator_may_grant_only_the_bootstrap_roles(operator, cluster, api_
                 rbac.delete_cluster_role(document["metadata"]["name"])
             else:
                 rbac.delete_cluster_role_binding(document["metadata"]["name"])
+
+
+def test_an_audience_beyond_the_defaults_is_granted_like_a_role(operator, api_client, tenant, namespace):
+    """Kubernetes' own audience would let a token log in to the cluster (where kube-apiserver
+    asks the authenticator): `edit` alone may not give a token that, or any audience beyond the
+    settings' defaults."""
+    create(tenant, "ServiceAccount", namespace, "agents", {})
+    create(tenant, "ServiceToken", namespace, "plain", {"serviceAccountName": "agents", "audiences": ["tokenwarden"]})
+    for make in (
+        lambda: create(tenant, "ServiceToken", namespace, "kube-login",
+                       {"serviceAccountName": "agents", "audiences": [KUBE_AUDIENCE]}),
+        lambda: patch(tenant, "ServiceToken", namespace, "plain", {"audiences": ["tokenwarden", KUBE_AUDIENCE]}),
+    ):
+        message = refusal(make)
+        assert (f'missing use on audiences.tokenwarden.io "{KUBE_AUDIENCE}" '
+                f'(to make a token valid for audience {KUBE_AUDIENCE})') in message
+        assert "bind on" not in message and "projects" not in message
+
+    # A cluster admin allows that one audience, by name.
+    rule = {"apiGroups": ["tokenwarden.io"], "resources": ["audiences"], "verbs": ["use"],
+            "resourceNames": [KUBE_AUDIENCE]}
+    apply_rbac(api_client, namespace, [
+        {"kind": "Role", "metadata": {"name": "kube-audience"}, "rules": [rule]},
+        {"kind": "RoleBinding", "metadata": {"name": "kube-audience"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kube-audience"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]},
+    ])
+    wait_until_allowed(api_client, TENANT, TENANT_GROUP, namespace, "use", "audiences", name=KUBE_AUDIENCE)
+    create(tenant, "ServiceToken", namespace, "kube-login", {"serviceAccountName": "agents", "audiences": [KUBE_AUDIENCE]})
+    message = refusal(lambda: patch(tenant, "ServiceToken", namespace, "plain", {"audiences": ["vault"]}))
+    assert 'missing use on audiences.tokenwarden.io "vault"' in message

@@ -124,11 +124,15 @@ def test_only_service_account_users_map():
 def test_a_positive_answer_lasts_the_cache_ttl_and_never_past_exp():
     settings = WorkloadIdentitySettings(cacheTTL="60s", negativeCacheTTL="5s")
     user = "system:serviceaccount:team:parca-agent"
-    assert remember(Review(True, user), ["tokenwarden"], NOW + 3600, NOW, settings) == \
+    ours = ("tokenwarden",)
+    assert remember(Review(True, user, ours), ["tokenwarden"], NOW + 3600, NOW, settings) == \
         Reviewed(NOW + 60, ("team", "parca-agent"))
-    assert remember(Review(True, user), ["tokenwarden"], NOW + 20, NOW, settings).until == NOW + 20
+    assert remember(Review(True, user, ours), ["tokenwarden"], NOW + 20, NOW, settings).until == NOW + 20
     assert remember(Review(False), ["tokenwarden"], NOW + 3600, NOW, settings) == Reviewed(NOW + 5, reason="rejected")
-    assert remember(Review(True, "admin"), ["tokenwarden"], NOW + 3600, NOW, settings).reason == "not-service-account"
+    assert remember(Review(True, "admin", ours), ["tokenwarden"], NOW + 3600, NOW, settings).reason == \
+        "not-service-account"
+    # An answer that names no audience, to a review that sent ours, did not check them: refused.
+    assert remember(Review(True, user), ["tokenwarden"], NOW + 3600, NOW, settings).reason == "audience"
     assert remember(Review(True, user, ("other",)), ["tokenwarden"], NOW + 3600, NOW, settings).reason == "audience"
 
 

@@ -90,3 +90,30 @@ def test_an_unchecked_grant_is_refused_with_the_cause():
     problem = grant_unchecked("403 forbidden")
     assert problem.reason == "GrantNotChecked"
     assert "403 forbidden" in problem.message and "subjectaccessreviews" in problem.message
+
+
+KUBERNETES = "https://kubernetes.default.svc.cluster.local"
+
+
+def audience(name):
+    return Permission("use", GROUP, "audiences", name)
+
+
+def test_an_audience_beyond_the_defaults_is_a_grant_of_its_own():
+    defaults = ["tokenwarden"]
+    # The defaults every token has anyway need nothing; any other audience needs use on it,
+    # for a token of an account too (its roles come from bindings, its audiences do not).
+    assert needed_permissions(token_grants(None, "agents", None, ["tokenwarden"], defaults)) == []
+    assert needed_permissions(token_grants(None, "agents", None, [KUBERNETES, "tokenwarden"], defaults)) == [
+        audience(KUBERNETES)]
+    assert needed_permissions(token_grants(["admin"], None, None, ["vault"], defaults)) == sorted([
+        audience("vault"), bind("admin"), use()])
+    # An update that adds one needs it; one that keeps or drops them needs nothing.
+    before = token_grants(None, "agents", None, ["vault"], defaults)
+    assert needed_permissions(token_grants(None, "agents", None, ["vault", KUBERNETES], defaults), before) == [
+        audience(KUBERNETES)]
+    assert needed_permissions(token_grants(None, "agents", None, None, defaults), before) == []
+    # The refusal says what the permission is for.
+    problem = grant_refused("alice", "team-a", "ServiceToken", [audience(KUBERNETES)])
+    assert f'use on audiences.tokenwarden.io "{KUBERNETES}" (to make a token valid for audience {KUBERNETES})' \
+        in problem.message

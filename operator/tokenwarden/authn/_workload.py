@@ -113,8 +113,10 @@ def remember(review: Review, audiences: Sequence[str], expires: float, now: floa
     refused = now + settings.negative_cache_ttl.total_seconds()
     if not review.authenticated:
         return Reviewed(refused, reason="rejected")
-    # kube-apiserver answers with the audiences the token is valid for: one must be ours.
-    if review.audiences and not set(review.audiences) & set(audiences):
+    # kube-apiserver answers with the audiences the token is valid for: one must be ours. An
+    # answer with none, to a review that sent ours, is refused too: the TokenReview API says a
+    # client that sent audiences must not trust an authenticator that did not check them.
+    if not set(review.audiences) & set(audiences):
         return Reviewed(refused, reason="audience")
     account = service_account_of(review.username)
     if account is None:

@@ -97,9 +97,12 @@ def _binding_grants(spec: RoleBindingSpec) -> frozenset:
     return policies.binding_grants(spec.roles, spec.project)
 
 
-def _token_grants(spec: ServiceTokenSpec) -> frozenset:
-    imported = spec.import_.secret_ref.name if spec.import_ is not None else None
-    return policies.token_grants(spec.roles, spec.service_account_name, imported)
+def _token_grants(memo):
+    def grants(spec: ServiceTokenSpec) -> frozenset:
+        imported = spec.import_.secret_ref.name if spec.import_ is not None else None
+        return policies.token_grants(spec.roles, spec.service_account_name, imported, spec.audiences,
+                                     memo.settings.audiences)
+    return grants
 
 
 def _key_grants(spec: IngestionAPIKeySpec) -> frozenset:
@@ -201,8 +204,9 @@ async def validate_token(name, namespace, spec, operation, old, new, memo, useri
                                      lambda: problem(_listed(memo, SERVICE_TOKENS, namespace)))
             if found:
                 _refuse(found)
-    await _check_grants("ServiceToken", namespace, _token_grants(parsed),
-                        _granted_before(ServiceTokenSpec, _token_grants, operation, old), userinfo, memo)
+    grants = _token_grants(memo)
+    await _check_grants("ServiceToken", namespace, grants(parsed),
+                        _granted_before(ServiceTokenSpec, grants, operation, old), userinfo, memo)
 
 
 async def validate_key(namespace, spec, operation, old, new, memo, userinfo=None, **_):

@@ -15,6 +15,7 @@ from tokenwarden.policies._bootstrap import (
     placeholder_in,
 )
 from tokenwarden.policies._grants import (
+    AudienceUse,
     Grant,
     Permission,
     SecretRead,
@@ -116,6 +117,7 @@ __all__ = [
     "secret_value_origin",
     "Grant",
     "Permission",
+    "AudienceUse",
     "SecretRead",
     "binding_grants",
     "grant_refused",

@@ -3,7 +3,10 @@
 As Kubernetes refuses a RoleBinding to anyone who may not ``bind`` its role, granting a
 tokenwarden role needs ``bind`` on ``roles.tokenwarden.io`` named after it, granting within
 a project needs ``use`` on ``projects.tokenwarden.io`` named after it (with no name: every
-project), and importing a key needs ``get`` on the Secret it is read from. Pure: the caller
+project), making a token valid for an audience beyond the settings' defaults needs ``use`` on
+``audiences.tokenwarden.io`` named after it (an audience is what a TokenReview client trusts a
+token for: kube-apiserver's own would let the token log in to Kubernetes), and importing a
+key needs ``get`` on the Secret it is read from. Pure: the caller
 asks the API server (a SubjectAccessReview) whether the requester holds each permission.
 """
 from __future__ import annotations
@@ -37,6 +40,8 @@ class Permission:
             return f"to grant role {self.name}"
         if self.resource == "projects":
             return f"to grant within project {self.name}" if self.name else "to grant in every project"
+        if self.resource == "audiences":
+            return f"to make a token valid for audience {self.name}"
         return f"to import a key from Secret {self.name}"
 
     def rule(self) -> str:
@@ -68,20 +73,32 @@ class SecretRead:
         return (Permission("get", "", "secrets", self.name),)
 
 
-Access = Grant | SecretRead
+@dataclass(frozen=True)
+class AudienceUse:
+    """A token valid for ``audience``, one the settings do not give every token."""
+
+    audience: str
+
+    def permissions(self) -> tuple[Permission, ...]:
+        return (Permission("use", GROUP, "audiences", self.audience),)
+
+
+Access = Grant | SecretRead | AudienceUse
 
 
 def binding_grants(roles: Iterable[str], project: str | None) -> frozenset[Access]:
     return frozenset(Grant(role, project) for role in roles)
 
 
-def token_grants(roles: Iterable[str] | None, account: str | None, imported: str | None) -> frozenset[Access]:
+def token_grants(roles: Iterable[str] | None, account: str | None, imported: str | None,
+                 audiences: Iterable[str] | None = None, default_audiences: Iterable[str] = ()) -> frozenset[Access]:
     """A token of an account grants nothing of its own (its roles are a subset of the
     account's bindings, each checked when it was made); a standalone one grants its roles
-    in every project."""
+    in every project. Either kind grants each audience it names beyond the defaults."""
     granted: set[Access] = set() if account else {Grant(role, None) for role in roles or ()}
     if imported:
         granted.add(SecretRead(imported))
+    granted.update(AudienceUse(audience) for audience in audiences or () if audience not in set(default_audiences))
     return frozenset(granted)
 
 
