@@ -48,6 +48,7 @@ ROTATION_REQUESTED = "RotationRequested"  # tokenwarden.io/rotate was given a ne
 RENEW_BEFORE_EXPIRY = "RenewBeforeExpiry"  # rotation.renewBefore reached
 ROTATION_UNSUPPORTED = "RotationUnsupported"  # rotation asked of an imported key
 ROTATION_REQUEST_TOO_LONG = "RotationRequestTooLong"  # a tokenwarden.io/rotate value over 253 characters
+LEAKED_ANNOTATION_INVALID = "LeakedAnnotationInvalid"  # tokenwarden.io/leaked holds no token hashes, or too many
 TOKEN_LEAKED = "TokenLeaked"  # a held value is in tokenwarden.io/leaked: successor with no overlap
 OVERLAP_ENDED = "OverlapEnded"  # the previous token's overlap is over: it leaves the Secret
 SECRET_LEFT = "SecretLeft"  # a Revoked or Expired token's Secret is removed

@@ -465,6 +465,10 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
             custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", guarded, "servicetokens", "before",
                                                   {"metadata": {"annotations": {"tokenwarden.io/rotate": "r1"}}})
         assert "validate-token.tokenwarden.io" in refused.value.body
+        with pytest.raises(ApiException) as refused:  # so is a tokenwarden.io/leaked value
+            custom.patch_namespaced_custom_object("tokenwarden.io", "v1alpha1", guarded, "servicetokens", "before",
+                                                  {"metadata": {"annotations": {"tokenwarden.io/leaked": "x"}}})
+        assert "validate-token.tokenwarden.io" in refused.value.body
         as_operator = kube.load_api_client(str(cluster.kubeconfig))
         as_operator.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:tw-tokenwarden-operator")
         with pytest.raises(ApiException) as refused:  # it grants a role: checked like anyone's

@@ -173,3 +173,31 @@ async def test_a_rotate_value_longer_than_the_status_holds_is_refused_naming_the
     # One already there (let through while admission was away) does not stop other writes:
     # its finalizers must still go.
     await validate(operation="UPDATE", old=_annotated("x" * 300, spec), new=_annotated("x" * 300, spec), **kwargs)
+
+
+def _leaked(value: str | None) -> dict:
+    token = body("ServiceToken", "t", {"roles": ["reader"]})
+    if value is not None:
+        token["metadata"]["annotations"] = {"tokenwarden.io/leaked": value}
+    return token
+
+
+async def test_a_leaked_value_must_list_token_hashes_and_no_more_than_are_kept():
+    """tokenwarden.io/leaked lists hashes (what `token revoke --leaked` writes), at most KEEP of
+    them: anything else is refused, on create and on an update that changes only it."""
+    kwargs = {"namespace": "team", "name": "t", "memo": memo([], live=[]), "spec": {"roles": ["reader"]}}
+    one = "hmac-sha256:" + "a" * 64
+    await _admission.validate_token(operation="UPDATE", old=_leaked(None), new=_leaked(f"{one}, sha256:{'b' * 64}"),
+                                    **kwargs)
+    with pytest.raises(kopf.AdmissionError, match="which is no token hash"):
+        await _admission.validate_token(operation="CREATE", old=None, new=_leaked("sha256:abc"), **kwargs)
+    refusals = {
+        "ghp_" + "x" * 36: "which is no token hash",  # a token itself, pasted where its hash belongs
+        "sha256:abc": "which is no token hash",
+        ",".join(f"sha256:{i:064x}" for i in range(9)): "lists 9 hashes, more than the 8 kept",
+    }
+    for value, message in refusals.items():
+        with pytest.raises(kopf.AdmissionError, match=message):
+            await _admission.validate_token(operation="UPDATE", old=_leaked(one), new=_leaked(value), **kwargs)
+    # One already there does not stop other writes (finalizers must still go).
+    await _admission.validate_token(operation="UPDATE", old=_leaked("x"), new=_leaked("x"), **kwargs)

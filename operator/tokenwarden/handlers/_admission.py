@@ -76,12 +76,15 @@ def _check_annotations(operation, old, new) -> None:
     """The tokenwarden.io annotations a tenant writes, bounded: a value that changes is checked
     (whatever else the update leaves alone), one already there is not, so that an object that
     got one past admission can still lose its finalizers and be deleted."""
-    value = _annotation(new, policies.ROTATE_ANNOTATION)
-    if operation == "UPDATE" and value == _annotation(old, policies.ROTATE_ANNOTATION):
-        return
-    problem = policies.rotate_request_problem(value)
-    if problem:
-        _refuse(policies.Problem(policies.ROTATION_REQUEST_TOO_LONG, problem))
+    checks = ((policies.ROTATE_ANNOTATION, policies.rotate_request_problem, policies.ROTATION_REQUEST_TOO_LONG),
+              (policies.LEAKED_ANNOTATION, policies.leaked_problem, reasons.LEAKED_ANNOTATION_INVALID))
+    for key, problem_of, reason in checks:
+        value = _annotation(new, key)
+        if operation == "UPDATE" and value == _annotation(old, key):
+            continue
+        problem = problem_of(value)
+        if problem:
+            _refuse(policies.Problem(reason, problem))
 
 
 def _annotation(body, key: str) -> str | None:

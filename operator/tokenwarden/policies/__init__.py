@@ -51,7 +51,7 @@ from tokenwarden.policies._decisions import (
     rotation_due,
     rotation_recordable,
 )
-from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, with_leak
+from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, leaked_problem, with_leak
 from tokenwarden.policies._expiry import EXPIRED, deletion_due, expiry_due, parse_time, seconds_until
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import (
@@ -88,6 +88,7 @@ __all__ = [
     "WorkloadBinding",
     "workload_binding",
     "LEAKED_ANNOTATION",
+    "leaked_problem",
     "TOKEN_LEAKED",
     "leak_pending",
     "leaked_hashes",

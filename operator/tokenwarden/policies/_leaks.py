@@ -2,8 +2,29 @@
 what they call for. Only hashes: the annotation is no secret."""
 from __future__ import annotations
 
+import re
+
 LEAKED_ANNOTATION = "tokenwarden.io/leaked"
 KEEP = 8  # leaked hashes kept on one object; older ones are no longer any token's
+TOKEN_HASH = re.compile(r"(sha256|hmac-sha256):[0-9a-f]{64}")
+
+
+def leaked_problem(annotation: str | None) -> str | None:
+    """Why a tokenwarden.io/leaked value is refused, naming the bound and the fix; None when it
+    holds at most KEEP token hashes (what ``tokenwarden token revoke --leaked`` writes)."""
+    if annotation is None:
+        return None
+    hashes = [h.strip() for h in annotation.split(",") if h.strip()]
+    bad = [h for h in hashes if not TOKEN_HASH.fullmatch(h)]
+    if bad:
+        shown = bad[0] if len(bad[0]) <= 80 else bad[0][:77] + "..."
+        return (f"the {LEAKED_ANNOTATION} annotation holds {shown!r}, which is no token hash: it lists the "
+                "hashes of leaked values (sha256:<64 hex> or hmac-sha256:<64 hex>, comma-separated), as "
+                "`tokenwarden token revoke --leaked` writes them")
+    if len(hashes) > KEEP:
+        return (f"the {LEAKED_ANNOTATION} annotation lists {len(hashes)} hashes, more than the {KEEP} kept: "
+                "list only the hashes of values the token may still hold")
+    return None
 
 
 def leaked_hashes(annotation: str | None) -> frozenset[str]:
