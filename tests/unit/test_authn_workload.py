@@ -104,6 +104,52 @@ def test_claims_are_read_without_trusting_them():
     assert peek(jwt({"exp": True})).expires is None
 
 
+def _raw_jwt(payload: bytes, header: bytes = b'{"alg":"RS256"}') -> str:
+    """A JWT whose parts are the given bytes, whatever they are."""
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{part(header)}.{part(payload)}.c2lnbmF0dXJl"
+
+
+DEEP = 6000  # far past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"aud": "tokenwarden", "exp": ' + b"9" * 400 + b"}",      # 400 digits: float() overflows
+    b'{"aud": "tokenwarden", "exp": -' + b"9" * 400 + b"}",
+    b'{"aud": "tokenwarden", "exp": 1e400}',                    # Infinity, once parsed
+    b'{"aud": "tokenwarden", "exp": NaN}',
+    b'{"aud": "tokenwarden", "exp": Infinity}',
+    b'{"aud": "tokenwarden", "exp": -1}',
+    b'{"aud": "tokenwarden", "exp": 253402300801}',             # past the year 9999
+    b'{"aud": "tokenwarden", "exp": "1800000000"}',
+])
+def test_an_implausible_expiry_is_malformed(payload):
+    claims = peek(_raw_jwt(payload))
+    assert claims is not None and claims.expires is None
+    assert refusal(claims, ["tokenwarden"], NOW) == "malformed"
+
+
+@pytest.mark.parametrize("token", [
+    _raw_jwt(b"[" * DEEP),
+    _raw_jwt(b'{"aud": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    _raw_jwt(b'{"aud": "tokenwarden", "exp": 1}', header=b'{"alg": ' + b"[" * DEEP),
+    _raw_jwt(b"\xff\xfe not utf-8"),
+    _raw_jwt(b'{"aud": "tokenwarden", "exp": 1'),
+    _raw_jwt(b'"just a string"'),
+    "e.e.e",                                                    # not base64 of anything
+])
+def test_malformed_json_in_a_jwt_is_no_jwt(token):
+    assert peek(token) is None
+    assert refusal(peek(token), ["tokenwarden"], NOW) == "malformed"
+
+
+def test_expiries_that_are_plausible_are_read():
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 1800000000.5}')).expires == 1_800_000_000.5
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 253402300800}')).expires == 253_402_300_800.0
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 0}')).expires == 0.0
+
+
 def test_obvious_mismatches_are_refused_before_any_review():
     audiences = ["tokenwarden"]
     assert refusal(peek(sa_token()), audiences, NOW) is None
@@ -212,6 +258,16 @@ async def test_refusals_before_a_review_and_negative_answers_cost_no_call():
     clock.now += 5
     await check.verify(unknown)
     assert reviewer.calls == 2
+
+
+async def test_malformed_jwts_are_refused_without_a_review():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    for token in (_raw_jwt(b'{"aud": "tokenwarden", "exp": ' + b"9" * 400 + b"}"), _raw_jwt(b"[" * DEEP),
+                  _raw_jwt(b'{"aud": "tokenwarden", "exp": NaN}')):
+        verdict = await check.verify(token)
+        assert (verdict.status, verdict.reason) == (401, "malformed")
+    assert reviewer.calls == 0
 
 
 async def test_a_flood_of_made_up_jwts_is_held_to_the_rate():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 # header.payload.signature, each base64url without padding; a tokenwarden token has no dot.
 JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 SERVICE_ACCOUNT_USER = re.compile(r"system:serviceaccount:([a-z0-9][-a-z0-9.]*):([a-z0-9][-a-z0-9.]*)")
+# An exp past this (the year 10000) is no projected token's: refused as malformed. A 400-digit
+# integer would overflow float(), and NaN or Infinity (which Python's json reads) compare as nothing.
+LATEST_EXPIRY = 253_402_300_800
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,21 @@ def looks_like_jwt(token: str) -> bool:
 def _segment(text: str) -> dict | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    # RecursionError: JSON nested about a thousand deep, which the parser refuses by raising it.
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def expiry(exp: object) -> float | None:
+    """``exp`` as seconds since the epoch; None unless it is a JSON number from 0 to
+    LATEST_EXPIRY (no bool, no NaN, no Infinity, no integer too large for a float)."""
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    if isinstance(exp, int) and not 0 <= exp <= LATEST_EXPIRY:  # before float(): it may overflow
+        return None
+    value = float(exp)
+    return value if math.isfinite(value) and 0 <= value <= LATEST_EXPIRY else None
 
 
 def peek(token: str) -> Claims | None:
@@ -54,14 +70,12 @@ def peek(token: str) -> Claims | None:
     aud = payload.get("aud")
     audiences = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) \
         if isinstance(aud, list) else ()
-    exp = payload.get("exp")
-    expires = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
-    return Claims(audiences, expires)
+    return Claims(audiences, expiry(payload.get("exp")))
 
 
 def refusal(claims: Claims | None, audiences: Sequence[str], now: float) -> str | None:
     """Why the token cannot pass a TokenReview for ``audiences``, judged on its own claims:
-    malformed (no JWT, or no expiry: a workload token is a projected, expiring one), audience
+    malformed (no JWT, or no plausible expiry: a workload token is a projected, expiring one), audience
     (none of ours), expired. None: worth asking kube-apiserver."""
     if claims is None or claims.expires is None:
         return "malformed"
