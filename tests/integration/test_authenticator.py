@@ -291,6 +291,7 @@ def test_an_oversized_header_is_refused_and_the_authenticator_serves_on(authenti
     {"Authorization": "Basic %%%not-base64%%%"},
     {"Authorization": "Bearer"},
     {"X-API-Key": "twik_" + "A" * 49},
+    {"Authorization": "Basic " + "é".encode().decode("latin-1")},  # UTF-8 bytes: b64decode refused them with a 500
 ])
 def test_hostile_headers_get_a_clean_4xx(authenticator, headers):
     try:

@@ -58,6 +58,7 @@ def test_credential_forms(headers):
 @pytest.mark.parametrize("headers", [
     {}, {"Authorization": "Bearer"}, {"Authorization": "Digest T"}, {"Authorization": "Basic !!!"},
     {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}, {"X-API-Key": "  "},
+    {"Authorization": "Basic \x80"}, {"Authorization": "Basic dXNlcjrpc3Nv"},  # found by tests/fuzz
 ])
 def test_no_credential(headers):
     assert extract_token(headers) is None
