@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit setup controlplane node crds lint image lock
+.PHONY: demo test unit fuzz-inputs setup controlplane node crds lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ test: controlplane node
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
+
+# The fuzz tier (tests/fuzz), exploring: random inputs, FUZZ_EXAMPLES per test, failures kept in
+# .hypothesis/ and tried first next time. `make test` runs the same tests derandomized, 150
+# examples each (about 5 s). A failure found here becomes a plain regression test.
+FUZZ_EXAMPLES ?= 20000
+
+fuzz-inputs: setup
+	HYPOTHESIS_PROFILE=explore FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz \
+	  --hypothesis-show-statistics
 
 crds: setup
 	$(BIN)/python -m tokenwarden.api
