@@ -57,17 +57,19 @@ def claims_payloads() -> st.SearchStrategy[bytes]:
                      st.builds(lambda n: b'{"aud": "tokenwarden", "exp": ' + n, nested()), st.binary(max_size=64))
 
 
-def headers_json() -> st.SearchStrategy[bytes]:
-    return st.one_of(st.just(b'{"alg": "RS256"}'),
+def headers_json(kid: str = "") -> st.SearchStrategy[bytes]:
+    """A JWT header: the issuer's alg and ``kid`` (so the signature is what is checked), any values, junk."""
+    return st.one_of(st.just(b'{"alg": "RS256"}'), st.sampled_from(["RS256", "ES256", "none", "HS256"]).map(
+                         lambda alg: _dumps({"alg": alg, "kid": kid})),
                      st.dictionaries(st.sampled_from(["alg", "kid", "typ"]), JSON, max_size=3).map(_dumps),
                      nested(b"{", b"}"), st.builds(lambda n: b'{"alg": ' + n, nested()), st.binary(max_size=32))
 
 
-def jwts() -> st.SearchStrategy[str]:
+def jwts(kid: str = "") -> st.SearchStrategy[str]:
     """Three base64url parts (the shape a workload token has) over hostile JSON or bytes."""
     signature = st.one_of(st.binary(min_size=1, max_size=64).map(b64url), st.from_regex(r"[A-Za-z0-9_-]{1,20}",
                                                                                       fullmatch=True))
-    return st.builds(lambda h, p, s: f"{b64url(h)}.{b64url(p)}.{s}", headers_json(), claims_payloads(), signature)
+    return st.builds(lambda h, p, s: f"{b64url(h)}.{b64url(p)}.{s}", headers_json(kid), claims_payloads(), signature)
 
 
 def tokens() -> st.SearchStrategy[str]:

@@ -16,11 +16,9 @@ from hypothesis import event, given
 
 from tokenwarden.authn import Authenticator
 from tokenwarden.authn._http import QuietAppRunner
-from tokenwarden.authn._workload import WorkloadVerifier
-from tokenwarden.config import WorkloadIdentitySettings
 
-from .strategies import AUDIENCE, VALID_TOKEN, credential_headers, query_strings, review_bodies
-from .test_parsing import INDEX, SETTINGS, Reviewer, _workload_token
+from .strategies import VALID_TOKEN, credential_headers, query_strings, review_bodies
+from .test_parsing import INDEX, SETTINGS, WORKLOAD_TOKEN, Reviewer, workload_verifier
 
 REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 
@@ -40,8 +38,7 @@ class Errors(logging.Handler):
 def server():
     """(port, errors): the public app on a loopback port, its loop in a thread of its own."""
     loop = asyncio.new_event_loop()
-    workloads = WorkloadVerifier(WorkloadIdentitySettings(reviewsPerSecond=1000, reviewBurst=1000), [AUDIENCE],
-                                 INDEX, Reviewer(_workload_token()), time.time)
+    workloads = workload_verifier(Reviewer(WORKLOAD_TOKEN), time.time)
     runner = QuietAppRunner(Authenticator(SETTINGS, INDEX, workloads=workloads).app(), access_log=None)
     loop.run_until_complete(runner.setup())
     site = TCPSite(runner, "127.0.0.1", 0)
@@ -83,7 +80,7 @@ def _clean(status: int, body: bytes, errors: Errors, allowed: set[int]) -> None:
 
 def _valid_token_still_passes(port: int) -> None:
     assert _request(port, "GET", "/verify?permission=write", {"X-API-Key": VALID_TOKEN})[0] == 200
-    assert _request(port, "GET", "/verify", {"Authorization": f"Bearer {_workload_token()}"})[0] == 200
+    assert _request(port, "GET", "/verify", {"Authorization": f"Bearer {WORKLOAD_TOKEN}"})[0] == 200
 
 
 @given(headers=credential_headers(), query=query_strings())
@@ -92,7 +89,7 @@ def test_any_forward_auth_request_is_answered_without_a_5xx(server, headers, que
     status, body = _request(port, "GET", f"/verify?{query}" if query else "/verify", headers)
     _clean(status, body, errors, {200, 400, 401, 403, 431})
     if status == 200:  # only the two valid tokens pass
-        assert VALID_TOKEN in str(headers) or _workload_token() in str(headers)
+        assert VALID_TOKEN in str(headers) or WORKLOAD_TOKEN in str(headers)
 
 
 @given(body=review_bodies())

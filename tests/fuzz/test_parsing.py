@@ -9,12 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tokenwarden.authn import Account, Identity, TokenIndex, extract_token, verify
+from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._jwt import LATEST_EXPIRY, peek, refusal
 from tokenwarden.authn._verify import PROJECT
 from tokenwarden.authn._workload import Review, WorkloadVerifier
 from tokenwarden.config import Settings, WorkloadIdentitySettings
 from tokenwarden.tokens import hash_token
 
+from ..issuer import Issuer, sign
 from .strategies import AUDIENCE, JSON, VALID_TOKEN, credential_headers, jwt_of, jwts, tokens
 
 NOW = datetime(2027, 1, 15, 12, 0, tzinfo=timezone.utc)
@@ -83,15 +85,23 @@ class Reviewer:
         return Review(False, error="invalid bearer token")
 
 
-def _workload_token() -> str:
-    return jwt_of({"aud": [AUDIENCE], "exp": NOW.timestamp() + 3600, "sub": WORKLOAD_USER})
+ISSUER = Issuer()
+KID = ISSUER.add_rsa("fuzz")
+# Signed by the issuer: the one workload token that passes. Made-up ones share its kid or not.
+WORKLOAD_TOKEN = sign(ISSUER.keys[KID], {"aud": [AUDIENCE], "exp": NOW.timestamp() + 3600, "sub": WORKLOAD_USER},
+                      KID)
 
 
-@given(tokens=st.lists(st.one_of(jwts(), tokens()), min_size=1, max_size=5))
-def test_any_jwt_gets_a_verdict_and_a_malformed_one_costs_no_review(tokens):
-    good = _workload_token()
+def workload_verifier(reviewer: Reviewer, clock) -> WorkloadVerifier:
+    return WorkloadVerifier(WorkloadIdentitySettings(reviewsPerSecond=1000, reviewBurst=1000), [AUDIENCE], INDEX,
+                            reviewer, clock, IssuerKeys(ISSUER.fetch, clock))
+
+
+@given(tokens=st.lists(st.one_of(jwts(KID), tokens()), min_size=1, max_size=5))
+def test_any_jwt_gets_a_verdict_and_a_made_up_one_costs_no_review(tokens):
+    good = WORKLOAD_TOKEN
     reviewer = Reviewer(good)
-    check = WorkloadVerifier(WorkloadIdentitySettings(), [AUDIENCE], INDEX, reviewer, lambda: NOW.timestamp())
+    check = workload_verifier(reviewer, lambda: NOW.timestamp())
 
     async def verify_all() -> None:
         for token in tokens:
@@ -103,6 +113,8 @@ def test_any_jwt_gets_a_verdict_and_a_malformed_one_costs_no_review(tokens):
             claims = peek(token)
             if claims is None or claims.expires is None:
                 assert (verdict.status, verdict.reason, reviewer.calls) == (401, "malformed", calls)
+            elif token != good:  # made up: no key of the issuer signed it, so no review is spent
+                assert verdict.status == 401 and reviewer.calls == calls
         # The answer for a valid token is unchanged afterwards.
         assert (await check.verify(good)).status == 200
     asyncio.run(verify_all())

@@ -3,6 +3,7 @@ cache, the rate limit and the mapping to an account, with a reviewer double in p
 kube-apiserver (tests/integration/test_workload_identity.py asks the real one)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -14,6 +15,7 @@ from aiohttp import web
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex
 from tokenwarden.authn._jwt import JWT_SHAPE, Claims, looks_like_jwt, peek, refusal, service_account_of
+from tokenwarden.authn._issuer import IssuerKeys, issuer_key
 from tokenwarden.authn._workload import (
     BoundedCache,
     Review,
@@ -26,13 +28,18 @@ from tokenwarden.authn._workload import (
 )
 from tokenwarden.config import Settings, WorkloadIdentitySettings
 
+from ..issuer import Issuer, sign
+
 NOW = 1_800_000_000.0
 
 
+ISSUER = Issuer()
+KID = ISSUER.add_rsa("rsa-1")
+
+
 def jwt(payload: dict, header: dict | None = None) -> str:
-    def part(value: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-    return f"{part(header or {'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+    """A JWT signed by the test issuer's key (with ``header`` in place of its own, if given)."""
+    return sign(ISSUER.keys[KID], payload, KID, header)
 
 
 def sa_token(name: str = "parca-agent", namespace: str = "team", aud=("tokenwarden",), exp: float = NOW + 3600,
@@ -74,8 +81,10 @@ def index_with_account(name="agents", workloads=("parca-agent",), **account) -> 
     return index
 
 
-def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, **settings) -> WorkloadVerifier:
-    return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock)
+def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, issuer: Issuer = ISSUER,
+             **settings) -> WorkloadVerifier:
+    return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock,
+                            IssuerKeys(issuer.fetch, clock))
 
 
 # -- the unverified look ----------------------------------------------------------
@@ -97,8 +106,12 @@ def test_the_shape_check_agrees_with_its_regular_expression(seed):
 
 
 def test_claims_are_read_without_trusting_them():
-    assert peek(sa_token()) == Claims(("tokenwarden",), NOW + 3600)
-    assert peek(jwt({"aud": "tokenwarden", "exp": 5})) == Claims(("tokenwarden",), 5.0)
+    claims = peek(sa_token())
+    assert (claims.audiences, claims.expires, claims.subject) == (("tokenwarden",), NOW + 3600,
+                                                                  "system:serviceaccount:team:parca-agent")
+    assert (claims.algorithm, claims.key_id) == ("RS256", KID) and len(claims.signature) == 256
+    assert claims.signed == sa_token().rpartition(".")[0].encode()
+    assert peek(jwt({"aud": "tokenwarden", "exp": 5})).expires == 5.0
     assert peek(jwt({"aud": "x"}, header={"typ": "JWT"})) is None  # no alg: no JWT
     assert peek("eyJ.eyJ.sig") is None
     assert peek(jwt({"exp": True})).expires is None
@@ -286,6 +299,99 @@ async def test_an_unreachable_api_server_is_503_and_nothing_is_cached():
     assert (await check.verify(token)).status == 503
     reviewer.down = False
     assert (await check.verify(token)).status == 200 and reviewer.calls == 2
+
+
+# -- the signature, before any review -----------------------------------------------------
+
+def _claims(name: str = "parca-agent", namespace: str = "team", nonce: str = "") -> dict:
+    return {"aud": ["tokenwarden"], "exp": NOW + 3600, "sub": f"system:serviceaccount:{namespace}:{name}",
+            "n": nonce}
+
+
+async def test_a_token_the_issuer_did_not_sign_costs_no_review():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    stranger = Issuer()
+    other_key = stranger.keys[stranger.add_rsa(KID)]  # the issuer's kid, another key
+    signed_with_ours = sa_token()
+    header, payload, _ = signed_with_ours.split(".")
+    forged = {
+        "signature": sign(other_key, _claims(), KID),
+        "signature-of-another-token": f"{header}.{jwt(_claims(nonce='x')).split('.')[1]}."
+                                      f"{signed_with_ours.split('.')[2]}",
+        "unknown-key": sign(other_key, _claims(), "made-up"),
+    }
+    # alg none, and HS256 keyed with the public key's bytes: never accepted, whatever the signature.
+    for alg in ("none", "HS256", "RS256 "):
+        forged[f"alg {alg}"] = sign(ISSUER.keys[KID], _claims(), KID, {"alg": alg, "kid": KID})
+    for what, token in forged.items():
+        reason = what if what in ("signature", "unknown-key") else "signature"
+        assert (await check.verify(token)).reason == reason, what
+    assert reviewer.calls == 0
+
+
+async def test_a_signed_token_is_reviewed_and_rsa_and_ec_keys_both_sign():
+    issuer = Issuer()
+    rsa_kid, ec_kid = issuer.add_rsa("rsa"), issuer.add_ec("ec")
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    for kid in (rsa_kid, ec_kid):
+        token = reviewer.accept(sign(issuer.keys[kid], _claims(nonce=kid), kid),
+                                "system:serviceaccount:team:parca-agent")
+        assert (await check.verify(token)).status == 200, kid
+    assert reviewer.calls == 2 and issuer.reads == 1
+    # Signed, but not for a ServiceAccount: refused without a review.
+    assert (await check.verify(sign(issuer.keys[rsa_kid], {**_claims(), "sub": "admin"}, rsa_kid))).reason == \
+        "not-service-account"
+    assert reviewer.calls == 2
+
+
+async def test_unknown_kids_read_the_keys_once_per_interval_and_one_read_at_a_time():
+    issuer = Issuer()
+    issuer.add_rsa("old")
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    stranger = Issuer()
+    made_up = [sign(stranger.keys[stranger.add_rsa(f"kid-{i}")], _claims(nonce=str(i)), f"kid-{i}")
+               for i in range(3)]
+    verdicts = await asyncio.gather(*(check.verify(made_up[i % 3]) for i in range(60)))
+    assert {v.reason for v in verdicts} == {"unknown-key"} and issuer.reads == 1
+    clock.now += 5
+    assert (await check.verify(made_up[0])).reason == "unknown-key" and issuer.reads == 1
+    # The issuer rotates its key: a token of the new key is found once the interval has passed.
+    new = issuer.add_rsa("new")
+    token = reviewer.accept(sign(issuer.keys[new], _claims(), new), "system:serviceaccount:team:parca-agent")
+    assert (await check.verify(token)).reason == "unknown-key"
+    clock.now += 5
+    assert (await check.verify(token)).status == 200 and issuer.reads == 2
+    assert reviewer.calls == 1
+
+
+async def test_keys_that_cannot_be_read_are_503_until_they_are():
+    issuer = Issuer()
+    kid = issuer.add_ec("ec")
+    issuer.down = True
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    token = reviewer.accept(sign(issuer.keys[kid], _claims(), kid), "system:serviceaccount:team:parca-agent")
+    verdict = await check.verify(token)
+    assert (verdict.status, verdict.reason) == (503, "issuer-keys-unavailable")
+    assert (await check.verify(token)).status == 503 and issuer.reads == 1  # read again only after the interval
+    issuer.down = False
+    clock.now += 10
+    assert (await check.verify(token)).status == 200 and issuer.reads == 2
+
+
+def test_only_signing_keys_of_known_types_are_taken():
+    issuer = Issuer()
+    issuer.add_rsa("rsa")
+    issuer.add_ec("ec")
+    rsa_jwk, ec_jwk = issuer.jwks()
+    assert issuer_key(rsa_jwk).algorithms.keys() == {"RS256", "RS384", "RS512"}
+    assert set(issuer_key(ec_jwk).algorithms) == {"ES256"}
+    for jwk in ({**rsa_jwk, "use": "enc"}, {**rsa_jwk, "n": 5}, {**rsa_jwk, "n": "!!"}, {**ec_jwk, "crv": "P-192"},
+                {**ec_jwk, "x": ec_jwk["y"]}, {"kty": "oct", "k": "c2VjcmV0"}, {}):
+        assert issuer_key(jwk) is None, jwk
 
 
 # -- forward auth -----------------------------------------------------------------------

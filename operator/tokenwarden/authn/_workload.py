@@ -3,8 +3,9 @@ TokenReview, authenticates as the tokenwarden ServiceAccount of its namespace th
 
 The TokenReview answer is cached (positive: at most ``cache_ttl`` and never past the token's
 own ``exp``; negative: briefly, in a bounded cache), keyed by the token's sha256, never the
-token. Calls are limited by a token bucket, so a flood of made-up JWTs costs kube-apiserver
-at most ``rate`` reviews a second. Which account the service account maps to, and whether
+token. Before a review is spent, the token's signature is checked against the cluster's
+service-account issuer keys (_issuer.py): a made-up JWT costs kube-apiserver nothing. Reviews
+of signed tokens are limited by a token bucket to ``rate`` a second. Which account the service account maps to, and whether
 that account is disabled or being deleted, is looked up on every request: a cached answer
 never outlives the account.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tokenwarden.authn._index import WORKLOAD, Identity, TokenIndex
+from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._jwt import peek, refusal, service_account_of
 from tokenwarden.authn._metrics import WORKLOAD_CACHE, WORKLOAD_REFUSALS, WORKLOAD_REVIEWS
 from tokenwarden.config import WorkloadIdentitySettings
@@ -144,15 +146,16 @@ def bind(index: TokenIndex, service_account: tuple[str, str]) -> WorkloadVerdict
 
 
 class WorkloadVerifier:
-    """Answers for workload tokens: precheck, cache, rate limit, TokenReview, then the index."""
+    """Answers for workload tokens: cache, claims, signature, rate limit, TokenReview, then the index."""
 
     def __init__(self, settings: WorkloadIdentitySettings, audiences: Sequence[str], index: TokenIndex,
-                 reviewer: Reviewer, clock: Callable[[], float]) -> None:
+                 reviewer: Reviewer, clock: Callable[[], float], keys: IssuerKeys) -> None:
         self.settings = settings
         self.audiences = tuple(audiences)
         self.index = index
         self.reviewer = reviewer
         self.clock = clock
+        self.keys = keys
         self.positive = BoundedCache(settings.cache_size)
         self.negative = BoundedCache(settings.negative_cache_size)
         self.bucket = TokenBucket(settings.reviews_per_second, settings.review_burst, clock)
@@ -177,8 +180,15 @@ class WorkloadVerifier:
         else:
             claims = peek(token)
             why = refusal(claims, self.audiences, now)
+            if why is None:
+                why = await self.keys.check(claims)
+            if why == "issuer-keys-unavailable":  # not the token's fault: try again shortly
+                return WorkloadVerdict(503, why)
             if why is not None:
                 return WorkloadVerdict(401, why)
+            # Signed by the cluster's issuer: its subject is the ServiceAccount it was issued to.
+            if service_account_of(claims.subject) is None:
+                return WorkloadVerdict(401, "not-service-account")
             _CACHE_MISS.inc()
             try:
                 answer = await self._review(key, token, claims.expires)
