@@ -1,7 +1,8 @@
 """Workload identity against the real API server: Kubernetes service-account tokens from the
 TokenRequest API, checked by kube-apiserver's TokenReview, authenticate as the tokenwarden
 ServiceAccount that lists them. One authenticator for the module, with short caches and a
-low TokenReview rate so that expiry and the limit show within a test."""
+low TokenReview rate so that expiry and the limit show within a test (and no wait for a review:
+past the rate, 429 at once; the fair budget's waits have an authenticator of their own)."""
 from __future__ import annotations
 
 import base64
@@ -10,6 +11,7 @@ import re
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -28,6 +30,7 @@ workloadIdentity:
   negativeCacheTTL: 2s
   reviewsPerSecond: {RATE}
   reviewBurst: {BURST}
+  reviewWait: 0s
 """
 
 
@@ -219,3 +222,38 @@ def test_a_flood_of_fresh_signed_tokens_is_held_to_the_rate(workload_authn, core
     assert all(a.headers.get("Retry-After") == "1" for a in limited)
     assert {a.json()["reason"] for a in answers if a.status_code == 401} <= {"unbound"}
     assert _metric(workload_authn, "tokenwarden_workload_refusals_total", reason="review-rate-limited") >= len(limited)
+
+
+def test_a_namespace_flooding_with_fresh_signed_tokens_leaves_another_its_turn(cluster, operator, core, custom,
+                                                                               namespace, tmp_path):
+    """A tenant who may create service-account tokens floods /verify with real, signed ones: the
+    reviews are shared by namespace, so another namespace's workload still gets its review."""
+    config = tmp_path / "fair.yaml"
+    config.write_text(TEST_SETTINGS + "workloadIdentity:\n  reviewsPerSecond: 2\n  reviewBurst: 2\n"
+                      "  reviewWait: 3s\n")  # a flooded request waits 3 s at most, under the client's 5
+    fair = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--config", str(config)))
+    try:
+        _k8s_account(core, namespace, "parca-agent")
+        create(custom, "ServiceAccount", namespace, "agents",
+               {"workloadIdentities": [{"serviceAccountName": "parca-agent"}]})
+        wait_for(custom, "ServiceAccount", namespace, "agents",
+                 lambda o: (o.get("status") or {}).get("workloadIdentities") == 1)
+        flooder = f"flood-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=flooder)))
+        try:
+            _k8s_account(core, flooder, "minter")
+            fresh = [_sa_token(core, flooder, "minter") for _ in range(40)]
+            workload = _sa_token(core, namespace, "parca-agent")
+            with ThreadPoolExecutor(max_workers=41) as pool:
+                flood = [pool.submit(_verify, fair, token) for token in fresh]
+                assert eventually(lambda: _metric(fair, "tokenwarden_workload_tokenreviews_total") >= 2, 30)
+                answer = pool.submit(_verify, fair, workload).result()
+                flooded = [f.result() for f in flood]
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Auth-Via"] == "workload:parca-agent"
+            assert {a.status_code for a in flooded} <= {401, 429}  # unbound once reviewed, or past its wait
+            assert any(a.status_code == 429 for a in flooded)  # the flood was held to the rate
+        finally:
+            core.delete_namespace(flooder)
+    finally:
+        fair.stop()

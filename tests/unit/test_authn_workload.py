@@ -15,13 +15,13 @@ from aiohttp import web
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex
 from tokenwarden.authn._jwt import JWT_SHAPE, Claims, looks_like_jwt, peek, refusal, service_account_of
+from tokenwarden.authn._budget import FairBudget, TokenBucket
 from tokenwarden.authn._issuer import IssuerKeys, issuer_key
 from tokenwarden.authn._workload import (
     BoundedCache,
     Review,
     Reviewed,
     ReviewUnavailable,
-    TokenBucket,
     WorkloadVerifier,
     bind,
     remember,
@@ -83,6 +83,9 @@ def index_with_account(name="agents", workloads=("parca-agent",), **account) -> 
 
 def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, issuer: Issuer = ISSUER,
              **settings) -> WorkloadVerifier:
+    """No wait for a review by default: the fake clock moves only when a test moves it (the
+    fair budget's waits are tested in loop time, below)."""
+    settings.setdefault("reviewWait", "0s")
     return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock,
                             IssuerKeys(issuer.fetch, clock))
 
@@ -392,6 +395,71 @@ def test_only_signing_keys_of_known_types_are_taken():
     for jwk in ({**rsa_jwk, "use": "enc"}, {**rsa_jwk, "n": 5}, {**rsa_jwk, "n": "!!"}, {**ec_jwk, "crv": "P-192"},
                 {**ec_jwk, "x": ec_jwk["y"]}, {"kty": "oct", "k": "c2VjcmV0"}, {}):
         assert issuer_key(jwk) is None, jwk
+
+
+# -- the fair budget ------------------------------------------------------------------------
+
+async def _ask(budget: FairBudget, namespace: str) -> tuple[str, bool]:
+    return namespace, await budget.acquire(namespace)
+
+
+@pytest.mark.looptime
+async def test_a_namespace_flooding_with_signed_tokens_leaves_the_others_their_turns():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=10, burst=10, clock=loop.time, wait=2, queue=100)
+    flood = [asyncio.create_task(_ask(budget, "flood")) for _ in range(100)]
+    await asyncio.sleep(0)  # the flood is first in line
+    others = [asyncio.create_task(_ask(budget, namespace)) for namespace in ("team", "ops") for _ in range(5)]
+    answers = await asyncio.gather(*flood, *others)
+    granted = {namespace: sum(ok for n, ok in answers if n == namespace) for namespace in ("flood", "team", "ops")}
+    assert granted["team"] == granted["ops"] == 5
+    # The burst, then the rate for the 2 s the flood waits: nothing more is sent.
+    assert 10 + 10 <= sum(granted.values()) <= 10 + 10 * 2 + 1
+    assert granted["flood"] == sum(granted.values()) - 10
+    assert loop.time() <= 2.5 and not budget.waiting
+
+
+@pytest.mark.looptime
+async def test_a_namespace_waits_in_a_bounded_queue_and_not_at_all_without_a_wait():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=1, burst=1, clock=loop.time, wait=5, queue=2)
+    assert await budget.acquire("team")  # the burst
+    waiting = [asyncio.create_task(_ask(budget, "team")) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert await budget.acquire("team") is False  # a third waiter: refused at once
+    assert [ok for _, ok in await asyncio.gather(*waiting)] == [True, True]
+    assert loop.time() == pytest.approx(2)
+    impatient = FairBudget(rate=1, burst=1, clock=loop.time, wait=0)
+    assert await impatient.acquire("team") and not await impatient.acquire("team")
+
+
+@pytest.mark.looptime
+async def test_a_request_that_goes_away_gives_up_its_turn():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=1, burst=1, clock=loop.time, wait=5)
+    assert await budget.acquire("a")
+    gone = asyncio.create_task(_ask(budget, "a"))
+    next_one = asyncio.create_task(_ask(budget, "b"))
+    await asyncio.sleep(0.1)
+    gone.cancel()
+    assert await next_one == ("b", True) and loop.time() == pytest.approx(1)
+    assert not budget.waiting
+
+
+async def test_the_review_is_charged_to_the_namespace_the_signed_subject_names():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    charged = []
+
+    async def acquire(namespace: str) -> bool:
+        charged.append(namespace)
+        return namespace != "flood"
+    check.budget.acquire = acquire
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    assert (await check.verify(token)).status == 200
+    verdict = await check.verify(sa_token(name="x", namespace="flood"))
+    assert (verdict.status, verdict.reason) == (429, "review-rate-limited")
+    assert charged == ["team", "flood"] and reviewer.calls == 1
 
 
 # -- forward auth -----------------------------------------------------------------------
