@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit fuzz setup controlplane node crds lint image lock
+.PHONY: demo test unit fuzz fuzz-faults fuzz-inputs setup controlplane node crds lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,14 +36,26 @@ test: controlplane node
 unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-# Exploration, never part of `make test` (which runs fixed seeds only): the randomised fault
-# test draws new seeds until FUZZ_TIME is up and prints a replay line for each seed that breaks
+# Exploration, never part of `make test` (which draws nothing at random): `make fuzz` runs both
+# explorers below.
+fuzz: fuzz-inputs fuzz-faults
+
+# The randomised fault test, exploring (`make test` runs its fixed seeds only): it draws new seeds until FUZZ_TIME is up and prints a replay line for each seed that breaks
 # an invariant; such a seed joins FIXED_SEEDS in tests/integration/test_faults.py.
 FUZZ_TIME ?= 60m
 
-fuzz: controlplane
+fuzz-faults: controlplane
 	$(BIN)/python -m pytest tests/integration/test_faults.py --fault-seed random --fault-explore $(FUZZ_TIME) \
 	  --timeout 0 -p no:cacheprovider -s
+
+# The fuzz tier (tests/fuzz), exploring: random inputs, FUZZ_EXAMPLES per test, failures kept in
+# .hypothesis/ and tried first next time. `make test` runs the same tests derandomized, 150
+# examples each (about 5 s). A failure found here becomes a plain regression test.
+FUZZ_EXAMPLES ?= 20000
+
+fuzz-inputs: setup
+	HYPOTHESIS_PROFILE=explore FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz \
+	  --hypothesis-show-statistics
 
 crds: setup
 	$(BIN)/python -m tokenwarden.api

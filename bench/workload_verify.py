@@ -16,6 +16,7 @@ Needs wrk (Debian: apt-get install wrk).
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import statistics
 import sys
@@ -28,10 +29,12 @@ from kubernetes import client
 
 from _harness import api_client, control_plane, median, new_namespace
 from tokenwarden.authn import Account, Authenticator, Identity, TokenIndex
+from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.config import Settings
 from tokenwarden.devcluster import free_port
+from tokenwarden.kube._issuer import read_issuer
 from tokenwarden.tokens import hash_token, mint_token
 from verify_throughput import serve, wrk
 
@@ -93,7 +96,7 @@ def main() -> None:
         port = free_port()
         ready = threading.Event()
         workloads = WorkloadVerifier(settings.workload_identity, settings.audiences, index, KubeReviewer(api),
-                                     time.time)
+                                     time.time, IssuerKeys(functools.partial(read_issuer, api), time.monotonic))
         authenticator = Authenticator(settings, index, workloads=workloads)
         threading.Thread(target=serve, args=(index, port, ready), kwargs={"authenticator": authenticator},
                          daemon=True).start()

@@ -1,5 +1,5 @@
 """Fixtures for tests against a real API server (tests/integration, tests/bad_input), with the
-operator and authenticator running as in production. tests/unit needs none of them."""
+operator and authenticator running as in production. tests/unit and tests/fuzz need none of them."""
 from __future__ import annotations
 
 import os
@@ -22,7 +22,7 @@ CRDS = REPO / "crds"
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/unit" not in str(item.fspath):
+        if "tests/unit" not in str(item.fspath) and "tests/fuzz" not in str(item.fspath):  # neither needs a cluster
             item.add_marker(pytest.mark.integration)
 
 

@@ -104,8 +104,13 @@ class WorkloadIdentitySettings(BaseModel):
                                       description="TokenReviews sent to kube-apiserver per second, at most.")
     review_burst: int = Field(40, ge=1, alias="reviewBurst",
                               description="TokenReviews that may be sent at once after a quiet spell.")
+    review_wait: timedelta = Field(timedelta(seconds=2), alias="reviewWait",
+                                   description="How long a request may wait for its namespace's turn at a "
+                                               "TokenReview while they are scarce (then 429); 0s: not at all.")
+    review_queue: int = Field(100, ge=1, alias="reviewQueue",
+                              description="Requests of one namespace that may wait for a TokenReview at once.")
 
-    _duration = field_validator("cache_ttl", "negative_cache_ttl", mode="before")(_as_duration)
+    _duration = field_validator("cache_ttl", "negative_cache_ttl", "review_wait", mode="before")(_as_duration)
 
     @field_validator("cache_ttl")
     @classmethod

@@ -291,6 +291,7 @@ def test_an_oversized_header_is_refused_and_the_authenticator_serves_on(authenti
     {"Authorization": "Basic %%%not-base64%%%"},
     {"Authorization": "Bearer"},
     {"X-API-Key": "twik_" + "A" * 49},
+    {"Authorization": "Basic " + "é".encode().decode("latin-1")},  # UTF-8 bytes: b64decode refused them with a 500
 ])
 def test_hostile_headers_get_a_clean_4xx(authenticator, headers):
     try:
@@ -313,6 +314,51 @@ def test_malformed_token_reviews_get_400_or_a_refusal(authenticator, body):
     if response.status_code == 200:
         assert response.json()["status"]["authenticated"] is False
     assert "Traceback" not in response.text
+
+
+def _malformed_workload_tokens(authenticator) -> float:
+    line = 'tokenwarden_workload_refusals_total{reason="malformed"} '
+    found = [row for row in authenticator.internal("/metrics").text.splitlines() if row.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+def _jwt_of(payload: bytes) -> str:
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return part(b'{"alg": "RS256"}') + f".{part(payload)}.c2ln"
+
+
+def test_malformed_jwts_and_bodies_are_clean_refusals_and_log_no_error(authenticator, writer_token):
+    """A 400-digit exp, JSON nested 6,000 deep (in a JWT and in a TokenReview body), a body past
+    the bound: each is a 4xx or a plain refusal, never a 5xx, and nothing is logged at ERROR."""
+    headers = {"X-API-Key": writer_token}
+    assert _eventually(lambda: authenticator.get("/verify", headers).status_code == 200)
+    logged = len(authenticator.log())
+    workload_refusals = _malformed_workload_tokens(authenticator)
+    for payload in (b'{"aud": "tokenwarden", "exp": ' + b"9" * 400 + b"}", b"[" * 6000,
+                    b'{"aud": "tokenwarden", "exp": NaN}'):
+        response = authenticator.get("/verify", {"Authorization": f"Bearer {_jwt_of(payload)}"})
+        assert (response.status_code, response.json()["reason"]) == (401, "malformed"), response.text
+    # Refused as workload tokens, by their claims: no TokenReview was spent on them.
+    assert _malformed_workload_tokens(authenticator) == workload_refusals + 3
+
+    reviews = authenticator.url + "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def post(body: bytes) -> requests.Response:
+        return requests.post(reviews, data=body, headers={"Content-Type": "application/json"},
+                             verify=authenticator.ca, timeout=10)
+
+    response = post(b'{"spec": {"token": "' + _jwt_of(b'{"exp": ' + b"9" * 400 + b"}").encode() + b'"}}')
+    assert response.status_code == 200 and response.json()["status"]["authenticated"] is False
+    response = post(b"[" * 6000 + b"]" * 6000)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["message"]
+    response = post(b'{"spec": {"token": "' + b"A" * (100 * 1024) + b'"}}')
+    assert response.status_code == 413 and "larger than" in response.json()["message"]
+
+    assert authenticator.process.poll() is None
+    assert authenticator.get("/verify", headers).status_code == 200  # the valid token's answer is unchanged
+    log = authenticator.log()[logged:]
+    assert "Traceback" not in log and "[ERROR" not in log, log[-3000:]
 
 
 def test_unknown_project_is_403(authenticator, writer_token):

@@ -10,7 +10,7 @@ expire (etcd compacted: real 410s); then, once the system has settled, the invar
 - no Secret is left with an owner reference to a token that does not exist.
 
 ``make test`` runs a fixed list of seeds (FIXED_SEEDS: every seed that ever found a bug, and a
-few more), so a run draws nothing at random. Exploring new seeds is ``make fuzz`` (or
+few more), so a run draws nothing at random. Exploring new seeds is ``make fuzz-faults`` (or
 ``--fault-seed random --fault-explore 60m --timeout 0``): seed after seed until the time is up,
 a replay line for each seed that breaks an invariant. A seed that finds a bug joins
 FIXED_SEEDS, and the bug gets a deterministic test of its interleaving (a seed replays the

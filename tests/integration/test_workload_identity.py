@@ -1,7 +1,8 @@
 """Workload identity against the real API server: Kubernetes service-account tokens from the
 TokenRequest API, checked by kube-apiserver's TokenReview, authenticate as the tokenwarden
 ServiceAccount that lists them. One authenticator for the module, with short caches and a
-low TokenReview rate so that expiry and the limit show within a test."""
+low TokenReview rate so that expiry and the limit show within a test (and no wait for a review:
+past the rate, 429 at once; the fair budget's waits have an authenticator of their own)."""
 from __future__ import annotations
 
 import base64
@@ -10,6 +11,7 @@ import re
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -28,6 +30,7 @@ workloadIdentity:
   negativeCacheTTL: 2s
   reviewsPerSecond: {RATE}
   reviewBurst: {BURST}
+  reviewWait: 0s
 """
 
 
@@ -174,19 +177,42 @@ def test_tokens_that_no_account_may_use_are_refused(workload_authn, operator, co
                        and _verify(workload_authn, token).json()["reason"] in ("deleted", "unbound"))
 
 
-def _made_up_jwt() -> str:
+def _made_up_jwt(kid: str = "k") -> str:
     def part(value: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
     claims = {"aud": ["tokenwarden"], "exp": int(time.time()) + 600, "sub": "system:serviceaccount:x:y",
               "jti": secrets.token_hex(8)}
-    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.{secrets.token_urlsafe(64)}"
+    return f"{part({'alg': 'RS256', 'kid': kid})}.{part(claims)}.{secrets.token_urlsafe(256)}"
 
 
-def test_a_flood_of_made_up_jwts_costs_few_tokenreviews(workload_authn):
+def _kid(token: str) -> str:
+    header = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+
+
+def test_made_up_jwts_cost_no_tokenreview(workload_authn, core, namespace):
+    """Checked against the issuer's keys first: a made-up JWT, with the issuer's kid or another,
+    never reaches kube-apiserver, and unknown kids read the keys at most once per interval."""
+    _k8s_account(core, namespace, "someone")
+    real = _sa_token(core, namespace, "someone")
+    assert _eventually(lambda: _refused(workload_authn, real, "unbound"))  # signed: reviewed, then not listed
+    reviews, reads = _reviews(workload_authn), _metric(workload_authn, "tokenwarden_workload_issuer_key_reads_total")
+    assert _metric(workload_authn, "tokenwarden_workload_issuer_keys") >= 1
+    answers = [_verify(workload_authn, _made_up_jwt(_kid(real))) for _ in range(20)]
+    assert {(a.status_code, a.json()["reason"]) for a in answers} == {(401, "signature")}
+    answers = [_verify(workload_authn, _made_up_jwt(secrets.token_hex(8))) for _ in range(20)]
+    assert {(a.status_code, a.json()["reason"]) for a in answers} == {(401, "unknown-key")}
+    assert _reviews(workload_authn) == reviews
+    assert _metric(workload_authn, "tokenwarden_workload_issuer_key_reads_total") <= reads + 1
+
+
+def test_a_flood_of_fresh_signed_tokens_is_held_to_the_rate(workload_authn, core, namespace):
+    _k8s_account(core, namespace, "flood")
+    fresh = [_sa_token(core, namespace, "flood") for _ in range(40)]
     time.sleep(BURST / RATE)  # a full bucket, whatever earlier tests spent
     reviews = _reviews(workload_authn)
     started = time.monotonic()
-    answers = [_verify(workload_authn, _made_up_jwt()) for _ in range(40)]
+    answers = [_verify(workload_authn, token) for token in fresh]
     elapsed = time.monotonic() - started
     sent = _reviews(workload_authn) - reviews
     assert sent <= BURST + RATE * elapsed + 1
@@ -194,5 +220,40 @@ def test_a_flood_of_made_up_jwts_costs_few_tokenreviews(workload_authn):
     assert len(limited) >= 40 - sent - 1
     assert {a.json()["reason"] for a in limited} == {"review-rate-limited"}
     assert all(a.headers.get("Retry-After") == "1" for a in limited)
-    assert {a.json()["reason"] for a in answers if a.status_code == 401} <= {"rejected"}
+    assert {a.json()["reason"] for a in answers if a.status_code == 401} <= {"unbound"}
     assert _metric(workload_authn, "tokenwarden_workload_refusals_total", reason="review-rate-limited") >= len(limited)
+
+
+def test_a_namespace_flooding_with_fresh_signed_tokens_leaves_another_its_turn(cluster, operator, core, custom,
+                                                                               namespace, tmp_path):
+    """A tenant who may create service-account tokens floods /verify with real, signed ones: the
+    reviews are shared by namespace, so another namespace's workload still gets its review."""
+    config = tmp_path / "fair.yaml"
+    config.write_text(TEST_SETTINGS + "workloadIdentity:\n  reviewsPerSecond: 2\n  reviewBurst: 2\n"
+                      "  reviewWait: 3s\n")  # a flooded request waits 3 s at most, under the client's 5
+    fair = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--config", str(config)))
+    try:
+        _k8s_account(core, namespace, "parca-agent")
+        create(custom, "ServiceAccount", namespace, "agents",
+               {"workloadIdentities": [{"serviceAccountName": "parca-agent"}]})
+        wait_for(custom, "ServiceAccount", namespace, "agents",
+                 lambda o: (o.get("status") or {}).get("workloadIdentities") == 1)
+        flooder = f"flood-{uuid.uuid4().hex[:6]}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=flooder)))
+        try:
+            _k8s_account(core, flooder, "minter")
+            fresh = [_sa_token(core, flooder, "minter") for _ in range(40)]
+            workload = _sa_token(core, namespace, "parca-agent")
+            with ThreadPoolExecutor(max_workers=41) as pool:
+                flood = [pool.submit(_verify, fair, token) for token in fresh]
+                assert eventually(lambda: _metric(fair, "tokenwarden_workload_tokenreviews_total") >= 2, 30)
+                answer = pool.submit(_verify, fair, workload).result()
+                flooded = [f.result() for f in flood]
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["X-Auth-Via"] == "workload:parca-agent"
+            assert {a.status_code for a in flooded} <= {401, 429}  # unbound once reviewed, or past its wait
+            assert any(a.status_code == 429 for a in flooded)  # the flood was held to the rate
+        finally:
+            core.delete_namespace(flooder)
+    finally:
+        fair.stop()

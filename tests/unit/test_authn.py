@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -57,6 +58,7 @@ def test_credential_forms(headers):
 @pytest.mark.parametrize("headers", [
     {}, {"Authorization": "Bearer"}, {"Authorization": "Digest T"}, {"Authorization": "Basic !!!"},
     {"Authorization": "Basic " + base64.b64encode(b"no-colon").decode()}, {"X-API-Key": "  "},
+    {"Authorization": "Basic \x80"}, {"Authorization": "Basic dXNlcjrpc3Nv"},  # found by tests/fuzz
 ])
 def test_no_credential(headers):
     assert extract_token(headers) is None
@@ -312,6 +314,41 @@ async def test_token_review_with_malformed_audiences_is_400(served, spec):
     async with session.post("/apis/authentication.k8s.io/v1/tokenreviews", json={"spec": spec}) as response:
         assert response.status == 400
         assert "spec.audiences" in (await response.json())["message"]
+
+
+DEEP = 6000  # far past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"[" * DEEP + b"]" * DEEP, "nested too deeply"),
+    (b'{"spec": {"token": "t", "audiences": ' + b"[" * DEEP + b"]" * DEEP + b"}}", "nested too deeply"),
+    (b'{"spec": {"token": "\xff\xfe"}}', "not JSON"),
+    (b"{not json", "not JSON"),
+    (b"", "not JSON"),
+    (b"null", "spec.token"),
+    (b'{"spec": "token"}', "spec.token"),
+    (b'{"spec": {"token": "t"}, "apiVersion": "authentication.k8s.io/v1"}' + b" " * (64 * 1024), "larger than"),
+])
+async def test_a_malformed_token_review_is_a_clear_4xx_and_logs_no_error(served, caplog, body, words):
+    _, session = served
+    async with session.post("/apis/authentication.k8s.io/v1/tokenreviews", data=body,
+                            headers={"Content-Type": "application/json"}) as response:
+        assert response.status in (400, 413)
+        answer = await response.json()
+    assert answer["kind"] == "Status" and answer["code"] == response.status
+    assert words in answer["message"] and "TokenReview with spec.token" in answer["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+async def test_a_token_review_answers_in_its_own_version_and_no_other(served):
+    _, session = served
+    for sent, answered in (("authentication.k8s.io/v1beta1", "authentication.k8s.io/v1beta1"),
+                           ({"injected": True}, "authentication.k8s.io/v1"), ("<script>", "authentication.k8s.io/v1")):
+        async with session.post("/apis/authentication.k8s.io/v1/tokenreviews",
+                                json={"apiVersion": sent, "spec": {"token": "twst_unknown"}}) as response:
+            assert response.status == 200
+            answer = await response.json()
+        assert answer["apiVersion"] == answered and answer["status"]["authenticated"] is False
 
 
 async def test_forward_auth_sends_only_an_authorised_project(served):

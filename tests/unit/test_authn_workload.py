@@ -3,6 +3,7 @@ cache, the rate limit and the mapping to an account, with a reviewer double in p
 kube-apiserver (tests/integration/test_workload_identity.py asks the real one)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -14,25 +15,31 @@ from aiohttp import web
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex
 from tokenwarden.authn._jwt import JWT_SHAPE, Claims, looks_like_jwt, peek, refusal, service_account_of
+from tokenwarden.authn._budget import FairBudget, TokenBucket
+from tokenwarden.authn._issuer import IssuerKeys, issuer_key
 from tokenwarden.authn._workload import (
     BoundedCache,
     Review,
     Reviewed,
     ReviewUnavailable,
-    TokenBucket,
     WorkloadVerifier,
     bind,
     remember,
 )
 from tokenwarden.config import Settings, WorkloadIdentitySettings
 
+from ..issuer import Issuer, sign
+
 NOW = 1_800_000_000.0
 
 
+ISSUER = Issuer()
+KID = ISSUER.add_rsa("rsa-1")
+
+
 def jwt(payload: dict, header: dict | None = None) -> str:
-    def part(value: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
-    return f"{part(header or {'alg': 'RS256'})}.{part(payload)}.c2lnbmF0dXJl"
+    """A JWT signed by the test issuer's key (with ``header`` in place of its own, if given)."""
+    return sign(ISSUER.keys[KID], payload, KID, header)
 
 
 def sa_token(name: str = "parca-agent", namespace: str = "team", aud=("tokenwarden",), exp: float = NOW + 3600,
@@ -74,8 +81,13 @@ def index_with_account(name="agents", workloads=("parca-agent",), **account) -> 
     return index
 
 
-def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, **settings) -> WorkloadVerifier:
-    return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock)
+def verifier(index: TokenIndex, reviewer: FakeReviewer, clock: Clock, issuer: Issuer = ISSUER,
+             **settings) -> WorkloadVerifier:
+    """No wait for a review by default: the fake clock moves only when a test moves it (the
+    fair budget's waits are tested in loop time, below)."""
+    settings.setdefault("reviewWait", "0s")
+    return WorkloadVerifier(WorkloadIdentitySettings(**settings), ["tokenwarden"], index, reviewer, clock,
+                            IssuerKeys(issuer.fetch, clock))
 
 
 # -- the unverified look ----------------------------------------------------------
@@ -97,11 +109,61 @@ def test_the_shape_check_agrees_with_its_regular_expression(seed):
 
 
 def test_claims_are_read_without_trusting_them():
-    assert peek(sa_token()) == Claims(("tokenwarden",), NOW + 3600)
-    assert peek(jwt({"aud": "tokenwarden", "exp": 5})) == Claims(("tokenwarden",), 5.0)
+    claims = peek(sa_token())
+    assert (claims.audiences, claims.expires, claims.subject) == (("tokenwarden",), NOW + 3600,
+                                                                  "system:serviceaccount:team:parca-agent")
+    assert (claims.algorithm, claims.key_id) == ("RS256", KID) and len(claims.signature) == 256
+    assert claims.signed == sa_token().rpartition(".")[0].encode()
+    assert peek(jwt({"aud": "tokenwarden", "exp": 5})).expires == 5.0
     assert peek(jwt({"aud": "x"}, header={"typ": "JWT"})) is None  # no alg: no JWT
     assert peek("eyJ.eyJ.sig") is None
     assert peek(jwt({"exp": True})).expires is None
+
+
+def _raw_jwt(payload: bytes, header: bytes = b'{"alg":"RS256"}') -> str:
+    """A JWT whose parts are the given bytes, whatever they are."""
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{part(header)}.{part(payload)}.c2lnbmF0dXJl"
+
+
+DEEP = 6000  # far past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"aud": "tokenwarden", "exp": ' + b"9" * 400 + b"}",      # 400 digits: float() overflows
+    b'{"aud": "tokenwarden", "exp": -' + b"9" * 400 + b"}",
+    b'{"aud": "tokenwarden", "exp": 1e400}',                    # Infinity, once parsed
+    b'{"aud": "tokenwarden", "exp": NaN}',
+    b'{"aud": "tokenwarden", "exp": Infinity}',
+    b'{"aud": "tokenwarden", "exp": -1}',
+    b'{"aud": "tokenwarden", "exp": 253402300801}',             # past the year 9999
+    b'{"aud": "tokenwarden", "exp": "1800000000"}',
+])
+def test_an_implausible_expiry_is_malformed(payload):
+    claims = peek(_raw_jwt(payload))
+    assert claims is not None and claims.expires is None
+    assert refusal(claims, ["tokenwarden"], NOW) == "malformed"
+
+
+@pytest.mark.parametrize("token", [
+    _raw_jwt(b"[" * DEEP),
+    _raw_jwt(b'{"aud": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+    _raw_jwt(b'{"aud": "tokenwarden", "exp": 1}', header=b'{"alg": ' + b"[" * DEEP),
+    _raw_jwt(b"\xff\xfe not utf-8"),
+    _raw_jwt(b'{"aud": "tokenwarden", "exp": 1'),
+    _raw_jwt(b'"just a string"'),
+    "e.e.e",                                                    # not base64 of anything
+])
+def test_malformed_json_in_a_jwt_is_no_jwt(token):
+    assert peek(token) is None
+    assert refusal(peek(token), ["tokenwarden"], NOW) == "malformed"
+
+
+def test_expiries_that_are_plausible_are_read():
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 1800000000.5}')).expires == 1_800_000_000.5
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 253402300800}')).expires == 253_402_300_800.0
+    assert peek(_raw_jwt(b'{"aud": "tokenwarden", "exp": 0}')).expires == 0.0
 
 
 def test_obvious_mismatches_are_refused_before_any_review():
@@ -218,6 +280,16 @@ async def test_refusals_before_a_review_and_negative_answers_cost_no_call():
     assert reviewer.calls == 2
 
 
+async def test_malformed_jwts_are_refused_without_a_review():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    for token in (_raw_jwt(b'{"aud": "tokenwarden", "exp": ' + b"9" * 400 + b"}"), _raw_jwt(b"[" * DEEP),
+                  _raw_jwt(b'{"aud": "tokenwarden", "exp": NaN}')):
+        verdict = await check.verify(token)
+        assert (verdict.status, verdict.reason) == (401, "malformed")
+    assert reviewer.calls == 0
+
+
 async def test_a_flood_of_made_up_jwts_is_held_to_the_rate():
     reviewer, clock = FakeReviewer(), Clock()
     check = verifier(index_with_account(), reviewer, clock, reviewsPerSecond=5, reviewBurst=10)
@@ -234,6 +306,164 @@ async def test_an_unreachable_api_server_is_503_and_nothing_is_cached():
     assert (await check.verify(token)).status == 503
     reviewer.down = False
     assert (await check.verify(token)).status == 200 and reviewer.calls == 2
+
+
+# -- the signature, before any review -----------------------------------------------------
+
+def _claims(name: str = "parca-agent", namespace: str = "team", nonce: str = "") -> dict:
+    return {"aud": ["tokenwarden"], "exp": NOW + 3600, "sub": f"system:serviceaccount:{namespace}:{name}",
+            "n": nonce}
+
+
+async def test_a_token_the_issuer_did_not_sign_costs_no_review():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    stranger = Issuer()
+    other_key = stranger.keys[stranger.add_rsa(KID)]  # the issuer's kid, another key
+    signed_with_ours = sa_token()
+    header, payload, _ = signed_with_ours.split(".")
+    forged = {
+        "signature": sign(other_key, _claims(), KID),
+        "signature-of-another-token": f"{header}.{jwt(_claims(nonce='x')).split('.')[1]}."
+                                      f"{signed_with_ours.split('.')[2]}",
+        "unknown-key": sign(other_key, _claims(), "made-up"),
+    }
+    # alg none, and HS256 keyed with the public key's bytes: never accepted, whatever the signature.
+    for alg in ("none", "HS256", "RS256 "):
+        forged[f"alg {alg}"] = sign(ISSUER.keys[KID], _claims(), KID, {"alg": alg, "kid": KID})
+    for what, token in forged.items():
+        reason = what if what in ("signature", "unknown-key") else "signature"
+        assert (await check.verify(token)).reason == reason, what
+    assert reviewer.calls == 0
+
+
+async def test_a_signed_token_is_reviewed_and_rsa_and_ec_keys_both_sign():
+    issuer = Issuer()
+    rsa_kid, ec_kid = issuer.add_rsa("rsa"), issuer.add_ec("ec")
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    for kid in (rsa_kid, ec_kid):
+        token = reviewer.accept(sign(issuer.keys[kid], _claims(nonce=kid), kid),
+                                "system:serviceaccount:team:parca-agent")
+        assert (await check.verify(token)).status == 200, kid
+    assert reviewer.calls == 2 and issuer.reads == 1
+    # Signed, but not for a ServiceAccount: refused without a review.
+    assert (await check.verify(sign(issuer.keys[rsa_kid], {**_claims(), "sub": "admin"}, rsa_kid))).reason == \
+        "not-service-account"
+    assert reviewer.calls == 2
+
+
+async def test_unknown_kids_read_the_keys_once_per_interval_and_one_read_at_a_time():
+    issuer = Issuer()
+    issuer.add_rsa("old")
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    stranger = Issuer()
+    made_up = [sign(stranger.keys[stranger.add_rsa(f"kid-{i}")], _claims(nonce=str(i)), f"kid-{i}")
+               for i in range(3)]
+    verdicts = await asyncio.gather(*(check.verify(made_up[i % 3]) for i in range(60)))
+    assert {v.reason for v in verdicts} == {"unknown-key"} and issuer.reads == 1
+    clock.now += 5
+    assert (await check.verify(made_up[0])).reason == "unknown-key" and issuer.reads == 1
+    # The issuer rotates its key: a token of the new key is found once the interval has passed.
+    new = issuer.add_rsa("new")
+    token = reviewer.accept(sign(issuer.keys[new], _claims(), new), "system:serviceaccount:team:parca-agent")
+    assert (await check.verify(token)).reason == "unknown-key"
+    clock.now += 5
+    assert (await check.verify(token)).status == 200 and issuer.reads == 2
+    assert reviewer.calls == 1
+
+
+async def test_keys_that_cannot_be_read_are_503_until_they_are():
+    issuer = Issuer()
+    kid = issuer.add_ec("ec")
+    issuer.down = True
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock, issuer)
+    token = reviewer.accept(sign(issuer.keys[kid], _claims(), kid), "system:serviceaccount:team:parca-agent")
+    verdict = await check.verify(token)
+    assert (verdict.status, verdict.reason) == (503, "issuer-keys-unavailable")
+    assert (await check.verify(token)).status == 503 and issuer.reads == 1  # read again only after the interval
+    issuer.down = False
+    clock.now += 10
+    assert (await check.verify(token)).status == 200 and issuer.reads == 2
+
+
+def test_only_signing_keys_of_known_types_are_taken():
+    issuer = Issuer()
+    issuer.add_rsa("rsa")
+    issuer.add_ec("ec")
+    rsa_jwk, ec_jwk = issuer.jwks()
+    assert issuer_key(rsa_jwk).algorithms.keys() == {"RS256", "RS384", "RS512"}
+    assert set(issuer_key(ec_jwk).algorithms) == {"ES256"}
+    for jwk in ({**rsa_jwk, "use": "enc"}, {**rsa_jwk, "n": 5}, {**rsa_jwk, "n": "!!"}, {**ec_jwk, "crv": "P-192"},
+                {**ec_jwk, "x": ec_jwk["y"]}, {"kty": "oct", "k": "c2VjcmV0"}, {}):
+        assert issuer_key(jwk) is None, jwk
+
+
+# -- the fair budget ------------------------------------------------------------------------
+
+async def _ask(budget: FairBudget, namespace: str) -> tuple[str, bool]:
+    return namespace, await budget.acquire(namespace)
+
+
+@pytest.mark.looptime
+async def test_a_namespace_flooding_with_signed_tokens_leaves_the_others_their_turns():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=10, burst=10, clock=loop.time, wait=2, queue=100)
+    flood = [asyncio.create_task(_ask(budget, "flood")) for _ in range(100)]
+    await asyncio.sleep(0)  # the flood is first in line
+    others = [asyncio.create_task(_ask(budget, namespace)) for namespace in ("team", "ops") for _ in range(5)]
+    answers = await asyncio.gather(*flood, *others)
+    granted = {namespace: sum(ok for n, ok in answers if n == namespace) for namespace in ("flood", "team", "ops")}
+    assert granted["team"] == granted["ops"] == 5
+    # The burst, then the rate for the 2 s the flood waits: nothing more is sent.
+    assert 10 + 10 <= sum(granted.values()) <= 10 + 10 * 2 + 1
+    assert granted["flood"] == sum(granted.values()) - 10
+    assert loop.time() <= 2.5 and not budget.waiting
+
+
+@pytest.mark.looptime
+async def test_a_namespace_waits_in_a_bounded_queue_and_not_at_all_without_a_wait():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=1, burst=1, clock=loop.time, wait=5, queue=2)
+    assert await budget.acquire("team")  # the burst
+    waiting = [asyncio.create_task(_ask(budget, "team")) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert await budget.acquire("team") is False  # a third waiter: refused at once
+    assert [ok for _, ok in await asyncio.gather(*waiting)] == [True, True]
+    assert loop.time() == pytest.approx(2)
+    impatient = FairBudget(rate=1, burst=1, clock=loop.time, wait=0)
+    assert await impatient.acquire("team") and not await impatient.acquire("team")
+
+
+@pytest.mark.looptime
+async def test_a_request_that_goes_away_gives_up_its_turn():
+    loop = asyncio.get_running_loop()
+    budget = FairBudget(rate=1, burst=1, clock=loop.time, wait=5)
+    assert await budget.acquire("a")
+    gone = asyncio.create_task(_ask(budget, "a"))
+    next_one = asyncio.create_task(_ask(budget, "b"))
+    await asyncio.sleep(0.1)
+    gone.cancel()
+    assert await next_one == ("b", True) and loop.time() == pytest.approx(1)
+    assert not budget.waiting
+
+
+async def test_the_review_is_charged_to_the_namespace_the_signed_subject_names():
+    reviewer, clock = FakeReviewer(), Clock()
+    check = verifier(index_with_account(), reviewer, clock)
+    charged = []
+
+    async def acquire(namespace: str) -> bool:
+        charged.append(namespace)
+        return namespace != "flood"
+    check.budget.acquire = acquire
+    token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
+    assert (await check.verify(token)).status == 200
+    verdict = await check.verify(sa_token(name="x", namespace="flood"))
+    assert (verdict.status, verdict.reason) == (429, "review-rate-limited")
+    assert charged == ["team", "flood"] and reviewer.calls == 1
 
 
 # -- forward auth -----------------------------------------------------------------------

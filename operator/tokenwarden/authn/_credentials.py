@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Iterable, Mapping
 
 DEFAULT_SCHEMES = ("bearer", "apikey", "token")
@@ -24,7 +23,9 @@ def extract_token(headers: Mapping[str, str], schemes: Iterable[str] = DEFAULT_S
         if scheme.lower() == "basic" and value:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
+            # Not base64 (binascii.Error), not UTF-8 (UnicodeDecodeError), or not ASCII at all: aiohttp
+            # hands header bytes over as UTF-8, and b64decode refuses "Basic é" with a bare ValueError.
+            except ValueError:
                 return None
             _, sep, password = decoded.partition(":")
             return password or None if sep else None

@@ -21,9 +21,15 @@ WORKLOAD_REVIEWS = Counter("tokenwarden_workload_tokenreviews_total",
 WORKLOAD_CACHE = Counter("tokenwarden_workload_cache_total",
                          "Lookups of a workload token's TokenReview answer in the cache: hit or miss.", ["result"])
 WORKLOAD_REFUSALS = Counter("tokenwarden_workload_refusals_total",
-                            "Workload tokens refused at /verify, by reason: malformed, audience, expired (before "
-                            "any TokenReview), rejected, not-service-account, unbound, ambiguous, disabled, "
-                            "deleted, review-rate-limited, review-unavailable.", ["reason"])
+                            "Workload tokens refused at /verify, by reason: malformed, audience, expired, "
+                            "unknown-key, signature, not-service-account (before any TokenReview), "
+                            "issuer-keys-unavailable, rejected, unbound, ambiguous, disabled, deleted, "
+                            "review-rate-limited, review-unavailable.", ["reason"])
+ISSUER_KEY_READS = Counter("tokenwarden_workload_issuer_key_reads_total",
+                           "Reads of the service-account issuer's signing keys (/openid/v1/jwks), by result: "
+                           "ok or error.", ["result"])
+ISSUER_KEYS = Gauge("tokenwarden_workload_issuer_keys",
+                    "Signing keys of the service-account issuer the authenticator checks workload tokens with.")
 
 
 class Verifications:

@@ -19,6 +19,7 @@ from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import WORKLOAD, TokenIndex
 from tokenwarden.authn._metrics import CREDENTIAL_VERIFICATIONS, INDEX_SYNC
 from tokenwarden.authn._import_key import follow_import_key
+from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
 from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
@@ -28,6 +29,7 @@ from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
+from tokenwarden.kube._issuer import read_issuer
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 from tokenwarden.kube._watching import list_page, open_watch
 
@@ -136,8 +138,11 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     INDEX_SYNC.reflectors = readiness.reflectors
     readiness.waiting_for.add("import key")
     workload = options.settings.workload_identity
-    workloads = WorkloadVerifier(workload, options.settings.audiences, index, KubeReviewer(load_api_client()),
-                                 time.time) if workload.enabled else None
+    workloads = None
+    if workload.enabled:
+        reviews = load_api_client()
+        workloads = WorkloadVerifier(workload, options.settings.audiences, index, KubeReviewer(reviews), time.time,
+                                     IssuerKeys(functools.partial(read_issuer, reviews), time.monotonic))
     access_log = open_access_log(options.access_log, options.access_log_success_rate)
     authenticator = Authenticator(options.settings, index, extra_schemes=options.extra_schemes,
                                   last_used=last_used, readiness=readiness, workloads=workloads,
@@ -160,6 +165,8 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
 
     for reflector in readiness.reflectors:
         threading.Thread(target=reflector.run, name=f"reflect-{reflector.kind}", daemon=True).start()
+    if workloads is not None:  # at start, so that a missing permission is said at once
+        await workloads.keys.refresh()
     await follow_import_key(options.settings.import_key, index, stop)
     readiness.waiting_for.discard("import key")
     while not readiness.loaded() and not stop.is_set():  # until then /verify answers 503

@@ -3,6 +3,7 @@ and metrics on a port of their own."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import replace
@@ -30,6 +31,11 @@ logger = logging.getLogger("tokenwarden.authenticator")
 
 PROJECT_HEADERS = ("projectID", "X-Project-ID")
 CHALLENGE = 'Bearer realm="tokenwarden", ApiKey realm="tokenwarden"'
+# A TokenReview is a token (4 KiB at most, a projected one about 1 KiB) and a few audiences; the
+# public port reads no larger body (aiohttp's default is 1 MiB).
+MAX_BODY = 64 * 1024
+REVIEW_VERSIONS = ("authentication.k8s.io/v1", "authentication.k8s.io/v1beta1")
+REVIEW_EXPECTED = "expected a TokenReview with spec.token (and optional spec.audiences, a list of strings)"
 
 
 def _project_header(headers) -> str | None:
@@ -172,19 +178,27 @@ class Authenticator:
         if (starting := self._starting("tokenreview")) is not None:
             return starting
         try:
-            review = await request.json()
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _failure(413, f"the body is larger than {MAX_BODY} bytes: {REVIEW_EXPECTED}")
+        try:
+            review = json.loads(body)
+        except RecursionError:  # JSON nested about a thousand deep: the parser refuses by raising it
+            return _failure(400, f"the body is JSON nested too deeply: {REVIEW_EXPECTED}")
+        except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError is a ValueError)
+            return _failure(400, f"the body is not JSON: {REVIEW_EXPECTED}")
+        try:
             token = review["spec"]["token"]
             audiences = review["spec"].get("audiences") or []
             if not isinstance(token, str):
                 raise TypeError("spec.token is not a string")
             if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
                 raise TypeError("spec.audiences is not a list of strings")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                      "message": "expected a TokenReview with spec.token (and optional "
-                                                 "spec.audiences, a list of strings)", "code": 400},
-                                     status=400)
-        api_version = review.get("apiVersion") or "authentication.k8s.io/v1"
+        except (KeyError, TypeError, AttributeError):
+            return _failure(400, REVIEW_EXPECTED)
+        # Echoed only when it is one we answer: never a value of the caller's choosing.
+        api_version = review.get("apiVersion") if review.get("apiVersion") in REVIEW_VERSIONS \
+            else "authentication.k8s.io/v1"
         # tokenwarden tokens only: a Kubernetes service-account token is kube-apiserver's own to
         # check, and reviewing it here would send kube-apiserver's review back to kube-apiserver.
         verdict = self.check(token, None, None, "tokenreview", audiences)
@@ -225,8 +239,8 @@ class Authenticator:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def app(self) -> web.Application:
-        """The public port: verification only."""
-        app = web.Application()
+        """The public port: verification only, bodies of MAX_BODY bytes at most."""
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/verify", self.forward_auth)
         app.router.add_route("*", "/verify/{tail:.*}", self.forward_auth)
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)
@@ -239,6 +253,12 @@ class Authenticator:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+
+def _failure(code: int, message: str) -> web.Response:
+    """A Kubernetes Status for a request that is no TokenReview: what is wrong, and what is expected."""
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                              "code": code}, status=code)
 
 
 async def flush_last_used(last_used: LastUsed, write, stop: asyncio.Event) -> None:

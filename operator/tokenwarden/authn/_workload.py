@@ -3,8 +3,9 @@ TokenReview, authenticates as the tokenwarden ServiceAccount of its namespace th
 
 The TokenReview answer is cached (positive: at most ``cache_ttl`` and never past the token's
 own ``exp``; negative: briefly, in a bounded cache), keyed by the token's sha256, never the
-token. Calls are limited by a token bucket, so a flood of made-up JWTs costs kube-apiserver
-at most ``rate`` reviews a second. Which account the service account maps to, and whether
+token. Before a review is spent, the token's signature is checked against the cluster's
+service-account issuer keys (_issuer.py): a made-up JWT costs kube-apiserver nothing. Reviews
+of signed tokens share ``rate`` a second fairly among namespaces (_budget.py). Which account the service account maps to, and whether
 that account is disabled or being deleted, is looked up on every request: a cached answer
 never outlives the account.
 """
@@ -17,7 +18,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tokenwarden.authn._budget import FairBudget
 from tokenwarden.authn._index import WORKLOAD, Identity, TokenIndex
+from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._jwt import peek, refusal, service_account_of
 from tokenwarden.authn._metrics import WORKLOAD_CACHE, WORKLOAD_REFUSALS, WORKLOAD_REVIEWS
 from tokenwarden.config import WorkloadIdentitySettings
@@ -60,24 +63,6 @@ class WorkloadVerdict:
     reason: str
     identity: Identity | None = None
     service_account: str | None = None  # the Kubernetes ServiceAccount, for via=workload:<name>
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up; clock injected."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens = float(burst)
-        self.at = clock()
-
-    def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class BoundedCache:
@@ -146,18 +131,20 @@ def bind(index: TokenIndex, service_account: tuple[str, str]) -> WorkloadVerdict
 
 
 class WorkloadVerifier:
-    """Answers for workload tokens: precheck, cache, rate limit, TokenReview, then the index."""
+    """Answers for workload tokens: cache, claims, signature, rate limit, TokenReview, then the index."""
 
     def __init__(self, settings: WorkloadIdentitySettings, audiences: Sequence[str], index: TokenIndex,
-                 reviewer: Reviewer, clock: Callable[[], float]) -> None:
+                 reviewer: Reviewer, clock: Callable[[], float], keys: IssuerKeys) -> None:
         self.settings = settings
         self.audiences = tuple(audiences)
         self.index = index
         self.reviewer = reviewer
         self.clock = clock
+        self.keys = keys
         self.positive = BoundedCache(settings.cache_size)
         self.negative = BoundedCache(settings.negative_cache_size)
-        self.bucket = TokenBucket(settings.reviews_per_second, settings.review_burst, clock)
+        self.budget = FairBudget(settings.reviews_per_second, settings.review_burst, clock,
+                                 wait=settings.review_wait.total_seconds(), queue=settings.review_queue)
         self.in_flight: dict[bytes, asyncio.Future] = {}
         # service account -> (account name, the index's Account object, the verdict bind gave)
         self.bound: dict[tuple[str, str], tuple[str, object, WorkloadVerdict]] = {}
@@ -179,11 +166,19 @@ class WorkloadVerifier:
         else:
             claims = peek(token)
             why = refusal(claims, self.audiences, now)
+            if why is None:
+                why = await self.keys.check(claims)
+            if why == "issuer-keys-unavailable":  # not the token's fault: try again shortly
+                return WorkloadVerdict(503, why)
             if why is not None:
                 return WorkloadVerdict(401, why)
+            # Signed by the cluster's issuer: its subject is the ServiceAccount it was issued to.
+            account = service_account_of(claims.subject)
+            if account is None:
+                return WorkloadVerdict(401, "not-service-account")
             _CACHE_MISS.inc()
             try:
-                answer = await self._review(key, token, claims.expires)
+                answer = await self._review(key, token, claims.expires, account[0])
             except ReviewUnavailable:
                 return WorkloadVerdict(503, "review-unavailable")
             if answer is None:
@@ -209,15 +204,23 @@ class WorkloadVerifier:
             self.bound[service_account] = (account_name, account, verdict)
         return verdict
 
-    async def _review(self, key: bytes, token: str, expires: float) -> Reviewed | None:
+    async def _review(self, key: bytes, token: str, expires: float, namespace: str) -> Reviewed | None:
         """One TokenReview per key at a time: requests that come meanwhile share its answer.
-        None when the rate limit allows no call now."""
+        None when the namespace's share of the budget allows no call now, nor within the wait."""
         pending = self.in_flight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        if not self.bucket.take():
-            return None
         pending = self.in_flight[key] = asyncio.get_running_loop().create_future()
+        try:
+            allowed = await self.budget.acquire(namespace)
+        except BaseException:  # cancelled while waiting: those who share it are refused, not cancelled
+            del self.in_flight[key]
+            pending.set_result(None)
+            raise
+        if not allowed:
+            del self.in_flight[key]
+            pending.set_result(None)  # those who waited on this one are refused with it
+            return None
         try:
             try:
                 review = await asyncio.to_thread(self.reviewer, token, self.audiences)
