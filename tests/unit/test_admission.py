@@ -201,3 +201,12 @@ async def test_a_leaked_value_must_list_token_hashes_and_no_more_than_are_kept()
             await _admission.validate_token(operation="UPDATE", old=_leaked(one), new=_leaked(value), **kwargs)
     # One already there does not stop other writes (finalizers must still go).
     await _admission.validate_token(operation="UPDATE", old=_leaked("x"), new=_leaked("x"), **kwargs)
+
+
+async def test_a_binding_whose_roles_are_not_names_is_refused_not_crashed_on():
+    """Found by the fuzz tier: roles were checked against the catalog before the spec was parsed,
+    and `roles: [null]` raised TypeError (kopf answers that with a 500)."""
+    spec = {"serviceAccountName": "a", "roles": [None]}
+    with pytest.raises(kopf.AdmissionError):
+        await _admission.validate_binding(namespace="team", spec=spec, operation="CREATE", old=None,
+                                          new=body("RoleBinding", "b", spec), memo=memo([], live=[]))

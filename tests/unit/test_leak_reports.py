@@ -59,3 +59,10 @@ def test_reports_and_answers():
         with pytest.raises(ReportRefused) as refused:
             parse_reports(body)
         assert refused.value.status == 400
+
+
+def test_a_report_nested_past_the_parsers_limit_is_a_400():
+    """Found by the fuzz tier: json.loads raised RecursionError, which the endpoint answered with a 500."""
+    with pytest.raises(ReportRefused) as refused:
+        parse_reports(b"[" * 6000)
+    assert refused.value.status == 400 and "not JSON" in str(refused.value)

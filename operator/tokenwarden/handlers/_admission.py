@@ -177,8 +177,8 @@ async def validate_account(name, namespace, operation, old, new, memo, spec=None
 async def validate_binding(namespace, spec, operation, old, new, memo, userinfo=None, **_):
     if _spec_unchanged(operation, old, new):
         return
-    _check_roles(spec.get("roles"), memo)
-    parsed = _parse(RoleBindingSpec, spec)
+    parsed = _parse(RoleBindingSpec, spec)  # first: roles are read as the model holds them
+    _check_roles(parsed.roles, memo)
     await _check_grants("RoleBinding", namespace, _binding_grants(parsed),
                         _granted_before(RoleBindingSpec, _binding_grants, operation, old), userinfo, memo)
 

@@ -80,7 +80,7 @@ def parse_reports(body: bytes) -> list[Report]:
     """The reported matches; ReportRefused(400) naming what is wrong."""
     try:
         items = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise ReportRefused(400, "the report is not JSON: expected [{token, type, url, source}]") from None
     if not isinstance(items, list) or len(items) > MAX_REPORTS:
         raise ReportRefused(400, f"expected a JSON array of at most {MAX_REPORTS} {{token, type, url, source}}")
