@@ -583,3 +583,11 @@ def test_the_authenticator_reads_the_import_key_and_no_other_secret(helm, cluste
         with pytest.raises(ApiException) as refused:
             refused_call()
         assert refused.value.status == 403
+
+
+def test_an_older_kubernetes_is_refused_by_name(helm):
+    """The preStop sleep and the webhook's matchConditions need 1.30 (docs/compatibility.md)."""
+    older = run_helm(helm, "template", "tw", str(CHART), "--kube-version", "1.29.9")
+    assert older.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0" in older.stderr, older.stderr
+    assert render(helm, "--kube-version", "1.30.0")
