@@ -1,11 +1,14 @@
 """The chart's documentation keeps up with the chart: the compatibility page names the tested
-Kubernetes version and the minimum the chart declares."""
+Kubernetes version and the minimum the chart declares; the README's values table and the
+schema's descriptions come from values.yaml, and every value is described."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
+from tokenwarden import chartdocs
 from tokenwarden.devcluster._build import pinned_version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,3 +23,64 @@ def test_the_compatibility_page_names_the_tested_version_and_the_minimum():
     kube_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
     assert kube_version == ">=1.30.0-0"
     assert f'`kubeVersion: "{kube_version}"`' in page
+
+
+# -- the values table and the schema's descriptions, from values.yaml ---------------------------
+
+SAMPLE = """\
+# A note for readers of this file, not a description.
+# -- The image.
+image:
+  # -- Image repository.
+  repository: example/tw
+  tag: ""
+# -- Extra labels, as a whole.
+podLabels:
+  team: a
+  # a note inside
+  tier: b
+list:
+  - name: x
+    # -- not a key of the values: a list item's
+    value: y
+# -- Port,
+# on two lines.
+port: 443
+"""
+
+
+def test_descriptions_follow_helm_docs_comments():
+    assert chartdocs.descriptions(SAMPLE) == {
+        ("image",): "The image.", ("image", "repository"): "Image repository.",
+        ("podLabels",): "Extra labels, as a whole.", ("port",): "Port, on two lines."}
+
+
+def test_rows_are_described_values_and_the_undescribed_leaves():
+    rows = {row.name: (row.type, row.default, row.description) for row in chartdocs.rows(SAMPLE)}
+    assert rows == {
+        "image.repository": ("string", "example/tw", "Image repository."),
+        "image.tag": ("string", "", ""),  # no comment above it, nor above image's other keys: a row of its own
+        "podLabels": ("object", {"team": "a", "tier": "b"}, "Extra labels, as a whole."),
+        "list": ("list", [{"name": "x", "value": "y"}], ""),
+        "port": ("int", 443, "Port, on two lines."),
+    }
+
+
+def test_every_value_of_the_chart_is_described():
+    undescribed = [row.name for row in chartdocs.rows((CHART / "values.yaml").read_text()) if not row.description]
+    assert not undescribed, f"values.yaml: add a `# --` comment above {undescribed}"
+
+
+def test_every_schema_property_has_a_description():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    missing = chartdocs.undescribed(schema)
+    assert not missing, (f"values.schema.json: describe {missing} (a `# --` comment in values.yaml, then "
+                         "`make chart-docs`; by hand for what values.yaml does not hold)")
+    # The check sees a nested property without one.
+    schema["properties"]["operator"]["properties"]["webhook"]["properties"]["port"].pop("description")
+    assert chartdocs.undescribed(schema) == ["operator.webhook.port"]
+
+
+def test_the_schema_descriptions_are_the_comments_of_values_yaml():
+    schema = CHART / "values.schema.json"
+    assert chartdocs.generated(REPO)[schema] == schema.read_text(), "run: make chart-docs"
