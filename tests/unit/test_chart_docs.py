@@ -84,3 +84,20 @@ def test_every_schema_property_has_a_description():
 def test_the_schema_descriptions_are_the_comments_of_values_yaml():
     schema = CHART / "values.schema.json"
     assert chartdocs.generated(REPO)[schema] == schema.read_text(), "run: make chart-docs"
+
+
+def test_the_chart_readme_is_up_to_date(capsys):
+    assert chartdocs.main(["--check", str(REPO)]) == 0, capsys.readouterr().out
+    readme = (CHART / "README.md").read_text()
+    assert "| networkPolicy.enabled | bool | `false` |" in readme
+
+
+def test_a_stale_readme_is_reported(tmp_path, capsys):
+    chart = tmp_path / "charts" / "tokenwarden"
+    chart.mkdir(parents=True)
+    for name in ("values.yaml", "values.schema.json", "README.md"):
+        (chart / name).write_text((CHART / name).read_text())
+    with (chart / "values.yaml").open("a") as values:
+        values.write("# -- A value added without regenerating the README.\nnewValue: 1\n")
+    assert chartdocs.main(["--check", str(tmp_path)]) == 1
+    assert "out of date: charts/tokenwarden/README.md" in capsys.readouterr().out
