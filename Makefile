@@ -9,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit fuzz fuzz-faults fuzz-inputs setup controlplane node crds lint image lock
+.PHONY: demo test unit fuzz fuzz-faults fuzz-inputs setup controlplane node crds chart-docs lint image lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ fuzz-inputs: setup
 
 crds: setup
 	$(BIN)/python -m tokenwarden.api
+
+# The chart's README (values table) and values.schema.json's descriptions, from values.yaml's comments.
+chart-docs: setup
+	$(BIN)/python -m tokenwarden.chartdocs
 
 lint: setup
 	$(BIN)/lint-imports

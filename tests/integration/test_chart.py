@@ -176,6 +176,12 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
       "--set", "authentication.servicetoken.bootstrap.roles={root}"], "\"root\" is not in roles"),
     (["--set", "operator.leakReports.enabled=true"], "needs operator.leakReports.publicKeys"),
     (["--set", "authenticator.accessLog.successSampleRate=2"], "/authenticator/accessLog/successSampleRate"),
+    (["--set", "operator.podLabels.app\\.kubernetes\\.io/instance=x"],
+     'operator.podLabels: "app.kubernetes.io/instance" is one of the chart\'s own labels'),
+    (["--set", "authenticator.podAnnotations.checksum/config=x"],
+     'authenticator.podAnnotations: "checksum/config" is one of the chart\'s own annotations'),
+    (["--set", "authenticator.extraArgs={verbose}"], "/authenticator/extraArgs/0"),
+    (["--set", "fullnameOverride=Not_A_Name"], "/fullnameOverride"),
 ])
 def test_bad_values_fail_early_naming_the_value(helm, args, words):
     result = run_helm(helm, "template", "tw", str(CHART), *args)
@@ -583,3 +589,154 @@ def test_the_authenticator_reads_the_import_key_and_no_other_secret(helm, cluste
         with pytest.raises(ApiException) as refused:
             refused_call()
         assert refused.value.status == 403
+
+
+def test_an_older_kubernetes_is_refused_by_name(helm):
+    """The preStop sleep and the webhook's matchConditions need 1.30 (docs/compatibility.md)."""
+    older = run_helm(helm, "template", "tw", str(CHART), "--kube-version", "1.29.9")
+    assert older.returncode != 0
+    assert "chart requires kubeVersion: >=1.30.0-0" in older.stderr, older.stderr
+    assert render(helm, "--kube-version", "1.30.0")
+
+
+def _pod(docs, component) -> dict:
+    return _deployment(docs, component)["spec"]["template"]
+
+
+def test_security_contexts_can_be_overridden_for_openshift(helm):
+    """restricted-v2 picks the user and group itself: null removes the chart's, the rest stays."""
+    unset = [f"--set={c}.podSecurityContext.{k}=null" for c in ("operator", "authenticator")
+             for k in ("runAsUser", "runAsGroup", "fsGroup")]
+    docs = render(helm, *unset, "--set", "authenticator.securityContext.runAsNonRoot=true")
+    for component in ("-operator", "-authenticator"):
+        assert _pod(docs, component)["spec"]["securityContext"] == {"runAsNonRoot": True,
+                                                                    "seccompProfile": {"type": "RuntimeDefault"}}
+    assert _container(docs, "-operator")["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert _container(docs, "-authenticator")["securityContext"]["runAsNonRoot"] is True
+
+
+def test_pod_labels_annotations_args_and_env_reach_both_pods(helm):
+    docs = render(helm, *[a for c in ("operator", "authenticator") for a in (
+        "--set", f"{c}.podLabels.team=platform", "--set", f"{c}.podAnnotations.example\\.com/owner={c}",
+        "--set", f"{c}.extraArgs={{--verbose}}", "--set", f"{c}.extraEnv[0].name=HTTPS_PROXY",
+        "--set", f"{c}.extraEnv[0].value=http://proxy:3128")])
+    default = render(helm)
+    for component in ("operator", "authenticator"):
+        pod = _pod(docs, f"-{component}")
+        assert pod["metadata"]["labels"]["team"] == "platform"
+        assert pod["metadata"]["annotations"]["example.com/owner"] == component
+        assert "checksum/config" in pod["metadata"]["annotations"]
+        # The selector stays as it was: podLabels never make an upgrade fail on an immutable field.
+        assert (_deployment(docs, f"-{component}")["spec"]["selector"]
+                == _deployment(default, f"-{component}")["spec"]["selector"])
+        container = _container(docs, f"-{component}")
+        assert container["args"] == _container(default, f"-{component}")["args"] + ["--verbose"]
+        assert container["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
+    assert "env" not in _container(default, "-authenticator")
+
+
+def test_name_overrides_rename_every_object(helm):
+    default = render(helm)
+    for args, prefix, label in ((["--set", "nameOverride=warden"], "tw-warden", "warden"),
+                                (["--set", "fullnameOverride=auth"], "auth", "tokenwarden")):
+        docs = render(helm, *args)
+        ours = [d for d in docs if d["kind"] not in ("CustomResourceDefinition",)
+                and not d["metadata"]["name"].startswith("tokenwarden-aggregate")]
+        assert len(ours) == len([d for d in default if d["kind"] != "CustomResourceDefinition"
+                                 and not d["metadata"]["name"].startswith("tokenwarden-aggregate")])
+        assert all(d["metadata"]["name"].startswith(prefix) for d in ours), [d["metadata"]["name"] for d in ours]
+        pod = _pod(docs, "-authenticator")
+        assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == label
+        assert pod["spec"]["serviceAccountName"] == f"{prefix}-authenticator"
+
+
+def test_the_authenticator_spreads_across_nodes_and_may_have_a_priority(helm):
+    default = render(helm)
+    spread = _pod(default, "-authenticator")["spec"]["topologySpreadConstraints"]
+    assert spread == [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                       "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "tokenwarden",
+                                                         "app.kubernetes.io/instance": "tw",
+                                                         "app.kubernetes.io/component": "authenticator"}}}]
+    assert "topologySpreadConstraints" not in _pod(default, "-operator")["spec"]
+    assert "priorityClassName" not in _pod(default, "-authenticator")["spec"]
+    docs = render(helm, "--set", "authenticator.topologySpreadConstraints=null",
+                  "--set", "authenticator.priorityClassName=system-cluster-critical",
+                  "--set", "operator.topologySpreadConstraints[0].maxSkew=1",
+                  "--set", "operator.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+                  "--set", "operator.topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule")
+    assert "topologySpreadConstraints" not in _pod(docs, "-authenticator")["spec"]
+    assert _pod(docs, "-authenticator")["spec"]["priorityClassName"] == "system-cluster-critical"
+    zone = _pod(docs, "-operator")["spec"]["topologySpreadConstraints"][0]
+    assert zone["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+
+
+def _policies(docs) -> dict:
+    return {d["metadata"]["name"].rsplit("-", 1)[-1]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+
+
+def _ingress_ports(spec) -> set[int]:
+    return {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+
+
+def test_network_policies_allow_only_what_each_pod_needs(helm):
+    assert not _policies(render(helm))
+    docs = render(helm, "--set", "networkPolicy.enabled=true")
+    policies = _policies(docs)
+    assert set(policies) == {"operator", "authenticator"}
+    for component, spec in policies.items():
+        assert spec["podSelector"]["matchLabels"] == _deployment(docs, f"-{component}")["spec"]["selector"][
+            "matchLabels"]
+        assert spec["policyTypes"] == ["Ingress", "Egress"]
+        assert [sorted((p["protocol"], p["port"]) for p in rule["ports"]) for rule in spec["egress"]] == [
+            [("TCP", 443), ("TCP", 6443)], [("TCP", 53), ("UDP", 53)]]
+        assert "to" not in spec["egress"][0]
+        assert spec["egress"][1]["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert _ingress_ports(policies["operator"]) == {9443, 8080, 9090}  # webhook, health, metrics
+    assert _ingress_ports(policies["authenticator"]) == {8443, 9090}  # /verify and TokenReview; probes, metrics
+    for name, port in (("webhook", 9443), ("health", 8080), ("metrics", 9090)):
+        assert {"name": name, "containerPort": port} in _container(docs, "-operator")["ports"]
+
+    narrowed = _policies(render(
+        helm, "--set", "networkPolicy.enabled=true", "--set", "operator.webhook.enabled=false",
+        "--set", "operator.leakReports.enabled=true", "--set", "operator.leakReports.publicKeys=[]",
+        "--set", "authenticator.tls.enabled=false", "--set", "authenticator.port=8080",
+        "--set", "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.1/32",
+        "--set", "networkPolicy.authenticatorFrom[0].namespaceSelector.matchLabels.ingress=yes"))
+    assert _ingress_ports(narrowed["operator"]) == {8080, 9090, 8444}
+    assert _ingress_ports(narrowed["authenticator"]) == {8080, 9090}
+    assert narrowed["authenticator"]["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"ingress": "yes"}}}]
+    assert narrowed["operator"]["egress"][0]["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
+
+
+def test_kube_apiserver_accepts_the_network_policies_and_the_pods_with_every_knob(helm, api_client, namespace):
+    """What the render tests check by shape, the API server checks by its own validation."""
+    docs = render(helm, "-n", namespace, "--set", "networkPolicy.enabled=true",
+                  "--set", "networkPolicy.apiServer[0].ipBlock.cidr=10.0.0.1/32",
+                  "--set", "networkPolicy.authenticatorFrom[0].podSelector.matchLabels.role=agent",
+                  "--set", "operator.topologySpreadConstraints[0].maxSkew=1",
+                  "--set", "operator.topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
+                  "--set", "operator.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+                  "--set", "authenticator.podLabels.team=a", "--set", "authenticator.extraEnv[0].name=A",
+                  "--set", "authenticator.extraEnv[0].value=b")
+    networking, apps = client.NetworkingV1Api(api_client), client.AppsV1Api(api_client)
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        created = networking.create_namespaced_network_policy(namespace, policy)
+        assert created.spec.pod_selector.match_labels == policy["spec"]["podSelector"]["matchLabels"]
+    assert len(networking.list_namespaced_network_policy(namespace).items) == 2
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        # A dry run: validated and defaulted by kube-apiserver, nothing scheduled.
+        accepted = apps.create_namespaced_deployment(namespace, deployment, dry_run="All")
+        assert accepted.spec.template.spec.topology_spread_constraints
+
+
+def test_renders_without_generated_certificates_are_byte_identical(helm):
+    """Certificates aside (made at render time when no Secret can be looked up), a render
+    depends on the values alone: with every knob set, twice the same bytes."""
+    values = ["--set", "operator.webhook.enabled=false", "--set", "authenticator.tls.existingSecret=mine",
+              "--set", "networkPolicy.enabled=true", "--set", "operator.podLabels.team=a",
+              "--set", "authenticator.podAnnotations.a=b", "--set", "operator.extraArgs={--verbose}",
+              "--set", "fullnameOverride=auth", "--set", "operator.replicas=2"]
+    first, second = (run_helm(helm, "template", "tw", str(CHART), "-n", "tokenwarden", *values) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout

@@ -1,12 +1,16 @@
-{{- define "tokenwarden.name" -}}tokenwarden{{- end }}
+{{- define "tokenwarden.name" -}}{{ .Values.nameOverride | default "tokenwarden" | trunc 50 | trimSuffix "-" }}{{- end }}
 
+{{/* The prefix of every object's name. 50 characters at most: suffixes such as
+"-authenticator-tls" must still fit in a 63-character name. */}}
 {{- define "tokenwarden.fullname" -}}
-{{- if contains "tokenwarden" .Release.Name }}{{ .Release.Name | trunc 50 | trimSuffix "-" }}
-{{- else }}{{ printf "%s-tokenwarden" .Release.Name | trunc 50 | trimSuffix "-" }}{{ end }}
+{{- $name := include "tokenwarden.name" . }}
+{{- if .Values.fullnameOverride }}{{ .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
+{{- else if contains $name .Release.Name }}{{ .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else }}{{ printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" }}{{ end }}
 {{- end }}
 
 {{- define "tokenwarden.labels" -}}
-app.kubernetes.io/name: tokenwarden
+app.kubernetes.io/name: {{ include "tokenwarden.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -14,7 +18,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
 {{- define "tokenwarden.selector" -}}
-app.kubernetes.io/name: tokenwarden
+app.kubernetes.io/name: {{ include "tokenwarden.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
@@ -31,19 +35,50 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-import-key" (include "tokenwarden.fullname" .) }}
 {{- end }}
 
-{{/* The pod and container security context the image is built for (non-root, read-only root). */}}
-{{- define "tokenwarden.podSecurity" -}}
-runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
-seccompProfile: {type: RuntimeDefault}
+{{/* The pod's metadata: the selector labels, the component, podLabels and podAnnotations
+(which may not replace the labels the Deployment selects on), then the chart's own annotations
+(`annotations`, YAML lines). Arguments: root, component, values (operator or authenticator), annotations. */}}
+{{- define "tokenwarden.podMetadata" -}}
+{{- $root := .root }}
+{{- range $key, $_ := .values.podLabels }}
+{{- if hasPrefix "app.kubernetes.io/" $key }}
+{{- fail (printf "%s.podLabels: %q is one of the chart's own labels (app.kubernetes.io/*, which the Deployment selects on); choose another key" $.component $key) }}
+{{- end }}
+{{- end }}
+{{- range $key, $_ := .values.podAnnotations }}
+{{- if hasPrefix "checksum/" $key }}
+{{- fail (printf "%s.podAnnotations: %q is one of the chart's own annotations (checksum/*); choose another key" $.component $key) }}
+{{- end }}
+{{- end }}
+labels:
+  {{- include "tokenwarden.selector" $root | nindent 2 }}
+  app.kubernetes.io/component: {{ .component }}
+  {{- with .values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  {{- .annotations | nindent 2 }}
+  {{- with .values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
 {{- end }}
 
-{{- define "tokenwarden.containerSecurity" -}}
-allowPrivilegeEscalation: false
-readOnlyRootFilesystem: true
-capabilities: {drop: [ALL]}
+{{/* topologySpreadConstraints, each given the component's selector when it names none.
+Arguments: root, component, values. */}}
+{{- define "tokenwarden.topologySpread" -}}
+{{- $selector := include "tokenwarden.selector" .root | fromYaml }}
+{{- $_ := set $selector "app.kubernetes.io/component" .component }}
+{{- $constraints := list }}
+{{- range .values.topologySpreadConstraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $constraints = append $constraints $constraint }}
+{{- end }}
+{{- with $constraints }}
+topologySpreadConstraints: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Literal namespace names of operator.namespaces, or nothing when any is a pattern

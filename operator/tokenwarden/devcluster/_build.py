@@ -155,10 +155,17 @@ def ensure_helm(log=print) -> Path:
     hack = hack_dir()
     go = _go()
     version = pinned_version(hack / "helm" / "go.mod", "helm.sh/helm/v3")
-    target = cache_root() / "helm" / f"{version}-{_cache_key(hack, _go_version(go), ('helm',))}"
+    # As Helm's own Makefile does: `helm template` and `helm lint` assume the Kubernetes version of
+    # the client-go they are built with (without it, v1.20, which the chart's kubeVersion refuses).
+    major, minor = pinned_version(hack / "helm" / "go.mod", "k8s.io/client-go").lstrip("v").split(".")[:2]
+    kube = f"{int(major) + 1}.{minor}"
+    kube_major, kube_minor = kube.split(".")
+    ldflags = " ".join(["-s -w", f"-X helm.sh/helm/v3/internal/version.version={version}"] + [
+        f"-X helm.sh/helm/v3/pkg/{package}.k8sVersion{part}={value}"
+        for package in ("chartutil", "lint/rules") for part, value in (("Major", kube_major), ("Minor", kube_minor))])
+    target = cache_root() / "helm" / f"{version}-k8s{kube}-{_cache_key(hack, _go_version(go), ('helm',))}"
     _cached_build(target, version, f"helm {version}", lambda staging: _go_build(
-        go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"],
-        f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"), log)
+        go, hack / "helm", str(staging / "helm"), ["helm.sh/helm/v3/cmd/helm"], ldflags), log)
     return target / "helm"
 
 
