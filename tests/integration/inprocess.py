@@ -8,7 +8,6 @@ import logging
 import kopf
 import pytest
 import yaml
-from kopf._core.engines import posting
 from kubernetes import client
 
 from tokenwarden.config import Settings
@@ -17,6 +16,7 @@ from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._work import TokenLocks
 
 from ..conftest import TEST_SETTINGS
+from ..support_events import events_off
 
 LOG = logging.getLogger("tokenwarden.test")
 
@@ -32,11 +32,8 @@ def operator_stopped(operator):
 @pytest.fixture
 def no_events():
     """kopf's events need a running operator's context: off for handlers run in this process."""
-    settings = kopf.OperatorSettings()
-    settings.posting.level = logging.CRITICAL + 1
-    reset = posting.settings_var.set(settings)
-    yield
-    posting.settings_var.reset(reset)
+    with events_off():
+        yield
 
 
 class SubmittedWork:

@@ -7,12 +7,13 @@ from types import SimpleNamespace
 
 import kopf
 import pytest
-from kopf._core.engines import posting
 
 from tokenwarden.config import Settings
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._mint import reconcile_token
 from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN
+
+from ..support_events import events_off
 
 MINTED = {"phase": "Active", "tokenHash": "sha256:" + "0" * 64, "observedGeneration": 1,
           "conditions": [{"type": "Ready", "status": "True", "reason": "Minted", "message": "token 1 is in Secret",
@@ -23,11 +24,8 @@ INVALID = {"ttl": "1h", "rotation": {"renewBefore": "2h"}}
 @pytest.fixture(autouse=True)
 def no_events():
     """kopf.warn outside a running operator: events off."""
-    settings = kopf.OperatorSettings()
-    settings.posting.level = logging.CRITICAL + 1
-    reset = posting.settings_var.set(settings)
-    yield
-    posting.settings_var.reset(reset)
+    with events_off():
+        yield
 
 
 def token(name: str, spec: dict, status: dict | None = None, created: str = "2026-01-01T00:05:00Z",

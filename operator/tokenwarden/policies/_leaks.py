@@ -15,10 +15,10 @@ def leaked_problem(annotation: str | None) -> str | None:
     if annotation is None:
         return None
     hashes = [h.strip() for h in annotation.split(",") if h.strip()]
-    bad = [h for h in hashes if not TOKEN_HASH.fullmatch(h)]
+    bad = [number for number, h in enumerate(hashes, 1) if not TOKEN_HASH.fullmatch(h)]
     if bad:
-        shown = bad[0] if len(bad[0]) <= 80 else bad[0][:77] + "..."
-        return (f"the {LEAKED_ANNOTATION} annotation holds {shown!r}, which is no token hash: it lists the "
+        # The value is never repeated: what was pasted there may be a token itself.
+        return (f"the {LEAKED_ANNOTATION} annotation's entry {bad[0]}, which is no token hash: it lists the "
                 "hashes of leaked values (sha256:<64 hex> or hmac-sha256:<64 hex>, comma-separated), as "
                 "`tokenwarden token revoke --leaked` writes them")
     if len(hashes) > KEEP:
