@@ -16,8 +16,15 @@ from kubernetes import client
 
 from tokenwarden import devcluster, kube
 
+from . import support_tiers
+from .support_leaks import assert_no_token_leaked, cluster_haystacks
+
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "crds"
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(support_tiers, "tokenwarden-tiers")
 
 
 def pytest_collection_modifyitems(items):
@@ -209,12 +216,23 @@ class OperatorProcess:
             return r.read().decode()
 
 
+def _metrics_while_alive(name: str, read) -> dict[str, str]:
+    try:
+        return {f"{name} metrics": read()}
+    except OSError:  # stopped by its test and not started again
+        return {}
+
+
 @pytest.fixture(scope="session")
-def operator(cluster, tmp_path_factory):
+def operator(cluster, core, custom, tmp_path_factory):
+    """The session's operator; when it stops, its log and metrics, the events and the custom
+    objects are searched for tokens."""
     process = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
     process.start()
     yield process
+    metrics = _metrics_while_alive("operator", process.metrics)
     process.stop()
+    assert_no_token_leaked({"operator log": process.log(), **metrics, **cluster_haystacks(core, custom)}, core)
 
 
 class AuthenticatorProcess:
@@ -280,10 +298,13 @@ class AuthenticatorProcess:
 
 
 @pytest.fixture(scope="session")
-def authenticator(cluster, operator, tmp_path_factory):
+def authenticator(cluster, operator, core, tmp_path_factory):
+    """The session's authenticator; when it stops, its log and metrics are searched for tokens."""
     process = AuthenticatorProcess(cluster, tmp_path_factory.mktemp("authenticator"))
     yield process
+    metrics = _metrics_while_alive("authenticator", lambda: process.internal("/metrics").text)
     process.stop()
+    assert_no_token_leaked({"authenticator log": process.log(), **metrics}, core)
 
 
 def pytest_addoption(parser):
@@ -302,15 +323,3 @@ def pytest_addoption(parser):
     parser.addoption("--fault-explore", default=None, metavar="DURATION",
                      help="with --fault-seed random: new seeds until DURATION (e.g. 60m) is up, a replay "
                           "line for each that breaks an invariant")
-
-
-# The randomised fault test's summary (seed, operations, faults, violations), shown at the end of the run.
-FAULT_REPORT = pytest.StashKey[list]()
-
-
-def pytest_terminal_summary(terminalreporter, config):
-    lines = config.stash.get(FAULT_REPORT, [])
-    if lines:
-        terminalreporter.section("randomised faults")
-        for line in lines:
-            terminalreporter.write_line(line)

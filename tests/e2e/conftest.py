@@ -26,6 +26,8 @@ import yaml
 
 from tokenwarden import devcluster
 
+from ..support_tiers import summarise
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "tokenwarden"
 EXAMPLES = REPO / "examples"
@@ -144,11 +146,13 @@ def node(request, tmp_path_factory):
         stop()
 
 
-def pytest_terminal_summary(terminalreporter):
-    if _FIGURES:
-        terminalreporter.write_sep("-", "end-to-end figures (measured, not asserted)")
-        for name, seconds in _FIGURES.items():
-            terminalreporter.write_line(f"{name}: {seconds} s")
+@pytest.fixture(autouse=True)
+def _figures_reach_the_summary(request):
+    before = dict(_FIGURES)
+    yield
+    lines = [f"{name}: {seconds} s" for name, seconds in _FIGURES.items() if before.get(name) != seconds]
+    if lines:
+        summarise(request, "end-to-end figures (measured, not asserted)", lines)
 
 
 @dataclass

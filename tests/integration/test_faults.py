@@ -34,7 +34,8 @@ from kubernetes.client import CoreV1Api, CustomObjectsApi
 from tokenwarden import kube
 from tokenwarden.durations import parse_duration
 
-from ..conftest import FAULT_REPORT, TEST_SETTINGS
+from ..conftest import TEST_SETTINGS
+from ..support_tiers import summarise
 from .faults._invariants import (
     history_violations,
     mint_events,
@@ -231,7 +232,7 @@ def _one_seed(request, seed, total, test, cluster, operator, authenticator, api_
         *(f"note, with the operator down, after settling: {n}" for n in notes),
     ]
     print("\n".join(summary))
-    request.config.stash.setdefault(FAULT_REPORT, []).extend(summary + lines[:50])
+    summarise(request, "randomised faults", summary + lines[:50])
     if len(faults.log) < planned:
         return f"{replay}\nseed {seed}: only {len(faults.log)} of {planned} faults ran"
     if violations:

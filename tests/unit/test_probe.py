@@ -221,7 +221,7 @@ def _jwt(claims: dict) -> str:
     (_jwt(["not", "claims"]), {}),
     ("a.b!.c", {}),
     (mint_token("twst"), {}),
-])
+], ids=["iat-and-exp", "iat-only", "wrong-types", "not-claims", "not-base64", "opaque-token"])
 def test_jwt_times_read_iat_and_exp_only(token, times):
     assert jwt_times(token) == times
 
