@@ -6,6 +6,7 @@ rebuilds them.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -135,19 +136,38 @@ def ensure_binaries(log=print) -> Binaries:
 
 
 def _cached_build(target: Path, version: str, what: str, build, log) -> None:
-    """Run ``build(staging)`` once per cache key; a half-finished build never counts as done."""
+    """Run ``build(staging)`` once per cache key; a half-finished build never counts as done.
+
+    Builds of one key are serialised by a lock file beside it: two checkouts (or two ``make``
+    runs) building at once would otherwise share, and wipe, one staging folder. The second
+    waits, then finds the first one's build complete."""
     if (target / ".complete").is_file():
         return
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    started = time.monotonic()
-    log(f"building {what} (once; cached in {target})")
-    build(staging)
-    (staging / ".complete").write_text(version + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    log(f"{what} built in {time.monotonic() - started:.0f}s")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        if not _try_lock(lock):
+            log(f"waiting for another build of {what} ({target})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").is_file():
+            return
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        started = time.monotonic()
+        log(f"building {what} (once; cached in {target})")
+        build(staging)
+        (staging / ".complete").write_text(version + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+        log(f"{what} built in {time.monotonic() - started:.0f}s")
+
+
+def _try_lock(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def ensure_helm(log=print) -> Path:
