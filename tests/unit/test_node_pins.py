@@ -34,3 +34,16 @@ def test_packages_are_not_installed_without_root(monkeypatch):
     monkeypatch.setattr(_node.shutil, "which", lambda tool: None)
     monkeypatch.setattr(_node.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
     _node.ensure_node_packages(log=lambda *_: None)
+
+
+def test_a_cgroup_tree_lists_parents_first_and_a_vanished_one_as_nothing(tmp_path):
+    from tokenwarden.devcluster._node import _cgroup_tree
+
+    (tmp_path / "kubepods" / "pod1" / "ctr").mkdir(parents=True)
+    (tmp_path / "kubepods" / "pod2").mkdir()
+    tree = _cgroup_tree(tmp_path / "kubepods")
+    assert tree[0] == tmp_path / "kubepods"
+    for directory in tree[1:]:
+        assert tree.index(directory.parent) < tree.index(directory)
+    assert len(tree) == 4
+    assert _cgroup_tree(tmp_path / "gone") == []

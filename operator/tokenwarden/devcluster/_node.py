@@ -122,6 +122,12 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _cgroup_tree(cgroup: Path) -> list[Path]:
+    """A cgroup and every cgroup below it, parents before children. The kubelet and runc remove
+    cgroups while we look: one that went meanwhile is left out, never an error."""
+    return [Path(directory) for directory, _, _ in os.walk(cgroup)]  # os.walk skips what it cannot read
+
+
 class NodeCluster(ControlPlane):
     """The control plane with one real node. ``with NodeCluster(...) as cluster:``;
     :attr:`kubeconfig` is usable from the host (kubectl, helm, clients) once
@@ -254,8 +260,8 @@ class NodeCluster(ControlPlane):
 
     def _kill_containers(self) -> None:
         for _ in range(20):
-            pids = {int(pid) for cgroup in self._cgroups_made if cgroup.exists()
-                    for procs in cgroup.rglob("cgroup.procs") for pid in _read(procs).split()}
+            pids = {int(pid) for cgroup in self._cgroups_made for directory in _cgroup_tree(cgroup)
+                    for pid in _read(directory / "cgroup.procs").split()}
             if not pids:
                 return
             for pid in pids:
@@ -267,15 +273,9 @@ class NodeCluster(ControlPlane):
 
     def _remove_cgroups(self) -> None:
         for cgroup in self._cgroups_made:
-            if cgroup.exists():
-                for directory in sorted((p for p in cgroup.rglob("*") if p.is_dir()),
-                                        key=lambda p: len(p.parts), reverse=True):
-                    try:
-                        directory.rmdir()
-                    except OSError:
-                        pass
+            for directory in reversed(_cgroup_tree(cgroup)):  # the deepest first; the cgroup itself last
                 try:
-                    cgroup.rmdir()
+                    directory.rmdir()
                 except OSError:
                     pass
         self._cgroups_made.clear()
