@@ -7,6 +7,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.query
@@ -50,8 +51,15 @@ class CoreDNS:
             time.sleep(0.2)
         raise RuntimeError(f"coredns not ready after {timeout}s:\n{self.log()[-3000:]}")
 
-    def ask(self, name: str, rdtype: str = "A") -> dns.message.Message:
-        return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=3)
+    def ask(self, name: str, rdtype: str = "A", attempts: int = 3) -> dns.message.Message:
+        """One query over UDP, sent again if no reply came, as a resolver does: a busy host may drop
+        a datagram."""
+        for attempt in range(attempts):
+            try:
+                return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=self.port, timeout=3)
+            except dns.exception.Timeout:
+                if attempt == attempts - 1:
+                    raise
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -124,13 +132,12 @@ def test_a_missing_name_in_the_cluster_zone_is_nxdomain(coredns, namespace):
     ("localhost.", "A"),
     ("8.8.8.8.in-addr.arpa.", "PTR"),
 ])
-def test_a_name_outside_the_cluster_is_refused_at_once(coredns, name, rdtype):
-    started = time.monotonic()
+def test_a_name_outside_the_cluster_is_refused(coredns, name, rdtype):
+    # REFUSED, from the Corefile's zones alone: a server that tried to forward would answer
+    # SERVFAIL after its upstream timed out (and the build has no forwarding, tested below).
     reply = coredns.ask(name, rdtype)
     assert reply.rcode() == dns.rcode.REFUSED
     assert not reply.answer
-    # Answered from the Corefile's zones alone, not after waiting on any other server.
-    assert time.monotonic() - started < 1
 
 
 def test_the_build_cannot_forward(coredns_binary, tmp_path):
