@@ -30,8 +30,11 @@ node: controlplane
 demo: controlplane
 	$(BIN)/tokenwarden demo
 
+# The tiers run side by side in TEST_PROCESSES processes (pytest-xdist; tests/support_tiers.py
+# says how they are grouped), and the run ends with each tier's time against its budget.
+TEST_PROCESSES ?= 4
 test: controlplane node
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -n $(TEST_PROCESSES) --dist loadgroup
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
