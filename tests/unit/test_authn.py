@@ -380,7 +380,9 @@ def test_verification_counts_and_times_read_as_prometheus_counters_and_a_histogr
         verifications.observe("verify", seconds)
     text = generate_latest(registry).decode()
     assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0001"} 1.0' in text  # bounds are inclusive
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0005"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="+Inf"} 3.0' in text
-    assert 'tokenwarden_verify_seconds_count{endpoint="verify"} 3.0' in text
+    # The histogram, and the same under its deprecated name of earlier releases.
+    for name in ("tokenwarden_verify_duration_seconds", "tokenwarden_verify_seconds"):
+        assert f'{name}_bucket{{endpoint="verify",le="0.0001"}} 1.0' in text  # bounds are inclusive
+        assert f'{name}_bucket{{endpoint="verify",le="0.0005"}} 2.0' in text
+        assert f'{name}_bucket{{endpoint="verify",le="+Inf"}} 3.0' in text
+        assert f'{name}_count{{endpoint="verify"}} 3.0' in text

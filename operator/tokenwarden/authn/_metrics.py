@@ -34,9 +34,13 @@ ISSUER_KEYS = Gauge("tokenwarden_workload_issuer_keys",
 
 class Verifications:
     """``tokenwarden_verifications_total{endpoint, result}`` and the histogram
-    ``tokenwarden_verify_seconds{endpoint}``, counted on the event loop in plain numbers and read
-    at scrape time: a prometheus_client child takes a lock on every inc and observe, a good
-    part of what /verify costs beyond aiohttp's own work."""
+    ``tokenwarden_verify_duration_seconds{endpoint}``, counted on the event loop in plain numbers
+    and read at scrape time: a prometheus_client child takes a lock on every inc and observe, a
+    good part of what /verify costs beyond aiohttp's own work. The histogram is also exported
+    under its earlier name, ``tokenwarden_verify_seconds``, until the next release."""
+
+    HISTOGRAMS = (("tokenwarden_verify_duration_seconds", "Time to verify one request."),
+                  ("tokenwarden_verify_seconds", "Deprecated: tokenwarden_verify_duration_seconds."))
 
     BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1)
 
@@ -63,15 +67,15 @@ class Verifications:
         for (endpoint, result), count in list(self.results.items()):
             total.add_metric([endpoint, result], count)
         yield total
-        seconds = HistogramMetricFamily("tokenwarden_verify_seconds", "Time to verify one request.",
-                                        labels=["endpoint"])
+        histograms = [HistogramMetricFamily(name, help, labels=["endpoint"]) for name, help in self.HISTOGRAMS]
         for endpoint, counts in list(self.times.items()):
             cumulative, running = [], 0
             for bound, count in zip((*self.BUCKETS, float("inf")), counts):
                 running += count
                 cumulative.append((floatToGoString(bound), running))
-            seconds.add_metric([endpoint], cumulative, self.sums[endpoint])
-        yield seconds
+            for histogram in histograms:
+                histogram.add_metric([endpoint], cumulative, self.sums[endpoint])
+        yield from histograms
 
 
 class CredentialVerifications:

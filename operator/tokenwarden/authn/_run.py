@@ -26,6 +26,7 @@ from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.authn._workload import WorkloadVerifier
+from tokenwarden.buildinfo import export_build_info
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
@@ -220,6 +221,7 @@ def run_authenticator(options: AuthenticatorOptions) -> None:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
     quiet_body_loggers()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens
+    export_build_info("authenticator")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import kopf
 
+from tokenwarden.buildinfo import export_build_info
 from tokenwarden.config import Settings
 from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
 from tokenwarden.logs import LOG_FORMATS, format_logs_as
@@ -148,6 +149,7 @@ def run_operator(options: OperatorOptions) -> None:
     if options.metrics_port:
         from prometheus_client import start_http_server
 
+        export_build_info("operator")
         start_http_server(options.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=options.clusterwide,
