@@ -78,6 +78,27 @@ class Verifications:
         yield from histograms
 
 
+class Responses:
+    """``tokenwarden_authenticator_responses_total{endpoint, code}``: the public port's answers
+    by endpoint (verify, tokenreview, other) and HTTP status, a failed handler's 500 included,
+    for the ratio of 5xx answers. Plain counts on the event loop, as Verifications'."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}  # (endpoint, code) → count
+
+    def count(self, endpoint: str, code: int) -> None:
+        key = (endpoint, code)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def collect(self):
+        family = CounterMetricFamily("tokenwarden_authenticator_responses",
+                                     "Answers of the public port by endpoint and HTTP status code.",
+                                     labels=["endpoint", "code"])
+        for (endpoint, code), count in list(self.counts.items()):
+            family.add_metric([endpoint, str(code)], count)
+        yield family
+
+
 class CredentialVerifications:
     """``tokenwarden_credential_verifications_total{namespace, kind, name, result}``: each known
     credential's verifications by result, for at most ``limit`` credentials at once (0: none);
@@ -144,6 +165,10 @@ REGISTRY.register(INDEX_SYNC)
 
 VERIFICATIONS = Verifications()
 REGISTRY.register(VERIFICATIONS)
+
+
+RESPONSES = Responses()
+REGISTRY.register(RESPONSES)
 
 
 CREDENTIAL_VERIFICATIONS = CredentialVerifications()
