@@ -169,7 +169,8 @@ def dashboard_queries(board: dict) -> list[str]:
 def test_every_panel_has_queries_that_prometheus_parses(helm, promtool, tmp_path):
     _, board = dashboard(helm)
     titles = " ".join(panel["title"].lower() for panel in board["panels"])
-    for topic in ("expiring", "unused", "by result", "probing", "rotations", "restart", "index"):
+    for topic in ("expiring", "unused", "by result", "probing", "rotations", "restart", "index",
+                  "authenticator latency", "verify", "tokenreview", "admission latency", "by status", "memory", "cpu"):
         assert topic in titles, f"no panel for {topic}"
     queries = dashboard_queries(board)
     rules = [{"record": f"tokenwarden:dashboard_query_{i}", "expr": expr} for i, expr in enumerate(queries)]
