@@ -45,9 +45,11 @@ class JsonLines(JsonFormatter):
 
 def format_logs_as(log_format: str) -> None:
     """Write every line of the root logger's handlers in ``log_format`` (``text`` leaves them as
-    they are). Called once the process has configured its handlers and levels."""
+    they are), Python's warnings among them. Called once the process has configured its handlers
+    and levels."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"unknown log format {log_format!r}: one of {', '.join(LOG_FORMATS)}")
     if log_format == "json":
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLines())
+        logging.captureWarnings(True)  # a library's warning would otherwise be a line of bare text

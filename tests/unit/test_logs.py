@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import warnings
 from datetime import datetime
 
 import pytest
@@ -63,7 +64,7 @@ def test_an_exception_stays_on_one_line():
 
 
 def test_json_replaces_the_root_handlers_formatter_and_text_leaves_it():
-    root = logging.getLogger()
+    root, level = logging.getLogger(), logging.getLogger().level
     handler = logging.StreamHandler(io.StringIO())
     original = logging.Formatter("%(message)s")
     handler.setFormatter(original)
@@ -73,10 +74,16 @@ def test_json_replaces_the_root_handlers_formatter_and_text_leaves_it():
         assert handler.formatter is original
         format_logs_as("json")
         assert isinstance(handler.formatter, JsonLines)
+        root.setLevel(logging.WARNING)
+        warnings.warn("a library's deprecation", DeprecationWarning, stacklevel=1)
+        line = json.loads(handler.stream.getvalue().splitlines()[-1])  # a warning is a JSON line too
+        assert line["logger"] == "py.warnings" and "a library's deprecation" in line["message"]
         with pytest.raises(ValueError, match="unknown log format 'yaml': one of text, json"):
             format_logs_as("yaml")
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
+        logging.captureWarnings(False)
 
 
 @pytest.mark.parametrize("command", ["operator", "authenticator"])
