@@ -93,8 +93,8 @@ def test_every_line_is_json_with_its_object_and_no_token(json_operator, json_aut
         create(custom, "ServiceToken", namespace, "refused", {"roles": ["no-such-role"]})
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", "shipping",
                                           {"metadata": {"annotations": {"tokenwarden.io/rotate": "json-logs"}}})
-    wait_for(custom, "ServiceToken", namespace, "shipping",
-             lambda o: o["status"].get("rotationRequest") == "json-logs" and o["status"]["tokenHash"] != first["tokenHash"])
+    wait_for(custom, "ServiceToken", namespace, "shipping", lambda o: o["status"].get("rotationRequest") == "json-logs"
+             and o["status"]["tokenHash"] != first["tokenHash"])
     rotated = _token(core, namespace, "shipping")
     assert rotated != token
     assert eventually(lambda: json_authenticator.get("/verify", {"X-API-Key": rotated}).status_code == 200)
@@ -112,6 +112,7 @@ def test_every_line_is_json_with_its_object_and_no_token(json_operator, json_aut
     # The authenticator logs its start, not each verification (its access log does that, apart).
     assert any(record["message"].startswith("authenticator listening") for record in _lines(json_authenticator))
     assert len(_lines(json_operator)) > 100  # kopf at debug level: every event and patch
-    about = [record["object"] for record in _lines(json_operator) if record.get("object", {}).get("namespace") == namespace]
+    about = [record["object"] for record in _lines(json_operator)
+             if record.get("object", {}).get("namespace") == namespace]
     assert {"kind": "ServiceToken", "namespace": namespace, "name": "shipping"} in about
     assert {"kind": "IngestionAPIKey", "namespace": namespace, "name": "ingest"} in about

@@ -262,7 +262,8 @@ def test_the_dashboard_and_the_alerts_name_only_exported_metrics(operator, authe
 def test_build_info_in_both_processes_and_admission_reviews_by_result(operator, authenticator, custom, namespace):
     import tokenwarden
 
-    for component, text in (("operator", operator.metrics()), ("authenticator", authenticator.internal("/metrics").text)):
+    for component, text in (("operator", operator.metrics()),
+                            ("authenticator", authenticator.internal("/metrics").text)):
         builds = [dict(labels) for (name, labels), value in samples(text).items() if name == "tokenwarden_build_info"]
         assert len(builds) == 1 and builds[0]["component"] == component, builds
         assert builds[0]["version"] == tokenwarden.__version__ and builds[0]["kopf"] and builds[0]["python"]
