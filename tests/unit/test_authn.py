@@ -380,7 +380,35 @@ def test_verification_counts_and_times_read_as_prometheus_counters_and_a_histogr
         verifications.observe("verify", seconds)
     text = generate_latest(registry).decode()
     assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0001"} 1.0' in text  # bounds are inclusive
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0005"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="+Inf"} 3.0' in text
-    assert 'tokenwarden_verify_seconds_count{endpoint="verify"} 3.0' in text
+    # The histogram, and the same under its deprecated name of earlier releases.
+    for name in ("tokenwarden_verify_duration_seconds", "tokenwarden_verify_seconds"):
+        assert f'{name}_bucket{{endpoint="verify",le="0.0001"}} 1.0' in text  # bounds are inclusive
+        assert f'{name}_bucket{{endpoint="verify",le="0.0005"}} 2.0' in text
+        assert f'{name}_bucket{{endpoint="verify",le="+Inf"}} 3.0' in text
+        assert f'{name}_count{{endpoint="verify"}} 3.0' in text
+
+
+async def test_answers_of_the_public_port_are_counted_by_endpoint_and_status(served, monkeypatch):
+    from tokenwarden.authn import _metrics
+
+    responses = _metrics.Responses()
+    monkeypatch.setattr("tokenwarden.authn._server.RESPONSES", responses)
+    index, session = served
+    token = mint_token("twst")
+    index.put(identity(name="t", account=None, roles=("writer",)), [(hash_token(token), None)])
+    for headers in ({"X-API-Key": token}, {"X-API-Key": token}, {}):
+        async with session.get("/verify", headers=headers):
+            pass
+    async with session.post("/apis/authentication.k8s.io/v1/tokenreviews", data=b"{not json"):
+        pass
+    async with session.get("/elsewhere"):
+        pass
+
+    def broken(*_, **__):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Authenticator, "check", broken)
+    async with session.get("/verify", headers={"X-API-Key": token}) as response:
+        assert response.status == 500
+    assert responses.counts == {("verify", 200): 2, ("verify", 401): 1, ("tokenreview", 400): 1,
+                                ("other", 404): 1, ("verify", 500): 1}

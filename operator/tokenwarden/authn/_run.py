@@ -26,12 +26,14 @@ from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.authn._workload import WorkloadVerifier
+from tokenwarden.buildinfo import export_build_info
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
 from tokenwarden.kube._issuer import read_issuer
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 from tokenwarden.kube._watching import list_page, open_watch
+from tokenwarden.logs import LOG_FORMATS, TEXT_FORMAT, format_logs_as
 
 logger = logging.getLogger("tokenwarden.authenticator")
 
@@ -62,6 +64,7 @@ class AuthenticatorOptions:
     event_loop: str = EVENT_LOOPS[0]  # "asyncio" (the standard library's own) or "uvloop" (libuv)
     verbose: bool = False
     debug: bool = False
+    log_format: str = LOG_FORMATS[0]  # "text" or "json" (tokenwarden.logs)
 
 
 def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threading.Event,
@@ -212,11 +215,13 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run_authenticator(options: AuthenticatorOptions) -> None:
     new_loop = loop_factory(options.event_loop)
     logging.basicConfig(level=logging.DEBUG if options.debug or options.verbose else logging.INFO,
-                        format="[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] %(message)s")
+                        format=TEXT_FORMAT)
+    format_logs_as(options.log_format)
     if not options.debug:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
     quiet_body_loggers()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens
+    export_build_info("authenticator")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli._serving import prepare
+from tokenwarden.cli._serving import log_format_option, prepare
 
 
 @click.command("authenticator")
@@ -45,9 +45,10 @@ from tokenwarden.cli._serving import prepare
               help="The event loop that serves: asyncio's own, or uvloop (libuv).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
+@log_format_option
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
                   metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
-                  access_log, access_log_success_rate, event_loop, verbose, debug) -> None:
+                  access_log, access_log_success_rate, event_loop, verbose, debug, log_format) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -80,6 +81,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             credential_metrics_limit=credential_metrics_limit,
             access_log=access_log, access_log_success_rate=access_log_success_rate,
-            extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug))
+            extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug,
+            log_format=log_format))
     except (CertificateError, EventLoopUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,7 +4,7 @@ import time
 
 import click
 
-from tokenwarden.cli._serving import prepare
+from tokenwarden.cli._serving import log_format_option, prepare
 
 
 class _Priority(click.ParamType):
@@ -75,9 +75,11 @@ def auto_priority() -> int:
                    "secret_scanning): only reports signed with one of them are acted on.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
+@log_format_option
 def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, peering_lifetime,
              liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed, metrics_port,
-             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug) -> None:
+             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug,
+             log_format) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
 
     \b
@@ -113,6 +115,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             leak_reports=leak_reports,
             verbose=verbose,
             debug=debug,
+            log_format=log_format,
         )
     )
 
