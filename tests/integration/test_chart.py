@@ -216,6 +216,8 @@ EXPECTED_RBAC = {
         "kopf notices the kinds",
     ("authenticator", "tokenwarden.io", ("serviceaccounts", "servicetokens", "ingestionapikeys"),
      ("list", "watch")): "the hash index: a startup listing, then watches",
+    ("authenticator", "tokenwarden.io", ("rolebindings",), ("list", "watch")):
+        "roles from the bindings as they are now: one deleted or being deleted grants nothing, operator or not",
     ("authenticator", "tokenwarden.io", ("tokenusages",), ("get", "create")):
         "last use: read at start, created in a namespace where it is missing; it authorises nothing",
     ("authenticator", "tokenwarden.io", ("tokenusages/status",), ("patch",)):

@@ -197,7 +197,7 @@ def test_authenticator_series_per_credential(cluster, operator, authenticator, c
                         result="project")] == 1
     assert found[("tokenwarden_verifications_total", (("endpoint", "verify"), ("result", "unknown")))] >= 1
     now = time.time()
-    for kind in ("ServiceAccount", "ServiceToken", "IngestionAPIKey"):
+    for kind in ("ServiceAccount", "RoleBinding", "ServiceToken", "IngestionAPIKey"):
         synced = found[("tokenwarden_authenticator_last_sync_timestamp_seconds", (("kind", kind),))]
         assert now - 60 < synced <= now + 1, (kind, synced, now)
     text = authenticator.internal("/metrics").text

@@ -12,6 +12,7 @@ from aiohttp import web
 from tokenwarden.authn import Account, Authenticator, Identity, LastUsed, TokenIndex, extract_token, verify
 from tokenwarden.authn._server import flush_last_used
 from tokenwarden.config import Settings
+from tokenwarden.policies import Binding
 from tokenwarden.tokens import hash_token, mint_token
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -37,9 +38,12 @@ def index_with(token: str, ident: Identity, previous: tuple[str, datetime] | Non
 
 def with_accounts(index: TokenIndex, *names: str) -> TokenIndex:
     """The accounts the tests' tokens belong to, in namespace team (a token whose account is
-    missing is refused)."""
+    missing is refused), each bound to writer everywhere and reader in project shop (a token
+    carries what of its spec.roles they grant)."""
     for name in names:
         index.accounts[("team", name)] = Account(uid=f"uid-{name}")
+        index.put_binding(("team", f"{name}-writer"), name, Binding(("writer",)))
+        index.put_binding(("team", f"{name}-reader-shop"), name, Binding(("reader",), "shop"))
     return index
 
 
@@ -90,7 +94,7 @@ def test_outcomes():
 
 def test_projects():
     token = mint_token("twst")
-    index = index_with(token, identity(roles=("reader@shop",)))
+    index = index_with(token, identity(roles=("reader",)))  # bound within project shop only
     assert check(token, index, permission="read", project="shop").status == 200
     assert check(token, index, permission="read", project="other").status == 403
     assert check(token, index, permission="read").status == 403
@@ -177,7 +181,7 @@ def test_a_project_that_is_not_a_dns_label_is_never_authorised(project):
 
 def test_service_token_project_header_only_for_a_project_its_roles_cover():
     token = mint_token("twst")
-    scoped = index_with(token, identity(roles=("reader@shop",)))
+    scoped = index_with(token, identity(roles=("reader",)))  # bound within project shop only
     assert check(token, scoped, project="shop").project == "shop"
     assert check(token, scoped).project is None
     assert check(token, scoped, project="other").status == 403
