@@ -1,0 +1,59 @@
+"""tokenwarden as a kubectl plugin: ``kubectl tokenwarden …`` and its shell completion.
+
+kubectl (1.26 and later) completes a plugin's arguments by running the executable
+``kubectl_complete-<plugin>`` with the words typed after the plugin's name, the last one
+the word being completed, and reads the answer in Cobra's ``__complete`` form: one
+candidate a line (``value<TAB>description``), then ``:<directive>``.
+"""
+from __future__ import annotations
+
+import re
+
+import click
+from click.shell_completion import ShellComplete
+
+PROGRAM = "kubectl tokenwarden"
+
+# Cobra's ShellCompDirective values.
+_DEFAULT = 0       # let the shell complete file names
+_NO_FILES = 4      # only the candidates given
+_DIRECTORIES = 16  # directory names
+
+_EXAMPLE = re.compile(r"(?m)(^\s*(?:\$ )?|\| )tokenwarden (?=[a-z])")
+
+
+def cobra_completions(command: click.Command, words: list[str]) -> str:
+    """The candidates for the last of ``words`` (the one being typed), in Cobra's form."""
+    *args, incomplete = words or [""]
+    completer = ShellComplete(command, {}, PROGRAM, "_KUBECTL_TOKENWARDEN_COMPLETE")
+    items = completer.get_completions(args, incomplete)
+    types = {item.type for item in items}
+    if "file" in types:
+        return f":{_DEFAULT}\n"
+    if "dir" in types:
+        return f":{_DIRECTORIES}\n"
+    lines = [f"{item.value}\t{item.help.splitlines()[0]}" if item.help else item.value for item in items]
+    return "".join(f"{line}\n" for line in lines) + f":{_NO_FILES}\n"
+
+
+class _PluginFormatter(click.HelpFormatter):
+    """Help whose examples read ``kubectl tokenwarden …``, as the user runs the plugin."""
+
+    def write_text(self, text: str) -> None:
+        super().write_text(_EXAMPLE.sub(lambda m: f"{m.group(1)}{PROGRAM} ", text))
+
+
+class _PluginContext(click.Context):
+    formatter_class = _PluginFormatter
+
+
+def as_plugin(group: click.Group) -> click.Group:
+    """``group`` with every command's help speaking of ``kubectl tokenwarden``."""
+
+    def visit(command: click.Command) -> None:
+        command.context_class = _PluginContext
+        for sub in getattr(command, "commands", {}).values():
+            visit(sub)
+
+    visit(group)
+    return group
