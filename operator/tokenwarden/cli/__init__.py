@@ -23,9 +23,9 @@ def main() -> None:
 def kubectl_main() -> None:
     """``kubectl tokenwarden …``: the same commands, named as kubectl runs them."""
     from tokenwarden.cli._app import cli
-    from tokenwarden.cli._plugin import PROGRAM, as_plugin
+    from tokenwarden.cli._plugin import PROGRAM
 
-    as_plugin(cli)(prog_name=PROGRAM)
+    cli(prog_name=PROGRAM)
 
 
 def kubectl_complete() -> None:

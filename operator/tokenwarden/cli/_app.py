@@ -4,6 +4,7 @@ import click
 
 from tokenwarden.cli import _accounts, _authenticator, _check, _demo, _devcluster, _migrate, _operator, _tokens
 from tokenwarden.cli._leaks import revoke
+from tokenwarden.cli._plugin import examples_as_run
 from tokenwarden.cli._rotate import rotate_command
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -43,3 +44,4 @@ _tokens.ingestion_api_key.add_command(rotate_command(_tokens.INGESTION_KEY))
 _tokens.service_token.add_command(revoke)
 _tokens.ingestion_api_key.add_command(revoke)
 _check.token.add_command(revoke)
+examples_as_run(cli)

@@ -36,22 +36,31 @@ def cobra_completions(command: click.Command, words: list[str]) -> str:
     return "".join(f"{line}\n" for line in lines) + f":{_NO_FILES}\n"
 
 
-class _PluginFormatter(click.HelpFormatter):
-    """Help whose examples read ``kubectl tokenwarden …``, as the user runs the plugin."""
+class _Formatter(click.HelpFormatter):
+    """Help whose examples name the program as it was run (``kubectl tokenwarden …`` for the plugin)."""
+
+    program = "tokenwarden"
 
     def write_text(self, text: str) -> None:
-        super().write_text(_EXAMPLE.sub(lambda m: f"{m.group(1)}{PROGRAM} ", text))
+        if self.program != "tokenwarden":
+            text = _EXAMPLE.sub(lambda m: f"{m.group(1)}{self.program} ", text)
+        super().write_text(text)
 
 
-class _PluginContext(click.Context):
-    formatter_class = _PluginFormatter
+class _Context(click.Context):
+    formatter_class = _Formatter
+
+    def make_formatter(self) -> click.HelpFormatter:
+        formatter = super().make_formatter()
+        formatter.program = self.find_root().info_name or "tokenwarden"
+        return formatter
 
 
-def as_plugin(group: click.Group) -> click.Group:
-    """``group`` with every command's help speaking of ``kubectl tokenwarden``."""
+def examples_as_run(group: click.Group) -> click.Group:
+    """Make every command of ``group`` write its examples with the program's name as run."""
 
     def visit(command: click.Command) -> None:
-        command.context_class = _PluginContext
+        command.context_class = _Context
         for sub in getattr(command, "commands", {}).values():
             visit(sub)
 
