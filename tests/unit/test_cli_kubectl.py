@@ -25,7 +25,7 @@ from tokenwarden.cli._plugin import PROGRAM, cobra_completions
 from tokenwarden.cli._rotate import request_value
 from tokenwarden.cli._tokens import INGESTION_KEY_VIEW, SERVICE_TOKEN_VIEW
 from tokenwarden.cli._views import print_objects
-from tokenwarden.tokens import TOKEN_REGEX
+from tokenwarden.tokens import TOKEN_REGEX, mint_token
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -220,7 +220,8 @@ def test_describe_shows_spec_status_conditions_and_events_oldest_first():
     now = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
     obj = {"kind": "ServiceToken", **_token("ci", "team-a")}
     obj["metadata"].update(uid="u1", creationTimestamp="2026-06-01T10:00:00Z",
-                           annotations={"tokenwarden.io/rotate": "CHANGE-1", "other.io/x": "y"})
+                           annotations={"tokenwarden.io/rotate": "CHANGE-1", "other.io/x": "y",
+                                        "tokenwarden.io/leaked": mint_token("twst")})
     obj["spec"]["rotation"] = {"renewBefore": "7d", "restartTargets": [{"kind": "Deployment", "name": "agent"}]}
     obj["status"]["conditions"][0]["lastTransitionTime"] = "2026-06-01T11:55:00Z"
     events = [client.CoreV1Event(metadata=client.V1ObjectMeta(name="e1"), involved_object=client.V1ObjectReference(),
@@ -228,7 +229,7 @@ def test_describe_shows_spec_status_conditions_and_events_oldest_first():
                                  last_timestamp=now - timedelta(hours=2), source=client.V1EventSource(component="kopf"))]
     text = "\n".join(describe_lines(obj, events, None, now))
     assert "Name:         ci\nNamespace:    team-a\nKind:         ServiceToken" in text
-    assert "Annotations:  tokenwarden.io/rotate=CHANGE-1" in text and "other.io" not in text
+    assert "Annotations:  tokenwarden.io/leaked, tokenwarden.io/rotate=CHANGE-1\n" in text and "other.io" not in text
     assert "  Roles: reader\n" in text and "  Rotation:\n    Renew Before: 7d\n" in text
     assert "    Restart Targets:\n      - Kind: Deployment\n        Name: agent" in text
     assert "  Token Hash: sha256:" in text and "  Token Id: 123456789012345" in text

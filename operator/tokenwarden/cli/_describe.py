@@ -14,6 +14,7 @@ from kubernetes.client.rest import ApiException
 from tokenwarden.cli._kubeopts import Kube, kube_options
 from tokenwarden.cli._output import format_table
 from tokenwarden.cli._views import View, find_object, name_argument
+from tokenwarden.policies import ROTATE_ANNOTATION
 
 #: At most this many events, the newest (an object that keeps failing collects many).
 RECENT_EVENTS = 20
@@ -81,10 +82,12 @@ def describe_lines(obj: dict, events: list, events_note: str | None, now: dateti
     conditions = status.pop("conditions", None) or []
     lines = [f"Name:         {meta['name']}", f"Namespace:    {meta['namespace']}", f"Kind:         {obj['kind']}",
              f"Created:      {meta.get('creationTimestamp')}"]
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if k.startswith("tokenwarden.io/")}
+    # A request's value is shown (status.rotationRequest holds it too); any other value is
+    # not, since a user may have pasted a token into tokenwarden.io/leaked by hand.
+    annotations = [f"{k}={v}" if k == ROTATE_ANNOTATION else k
+                   for k, v in sorted((meta.get("annotations") or {}).items()) if k.startswith("tokenwarden.io/")]
     if annotations:
-        lines.append("Annotations:  " + ", ".join(f"{k}={v}" for k, v in sorted(annotations.items())))
+        lines.append("Annotations:  " + ", ".join(annotations))
     if meta.get("deletionTimestamp"):
         lines.append(f"Deleting:     since {meta['deletionTimestamp']}")
     lines += ["Spec:", *fields(obj.get("spec") or {}, 2), "Status:", *fields(status, 2)]
