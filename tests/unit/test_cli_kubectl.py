@@ -21,7 +21,7 @@ from tokenwarden.cli._accounts import ROLE_BINDING_VIEW, SERVICE_ACCOUNT_VIEW
 from tokenwarden.cli._describe import age, describe_lines, label
 from tokenwarden.cli._dev import dev
 from tokenwarden.cli._params import Duration
-from tokenwarden.cli._plugin import PROGRAM, cobra_completions
+from tokenwarden.cli._plugin import PROGRAM, cobra_completions, plugin_group
 from tokenwarden.cli._rotate import request_value
 from tokenwarden.cli._tokens import INGESTION_KEY_VIEW, SERVICE_TOKEN_VIEW
 from tokenwarden.cli._views import print_objects
@@ -315,7 +315,7 @@ def test_exit_codes_are_0_done_1_error_2_usage(nowhere, args, code):
 # -- the kubectl plugin -------------------------------------------------------------------
 
 def test_the_plugin_speaks_of_kubectl_tokenwarden():
-    plugin = cli
+    plugin = plugin_group(cli)
     root = invoke("--help", group=plugin, prog=PROGRAM)
     assert root.exit_code == 0 and root.output.startswith("Usage: kubectl tokenwarden [OPTIONS] COMMAND")
     create = invoke("service-token", "create", "--help", group=plugin, prog=PROGRAM)
@@ -326,6 +326,15 @@ def test_the_plugin_speaks_of_kubectl_tokenwarden():
     usage = invoke("service-token", "create", group=plugin, prog=PROGRAM)
     assert "$ tokenwarden service-token create" in invoke("service-token", "create", "--help").output
     assert usage.exit_code == 2 and "Try 'kubectl tokenwarden service-token create --help' for help." in usage.output
+
+
+def test_the_plugin_offers_no_command_that_needs_a_checkout():
+    plugin = plugin_group(cli)
+    assert set(cli.commands) - set(plugin.commands) == {"dev-cluster", "demo"}
+    assert "dev-cluster" not in invoke("--help", group=plugin, prog=PROGRAM).output
+    assert "dev-cluster" in invoke("--help").output
+    assert "demo" not in _candidates(cobra_completions(plugin, ["d"]))[0]
+    assert invoke("--version", group=plugin, prog=PROGRAM).output.startswith("kubectl tokenwarden, version ")
 
 
 def test_build_commands_are_for_developers_only():
@@ -400,3 +409,5 @@ def test_the_installed_completion_program_answers_kubectl():
                             timeout=60)
     assert answer.returncode == 0, answer.stderr
     assert _candidates(answer.stdout) == (["delete", "describe"], ":4")
+    commands = subprocess.run([str(program), "d"], capture_output=True, text=True, env=env, timeout=60)
+    assert _candidates(commands.stdout) == ([], ":4")  # dev-cluster and demo are a checkout's

@@ -23,17 +23,17 @@ def main() -> None:
 def kubectl_main() -> None:
     """``kubectl tokenwarden …``: the same commands, named as kubectl runs them."""
     from tokenwarden.cli._app import cli
-    from tokenwarden.cli._plugin import PROGRAM
+    from tokenwarden.cli._plugin import PROGRAM, plugin_group
 
-    cli(prog_name=PROGRAM)
+    plugin_group(cli)(prog_name=PROGRAM)
 
 
 def kubectl_complete() -> None:
     """``kubectl_complete-tokenwarden WORD…``: what kubectl's completion asks a plugin."""
     from tokenwarden.cli._app import cli
-    from tokenwarden.cli._plugin import cobra_completions
+    from tokenwarden.cli._plugin import cobra_completions, plugin_group
 
-    sys.stdout.write(cobra_completions(cli, sys.argv[1:]))
+    sys.stdout.write(cobra_completions(plugin_group(cli), sys.argv[1:]))
 
 
 def dev_main() -> None:

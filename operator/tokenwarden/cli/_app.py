@@ -22,7 +22,7 @@ def cli() -> None:
 
     \b
     Examples:
-      tokenwarden dev-cluster --kubeconfig /tmp/tw.kubeconfig
+      tokenwarden service-token list -A
       tokenwarden operator --all-namespaces
       tokenwarden service-token create --name ci --roles power-user --expiration 2027-01-31
     """

@@ -66,3 +66,18 @@ def examples_as_run(group: click.Group) -> click.Group:
 
     visit(group)
     return group
+
+
+#: Commands that need a tokenwarden checkout (they build from its hack/ folder): not the
+#: kubectl user's.
+CHECKOUT_ONLY = ("dev-cluster", "demo")
+
+
+def plugin_group(group: click.Group) -> click.Group:
+    """``group`` as ``kubectl tokenwarden``: the same commands but those of a checkout."""
+    plugin = click.Group(group.name, commands={name: command for name, command in group.commands.items()
+                                               if name not in CHECKOUT_ONLY},
+                         callback=group.callback, params=group.params, help=group.help,
+                         context_settings=group.context_settings)
+    plugin.context_class = _Context
+    return plugin
