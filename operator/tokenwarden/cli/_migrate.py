@@ -14,7 +14,8 @@ from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.cli._keysfile import KeyEntry, read_keys_file
 from tokenwarden.cli._kubeopts import Kube, kube_options, require_name, server_message
 from tokenwarden.cli._params import Duration, one_name
-from tokenwarden.cli._output import done, print_table
+from tokenwarden.cli._output import CHANGE_OUTPUT, done, print_data, print_table
+from tokenwarden.cli._views import object_name
 from tokenwarden.cli._tokens import SERVICE_TOKEN, check_expiration, ready_message, wait_until_settled
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
 from tokenwarden.tokens import hash_token
@@ -203,8 +204,9 @@ def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str
 @_min_length_option
 @click.option("--timeout", type=Duration(), default="2m", show_default=True,
               help="How long to wait, in all, for the operator to import the keys, e.g. 5m.")
+@CHANGE_OUTPUT
 @kube_options
-def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: float) -> None:
+def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: float, output: str | None) -> None:
     """Turn existing API keys into ServiceAccounts, RoleBindings and imported ServiceTokens.
 
     Idempotent: a second run changes nothing. Every problem in the file is listed
@@ -262,15 +264,23 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: floa
     columns = ["KIND", "NAME", "DETAIL", "ACTION"]
     rows = [[i.resource.kind, i.name, ",".join(i.spec.get("roles", [])) or i.spec.get("description", ""), i.action]
             for i in plan]
-    if dry_run:
+    if not dry_run:
+        not_active = _settle_tokens(kube, plan, timeout)
+        columns, rows = [*columns, "STATUS"], [[*row, item.status] for row, item in zip(rows, plan)]
+    if output == "name":
+        for item in plan:
+            click.echo(object_name(item.resource, item.name))
+    elif output:
+        print_data([dict(zip((c.lower() for c in columns), row)) for row in rows], output)
+    else:
         print_table(columns, rows)
+    if dry_run:
         return
-    not_active = _settle_tokens(kube, plan, timeout)
-    print_table([*columns, "STATUS"], [[*row, item.status] for row, item in zip(rows, plan)])
     if not_active:
         raise click.ClickException(f"{len(not_active)} of {len(document.keys)} key(s) are not in use:\n  "
                                    + "\n  ".join(not_active))
-    done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
+    if not output:
+        done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
 
 
 def _settle_tokens(kube: Kube, plan: list[_Planned], timeout: float) -> list[str]:
