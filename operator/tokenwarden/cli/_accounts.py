@@ -8,8 +8,8 @@ from pydantic import BaseModel, ValidationError
 from tokenwarden.api import RoleBindingSpec, ServiceAccountSpec, WorkloadIdentity, describe_validation_error
 from tokenwarden.cli._describe import describe_command
 from tokenwarden.cli._kubeopts import Kube, kube_options, require_name
-from tokenwarden.cli._output import CHANGE_OUTPUT, done, print_data, roles_cell
-from tokenwarden.cli._views import (DRY_RUN, View, get_command, list_command, name_argument, object_name,
+from tokenwarden.cli._output import CHANGE_OUTPUT, decorated, done, roles_cell
+from tokenwarden.cli._views import (DRY_RUN, View, get_command, list_command, name_argument, print_change,
                                     ready_condition, show_dry_run)
 from tokenwarden.kube._resources import ROLE_BINDINGS, SERVICE_ACCOUNTS
 
@@ -40,14 +40,8 @@ def _ready(obj: dict) -> tuple[str, str]:
     return condition.get("status") or "", condition.get("message") or ""
 
 
-def _print_created(kube: Kube, view: View, obj: dict, output: str | None, line: str) -> None:
-    """What create prints: ``line`` for people, else the object in the -o format."""
-    if output == "name":
-        click.echo(object_name(view.resource, obj["metadata"]["name"]))
-    elif output:
-        print_data(view.item(obj), output)
-    else:
-        done(line)
+def _print_created(view: View, obj: dict, output: str | None, line: str) -> None:
+    print_change(view.resource, obj["metadata"]["name"], view.item(obj), output, decorated(line))
 
 
 def _existing(kube: Kube, noun: str, name: str, call) -> object:
@@ -193,7 +187,7 @@ def service_account_create(kube: Kube, name: str, description: str | None, disab
     created = kube.create(SERVICE_ACCOUNTS, name, spec)
     bound = (f" (workload identities: {', '.join(i['serviceAccountName'] for i in identities)})"
              if identities else "")
-    _print_created(kube, SERVICE_ACCOUNT_VIEW, created, output, f"Service account created: {name}{bound}")
+    _print_created(SERVICE_ACCOUNT_VIEW, created, output, f"Service account created: {name}{bound}")
     if identities:
         _warn_missing_workloads(kube, identities)
 
@@ -272,10 +266,13 @@ def describe_binding(obj: dict) -> dict:
             "project": spec.get("project"), "ready": ready, "message": message}
 
 
+def _binding_row(obj: dict) -> list:
+    item = describe_binding(obj)
+    return [item["name"], item["serviceAccount"], roles_cell(item["roles"]), item["project"], item["ready"]]
+
+
 ROLE_BINDING_VIEW = View(ROLE_BINDINGS, "role-binding", "role binding", describe_binding,
-                         ["NAME", "SERVICE ACCOUNT", "ROLES", "PROJECT", "READY"],
-                         lambda obj: [(i := describe_binding(obj))["name"], i["serviceAccount"],
-                                      roles_cell(i["roles"]), i["project"], i["ready"]],
+                         ["NAME", "SERVICE ACCOUNT", "ROLES", "PROJECT", "READY"], _binding_row,
                          ["MESSAGE"], lambda obj: [_ready(obj)[1]], status_column="READY")
 
 
@@ -321,7 +318,7 @@ def role_binding_create(kube: Kube, name: str, service_account: str, roles: str,
         show_dry_run(kube, ROLE_BINDINGS, name, spec, dry_run, output)
         return
     created = kube.create(ROLE_BINDINGS, name, spec)
-    _print_created(kube, ROLE_BINDING_VIEW, created, output, f"Role binding created: {name}")
+    _print_created(ROLE_BINDING_VIEW, created, output, f"Role binding created: {name}")
 
 
 role_binding.add_command(list_command(ROLE_BINDING_VIEW, """List role bindings: name, service account, roles, project, ready.

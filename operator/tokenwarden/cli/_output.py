@@ -36,7 +36,12 @@ def fancy() -> bool:
 
 def done(message: str) -> None:
     """Print ``✅ message`` for a person at a terminal, the bare message otherwise."""
-    click.echo(f"✅ {message}" if fancy() else message)
+    click.echo(decorated(message))
+
+
+def decorated(message: str) -> str:
+    """``✅ message`` for a person at a terminal, the bare message otherwise."""
+    return f"✅ {message}" if fancy() else message
 
 
 def roles_cell(roles: Iterable[str] | None) -> str:

@@ -13,11 +13,11 @@ import click
 
 from tokenwarden import policies
 from tokenwarden.cli._kubeopts import Kube, kube_options
-from tokenwarden.cli._output import CHANGE_OUTPUT, done, print_data
+from tokenwarden.cli._output import CHANGE_OUTPUT, decorated
 from tokenwarden.cli._params import Duration
 from tokenwarden.cli._tokens import INGESTION_KEY_VIEW, SERVICE_TOKEN, SERVICE_TOKEN_VIEW, KeyKind, ready_message, \
     watch_object
-from tokenwarden.cli._views import find_object, name_argument, object_name
+from tokenwarden.cli._views import find_object, name_argument, print_change
 
 
 def _check_request(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -102,11 +102,9 @@ def rotate_command(key: KeyKind) -> click.Command:
     def command(kube: Kube, name: str, value: str | None, timeout: float, output: str | None) -> None:
         obj = rotate(kube, key, name, value or request_value(datetime.now(timezone.utc)), timeout)
         status = obj["status"]
-        if output == "name":
-            click.echo(object_name(key.resource, obj["metadata"]["name"]))
-        elif output:
-            print_data({"id": status.get("tokenId"), "tokenHash": status.get("tokenHash")}, output)
-        else:
-            done(f"{key.noun[0].upper()}{key.noun[1:]} rotated: {status.get('tokenId')} {status.get('tokenHash')}")
+        print_change(key.resource, obj["metadata"]["name"], {"id": status.get("tokenId"),
+                                                              "tokenHash": status.get("tokenHash")}, output,
+                     decorated(f"{key.noun[0].upper()}{key.noun[1:]} rotated: {status.get('tokenId')} "
+                               f"{status.get('tokenHash')}"))
 
     return command

@@ -24,10 +24,10 @@ from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec, describe_vali
 from tokenwarden.cli._accounts import split_roles
 from tokenwarden.cli._describe import describe_command
 from tokenwarden.cli._kubeopts import Kube, complete_names, kube_options, require_name
-from tokenwarden.cli._output import CHANGE_OUTPUT, done, print_data, roles_cell
+from tokenwarden.cli._output import CHANGE_OUTPUT, decorated, done, roles_cell
 from tokenwarden.cli._params import Duration, one_name
 from tokenwarden.cli._views import (DRY_RUN, View, find_object, get_command, list_command, name_argument,
-                                    object_name, ready_condition, show_dry_run, token_id)
+                                    print_change, ready_condition, show_dry_run, token_id)
 from tokenwarden.durations import parse_duration
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, SERVICE_TOKENS, VERSION, Resource
 
@@ -203,12 +203,8 @@ def create_and_show(kube: Kube, key: KeyKind, name: str, spec: dict, timeout: fl
         raise click.ClickException(f"Secret {secret_name} in namespace {kube.namespace} has no key 'token'; "
                                    "the operator log says why")
     token = base64.b64decode(encoded).decode()
-    if output == "name":
-        click.echo(object_name(key.resource, name))
-    elif output:
-        print_data({**describe(obj, key), "secretName": secret_name, "token": token}, output)
-    else:
-        done(f"{key.created}: {token}")
+    print_change(key.resource, name, {**describe(obj, key), "secretName": secret_name, "token": token}, output,
+                 decorated(f"{key.created}: {token}"))
 
 
 def _delete_args(key: KeyKind, name: str) -> str:

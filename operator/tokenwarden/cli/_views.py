@@ -73,6 +73,16 @@ def print_objects(view: View, objects: list[dict], output: str, all_namespaces: 
     print_table(headers, rows, status_column=view.status_column)
 
 
+def print_change(resource: Resource, name: str, data: dict, output: str | None, line: str) -> None:
+    """What create and rotate print: ``line`` for people, or ``data`` (json, yaml), or the kind/name."""
+    if output == "name":
+        click.echo(object_name(resource, name))
+    elif output:
+        print_data(data, output)
+    else:
+        click.echo(line)
+
+
 def show_dry_run(kube: Kube, resource: Resource, name: str, spec: dict, dry_run: str, output: str | None) -> None:
     """``create --dry-run``: the manifest (client) or the object as the server would store it
     (server); created nowhere. A manifest names its namespace only when -n was given."""
@@ -81,12 +91,8 @@ def show_dry_run(kube: Kube, resource: Resource, name: str, spec: dict, dry_run:
         body["metadata"].pop("managedFields", None)
     else:
         body = manifest(resource, name, spec, kube.namespace if kube.namespace_given else None)
-    if output in ("json", "yaml"):
-        print_data(body, output)
-    elif output == "name":
-        click.echo(object_name(resource, name))
-    else:
-        click.echo(f"{object_name(resource, name)} created ({'server ' if dry_run == 'server' else ''}dry run)")
+    print_change(resource, name, body, output,
+                 f"{object_name(resource, name)} created ({'server ' if dry_run == 'server' else ''}dry run)")
 
 
 def find_object(kube: Kube, view: View, name: str) -> dict:
