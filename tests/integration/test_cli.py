@@ -430,6 +430,23 @@ def test_rotate_says_why_when_the_operator_would_not(cluster, operator, custom, 
     assert missing.returncode == 1 and "no ingestion API key with ID or name 'nope'" in missing.stderr
 
 
+def test_rotate_without_the_operator_leaves_the_request_for_it(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader").returncode == 0
+    before = get(custom, "ServiceToken", namespace, "ci")["status"]["tokenHash"]
+    operator.stop()
+    try:
+        result = run(cluster, namespace, "service-token", "rotate", "ci", "--request", "CHANGE-7", "--timeout", "3s")
+    finally:
+        operator.start()
+    assert result.returncode == 1 and result.stdout == ""
+    assert "service token ci was not rotated within 3s (is the tokenwarden operator running?)" in result.stderr
+    assert "tokenwarden.io/rotate=CHANGE-7" in result.stderr
+    # The request stays; the operator answers it once it runs.
+    rotated = wait_for(custom, "ServiceToken", namespace, "ci",
+                       lambda o: (o.get("status") or {}).get("rotationRequest") == "CHANGE-7")
+    assert rotated["status"]["tokenHash"] != before
+
+
 def test_list_all_namespaces(cluster, operator, custom, core, namespace):
     other = f"{namespace[:50]}-other"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))

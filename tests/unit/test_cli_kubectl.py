@@ -411,3 +411,19 @@ def test_the_installed_completion_program_answers_kubectl():
     assert _candidates(answer.stdout) == (["delete", "describe"], ":4")
     commands = subprocess.run([str(program), "d"], capture_output=True, text=True, env=env, timeout=60)
     assert _candidates(commands.stdout) == ([], ":4")  # dev-cluster and demo are a checkout's
+
+
+def test_a_broken_kubeconfig_or_unknown_context_is_named(tmp_path):
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [")
+    result = invoke("service-token", "list", "--kubeconfig", str(broken))
+    assert (result.exit_code, result.output) == (
+        1, f"Error: the kubeconfig {broken} is not valid YAML (line 1): fix it, or pass another --kubeconfig\n")
+    config = tmp_path / "config"
+    config.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                                      "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                                      "users": [{"name": "u", "user": {"token": "x"}}],
+                                      "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    unknown = invoke("service-token", "list", "--kubeconfig", str(config), "--context", "prod")
+    assert (unknown.exit_code, unknown.output) == (
+        1, "Error: the kubeconfig has no context 'prod': kubectl config get-contexts lists those it has\n")

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 
 import click
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -86,7 +87,7 @@ def default_namespace(kubeconfig: str | None, context: str | None) -> str:
     """The namespace of the kubeconfig context in use (as kubectl picks it), else ``default``."""
     try:
         contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
-    except (ConfigException, OSError, TypeError, ValueError):
+    except (ConfigException, OSError, TypeError, ValueError, yaml.YAMLError):
         return "default"
     if context:
         current = next((c for c in contexts or [] if c.get("name") == context), current)
@@ -168,7 +169,15 @@ def connect_api(kubeconfig: str | None, context: str | None) -> client.ApiClient
                                    "is not a pod in a cluster; pass --kubeconfig or set KUBECONFIG")
     try:
         return load_api_client(kubeconfig, context)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise click.ClickException(f"the kubeconfig {kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'} "
+                                   f"is not valid YAML{where}: fix it, or pass another --kubeconfig") from None
     except (ConfigException, OSError) as exc:
+        if context and f"Expected object with name {context} " in str(exc):
+            raise click.ClickException(f"the kubeconfig has no context {context!r}: kubectl config get-contexts "
+                                       "lists those it has") from None
         raise click.ClickException(str(exc).splitlines()[0]) from exc
 
 
