@@ -414,6 +414,16 @@ def test_rotate_prints_the_id_and_the_new_hash_only(cluster, operator, custom, c
     assert answered.returncode == 2 and "was answered already" in answered.stderr
 
 
+def test_rotate_an_ingestion_key(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "ingestion-api-key", "create", "otel").returncode == 0
+    before = get(custom, "IngestionAPIKey", namespace, "otel")["status"]["tokenHash"]
+    rotated = run(cluster, namespace, "ingestion-api-key", "rotate", "otel", "-o", "yaml")
+    assert rotated.returncode == 0, rotated.stderr
+    status = get(custom, "IngestionAPIKey", namespace, "otel")["status"]
+    assert yaml.safe_load(rotated.stdout) == {"id": status["tokenId"], "tokenHash": status["tokenHash"]}
+    assert status["tokenHash"] != before
+
+
 def test_rotate_says_why_when_the_operator_would_not(cluster, operator, custom, core, namespace):
     core.create_namespaced_secret(namespace, client.V1Secret(
         metadata=client.V1ObjectMeta(name="legacy", labels={"tokenwarden.io/importable": "true"}),
