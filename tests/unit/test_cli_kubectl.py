@@ -226,7 +226,8 @@ def test_describe_shows_spec_status_conditions_and_events_oldest_first():
     obj["status"]["conditions"][0]["lastTransitionTime"] = "2026-06-01T11:55:00Z"
     events = [client.CoreV1Event(metadata=client.V1ObjectMeta(name="e1"), involved_object=client.V1ObjectReference(),
                                  type="Normal", reason="Minted", message="token minted into Secret ci",
-                                 last_timestamp=now - timedelta(hours=2), source=client.V1EventSource(component="kopf"))]
+                                 last_timestamp=now - timedelta(hours=2),
+                                 source=client.V1EventSource(component="kopf"))]
     text = "\n".join(describe_lines(obj, events, None, now))
     assert "Name:         ci\nNamespace:    team-a\nKind:         ServiceToken" in text
     assert "Annotations:  tokenwarden.io/leaked, tokenwarden.io/rotate=CHANGE-1\n" in text and "other.io" not in text

@@ -192,7 +192,8 @@ def service_account_create(kube: Kube, name: str, description: str | None, disab
         _warn_missing_workloads(kube, identities)
 
 
-service_account.add_command(list_command(SERVICE_ACCOUNT_VIEW, """List service accounts: name, disabled, number of tokens, bound workloads, ready, description.
+service_account.add_command(list_command(SERVICE_ACCOUNT_VIEW, """List service accounts: name, disabled, number
+    of tokens, bound workloads, ready, description.
 
     WORKLOADS names the Kubernetes ServiceAccounts whose pods authenticate as the
     account, with how many are bound when one of them does not exist. -o wide adds
@@ -321,7 +322,8 @@ def role_binding_create(kube: Kube, name: str, service_account: str, roles: str,
     _print_created(ROLE_BINDING_VIEW, created, output, f"Role binding created: {name}")
 
 
-role_binding.add_command(list_command(ROLE_BINDING_VIEW, """List role bindings: name, service account, roles, project, ready.
+role_binding.add_command(list_command(ROLE_BINDING_VIEW, """List role bindings: name, service account, roles,
+    project, ready.
 
     -o wide adds the Ready message; -A lists every namespace you may list.
 

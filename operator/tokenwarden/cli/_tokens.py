@@ -338,7 +338,8 @@ def service_token_create(kube: Kube, name_arg, name, expiration, ttl, roles, ser
     create_token(kube, SERVICE_TOKEN, name, spec, timeout, dry_run, output)
 
 
-service_token.add_command(list_command(SERVICE_TOKEN_VIEW, """List service tokens: ID, name, expiration, roles, account, phase, last used.
+service_token.add_command(list_command(SERVICE_TOKEN_VIEW, """List service tokens: ID, name, expiration, roles,
+    account, phase, last used.
 
     -o wide adds the Secret, when it was issued and rotated, and the Ready message;
     -A lists every namespace you may list. Never a token or its hash.
@@ -415,7 +416,8 @@ def ingestion_api_key_create(kube: Kube, name_arg, name, description, expiration
     create_token(kube, INGESTION_KEY, name, spec, timeout, dry_run, output)
 
 
-ingestion_api_key.add_command(list_command(INGESTION_KEY_VIEW, """List ingestion API keys: ID, name, expiration, description.
+ingestion_api_key.add_command(list_command(INGESTION_KEY_VIEW, """List ingestion API keys: ID, name, expiration,
+    description.
 
     -o wide adds the phase, when it was last used, the Secret, when it was issued and
     rotated, and the Ready message; -A lists every namespace you may list.
