@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from tokenwarden.cli._params import Duration
 from tokenwarden.cli._serving import log_format_option, prepare
 
 
@@ -18,8 +19,8 @@ from tokenwarden.cli._serving import log_format_option, prepare
                    "Reloaded when the file changes.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Private key of --tls-cert.")
-@click.option("--tls-check-interval", type=click.FloatRange(min=0, min_open=True), default=10.0,
-              show_default=True, help="Seconds between looks at --tls-cert/--tls-key for a new pair.")
+@click.option("--tls-check-interval", type=Duration(), default="10s",
+              show_default=True, help="How often to look at --tls-cert/--tls-key for a new pair, e.g. 10s.")
 @click.option("--metrics-host", default=None,
               help="Address of the health and metrics server (default: --host).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
@@ -27,10 +28,10 @@ from tokenwarden.cli._serving import log_format_option, prepare
 @click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces.")
 @click.option("--scheme", "schemes", multiple=True,
               help="Extra Authorization scheme to accept (e.g. an OpenTelemetry collector's). Repeatable.")
-@click.option("--last-used-interval", type=float, default=60.0, show_default=True,
-              help="Seconds between lastUsedAt writes (at most one per token per interval).")
-@click.option("--watch-broken-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds a watch may stay broken (API server away) before /readyz answers 503; "
+@click.option("--last-used-interval", type=Duration(), default="60s", show_default=True,
+              help="Time between lastUsedAt writes, e.g. 60s or 5m (at most one per token per interval).")
+@click.option("--watch-broken-after", type=Duration(), default="60s", show_default=True,
+              help="How long a watch may stay broken (API server away) before /readyz answers 503, e.g. 60s; "
                    "/verify answers from the last index meanwhile.")
 @click.option("--credential-metrics-limit", type=click.IntRange(min=0), default=1000, show_default=True,
               help="At most this many credentials get series of their own in "

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import math
 import time
 
 import click
 
+from tokenwarden.cli._params import Duration
 from tokenwarden.cli._serving import log_format_option, prepare
 
 
@@ -47,8 +49,9 @@ def auto_priority() -> int:
               help="Peering priority: the highest-priority replica is active, the others stand by "
                    "(equal priorities pause them all). 'auto': the replica started first is active "
                    "and another takes over only when it goes.")
-@click.option("--peering-lifetime", type=click.IntRange(min=10), default=60, show_default=True,
-              help="Seconds a replica's peering record stays valid: a standby takes over this long "
+@click.option("--peering-lifetime", type=Duration(minimum=10), default="60s", show_default=True,
+              help="How long a replica's peering record stays valid (e.g. 60s, 2m; at least 10s): a standby "
+                   "takes over this long "
                    "after a replica's last keep-alive when it dies without leaving (at once when it stops).")
 @click.option("--liveness", "liveness", default=None,
               help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
@@ -104,7 +107,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             peering=peering,
             standalone=standalone or not peering,
             priority=priority,
-            peering_lifetime=peering_lifetime,
+            peering_lifetime=math.ceil(peering_lifetime),
             liveness=liveness,
             webhook_port=webhook_port,
             webhook_host=webhook_host,
