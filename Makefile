@@ -20,12 +20,12 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 controlplane: setup
-	$(BIN)/tokenwarden build-controlplane
+	$(BIN)/tokenwarden-dev build-controlplane
 
 # The node for `dev-cluster --node` and tests/e2e: Debian packages, kubelet and friends,
 # CoreDNS, the pause and product images (cached; says why and builds nothing without root).
 node: controlplane
-	$(BIN)/tokenwarden build-node
+	$(BIN)/tokenwarden-dev build-node
 
 demo: controlplane
 	$(BIN)/tokenwarden demo
@@ -78,7 +78,7 @@ IMAGE_TAG  ?= tokenwarden:dev
 IMAGE_BASE ?= local
 
 image: setup
-	$(BIN)/tokenwarden build-image --tag $(IMAGE_TAG) --base $(IMAGE_BASE)
+	$(BIN)/tokenwarden-dev build-image --tag $(IMAGE_TAG) --base $(IMAGE_BASE)
 
 # requirements.lock pins the image's dependencies with hashes (python 3.11, linux x86_64):
 # pyproject's runtime dependencies plus its build-system requirements, which build

@@ -32,6 +32,7 @@ from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._run import EVENT_LOOPS, loop_factory
 from tokenwarden.config import Settings
 from tokenwarden.devcluster import free_port
+from tokenwarden.policies import Binding
 from tokenwarden.tokens import hash_token, mint_token
 
 
@@ -43,6 +44,8 @@ def build_index(n: int) -> tuple[TokenIndex, str]:
         index.put(Identity("ServiceToken", f"ns-{i % 100}", f"t-{i}", f"acct-{i % 100}", ("writer",), "Active", None),
                   [(hash_token(token), None)])
         index.accounts[(f"ns-{i % 100}", f"acct-{i % 100}")] = Account(uid=f"uid-{i % 100}")
+    for i in range(min(n, 100)):
+        index.put_binding((f"ns-{i}", f"acct-{i}-writer"), f"acct-{i}", Binding(("writer",)))
     return index, token
 
 

@@ -36,6 +36,7 @@ from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.config import Settings
 from tokenwarden.devcluster import free_port
 from tokenwarden.kube._issuer import read_issuer
+from tokenwarden.policies import Binding
 from verify_throughput import serve
 
 
@@ -107,8 +108,8 @@ def main() -> None:
         core.create_namespaced_service_account(tenant, client.V1ServiceAccount(
             metadata=client.V1ObjectMeta(name="minter")))
         index = TokenIndex()
-        index.put_account((victims, "agents"), Account(uid="uid-agents", roles=("profile-writer",),
-                                                       workloads=tuple(names)))
+        index.put_account((victims, "agents"), Account(uid="uid-agents", workloads=tuple(names)))
+        index.put_binding((victims, "agents-profiles"), "agents", Binding(("profile-writer",)))
         workloads = WorkloadVerifier(settings.workload_identity, settings.audiences, index, KubeReviewer(api),
                                      time.time, IssuerKeys(functools.partial(read_issuer, api), time.monotonic))
         port, ready = free_port(), threading.Event()

@@ -35,6 +35,7 @@ from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.config import Settings
 from tokenwarden.devcluster import free_port
 from tokenwarden.kube._issuer import read_issuer
+from tokenwarden.policies import Binding
 from tokenwarden.tokens import hash_token, mint_token
 from verify_throughput import serve, wrk
 
@@ -45,8 +46,8 @@ ACCOUNT = "profiler"
 def build_index(namespace: str) -> tuple[TokenIndex, str]:
     """One account that lists the Kubernetes ServiceAccount, and a minted token of it."""
     index = TokenIndex()
-    index.put_account((namespace, ACCOUNT), Account(uid="uid-profiler", roles=("profile-writer",),
-                                                    workloads=(K8S_ACCOUNT,)))
+    index.put_account((namespace, ACCOUNT), Account(uid="uid-profiler", workloads=(K8S_ACCOUNT,)))
+    index.put_binding((namespace, f"{ACCOUNT}-profiles"), ACCOUNT, Binding(("profile-writer",)))
     token = mint_token("twst")
     index.put(Identity("ServiceToken", namespace, "agent", ACCOUNT, ("profile-writer",), "Active", None),
               [(hash_token(token), None)])

@@ -14,6 +14,7 @@ from tokenwarden.authn._jwt import LATEST_EXPIRY, peek, refusal
 from tokenwarden.authn._verify import PROJECT
 from tokenwarden.authn._workload import Review, WorkloadVerifier
 from tokenwarden.config import Settings, WorkloadIdentitySettings
+from tokenwarden.policies import Binding
 from tokenwarden.tokens import hash_token
 
 from ..issuer import Issuer, sign
@@ -29,10 +30,11 @@ WORKLOAD_USER = "system:serviceaccount:team:parca-agent"
 def _index() -> TokenIndex:
     index = TokenIndex()
     index.put(Identity(kind="ServiceToken", namespace="team", name="ci", account="agents",
-                       roles=("writer", "reader@shop"), phase="Active", expires_at=None),
+                       roles=(), phase="Active", expires_at=None),
               [(hash_token(VALID_TOKEN), None)])
-    index.put_account(("team", "agents"), Account(uid="uid-agents", roles=("profile-writer",),
-                                                  workloads=("parca-agent",)))
+    index.put_account(("team", "agents"), Account(uid="uid-agents", workloads=("parca-agent",)))
+    index.put_binding(("team", "agents-write"), "agents", Binding(("writer", "profile-writer")))
+    index.put_binding(("team", "agents-read-shop"), "agents", Binding(("reader",), "shop"))
     return index
 
 

@@ -182,6 +182,7 @@ def test_bootstrap_values_become_a_secret_never_an_env_var(helm):
      'authenticator.podAnnotations: "checksum/config" is one of the chart\'s own annotations'),
     (["--set", "authenticator.extraArgs={verbose}"], "/authenticator/extraArgs/0"),
     (["--set", "fullnameOverride=Not_A_Name"], "/fullnameOverride"),
+    (["--set", "logFormat=yaml"], "/logFormat"),
 ])
 def test_bad_values_fail_early_naming_the_value(helm, args, words):
     result = run_helm(helm, "template", "tw", str(CHART), *args)
@@ -215,6 +216,8 @@ EXPECTED_RBAC = {
         "kopf notices the kinds",
     ("authenticator", "tokenwarden.io", ("serviceaccounts", "servicetokens", "ingestionapikeys"),
      ("list", "watch")): "the hash index: a startup listing, then watches",
+    ("authenticator", "tokenwarden.io", ("rolebindings",), ("list", "watch")):
+        "roles from the bindings as they are now: one deleted or being deleted grants nothing, operator or not",
     ("authenticator", "tokenwarden.io", ("tokenusages",), ("get", "create")):
         "last use: read at start, created in a namespace where it is missing; it authorises nothing",
     ("authenticator", "tokenwarden.io", ("tokenusages/status",), ("patch",)):
@@ -634,6 +637,13 @@ def test_pod_labels_annotations_args_and_env_reach_both_pods(helm):
         assert container["args"] == _container(default, f"-{component}")["args"] + ["--verbose"]
         assert container["env"][-1] == {"name": "HTTPS_PROXY", "value": "http://proxy:3128"}
     assert "env" not in _container(default, "-authenticator")
+
+
+def test_log_format_reaches_both_processes(helm):
+    for values, expected in (([], "--log-format=text"), (["--set", "logFormat=json"], "--log-format=json")):
+        docs = render(helm, *values)
+        for component in ("-operator", "-authenticator"):
+            assert expected in _container(docs, component)["args"]
 
 
 def test_name_overrides_rename_every_object(helm):

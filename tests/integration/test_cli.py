@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from .kubehelpers import GROUP, PLURALS, VERSION, create, get, wait_for
+from tokenwarden.tokens import TOKEN_REGEX
+
+from .kubehelpers import GROUP, PLURALS, VERSION, create, get, wait_for, wait_for_event
 
 PLUGIN = Path(sys.executable).parent / "kubectl-tokenwarden"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "KUBECONFIG")}
@@ -329,3 +332,206 @@ def test_unreachable_server_and_missing_kubeconfig(tmp_path):
     result = tokenwarden("service-token", "list", "--kubeconfig", str(dead))
     assert result.returncode == 1 and "cannot reach the Kubernetes API server" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- kubectl's habits: get, describe, rotate, -A, dry runs, -o ------------------------------
+
+def test_get_and_describe_a_token(cluster, operator, custom, core, namespace):
+    created = run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader", "-o", "json")
+    assert created.returncode == 0, created.stderr
+    shown = json.loads(created.stdout)
+    token = shown.pop("token")
+    status = get(custom, "ServiceToken", namespace, "ci")["status"]
+    assert sha256(token) == status["tokenHash"] and shown["secretName"] == status["secretName"]
+    assert shown["id"] == status["tokenId"] and shown["phase"] == "Active"
+
+    header, row = table(run(cluster, namespace, "service-token", "get", "ci").stdout)
+    assert header[:2] == ["ID", "NAME"] and row[:2] == [status["tokenId"], "ci"]
+    by_id = json.loads(run(cluster, namespace, "service-token", "get", status["tokenId"], "-o", "json").stdout)
+    assert by_id == {k: v for k, v in shown.items() if k != "secretName"}
+    assert run(cluster, namespace, "service-token", "get", "ci", "-o", "name").stdout == \
+        "servicetoken.tokenwarden.io/ci\n"
+    wide = table(run(cluster, namespace, "service-token", "get", "ci", "-o", "wide").stdout)
+    assert wide[0][-4:] == ["SECRET", "ISSUED AT", "ROTATED AT", "MESSAGE"] and wide[1][-4] == "ci"
+
+    wait_for_event(core, namespace, "ci", "Minted")
+    described = run(cluster, namespace, "service-token", "describe", "ci")
+    assert described.returncode == 0, described.stderr
+    text = described.stdout
+    assert f"Name:         ci\nNamespace:    {namespace}\nKind:         ServiceToken" in text
+    assert "  Phase: Active" in text and f"  Token Id: {status['tokenId']}" in text
+    assert "Conditions:" in text and "Ready | True" in text
+    assert "Events:" in text and "Minted" in text and f"token {status['tokenId']} minted" in text
+    assert token not in text and TOKEN_REGEX.search(text) is None
+
+    missing = run(cluster, namespace, "service-token", "describe", "cd")
+    assert (missing.returncode, missing.stderr) == (
+        1, f"Error: no service token with ID or name 'cd' in namespace '{namespace}'\n")
+    account = run(cluster, namespace, "service-account", "get", "nobody")
+    assert account.returncode == 1 and f"no service account 'nobody' in namespace '{namespace}'" in account.stderr
+
+
+def test_describe_accounts_and_bindings(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "service-account", "create", "agents").returncode == 0
+    assert run(cluster, namespace, "role-binding", "create", "agents-writer", "--service-account", "agents",
+               "--roles", "writer").returncode == 0
+    wait_for(custom, "RoleBinding", namespace, "agents-writer",
+             lambda o: any(c.get("type") == "Ready" for c in (o.get("status") or {}).get("conditions") or []))
+    text = run(cluster, namespace, "role-binding", "describe", "agents-writer").stdout
+    assert "Kind:         RoleBinding" in text and "  Service Account Name: agents" in text
+    assert "  Roles: writer" in text and "Ready" in text
+    item = json.loads(run(cluster, namespace, "service-account", "get", "agents", "-o", "json").stdout)
+    assert (item["name"], item["namespace"]) == ("agents", namespace)
+
+
+def test_rotate_prints_the_id_and_the_new_hash_only(cluster, operator, custom, core, namespace):
+    created = run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader")
+    assert created.returncode == 0, created.stderr
+    old_token = created.stdout.split(": ", 1)[1].strip()
+    before = get(custom, "ServiceToken", namespace, "ci")["status"]
+
+    rotated = run(cluster, namespace, "service-token", "rotate", "ci")
+    assert rotated.returncode == 0, rotated.stderr
+    after = get(custom, "ServiceToken", namespace, "ci")
+    status = after["status"]
+    assert status["tokenHash"] != before["tokenHash"]
+    assert rotated.stdout == f"Service token rotated: {status['tokenId']} {status['tokenHash']}\n"
+    request = after["metadata"]["annotations"]["tokenwarden.io/rotate"]
+    assert status["rotationRequest"] == request
+    secret = core.read_namespaced_secret(status["secretName"], namespace)
+    new_token = base64.b64decode(secret.data["token"]).decode()
+    assert sha256(new_token) == status["tokenHash"] and new_token != old_token
+    for output in (rotated.stdout, rotated.stderr):
+        assert TOKEN_REGEX.search(output) is None
+
+    again = run(cluster, namespace, "service-token", "rotate", status["tokenId"], "--request", "CHANGE-1234",
+                "-o", "json")
+    assert again.returncode == 0, again.stderr
+    status = get(custom, "ServiceToken", namespace, "ci")["status"]
+    assert json.loads(again.stdout) == {"id": status["tokenId"], "tokenHash": status["tokenHash"]}
+    assert status["rotationRequest"] == "CHANGE-1234"
+    answered = run(cluster, namespace, "service-token", "rotate", "ci", "--request", "CHANGE-1234")
+    assert answered.returncode == 2 and "was answered already" in answered.stderr
+
+
+def test_rotate_an_ingestion_key(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "ingestion-api-key", "create", "otel").returncode == 0
+    before = get(custom, "IngestionAPIKey", namespace, "otel")["status"]["tokenHash"]
+    rotated = run(cluster, namespace, "ingestion-api-key", "rotate", "otel", "-o", "yaml")
+    assert rotated.returncode == 0, rotated.stderr
+    status = get(custom, "IngestionAPIKey", namespace, "otel")["status"]
+    assert yaml.safe_load(rotated.stdout) == {"id": status["tokenId"], "tokenHash": status["tokenHash"]}
+    assert status["tokenHash"] != before
+
+
+def test_rotate_says_why_when_the_operator_would_not(cluster, operator, custom, core, namespace):
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="legacy", labels={"tokenwarden.io/importable": "true"}),
+        string_data={"token": "legacy-key-0123456789abcdef"}))
+    create(custom, "ServiceToken", namespace, "legacy", {"roles": ["reader"],
+                                                         "import": {"secretRef": {"name": "legacy"}}})
+    wait_for(custom, "ServiceToken", namespace, "legacy",
+             lambda o: (o.get("status") or {}).get("phase") == "Active")
+    imported = run(cluster, namespace, "service-token", "rotate", "legacy")
+    assert imported.returncode == 1 and "its owner rotates" in imported.stderr and imported.stdout == ""
+    assert "tokenwarden.io/rotate" not in (get(custom, "ServiceToken", namespace, "legacy")["metadata"]
+                                           .get("annotations") or {})
+    missing = run(cluster, namespace, "ingestion-api-key", "rotate", "nope")
+    assert missing.returncode == 1 and "no ingestion API key with ID or name 'nope'" in missing.stderr
+
+
+def test_rotate_without_the_operator_leaves_the_request_for_it(cluster, operator, custom, namespace):
+    assert run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader").returncode == 0
+    before = get(custom, "ServiceToken", namespace, "ci")["status"]["tokenHash"]
+    operator.stop()
+    try:
+        result = run(cluster, namespace, "service-token", "rotate", "ci", "--request", "CHANGE-7", "--timeout", "3s")
+    finally:
+        operator.start()
+    assert result.returncode == 1 and result.stdout == ""
+    assert "service token ci was not rotated within 3s (is the tokenwarden operator running?)" in result.stderr
+    assert "tokenwarden.io/rotate=CHANGE-7" in result.stderr
+    # The request stays; the operator answers it once it runs.
+    rotated = wait_for(custom, "ServiceToken", namespace, "ci",
+                       lambda o: (o.get("status") or {}).get("rotationRequest") == "CHANGE-7")
+    assert rotated["status"]["tokenHash"] != before
+
+
+def test_list_all_namespaces(cluster, operator, custom, core, namespace):
+    other = f"{namespace[:50]}-other"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        for where in (namespace, other):
+            assert run(cluster, where, "ingestion-api-key", "create", "otel").returncode == 0
+        listed = run(cluster, namespace, "ingestion-api-key", "list", "-A")
+        assert listed.returncode == 0, listed.stderr
+        header, *rows = table(listed.stdout)
+        assert header == ["NAMESPACE", "ID", "NAME", "EXPIRATION", "DESCRIPTION"]
+        assert [(r[0], r[2]) for r in rows if r[0] in (namespace, other)] == [(namespace, "otel"), (other, "otel")]
+        items = json.loads(run(cluster, namespace, "ingestion-api-key", "list", "--all-namespaces",
+                               "-o", "json").stdout)
+        assert {(i["namespace"], i["name"]) for i in items} >= {(namespace, "otel"), (other, "otel")}
+        names = run(cluster, namespace, "ingestion-api-key", "list", "-A", "-o", "name").stdout.splitlines()
+        assert names.count("ingestionapikey.tokenwarden.io/otel") >= 2
+    finally:
+        core.delete_namespace(other)
+
+
+def test_dry_run_creates_nothing_and_shows_no_token(cluster, operator, custom, namespace):
+    manifest = run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader", "--ttl", "90d",
+                   "--dry-run=client", "-o", "yaml")
+    assert manifest.returncode == 0, manifest.stderr
+    assert TOKEN_REGEX.search(manifest.stdout) is None and TOKEN_REGEX.search(manifest.stderr) is None
+    document = yaml.safe_load(manifest.stdout)
+    assert document["metadata"] == {"name": "ci", "namespace": namespace}
+    server = run(cluster, namespace, "service-token", "create", "ci", "--roles", "reader", "--dry-run=server",
+                 "-o", "json")
+    assert server.returncode == 0, server.stderr
+    assert json.loads(server.stdout)["spec"]["roles"] == ["reader"] and TOKEN_REGEX.search(server.stdout) is None
+    refused = run(cluster, namespace, "service-token", "create", "ci", "--roles", "superuser", "--dry-run=server")
+    assert refused.returncode == 1 and "superuser" in refused.stderr
+    assert names(custom, "ServiceToken", namespace) == []
+
+    # The manifest is what kubectl apply would send: the operator mints it.
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", document)
+    minted = wait_for(custom, "ServiceToken", namespace, "ci",
+                      lambda o: (o.get("status") or {}).get("phase") in ("Active", "Failed"))
+    assert minted["status"]["phase"] == "Active" and minted["spec"]["ttl"] == "90d"
+
+
+def test_completion_offers_the_clusters_names(cluster, operator, custom, namespace):
+    create(custom, "ServiceAccount", namespace, "agents", {})
+    create(custom, "ServiceAccount", namespace, "analysts", {})
+    program = Path(sys.executable).parent / "kubectl_complete-tokenwarden"
+    answer = tokenwarden("service-account", "describe", "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+                         "a", program=[str(program)])
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout == "agents\nanalysts\n:4\n"
+
+
+def _kubectl() -> str | None:
+    """A kubectl that completes plugins (1.26 and later): on PATH, or the one the node build cached."""
+    from tokenwarden.devcluster._build import cache_root
+
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    built = sorted(p for p in (cache_root() / "node").glob("*/kubectl") if not p.parent.name.endswith(".partial"))
+    return str(built[-1]) if built else None
+
+
+def test_kubectl_completes_the_plugin(cluster, operator, custom, namespace, tmp_path):
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("no kubectl here (make node builds one)")
+    create(custom, "IngestionAPIKey", namespace, "otel", {})
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    answer = subprocess.run([kubectl, "__complete", "tokenwarden", "ingestion-api-key", "describe", "--kubeconfig",
+                             str(cluster.kubeconfig), "-n", namespace, ""],
+                            capture_output=True, text=True, timeout=60, env={**CLEAN_ENV, "PATH": path})
+    assert answer.returncode == 0, answer.stderr
+    *candidates, directive = answer.stdout.splitlines()
+    assert "otel" in candidates and directive == ":4"  # the name, and the key's ID once minted
+    commands = subprocess.run([kubectl, "__complete", "tokenwarden", "service-token", "ro"], capture_output=True,
+                              text=True, timeout=60, env={**CLEAN_ENV, "PATH": path})
+    assert [line.split("\t")[0] for line in commands.stdout.splitlines()] == ["rotate", ":4"]

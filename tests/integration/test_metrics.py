@@ -197,7 +197,7 @@ def test_authenticator_series_per_credential(cluster, operator, authenticator, c
                         result="project")] == 1
     assert found[("tokenwarden_verifications_total", (("endpoint", "verify"), ("result", "unknown")))] >= 1
     now = time.time()
-    for kind in ("ServiceAccount", "ServiceToken", "IngestionAPIKey"):
+    for kind in ("ServiceAccount", "RoleBinding", "ServiceToken", "IngestionAPIKey"):
         synced = found[("tokenwarden_authenticator_last_sync_timestamp_seconds", (("kind", kind),))]
         assert now - 60 < synced <= now + 1, (kind, synced, now)
     text = authenticator.internal("/metrics").text
@@ -257,3 +257,32 @@ def test_the_dashboard_and_the_alerts_name_only_exported_metrics(operator, authe
                 exported.add(family.name + "_total")
     assert len(wanted) >= 10
     assert wanted <= exported, sorted(wanted - exported)
+
+
+def test_build_info_in_both_processes_and_admission_reviews_by_result(operator, authenticator, custom, namespace):
+    import tokenwarden
+
+    for component, text in (("operator", operator.metrics()),
+                            ("authenticator", authenticator.internal("/metrics").text)):
+        builds = [dict(labels) for (name, labels), value in samples(text).items() if name == "tokenwarden_build_info"]
+        assert len(builds) == 1 and builds[0]["component"] == component, builds
+        assert builds[0]["version"] == tokenwarden.__version__ and builds[0]["kopf"] and builds[0]["python"]
+
+    def count(name: str, **labels) -> float:
+        return samples(operator.metrics()).get((name, tuple(sorted(labels.items()))), 0.0)
+
+    review = {"kind": "ServiceToken", "operation": "CREATE"}
+    before = {result: count("tokenwarden_admission_requests_total", **review, result=result)
+              for result in ("allowed", "denied")}
+    denials = count("tokenwarden_admission_denials_total", **review, reason="UnknownRole")
+    create(custom, "ServiceToken", namespace, "admitted", {"roles": ["reader"]})
+    try:
+        create(custom, "ServiceToken", namespace, "refused", {"roles": ["no-such-role"]})
+    except client.ApiException as exc:
+        assert "no-such-role" in exc.body
+    else:
+        raise AssertionError("the webhook let a role in no catalog through")
+    for result in ("allowed", "denied"):
+        assert count("tokenwarden_admission_requests_total", **review, result=result) == before[result] + 1
+        assert count("tokenwarden_admission_duration_seconds_count", **review, result=result) >= 1
+    assert count("tokenwarden_admission_denials_total", **review, reason="UnknownRole") == denials + 1

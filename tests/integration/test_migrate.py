@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,14 @@ def test_migrate_is_idempotent_and_checks_everything_first(cluster, operator, au
     second = run(cluster, namespace, "migrate", "--from-file", str(keys))
     assert second.returncode == 0 and "created" not in second.stdout.replace("Migrated", "")
     assert second.stdout.count("unchanged") == 4
+    as_json = run(cluster, namespace, "migrate", "--from-file", str(keys), "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert [(i["kind"], i["name"], i["action"]) for i in json.loads(as_json.stdout)] == [
+        ("ServiceAccount", "agents", "unchanged"), ("RoleBinding", "agents-writer", "unchanged"),
+        ("ServiceToken", "node-agent", "unchanged"), ("ServiceToken", "grafana", "unchanged")]
+    assert run(cluster, namespace, "migrate", "--from-file", str(keys), "--dry-run", "-o", "name").stdout == (
+        "serviceaccount.tokenwarden.io/agents\nrolebinding.tokenwarden.io/agents-writer\n"
+        "servicetoken.tokenwarden.io/node-agent\nservicetoken.tokenwarden.io/grafana\n")
     assert snapshot == {p: [(i["metadata"]["name"], i["spec"]) for i in
                             custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]]
                         for p in snapshot}

@@ -150,6 +150,7 @@ def test_operator_metrics_count_mints_without_token_material(operator, custom, c
     token = _secret_token(core, namespace, "counted")
     metrics = operator.metrics()
     assert 'tokenwarden_tokens_minted_total{kind="ServiceToken"}' in metrics
-    assert 'tokenwarden_mint_seconds_count{kind="ServiceToken"}' in metrics
+    assert 'tokenwarden_mint_duration_seconds_count{kind="ServiceToken"}' in metrics
+    assert 'tokenwarden_mint_seconds_count{kind="ServiceToken"}' in metrics  # deprecated, kept one release
     assert 'tokenwarden_tokens{kind="ServiceToken",phase="Active"}' in metrics
     assert token not in metrics and "sha256" not in metrics

@@ -123,7 +123,7 @@ def test_every_webhook_is_registered_as_listed():
     registry = kopf.OperatorRegistry()
     _admission.register(registry)
     registered = {h.id: (h.selector.any_name, tuple(h.operations)) for h in registry._webhooks.get_all_handlers()}
-    assert registered == {i: (plural, ops) for i, (plural, ops, _) in _admission.WEBHOOKS.items()}
+    assert registered == {i: (resource.plural, ops) for i, (resource, ops, _) in _admission.WEBHOOKS.items()}
 
 
 async def test_a_grant_that_cannot_be_checked_is_refused_with_the_cause():
@@ -210,3 +210,40 @@ async def test_a_binding_whose_roles_are_not_names_is_refused_not_crashed_on():
     with pytest.raises(kopf.AdmissionError):
         await _admission.validate_binding(namespace="team", spec=spec, operation="CREATE", old=None,
                                           new=body("RoleBinding", "b", spec), memo=memo([], live=[]))
+
+
+def _sample(name: str, **labels) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_each_review_is_counted_and_timed_by_kind_operation_and_result():
+    async def allow(**_):
+        return None
+
+    async def refuse(**_):
+        _admission._refuse(_admission.policies.Problem("UnknownRole", "role root is not in the role catalog"))
+
+    async def fail(**_):
+        raise RuntimeError("the handler broke")
+
+    labels = {"kind": "Probe", "operation": "CREATE"}
+    before = {result: _sample("tokenwarden_admission_requests_total", **labels, result=result)
+              for result in ("allowed", "denied", "error")}
+    await _admission.measured("Probe", allow)(operation="CREATE", name="a")
+    with pytest.raises(kopf.AdmissionError, match="role root"):
+        await _admission.measured("Probe", refuse)(operation="CREATE", name="b")
+    with pytest.raises(RuntimeError):
+        await _admission.measured("Probe", fail)(operation="CREATE", name="c")
+    for result in ("allowed", "denied", "error"):
+        assert _sample("tokenwarden_admission_requests_total", **labels, result=result) == before[result] + 1
+        assert _sample("tokenwarden_admission_duration_seconds_count", **labels, result=result) >= 1
+    assert _sample("tokenwarden_admission_denials_total", **labels, reason="UnknownRole") >= 1
+
+
+async def test_a_spec_the_model_refuses_is_denied_as_invalid_spec():
+    with pytest.raises(_admission.Refused) as refused:
+        await _admission.validate_binding(namespace="team", spec={"roles": []}, operation="CREATE", old=None,
+                                          new=None, memo=memo([], live=[]))
+    assert refused.value.reason == "InvalidSpec"

@@ -12,6 +12,7 @@ from aiohttp import web
 from tokenwarden.authn import Account, Authenticator, Identity, LastUsed, TokenIndex, extract_token, verify
 from tokenwarden.authn._server import flush_last_used
 from tokenwarden.config import Settings
+from tokenwarden.policies import Binding
 from tokenwarden.tokens import hash_token, mint_token
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -37,9 +38,12 @@ def index_with(token: str, ident: Identity, previous: tuple[str, datetime] | Non
 
 def with_accounts(index: TokenIndex, *names: str) -> TokenIndex:
     """The accounts the tests' tokens belong to, in namespace team (a token whose account is
-    missing is refused)."""
+    missing is refused), each bound to writer everywhere and reader in project shop (a token
+    carries what of its spec.roles they grant)."""
     for name in names:
         index.accounts[("team", name)] = Account(uid=f"uid-{name}")
+        index.put_binding(("team", f"{name}-writer"), name, Binding(("writer",)))
+        index.put_binding(("team", f"{name}-reader-shop"), name, Binding(("reader",), "shop"))
     return index
 
 
@@ -90,7 +94,7 @@ def test_outcomes():
 
 def test_projects():
     token = mint_token("twst")
-    index = index_with(token, identity(roles=("reader@shop",)))
+    index = index_with(token, identity(roles=("reader",)))  # bound within project shop only
     assert check(token, index, permission="read", project="shop").status == 200
     assert check(token, index, permission="read", project="other").status == 403
     assert check(token, index, permission="read").status == 403
@@ -177,7 +181,7 @@ def test_a_project_that_is_not_a_dns_label_is_never_authorised(project):
 
 def test_service_token_project_header_only_for_a_project_its_roles_cover():
     token = mint_token("twst")
-    scoped = index_with(token, identity(roles=("reader@shop",)))
+    scoped = index_with(token, identity(roles=("reader",)))  # bound within project shop only
     assert check(token, scoped, project="shop").project == "shop"
     assert check(token, scoped).project is None
     assert check(token, scoped, project="other").status == 403
@@ -380,7 +384,35 @@ def test_verification_counts_and_times_read_as_prometheus_counters_and_a_histogr
         verifications.observe("verify", seconds)
     text = generate_latest(registry).decode()
     assert 'tokenwarden_verifications_total{endpoint="verify",result="ok"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0001"} 1.0' in text  # bounds are inclusive
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="0.0005"} 2.0' in text
-    assert 'tokenwarden_verify_seconds_bucket{endpoint="verify",le="+Inf"} 3.0' in text
-    assert 'tokenwarden_verify_seconds_count{endpoint="verify"} 3.0' in text
+    # The histogram, and the same under its deprecated name of earlier releases.
+    for name in ("tokenwarden_verify_duration_seconds", "tokenwarden_verify_seconds"):
+        assert f'{name}_bucket{{endpoint="verify",le="0.0001"}} 1.0' in text  # bounds are inclusive
+        assert f'{name}_bucket{{endpoint="verify",le="0.0005"}} 2.0' in text
+        assert f'{name}_bucket{{endpoint="verify",le="+Inf"}} 3.0' in text
+        assert f'{name}_count{{endpoint="verify"}} 3.0' in text
+
+
+async def test_answers_of_the_public_port_are_counted_by_endpoint_and_status(served, monkeypatch):
+    from tokenwarden.authn import _metrics
+
+    responses = _metrics.Responses()
+    monkeypatch.setattr("tokenwarden.authn._server.RESPONSES", responses)
+    index, session = served
+    token = mint_token("twst")
+    index.put(identity(name="t", account=None, roles=("writer",)), [(hash_token(token), None)])
+    for headers in ({"X-API-Key": token}, {"X-API-Key": token}, {}):
+        async with session.get("/verify", headers=headers):
+            pass
+    async with session.post("/apis/authentication.k8s.io/v1/tokenreviews", data=b"{not json"):
+        pass
+    async with session.get("/elsewhere"):
+        pass
+
+    def broken(*_, **__):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Authenticator, "check", broken)
+    async with session.get("/verify", headers={"X-API-Key": token}) as response:
+        assert response.status == 500
+    assert responses.counts == {("verify", 200): 2, ("verify", 401): 1, ("tokenreview", 400): 1,
+                                ("other", 404): 1, ("verify", 500): 1}

@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from tokenwarden.authn import Account, Authenticator, TokenIndex, verify
+from tokenwarden.authn._bindings import BindingStore
 from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.config import Settings
@@ -193,6 +194,42 @@ def test_tokens_of_an_account_gone_going_or_recreated_are_revoked():
     assert [check(name, index).reason for name in "ab"] == ["revoked", "ok"]
     accounts.put(*accounts.record(account("ci", "uid-2", disabled=True)))
     assert check("b", index).reason == "disabled"
+
+
+def binding(name: str, account: str, roles: list[str], version: str = "1", *, deleting: bool = False) -> dict:
+    metadata = {"namespace": "team", "name": name, "resourceVersion": version}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-26T00:00:00Z"
+        metadata["finalizers"] = ["example.com/hold"]
+    return {"metadata": metadata, "spec": {"serviceAccountName": account, "roles": roles}}
+
+
+def test_roles_follow_the_bindings_watched_not_the_status_the_operator_wrote():
+    """A binding deleted, being deleted, or missing from a new listing grants nothing from that
+    event on; a standalone token's spec.roles cut takes effect as the edit arrives. The
+    operator's status.effectiveRoles (power-user, here) is never read."""
+    index = TokenIndex()
+    accounts, tokens, bindings = AccountStore(index), TokenStore("ServiceToken", index, lambda _: None), \
+        BindingStore(index)
+    accounts.put(*accounts.record(account("ci", "uid-1")))
+    for body in (token("a", account="ci"), token("b")):
+        body["status"]["effectiveRoles"] = ["power-user"]
+        tokens.put(*tokens.record(body))
+    standalone = token("b")
+    standalone["spec"]["roles"] = ["reader", "writer"]
+    tokens.put(*tokens.record(standalone))
+    held = binding("ci-read", "ci", ["reader"])
+    reflect(bindings, [[[binding("ci-write", "ci", ["writer"]), held, binding("ci-admin", "ci", ["admin"])]]],
+            [[{"type": "DELETED", "object": binding("ci-write", "ci", ["writer"], "2")},
+              {"type": "MODIFIED", "object": binding("ci-read", "ci", ["reader"], "3", deleting=True)}]])
+    assert (check("a", index).roles, check("b", index).roles) == (("admin",), ("reader", "writer"))
+    reflect(bindings, [[[binding("ci-read", "ci", ["reader"], "4")]]], [])  # ci-admin gone while away
+    assert check("a", index).roles == ("reader",)
+    bindings.put(*bindings.record(binding("ci-read", "ci", ["reader"], "5", deleting=True)))
+    assert check("a", index).roles == ()
+    standalone["spec"]["roles"] = ["reader"]
+    tokens.put(*tokens.record(standalone))
+    assert check("b", index).roles == ("reader",)
 
 
 def test_an_account_listing_replaces_the_accounts():

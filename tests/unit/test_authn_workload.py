@@ -27,6 +27,7 @@ from tokenwarden.authn._workload import (
     remember,
 )
 from tokenwarden.config import Settings, WorkloadIdentitySettings
+from tokenwarden.policies import Binding
 
 from ..issuer import Issuer, sign
 
@@ -76,8 +77,8 @@ class FakeReviewer:
 
 def index_with_account(name="agents", workloads=("parca-agent",), **account) -> TokenIndex:
     index = TokenIndex()
-    index.put_account(("team", name), Account(uid=f"uid-{name}", roles=("profile-writer",), workloads=workloads,
-                                              **account))
+    index.put_account(("team", name), Account(uid=f"uid-{name}", workloads=workloads, **account))
+    index.put_binding(("team", f"{name}-profiles"), name, Binding(("profile-writer",)))
     return index
 
 
@@ -497,36 +498,50 @@ async def test_forward_auth_names_the_account_and_the_workload():
 
 
 async def test_a_reused_verdict_follows_every_change_of_the_account_and_its_listing():
-    """The verifier reuses bind's verdict while the index holds the same account object: each
-    change (roles, disabled, a second account listing the same ServiceAccount) replaces it."""
+    """The verifier reuses bind's verdict while the index holds the same account and grant
+    objects: each change (a binding, disabled, a second account listing the same ServiceAccount)
+    replaces one."""
     index, reviewer, clock = index_with_account(), FakeReviewer(), Clock()
     check = verifier(index, reviewer, clock)
     token = reviewer.accept(sa_token(), "system:serviceaccount:team:parca-agent")
     first = await check.verify(token)
     assert first.status == 200 and first.identity.roles == ("profile-writer",)
     assert await check.verify(token) is first  # nothing changed: the same verdict
-    index.put_account(("team", "agents"), Account(uid="uid-agents", roles=("reader",), workloads=("parca-agent",)))
+    index.put_binding(("team", "agents-read"), "agents", Binding(("reader",)))
+    assert (await check.verify(token)).identity.roles == ("profile-writer", "reader")
+    index.put_binding(("team", "agents-profiles"), "agents", None)  # being deleted: grants nothing
     assert (await check.verify(token)).identity.roles == ("reader",)
-    index.put_account(("team", "other"), Account(uid="uid-other", roles=("admin",), workloads=("parca-agent",)))
+    index.put_account(("team", "other"), Account(uid="uid-other", workloads=("parca-agent",)))
     assert (await check.verify(token)).reason == "ambiguous"
     index.drop_account(("team", "other"))
     assert (await check.verify(token)).identity.roles == ("reader",)
-    index.put_account(("team", "agents"), Account(uid="uid-agents", roles=("reader",), workloads=("parca-agent",),
-                                                  deleting=True))
+    index.drop_binding(("team", "agents-read"))
+    assert (await check.verify(token)).identity.roles == ()
+    index.put_account(("team", "agents"), Account(uid="uid-agents", workloads=("parca-agent",), deleting=True))
     assert (await check.verify(token)).reason == "deleted"
     assert reviewer.calls == 1
 
 
-def test_the_account_store_indexes_workloads_and_roles_from_the_account_body():
+def test_the_account_store_indexes_workloads_and_the_binding_store_roles():
+    """Workloads from the account's body; roles from its bindings, never from the account's
+    status.effectiveRoles, which only the operator writes."""
+    from tokenwarden.authn._bindings import BindingStore
     from tokenwarden.authn._watch import AccountStore
 
     index, forgotten = TokenIndex(), []
-    store = AccountStore(index, forgotten.append)
+    store, bindings = AccountStore(index, forgotten.append), BindingStore(index)
     body = {"metadata": {"namespace": "team", "name": "agents", "uid": "u-1"},
             "spec": {"workloadIdentities": [{"serviceAccountName": "parca-agent"}, {"bogus": 1}]},
-            "status": {"effectiveRoles": ["profile-writer"]}}
+            "status": {"effectiveRoles": ["admin"]}}
     store.put(*store.record(body))
     assert index.workloads == {("team", "parca-agent"): {"agents"}}
+    assert bind(index, ("team", "parca-agent")).identity.roles == ()
+    binding = {"metadata": {"namespace": "team", "name": "agents-profiles"},
+               "spec": {"serviceAccountName": "agents", "roles": ["profile-writer"]}}
+    bindings.put(*bindings.record(binding))
     assert bind(index, ("team", "parca-agent")).identity.roles == ("profile-writer",)
+    binding["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"  # held by someone's finalizer
+    bindings.put(*bindings.record(binding))
+    assert bind(index, ("team", "parca-agent")).identity.roles == ()
     store.drop(("team", "agents"))
     assert index.workloads == {} and forgotten == [("ServiceAccount", "team", "agents")]

@@ -107,3 +107,29 @@ def test_last_sync_is_now_while_watching_and_the_break_while_broken():
     age = time.time() - scrape(sync)[("tokenwarden_authenticator_last_sync_timestamp_seconds",
                                       (("kind", "ServiceToken"),))]
     assert 599 < age < 660
+
+
+class _Activity:
+    def __init__(self, paused: bool) -> None:
+        self.is_paused = paused
+
+    def paused(self) -> bool:
+        return self.is_paused
+
+
+def test_phases_of_every_credential_come_from_the_active_replica_only():
+    indexes = Indexes([])
+    collector = CredentialCollector()
+    collector.credentials = indexes.credentials
+    indexes.observe("ServiceToken", token("ready", "u1"))
+    indexes.observe("ServiceToken", token("stuck", "u2", phase="Failed"))
+    indexes.observe("ServiceToken", {**token("new", "u3"), "status": {}})  # no status yet: Pending
+    collector.activity = _Activity(paused=False)
+    phases = {labels: value for (name, labels), value in scrape(collector).items()
+              if name == "tokenwarden_credential_phase"}
+    assert phases == {key("tokenwarden_credential_phase", "ready", phase="Active")[1]: 1,
+                      key("tokenwarden_credential_phase", "stuck", phase="Failed")[1]: 1,
+                      key("tokenwarden_credential_phase", "new", phase="Pending")[1]: 1}
+    # A standby's indexes are as old as its start: it shows no phase, so no alert fires on its view.
+    collector.activity = _Activity(paused=True)
+    assert not [name for name, _ in scrape(collector) if name == "tokenwarden_credential_phase"]

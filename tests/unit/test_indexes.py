@@ -78,6 +78,19 @@ def test_bindings_with_a_role_outside_the_catalog_grant_nothing():
     assert ("team", "b") not in indexes.bindings
 
 
+def test_a_binding_being_deleted_grants_nothing():
+    """A deletionTimestamp, whoever's finalizer holds the binding: new tokens are not minted
+    with its roles, and the account's tokens lose them."""
+    indexes = Indexes(["reader"])
+    binding = body("RoleBinding", "held", "u1", spec={"serviceAccountName": "a", "roles": ["reader"]},
+                   finalizers=["example.com/hold"])
+    indexes.observe("RoleBinding", binding)
+    assert indexes.bindings.get(("team", "a")) == [Binding(roles=("reader",))]
+    binding["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    indexes.observe("RoleBinding", binding)
+    assert ("team", "a") not in indexes.bindings
+
+
 def test_unsettled_tokens_are_handed_out_once_per_quiet_period(monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr("tokenwarden.handlers._indexes.time.monotonic", lambda: clock[0])

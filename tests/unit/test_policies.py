@@ -47,6 +47,33 @@ def test_plan_roles_grants(requested, account, exists, bindings, expected):
     assert plan(requested, account, exists, bindings) == expected
 
 
+@pytest.mark.parametrize("spec, deleting, expected", [
+    ({"serviceAccountName": "a", "roles": ["writer"]}, False, ("a", Binding(("writer",)))),
+    ({"serviceAccountName": "a", "roles": ["writer", "reader"], "project": "shop"}, False,
+     ("a", Binding(("writer", "reader"), "shop"))),
+    ({"serviceAccountName": "a", "roles": ["writer"]}, True, None),  # being deleted
+    ({"serviceAccountName": "a", "roles": ["writer", "root"]}, False, None),  # one unknown role: the whole binding
+    ({"serviceAccountName": "a", "roles": []}, False, None),
+    ({"roles": ["writer"]}, False, None),
+])
+def test_what_a_binding_grants(spec, deleting, expected):
+    assert policies.binding_grant(spec, CATALOG, deleting=deleting) == expected
+
+
+@pytest.mark.parametrize("requested, account, bindings, expected", [
+    (["reader", "writer"], None, [], ["reader", "writer"]),
+    (["writer"], None, [], ["writer"]),  # a standalone token's spec.roles shrank: cut at once
+    (["writer", "root"], None, [], []),  # the same rule as a binding's: an unknown role, nothing
+    ([], None, [], []),
+    (None, "agents", [Binding(("writer",)), Binding(("reader",), "shop")], ["reader@shop", "writer"]),
+    (None, "agents", [], []),  # its only binding gone
+    (["writer", "reader"], "agents", [Binding(("writer",))], []),  # a request no longer granted: nothing
+    (["reader"], "agents", [Binding(("reader",), "shop")], ["reader@shop"]),
+])
+def test_the_roles_a_minted_token_carries(requested, account, bindings, expected):
+    assert policies.token_roles(requested, CATALOG, account=account, bindings=bindings) == expected
+
+
 @pytest.mark.parametrize("requested, account, exists, bindings, reason, waiting", [
     (["root"], None, False, [], "UnknownRole", False),
     (None, None, False, [], "NoRoles", False),

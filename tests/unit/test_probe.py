@@ -33,6 +33,7 @@ from tokenwarden.cli._probe import (
     with_query,
 )
 from tokenwarden.config import Settings
+from tokenwarden.policies import Binding
 from tokenwarden.tls import create_ca, issue_serving_cert
 from tokenwarden.tokens import hash_token, mint_token
 
@@ -324,8 +325,9 @@ async def test_the_probe_reads_the_authenticators_own_answers(tmp_path):
     token = mint_token("twst")
     index = TokenIndex()
     index.put(Identity(kind="ServiceToken", namespace="observability", name="profiling-agent", account="profiler",
-                       roles=("profile-writer",), phase="Active", expires_at=None), [(hash_token(token), None)])
+                       roles=(), phase="Active", expires_at=None), [(hash_token(token), None)])
     index.accounts[("observability", "profiler")] = Account(uid="uid-profiler")
+    index.put_binding(("observability", "profiler-profiles"), "profiler", Binding(("profile-writer",)))
     authenticator = Authenticator(Settings(), index)
     runner = web.AppRunner(authenticator.app())
     await runner.setup()

@@ -1,10 +1,15 @@
-"""The authenticator's in-memory view: token hash → identity, account → its uid and state."""
+"""The authenticator's in-memory view: token hash → identity, account → its uid and state,
+account → the roles its bindings grant."""
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+from tokenwarden import policies
+from tokenwarden.config import Settings
+from tokenwarden.policies import Binding
 
 # The kind of a workload's Identity: it is its account. Its last use is recorded under it.
 WORKLOAD = "ServiceAccount"
@@ -16,7 +21,9 @@ class Identity:
     namespace: str
     name: str
     account: str | None
-    roles: tuple[str, ...]        # effective roles, project-scoped ones as role@project
+    # spec.roles: a standalone token's grant; an account's token's request (empty: all its
+    # account is granted). What it carries now is TokenIndex.roles_of's.
+    roles: tuple[str, ...]
     phase: str | None
     expires_at: datetime | None
     previous_valid_until: datetime | None = None  # for a rotated-out hash
@@ -43,12 +50,31 @@ class Account:
     uid: str
     disabled: bool = False
     deleting: bool = False        # the object has a deletionTimestamp
-    roles: tuple[str, ...] = ()   # status.effectiveRoles: what its workload identities are granted
     workloads: tuple[str, ...] = ()  # spec.workloadIdentities: Kubernetes ServiceAccount names
+
+
+@dataclass(eq=False)
+class Grant:
+    """What an account's bindings grant: ``roles`` (its workloads carry them all, as do its
+    tokens that request none), and the answer for each request its tokens make, kept until a
+    binding of the account changes (a new Grant replaces this one)."""
+
+    bindings: tuple[Binding, ...] = ()
+    roles: tuple[str, ...] = ()
+    requests: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+
+
+NO_GRANT = Grant()
+
+
+def _default_catalog() -> frozenset[str]:
+    return frozenset(Settings().roles)
 
 
 @dataclass
 class TokenIndex:
+    # The role catalog's names: a binding or standalone token naming another grants nothing.
+    catalog: frozenset[str] = field(default_factory=_default_catalog)
     # Keyed by the raw digest (see _digest), 32 bytes where the hex string took 71 characters.
     by_hash: dict[bytes, Identity] = field(default_factory=dict)
     accounts: dict[tuple[str, str], Account] = field(default_factory=dict)  # (namespace, name)
@@ -61,6 +87,13 @@ class TokenIndex:
     # (an import refused as a duplicate, or failed, keeps the hash it held): by_hash holds the one
     # that verifies, and one object going never takes the hash from another.
     shared: dict[bytes, dict[tuple[str, str, str], Identity]] = field(default_factory=dict)
+    # Bindings that grant (policies.binding_grant): (namespace, binding) → its account, and
+    # (namespace, account) → binding name → what it grants. A binding that grants nothing is
+    # in neither: gone, being deleted or naming an unknown role, it is the same.
+    bindings: dict[tuple[str, str], str] = field(default_factory=dict)
+    bound: dict[tuple[str, str], dict[str, Binding]] = field(default_factory=dict)
+    grants: dict[tuple[str, str], Grant] = field(default_factory=dict)  # (namespace, account) → its Grant
+    standalone: dict[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)  # spec.roles → granted
 
     def lookup(self, token: str) -> Identity | None:
         """The identity ``token`` hashes to: a minted token by its sha256, an imported key by
@@ -123,11 +156,68 @@ class TokenIndex:
                 if not listing:
                     del self.workloads[(namespace, workload)]
 
+    def put_binding(self, key: tuple[str, str], account: str, binding: Binding | None) -> None:
+        """What the binding ``key`` = (namespace, name) grants ``account`` now; None: nothing
+        (gone, being deleted, or naming a role outside the catalog)."""
+        namespace, name = key
+        old = self.bindings.pop(key, None)
+        if old is not None:
+            self._bound(namespace, old, name, None)
+        if binding is not None:
+            self.bindings[key] = account
+            self._bound(namespace, account, name, binding)
+
+    def drop_binding(self, key: tuple[str, str]) -> None:
+        self.put_binding(key, "", None)
+
+    def _bound(self, namespace: str, account: str, name: str, binding: Binding | None) -> None:
+        """Record (or, with None, forget) one binding of the account, and grant anew."""
+        bound = self.bound.setdefault((namespace, account), {})
+        if binding is None:
+            bound.pop(name, None)
+        else:
+            bound[name] = binding
+        if not bound:
+            del self.bound[(namespace, account)]
+            self.grants.pop((namespace, account), None)
+            return
+        bindings = tuple(bound[n] for n in sorted(bound))
+        self.grants[(namespace, account)] = Grant(bindings, tuple(policies.granted_roles(bindings)))
+
+    def granted(self, namespace: str, account: str) -> Grant:
+        """What the account's bindings grant now."""
+        return self.grants.get((namespace, account), NO_GRANT)
+
+    def roles_of(self, identity: Identity) -> tuple[str, ...]:
+        """The roles a ServiceToken carries now (policies.token_roles): a standalone one, its
+        spec's; an account's, what of its request the account's bindings grant now."""
+        if identity.account is None:
+            return _answer(self.standalone, identity.roles, self.catalog, None, ())
+        grant = self.grants.get((identity.namespace, identity.account), NO_GRANT)
+        if not identity.roles:
+            return grant.roles
+        return _answer(grant.requests, identity.roles, self.catalog, identity.account, grant.bindings)
+
     def account_of(self, identity: Identity) -> Account | None:
         return self.accounts.get((identity.namespace, identity.account)) if identity.account else None
 
     def __len__(self) -> int:
         return len(self.by_hash)
+
+
+ANSWERS_KEPT = 1024  # per cache of role answers: distinct role lists are few, unless made up
+
+
+def _answer(answers: dict[tuple[str, ...], tuple[str, ...]], requested: tuple[str, ...], catalog: frozenset[str],
+            account: str | None, bindings: tuple[Binding, ...]) -> tuple[str, ...]:
+    """policies.token_roles for ``requested``, kept in ``answers`` (emptied when full)."""
+    found = answers.get(requested)
+    if found is None:
+        if len(answers) >= ANSWERS_KEPT:
+            answers.clear()
+        found = answers[requested] = tuple(policies.token_roles(requested, catalog, account=account,
+                                                                bindings=bindings))
+    return found
 
 
 HMAC_MARK = b"h"  # before an HMAC's digest: never equal to a sha256's, whatever the bytes

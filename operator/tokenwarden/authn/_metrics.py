@@ -34,9 +34,13 @@ ISSUER_KEYS = Gauge("tokenwarden_workload_issuer_keys",
 
 class Verifications:
     """``tokenwarden_verifications_total{endpoint, result}`` and the histogram
-    ``tokenwarden_verify_seconds{endpoint}``, counted on the event loop in plain numbers and read
-    at scrape time: a prometheus_client child takes a lock on every inc and observe, a good
-    part of what /verify costs beyond aiohttp's own work."""
+    ``tokenwarden_verify_duration_seconds{endpoint}``, counted on the event loop in plain numbers
+    and read at scrape time: a prometheus_client child takes a lock on every inc and observe, a
+    good part of what /verify costs beyond aiohttp's own work. The histogram is also exported
+    under its earlier name, ``tokenwarden_verify_seconds``, until the next release."""
+
+    HISTOGRAMS = (("tokenwarden_verify_duration_seconds", "Time to verify one request."),
+                  ("tokenwarden_verify_seconds", "Deprecated: tokenwarden_verify_duration_seconds."))
 
     BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1)
 
@@ -63,15 +67,36 @@ class Verifications:
         for (endpoint, result), count in list(self.results.items()):
             total.add_metric([endpoint, result], count)
         yield total
-        seconds = HistogramMetricFamily("tokenwarden_verify_seconds", "Time to verify one request.",
-                                        labels=["endpoint"])
+        histograms = [HistogramMetricFamily(name, help, labels=["endpoint"]) for name, help in self.HISTOGRAMS]
         for endpoint, counts in list(self.times.items()):
             cumulative, running = [], 0
             for bound, count in zip((*self.BUCKETS, float("inf")), counts):
                 running += count
                 cumulative.append((floatToGoString(bound), running))
-            seconds.add_metric([endpoint], cumulative, self.sums[endpoint])
-        yield seconds
+            for histogram in histograms:
+                histogram.add_metric([endpoint], cumulative, self.sums[endpoint])
+        yield from histograms
+
+
+class Responses:
+    """``tokenwarden_authenticator_responses_total{endpoint, code}``: the public port's answers
+    by endpoint (verify, tokenreview, other) and HTTP status, a failed handler's 500 included,
+    for the ratio of 5xx answers. Plain counts on the event loop, as Verifications'."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}  # (endpoint, code) → count
+
+    def count(self, endpoint: str, code: int) -> None:
+        key = (endpoint, code)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def collect(self):
+        family = CounterMetricFamily("tokenwarden_authenticator_responses",
+                                     "Answers of the public port by endpoint and HTTP status code.",
+                                     labels=["endpoint", "code"])
+        for (endpoint, code), count in list(self.counts.items()):
+            family.add_metric([endpoint, str(code)], count)
+        yield family
 
 
 class CredentialVerifications:
@@ -140,6 +165,10 @@ REGISTRY.register(INDEX_SYNC)
 
 VERIFICATIONS = Verifications()
 REGISTRY.register(VERIFICATIONS)
+
+
+RESPONSES = Responses()
+REGISTRY.register(RESPONSES)
 
 
 CREDENTIAL_VERIFICATIONS = CredentialVerifications()

@@ -15,6 +15,7 @@ from aiohttp.web import TCPSite
 from kubernetes import client
 
 from tokenwarden.authn._access_log import flush_access_log, open_access_log
+from tokenwarden.authn._bindings import BindingStore
 from tokenwarden.authn._http import QuietAppRunner
 from tokenwarden.authn._index import WORKLOAD, TokenIndex
 from tokenwarden.authn._metrics import CREDENTIAL_VERIFICATIONS, INDEX_SYNC
@@ -26,12 +27,14 @@ from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.authn._workload import WorkloadVerifier
+from tokenwarden.buildinfo import export_build_info
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
 from tokenwarden.kube._issuer import read_issuer
-from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_ACCOUNTS, SERVICE_TOKENS
+from tokenwarden.kube._resources import INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS
 from tokenwarden.kube._watching import list_page, open_watch
+from tokenwarden.logs import LOG_FORMATS, TEXT_FORMAT, format_logs_as
 
 logger = logging.getLogger("tokenwarden.authenticator")
 
@@ -62,6 +65,7 @@ class AuthenticatorOptions:
     event_loop: str = EVENT_LOOPS[0]  # "asyncio" (the standard library's own) or "uvloop" (libuv)
     verbose: bool = False
     debug: bool = False
+    log_format: str = LOG_FORMATS[0]  # "text" or "json" (tokenwarden.logs)
 
 
 def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threading.Event,
@@ -69,6 +73,7 @@ def _reflectors(index: TokenIndex, namespaces: list[str], forget, stop: threadin
     """One reflector per kind and listing scope, each in a thread with a connection of its
     own; changes reach the index on the event loop."""
     stores = [(SERVICE_ACCOUNTS, AccountStore(index, forget))]
+    stores += [(ROLE_BINDINGS, BindingStore(index))]  # roles from the bindings, not from status
     stores += [(resource, TokenStore(resource.kind, index, forget)) for resource in (SERVICE_TOKENS, INGESTION_KEYS)]
     scopes = objects.listing_scopes(namespaces)
     custom = client.CustomObjectsApi(load_api_client(pool_size=len(stores) * len(scopes)))
@@ -91,7 +96,7 @@ def _scoped(store, scope: str | None):
 
 
 class _NamespaceView:
-    """Keys end in (namespace, name), for tokens and accounts alike."""
+    """Keys end in (namespace, name), for tokens, accounts and bindings alike."""
 
     def __init__(self, store, namespace: str) -> None:
         self.store, self.namespace = store, namespace
@@ -123,7 +128,7 @@ def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: L
 
 async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
-    index = TokenIndex()
+    index = TokenIndex(catalog=frozenset(options.settings.roles))
     last_used = LastUsed(options.last_used_interval)
     custom = client.CustomObjectsApi(load_api_client())
     watching = threading.Event()  # set when the reflectors' threads should end
@@ -212,11 +217,13 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run_authenticator(options: AuthenticatorOptions) -> None:
     new_loop = loop_factory(options.event_loop)
     logging.basicConfig(level=logging.DEBUG if options.debug or options.verbose else logging.INFO,
-                        format="[%(asctime)s] %(name)-20.20s [%(levelname)-8.8s] %(message)s")
+                        format=TEXT_FORMAT)
+    format_logs_as(options.log_format)
     if not options.debug:
         logging.getLogger("asyncio").setLevel(logging.WARNING)
     quiet_body_loggers()
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # headers may hold tokens
+    export_build_info("authenticator")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -19,6 +19,7 @@ from tokenwarden.authn._index import Identity, TokenIndex
 from tokenwarden.authn._metrics import (
     CREDENTIAL_VERIFICATIONS,
     LAST_USED_WRITES,
+    RESPONSES,
     VERIFICATIONS,
     CredentialVerifications,
 )
@@ -240,7 +241,7 @@ class Authenticator:
 
     def app(self) -> web.Application:
         """The public port: verification only, bodies of MAX_BODY bytes at most."""
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[count_responses])
         app.router.add_route("*", "/verify", self.forward_auth)
         app.router.add_route("*", "/verify/{tail:.*}", self.forward_auth)
         app.router.add_post("/apis/authentication.k8s.io/v1/tokenreviews", self.token_review)
@@ -253,6 +254,27 @@ class Authenticator:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
         return app
+
+
+def _endpoint(path: str) -> str:
+    if path.startswith("/verify"):
+        return "verify"
+    return "tokenreview" if path == "/apis/authentication.k8s.io/v1/tokenreviews" else "other"
+
+
+@web.middleware
+async def count_responses(request: web.Request, handler) -> web.StreamResponse:
+    """Count each answer of the public port by endpoint and status: a handler that fails is a 500."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own answers: 404, 405, 413
+        RESPONSES.count(_endpoint(request.path), exc.status)
+        raise
+    except Exception:
+        RESPONSES.count(_endpoint(request.path), 500)
+        raise
+    RESPONSES.count(_endpoint(request.path), response.status)
+    return response
 
 
 def _failure(code: int, message: str) -> web.Response:

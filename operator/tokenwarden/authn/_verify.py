@@ -31,12 +31,14 @@ class Verdict:
         return self.status == 200
 
 
-def permissions_of(identity: Identity, catalog: Mapping[str, Role], project: str | None) -> set[str]:
-    """Permissions the identity holds, globally or within ``project``."""
+def permissions_of(identity: Identity, catalog: Mapping[str, Role], project: str | None,
+                   roles: tuple[str, ...] | None = None) -> set[str]:
+    """Permissions the identity holds, globally or within ``project``, with ``roles`` (None:
+    ``identity.roles``, a workload's)."""
     if identity.kind == "IngestionAPIKey":
         return {INGEST}
     granted: set[str] = set()
-    for role in identity.roles:
+    for role in identity.roles if roles is None else roles:
         name, _, scope = role.partition("@")
         if scope and scope != project:
             continue
@@ -100,39 +102,45 @@ def verify(
             return Verdict(401, "revoked", identity)
         if account.disabled:
             return Verdict(401, "disabled", identity)
+    # Roles from the objects watched now (the token's spec, its account's bindings), never from
+    # a status the operator may not have written yet: a binding deleted grants nothing at once.
+    roles = index.roles_of(identity) if identity.kind == "ServiceToken" else ()
     if audiences is not None:
-        return _review(identity, audiences or default_audiences, default_audiences)
-    return authorize(identity, catalog, permission, project)
+        return _review(identity, audiences or default_audiences, default_audiences, roles)
+    return authorize(identity, catalog, permission, project, roles=roles)
 
 
 def authorize(identity: Identity, catalog: Mapping[str, Role], permission: str | None, project: str | None,
-              via: str | None = None) -> Verdict:
-    """Whether a valid credential's ``identity`` may do ``permission`` within ``project``."""
+              via: str | None = None, roles: tuple[str, ...] | None = None) -> Verdict:
+    """Whether a valid credential's ``identity``, carrying ``roles`` (None: ``identity.roles``,
+    a workload's), may do ``permission`` within ``project``."""
     if project is not None and not PROJECT.fullmatch(project):
         return Verdict(403, "project", identity)
     if identity.kind != "IngestionAPIKey":  # a ServiceToken, or a workload: its account's roles
+        if roles is None:
+            roles = identity.roles
         if project is not None:
-            in_project = [r for r in identity.roles if "@" not in r or r.endswith(f"@{project}")]
+            in_project = [r for r in roles if "@" not in r or r.endswith(f"@{project}")]
             if not in_project:
                 return Verdict(403, "project", identity)
-        roles = identity.roles
     else:
         if identity.project and project not in (None, identity.project):
             return Verdict(403, "project", identity)
         project = project or identity.project
         roles = (INGEST,)
-    if permission and not _permits(permissions_of(identity, catalog, project), permission):
+    if permission and not _permits(permissions_of(identity, catalog, project, roles), permission):
         return Verdict(403, "permission", identity)
     return Verdict(200, "ok", identity, roles, project, via=via)
 
 
-def _review(identity: Identity, requested: Sequence[str], default_audiences: Sequence[str]) -> Verdict:
-    """A Kubernetes identity for a valid credential: service tokens only, and only for an
-    audience the token carries (its ``spec.audiences``, or else the default ones)."""
+def _review(identity: Identity, requested: Sequence[str], default_audiences: Sequence[str],
+            roles: tuple[str, ...]) -> Verdict:
+    """A Kubernetes identity for a valid credential carrying ``roles``: service tokens only, and
+    only for an audience the token carries (its ``spec.audiences``, or else the default ones)."""
     if identity.kind != "ServiceToken":
         return Verdict(403, "not-kubernetes", identity)
     valid_for = identity.audiences or tuple(default_audiences)
     matching = tuple(a for a in dict.fromkeys(requested) if a in valid_for)
     if not matching:
         return Verdict(403, "audience", identity)
-    return Verdict(200, "ok", identity, identity.roles, None, matching)
+    return Verdict(200, "ok", identity, roles, None, matching)

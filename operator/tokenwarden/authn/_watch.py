@@ -27,7 +27,7 @@ def identity_from(kind: str, body: Mapping) -> tuple[Identity, list[tuple[str, o
         namespace=_shared(metadata["namespace"]),
         name=metadata["name"],
         account=_shared(spec.get("serviceAccountName")) if kind == SERVICE_TOKENS.kind else None,
-        roles=_shared(tuple(status.get("effectiveRoles") or ())),
+        roles=_shared(tuple(spec.get("roles") or ())) if kind == SERVICE_TOKENS.kind else (),
         phase=_shared(status.get("phase")),
         expires_at=policies.parse_time(status.get("expiresAt")),
         project=_shared(spec.get("project")) if kind == INGESTION_KEYS.kind else None,
@@ -115,7 +115,6 @@ class AccountStore:
         return (metadata["namespace"], metadata["name"]), Account(
             uid=metadata.get("uid") or "", disabled=bool(spec.get("disabled")),
             deleting=bool(metadata.get("deletionTimestamp")),
-            roles=tuple((body.get("status") or {}).get("effectiveRoles") or ()),
             workloads=tuple(w["serviceAccountName"] for w in workloads if isinstance(w, dict)
                             and isinstance(w.get("serviceAccountName"), str)) if isinstance(workloads, list) else ())
 

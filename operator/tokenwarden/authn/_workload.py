@@ -6,8 +6,8 @@ own ``exp``; negative: briefly, in a bounded cache), keyed by the token's sha256
 token. Before a review is spent, the token's signature is checked against the cluster's
 service-account issuer keys (_issuer.py): a made-up JWT costs kube-apiserver nothing. Reviews
 of signed tokens share ``rate`` a second fairly among namespaces (_budget.py). Which account the service account maps to, and whether
-that account is disabled or being deleted, is looked up on every request: a cached answer
-never outlives the account.
+that account is disabled or being deleted, and what its bindings grant now, is looked up on
+every request: a cached answer never outlives the account, nor a binding.
 """
 from __future__ import annotations
 
@@ -120,9 +120,10 @@ def bind(index: TokenIndex, service_account: tuple[str, str]) -> WorkloadVerdict
         return WorkloadVerdict(401, "ambiguous", service_account=name)
     [account_name] = accounts
     account = index.accounts.get((namespace, account_name))
+    # All its account's bindings grant now, as its tokens that request no roles carry.
     identity = Identity(kind=WORKLOAD, namespace=namespace, name=account_name, account=account_name,
-                        roles=account.roles if account else (), phase="Active", expires_at=None,
-                        account_uid=account.uid if account else None)
+                        roles=index.granted(namespace, account_name).roles if account else (), phase="Active",
+                        expires_at=None, account_uid=account.uid if account else None)
     if account is None or account.deleting:
         return WorkloadVerdict(401, "deleted", identity, name)
     if account.disabled:
@@ -146,8 +147,8 @@ class WorkloadVerifier:
         self.budget = FairBudget(settings.reviews_per_second, settings.review_burst, clock,
                                  wait=settings.review_wait.total_seconds(), queue=settings.review_queue)
         self.in_flight: dict[bytes, asyncio.Future] = {}
-        # service account -> (account name, the index's Account object, the verdict bind gave)
-        self.bound: dict[tuple[str, str], tuple[str, object, WorkloadVerdict]] = {}
+        # service account -> (account name, the index's Account and Grant objects, the verdict bind gave)
+        self.bound: dict[tuple[str, str], tuple[str, object, object, WorkloadVerdict]] = {}
 
     async def verify(self, token: str) -> WorkloadVerdict:
         verdict = await self._verify(token)
@@ -188,20 +189,22 @@ class WorkloadVerifier:
         return self._bind(answer.service_account)
 
     def _bind(self, service_account: tuple[str, str]) -> WorkloadVerdict:
-        """``bind``, its verdict reused while the index holds the same account object for the
-        service account (an account's change replaces the object)."""
+        """``bind``, its verdict reused while the index holds the same account and grant objects
+        for the service account (a change of the account, or of one of its bindings, replaces one)."""
         namespace, _ = service_account
         listing = self.index.workloads.get(service_account)
         account_name = next(iter(listing)) if listing and len(listing) == 1 else None
         account = self.index.accounts.get((namespace, account_name)) if account_name else None
+        grant = self.index.granted(namespace, account_name) if account_name else None
         known = self.bound.get(service_account)
-        if account is not None and known is not None and known[0] == account_name and known[1] is account:
-            return known[2]
+        if account is not None and known is not None and known[0] == account_name and known[1] is account \
+                and known[2] is grant:
+            return known[3]
         verdict = bind(self.index, service_account)
         if account is not None:
             if len(self.bound) >= self.settings.cache_size:
                 self.bound.clear()
-            self.bound[service_account] = (account_name, account, verdict)
+            self.bound[service_account] = (account_name, account, grant, verdict)
         return verdict
 
     async def _review(self, key: bytes, token: str, expires: float, namespace: str) -> Reviewed | None:

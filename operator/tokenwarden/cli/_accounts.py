@@ -6,8 +6,11 @@ from kubernetes.client.rest import ApiException
 from pydantic import BaseModel, ValidationError
 
 from tokenwarden.api import RoleBindingSpec, ServiceAccountSpec, WorkloadIdentity, describe_validation_error
-from tokenwarden.cli._kubeopts import Kube, complete_names, kube_options, require_name
-from tokenwarden.cli._output import OUTPUT, done, print_data, print_table, roles_cell
+from tokenwarden.cli._describe import describe_command
+from tokenwarden.cli._kubeopts import Kube, kube_options, require_name
+from tokenwarden.cli._output import CHANGE_OUTPUT, decorated, done, roles_cell
+from tokenwarden.cli._views import (DRY_RUN, View, get_command, list_command, name_argument, print_change,
+                                    ready_condition, show_dry_run)
 from tokenwarden.kube._resources import ROLE_BINDINGS, SERVICE_ACCOUNTS
 
 
@@ -33,10 +36,12 @@ def _checked(model: type[BaseModel], spec: dict) -> dict:
 
 def _ready(obj: dict) -> tuple[str, str]:
     """The Ready condition's status and message ("", "" before the operator has seen the object)."""
-    for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") or "", condition.get("message") or ""
-    return "", ""
+    condition = ready_condition(obj)
+    return condition.get("status") or "", condition.get("message") or ""
+
+
+def _print_created(view: View, obj: dict, output: str | None, line: str) -> None:
+    print_change(view.resource, obj["metadata"]["name"], view.item(obj), output, decorated(line))
 
 
 def _existing(kube: Kube, noun: str, name: str, call) -> object:
@@ -104,7 +109,7 @@ def describe_account(obj: dict) -> dict:
     """A ServiceAccount as ``list`` prints it (json and yaml keys in this order)."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     ready, message = _ready(obj)
-    return {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+    return {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace"),
             "description": spec.get("description"), "disabled": bool(spec.get("disabled")),
             "tokens": status.get("tokenCount", 0),
             "workloadIdentities": [w["serviceAccountName"] for w in spec.get("workloadIdentities") or []],
@@ -119,6 +124,19 @@ def workloads_cell(item: dict) -> str:
     if names and item["workloadIdentitiesBound"] < len(names):
         cell += f" ({item['workloadIdentitiesBound']} bound)"
     return cell
+
+
+def _account_row(obj: dict) -> list:
+    item = describe_account(obj)
+    return [item["name"], str(item["disabled"]).lower(), item["tokens"], workloads_cell(item), item["ready"],
+            item["description"] or "-"]
+
+
+SERVICE_ACCOUNT_VIEW = View(SERVICE_ACCOUNTS, "service-account", "service account", describe_account,
+                            ["NAME", "DISABLED", "TOKENS", "WORKLOADS", "READY", "DESCRIPTION"], _account_row,
+                            ["LAST USED", "MESSAGE"],
+                            lambda obj: [(obj.get("status") or {}).get("lastUsedAt"), _ready(obj)[1]],
+                            status_column="READY")
 
 
 @click.group("service-account")
@@ -145,9 +163,11 @@ def service_account() -> None:
               help="A Kubernetes ServiceAccount of the same namespace whose pods authenticate as this account "
                    "with a projected service-account token (audience tokenwarden), with nothing minted. "
                    "Repeat it for several.")
+@DRY_RUN
+@CHANGE_OUTPUT
 @kube_options
 def service_account_create(kube: Kube, name: str, description: str | None, disabled: bool,
-                           workloads: tuple[str, ...]) -> None:
+                           workloads: tuple[str, ...], dry_run: str, output: str | None) -> None:
     """Create a service account.
 
     \b
@@ -161,40 +181,37 @@ def service_account_create(kube: Kube, name: str, description: str | None, disab
     identities = workload_identities(workloads, kube.namespace)
     spec = _checked(ServiceAccountSpec, {k: v for k, v in {"description": description, "disabled": disabled,
                                                            "workloadIdentities": identities}.items() if v})
-    kube.create(SERVICE_ACCOUNTS, name, spec)
+    if dry_run != "none":
+        show_dry_run(kube, SERVICE_ACCOUNTS, name, spec, dry_run, output)
+        return
+    created = kube.create(SERVICE_ACCOUNTS, name, spec)
+    bound = (f" (workload identities: {', '.join(i['serviceAccountName'] for i in identities)})"
+             if identities else "")
+    _print_created(SERVICE_ACCOUNT_VIEW, created, output, f"Service account created: {name}{bound}")
     if identities:
-        done(f"Service account created: {name} (workload identities: "
-             f"{', '.join(i['serviceAccountName'] for i in identities)})")
         _warn_missing_workloads(kube, identities)
-    else:
-        done(f"Service account created: {name}")
 
 
-@service_account.command("list")
-@OUTPUT
-@kube_options
-def service_account_list(kube: Kube, output: str) -> None:
-    """List service accounts: name, disabled, number of tokens, bound workloads, ready, description.
+service_account.add_command(list_command(SERVICE_ACCOUNT_VIEW, """List service accounts: name, disabled, number
+    of tokens, bound workloads, ready, description.
 
     WORKLOADS names the Kubernetes ServiceAccounts whose pods authenticate as the
-    account, with how many are bound when one of them does not exist.
+    account, with how many are bound when one of them does not exist. -o wide adds
+    when a token of the account was last used and the Ready message; -A lists every
+    namespace you may list.
 
     \b
     Examples:
       tokenwarden service-account list
       tokenwarden service-account list -o json
-    """
-    items = [describe_account(obj) for obj in kube.list(SERVICE_ACCOUNTS)]
-    if output != "table":
-        print_data(items, output)
-        return
-    print_table(["NAME", "DISABLED", "TOKENS", "WORKLOADS", "READY", "DESCRIPTION"],
-                [[i["name"], str(i["disabled"]).lower(), i["tokens"], workloads_cell(i), i["ready"],
-                  i["description"] or "-"] for i in items], status_column="READY")
+      tokenwarden service-account list -A
+    """))
+service_account.add_command(get_command(SERVICE_ACCOUNT_VIEW))
+service_account.add_command(describe_command(SERVICE_ACCOUNT_VIEW))
 
 
 @service_account.command("delete")
-@click.argument("name", shell_complete=complete_names(SERVICE_ACCOUNTS))
+@name_argument(SERVICE_ACCOUNT_VIEW)
 @kube_options
 def service_account_delete(kube: Kube, name: str) -> None:
     """Delete a service account: its tokens are revoked.
@@ -214,7 +231,7 @@ def _set_disabled(kube: Kube, name: str, disabled: bool) -> None:
 
 
 @service_account.command("disable")
-@click.argument("name", shell_complete=complete_names(SERVICE_ACCOUNTS))
+@name_argument(SERVICE_ACCOUNT_VIEW)
 @kube_options
 def service_account_disable(kube: Kube, name: str) -> None:
     """Disable an account: its tokens fail verification but are kept.
@@ -227,7 +244,7 @@ def service_account_disable(kube: Kube, name: str) -> None:
 
 
 @service_account.command("enable")
-@click.argument("name", shell_complete=complete_names(SERVICE_ACCOUNTS))
+@name_argument(SERVICE_ACCOUNT_VIEW)
 @kube_options
 def service_account_enable(kube: Kube, name: str) -> None:
     """Enable a disabled account again: its tokens verify again.
@@ -240,6 +257,25 @@ def service_account_enable(kube: Kube, name: str) -> None:
 
 
 # -- role-binding ---------------------------------------------------------------
+
+def describe_binding(obj: dict) -> dict:
+    """A RoleBinding as ``list -o json|yaml`` prints it."""
+    spec = obj.get("spec") or {}
+    ready, message = _ready(obj)
+    return {"name": obj["metadata"]["name"], "namespace": obj["metadata"].get("namespace"),
+            "serviceAccount": spec.get("serviceAccountName"), "roles": spec.get("roles") or [],
+            "project": spec.get("project"), "ready": ready, "message": message}
+
+
+def _binding_row(obj: dict) -> list:
+    item = describe_binding(obj)
+    return [item["name"], item["serviceAccount"], roles_cell(item["roles"]), item["project"], item["ready"]]
+
+
+ROLE_BINDING_VIEW = View(ROLE_BINDINGS, "role-binding", "role binding", describe_binding,
+                         ["NAME", "SERVICE ACCOUNT", "ROLES", "PROJECT", "READY"], _binding_row,
+                         ["MESSAGE"], lambda obj: [_ready(obj)[1]], status_column="READY")
+
 
 @click.group("role-binding")
 def role_binding() -> None:
@@ -262,8 +298,11 @@ def role_binding() -> None:
 @click.option("--service-account", required=True, help="The service account that gets the roles.")
 @click.option("--roles", required=True, help="Comma-separated roles from the catalog, e.g. reader,writer.")
 @click.option("--project", help="Grant the roles only within this project.")
+@DRY_RUN
+@CHANGE_OUTPUT
 @kube_options
-def role_binding_create(kube: Kube, name: str, service_account: str, roles: str, project: str | None) -> None:
+def role_binding_create(kube: Kube, name: str, service_account: str, roles: str, project: str | None,
+                        dry_run: str, output: str | None) -> None:
     """Create a role binding.
 
     \b
@@ -275,38 +314,31 @@ def role_binding_create(kube: Kube, name: str, service_account: str, roles: str,
     spec = {"serviceAccountName": service_account, "roles": split_roles(roles)}
     if project:
         spec["project"] = project
-    kube.create(ROLE_BINDINGS, name, _checked(RoleBindingSpec, spec))
-    done(f"Role binding created: {name}")
+    spec = _checked(RoleBindingSpec, spec)
+    if dry_run != "none":
+        show_dry_run(kube, ROLE_BINDINGS, name, spec, dry_run, output)
+        return
+    created = kube.create(ROLE_BINDINGS, name, spec)
+    _print_created(ROLE_BINDING_VIEW, created, output, f"Role binding created: {name}")
 
 
-@role_binding.command("list")
-@OUTPUT
-@kube_options
-def role_binding_list(kube: Kube, output: str) -> None:
-    """List role bindings: name, service account, roles, project, ready.
+role_binding.add_command(list_command(ROLE_BINDING_VIEW, """List role bindings: name, service account, roles,
+    project, ready.
+
+    -o wide adds the Ready message; -A lists every namespace you may list.
 
     \b
     Examples:
       tokenwarden role-binding list
       tokenwarden role-binding list -o yaml
-    """
-    items = []
-    for obj in kube.list(ROLE_BINDINGS):
-        spec = obj.get("spec") or {}
-        ready, message = _ready(obj)
-        items.append({"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
-                      "serviceAccount": spec.get("serviceAccountName"), "roles": spec.get("roles") or [],
-                      "project": spec.get("project"), "ready": ready, "message": message})
-    if output != "table":
-        print_data(items, output)
-        return
-    print_table(["NAME", "SERVICE ACCOUNT", "ROLES", "PROJECT", "READY"],
-                [[i["name"], i["serviceAccount"], roles_cell(i["roles"]), i["project"], i["ready"]] for i in items],
-                status_column="READY")
+      tokenwarden role-binding list -A
+    """))
+role_binding.add_command(get_command(ROLE_BINDING_VIEW))
+role_binding.add_command(describe_command(ROLE_BINDING_VIEW))
 
 
 @role_binding.command("delete")
-@click.argument("name", shell_complete=complete_names(ROLE_BINDINGS))
+@name_argument(ROLE_BINDING_VIEW)
 @kube_options
 def role_binding_delete(kube: Kube, name: str) -> None:
     """Delete a role binding: its roles leave the account's tokens.

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import click
 
-from tokenwarden.cli._serving import prepare
+from tokenwarden.cli._params import Duration
+from tokenwarden.cli._serving import log_format_option, prepare
 
 
 @click.command("authenticator")
@@ -18,8 +19,8 @@ from tokenwarden.cli._serving import prepare
                    "Reloaded when the file changes.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Private key of --tls-cert.")
-@click.option("--tls-check-interval", type=click.FloatRange(min=0, min_open=True), default=10.0,
-              show_default=True, help="Seconds between looks at --tls-cert/--tls-key for a new pair.")
+@click.option("--tls-check-interval", type=Duration(), default="10s",
+              show_default=True, help="How often to look at --tls-cert/--tls-key for a new pair, e.g. 10s.")
 @click.option("--metrics-host", default=None,
               help="Address of the health and metrics server (default: --host).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), default=9090, show_default=True,
@@ -27,10 +28,10 @@ from tokenwarden.cli._serving import prepare
 @click.option("-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces.")
 @click.option("--scheme", "schemes", multiple=True,
               help="Extra Authorization scheme to accept (e.g. an OpenTelemetry collector's). Repeatable.")
-@click.option("--last-used-interval", type=float, default=60.0, show_default=True,
-              help="Seconds between lastUsedAt writes (at most one per token per interval).")
-@click.option("--watch-broken-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              help="Seconds a watch may stay broken (API server away) before /readyz answers 503; "
+@click.option("--last-used-interval", type=Duration(), default="60s", show_default=True,
+              help="Time between lastUsedAt writes, e.g. 60s or 5m (at most one per token per interval).")
+@click.option("--watch-broken-after", type=Duration(), default="60s", show_default=True,
+              help="How long a watch may stay broken (API server away) before /readyz answers 503, e.g. 60s; "
                    "/verify answers from the last index meanwhile.")
 @click.option("--credential-metrics-limit", type=click.IntRange(min=0), default=1000, show_default=True,
               help="At most this many credentials get series of their own in "
@@ -45,9 +46,10 @@ from tokenwarden.cli._serving import prepare
               help="The event loop that serves: asyncio's own, or uvloop (libuv).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
+@log_format_option
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
                   metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
-                  access_log, access_log_success_rate, event_loop, verbose, debug) -> None:
+                  access_log, access_log_success_rate, event_loop, verbose, debug, log_format) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -80,6 +82,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             credential_metrics_limit=credential_metrics_limit,
             access_log=access_log, access_log_success_rate=access_log_success_rate,
-            extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug))
+            extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug,
+            log_format=log_format))
     except (CertificateError, EventLoopUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc

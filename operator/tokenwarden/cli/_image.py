@@ -23,7 +23,7 @@ def build_image(tag: str, base: str, no_cache: bool) -> None:
 
     \b
     Example:
-      tokenwarden build-image --tag tokenwarden:dev
+      tokenwarden-dev build-image --tag tokenwarden:dev
     """
     started = time.monotonic()
     log = lambda message: click.echo(message, err=True)  # noqa: E731

@@ -7,9 +7,9 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import click
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -23,12 +23,24 @@ from tokenwarden.kube._resources import API_VERSION, GROUP, VERSION, Resource
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-@dataclass
 class Kube:
-    """An API client and the namespace the command works in."""
+    """An API client and the namespace the command works in.
 
-    api: client.ApiClient
-    namespace: str
+    The client is made on first use, so that a command checks its arguments before it
+    loads credentials: a bad name is reported as such even where no kubeconfig exists.
+    """
+
+    def __init__(self, api: client.ApiClient | None, namespace: str, *,
+                 connect: Callable[[], client.ApiClient] | None = None, namespace_given: bool = True) -> None:
+        self._api, self._connect = api, connect
+        self.namespace = namespace
+        self.namespace_given = namespace_given  # -n was given (a manifest then names it)
+
+    @property
+    def api(self) -> client.ApiClient:
+        if self._api is None:
+            self._api = self._connect()
+        return self._api
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -38,12 +50,24 @@ class Kube:
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
 
-    def create(self, resource: Resource, name: str, spec: dict) -> dict:
-        body = {"apiVersion": API_VERSION, "kind": resource.kind, "metadata": {"name": name}, "spec": spec}
-        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.plural, body)
+    def create(self, resource: Resource, name: str, spec: dict, dry_run: bool = False) -> dict:
+        extra = {"dry_run": "All"} if dry_run else {}
+        return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.plural,
+                                                           manifest(resource, name, spec), **extra)
 
-    def list(self, resource: Resource) -> list[dict]:
+    def list(self, resource: Resource, all_namespaces: bool = False) -> list[dict]:
+        if all_namespaces:
+            items = self.custom.list_cluster_custom_object(GROUP, VERSION, resource.plural)["items"]
+            return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
         return self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.plural)["items"]
+
+    def get(self, resource: Resource, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.plural, name)
+        except ApiException as exc:
+            if exc.status == 404 and "could not find the requested resource" not in (exc.body or ""):
+                return None
+            raise
 
     def delete(self, resource: Resource, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.plural, name)
@@ -53,11 +77,17 @@ class Kube:
                                                           name, body)
 
 
+def manifest(resource: Resource, name: str, spec: dict, namespace: str | None = None) -> dict:
+    """The object as ``kubectl apply -f`` takes it."""
+    metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": API_VERSION, "kind": resource.kind, "metadata": metadata, "spec": spec}
+
+
 def default_namespace(kubeconfig: str | None, context: str | None) -> str:
     """The namespace of the kubeconfig context in use (as kubectl picks it), else ``default``."""
     try:
         contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
-    except (ConfigException, OSError, TypeError, ValueError):
+    except (ConfigException, OSError, TypeError, ValueError, yaml.YAMLError):
         return "default"
     if context:
         current = next((c for c in contexts or [] if c.get("name") == context), current)
@@ -93,20 +123,30 @@ def body_reason(exc: ApiException) -> str | None:
     return body.get("reason") if isinstance(body, dict) else None
 
 
+def _check_namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not _DNS_LABEL.match(value):
+        raise click.BadParameter(f"{value!r} is not a namespace name: use at most 63 lower-case letters, "
+                                 "digits and '-', starting and ending with a letter or digit", ctx, param)
+    return value
+
+
 def kube_options(func: Callable) -> Callable:
     """Add --kubeconfig, --context and -n as kubectl has them; call ``func(kube=Kube, ...)``.
 
-    API errors and an unreachable server become one line on stderr and exit status 1.
+    Credentials are loaded when the command first talks to the server, after its own
+    checks. API errors and an unreachable server become one line on stderr and exit
+    status 1.
     """
 
     @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
                   help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
     @click.option("--context", default=None, help="Kubeconfig context to use (default: the current one).")
-    @click.option("-n", "--namespace", default=None,
+    @click.option("-n", "--namespace", default=None, callback=_check_namespace,
                   help="Namespace (default: the context's namespace, else default).")
     @functools.wraps(func)
     def wrapper(*args, kubeconfig: str | None, context: str | None, namespace: str | None, **kwargs):
-        kube = connect(kubeconfig, context, namespace)
+        kube = Kube(None, namespace or default_namespace(kubeconfig, context),
+                    connect=lambda: connect_api(kubeconfig, context), namespace_given=namespace is not None)
         try:
             return func(*args, kube=kube, **kwargs)
         except ApiException as exc:
@@ -119,15 +159,31 @@ def kube_options(func: Callable) -> Callable:
     return wrapper
 
 
-def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:
-    """A client for the kubeconfig and context, in ``namespace`` or the context's."""
+def connect_api(kubeconfig: str | None, context: str | None) -> client.ApiClient:
+    """A client for the kubeconfig and context, or an error naming what to pass."""
     if kubeconfig and not os.path.isfile(kubeconfig):
         raise click.ClickException(f"kubeconfig {kubeconfig} does not exist: pass an existing --kubeconfig")
+    found = kubeconfig or os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube/config"))
+    if not found and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise click.ClickException("no kubeconfig: $KUBECONFIG is not set, ~/.kube/config does not exist and this "
+                                   "is not a pod in a cluster; pass --kubeconfig or set KUBECONFIG")
     try:
-        api = load_api_client(kubeconfig, context)
+        return load_api_client(kubeconfig, context)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise click.ClickException(f"the kubeconfig {kubeconfig or os.environ.get('KUBECONFIG') or '~/.kube/config'} "
+                                   f"is not valid YAML{where}: fix it, or pass another --kubeconfig") from None
     except (ConfigException, OSError) as exc:
+        if context and f"Expected object with name {context} " in str(exc):
+            raise click.ClickException(f"the kubeconfig has no context {context!r}: kubectl config get-contexts "
+                                       "lists those it has") from None
         raise click.ClickException(str(exc).splitlines()[0]) from exc
-    return Kube(api, namespace or default_namespace(kubeconfig, context))
+
+
+def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:
+    """A client for the kubeconfig and context, in ``namespace`` or the context's."""
+    return Kube(connect_api(kubeconfig, context), namespace or default_namespace(kubeconfig, context))
 
 
 def require_name(name: str, param_hint: str = "--name") -> str:

@@ -17,6 +17,7 @@ import click
 from tokenwarden import policies
 from tokenwarden.cli._kubeopts import Kube, kube_options
 from tokenwarden.cli._output import done
+from tokenwarden.cli._params import Duration
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
 from tokenwarden.kube._errors import ApiForbidden
 from tokenwarden.kube._import_key import ImportKeyInvalid, read_import_key
@@ -144,8 +145,8 @@ def _revoke_one(kube: Kube, leaked: Leaked, timeout: float) -> None:
                                              "overlap, roll the restart targets. (Required.)")
 @click.option("--import-key", "import_key_secret", default=DEFAULT_IMPORT_KEY, show_default=True,
               metavar="NAMESPACE/NAME", help="The cluster's import key Secret, to find imported keys by their HMAC.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=60.0, show_default=True,
-              help="Seconds to wait for the operator's successor (0: do not wait). The value is refused "
+@click.option("--timeout", type=Duration(allow_zero=True), default="60s", show_default=True,
+              help="How long to wait for the operator's successor, e.g. 30s (0: do not wait). The value is refused "
                    "whether or not the operator runs.")
 @kube_options
 def revoke(kube: Kube, leaked: bool, import_key_secret: str, timeout: float) -> None:

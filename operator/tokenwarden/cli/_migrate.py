@@ -5,17 +5,17 @@ import time
 from dataclasses import dataclass
 
 import click
-import yaml
 from kubernetes.client.rest import ApiException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tokenwarden import policies
-from tokenwarden.api import describe_validation_error
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
 from tokenwarden.kube._errors import ApiForbidden
 from tokenwarden.kube import secrets as kube_secrets
+from tokenwarden.cli._keysfile import KeyEntry, read_keys_file
 from tokenwarden.cli._kubeopts import Kube, kube_options, require_name, server_message
-from tokenwarden.cli._output import done, print_table
+from tokenwarden.cli._params import Duration, one_name
+from tokenwarden.cli._output import CHANGE_OUTPUT, done, print_data, print_table
+from tokenwarden.cli._views import object_name
 from tokenwarden.cli._tokens import SERVICE_TOKEN, check_expiration, ready_message, wait_until_settled
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
 from tokenwarden.tokens import hash_token
@@ -45,15 +45,17 @@ _min_length_option = click.option(
 
 
 @click.command("import")
-@click.option("--name", required=True, help="Name of the ServiceToken (a DNS label).")
+@click.argument("name_arg", metavar="[NAME]", required=False)
+@click.option("--name", help="Name of the ServiceToken (a DNS label); or give it as NAME.")
 @click.option("--from-secret", "source", required=True, help="SECRET[:KEY] holding the existing key (same namespace).")
 @click.option("--service-account", help="tokenwarden ServiceAccount the key belongs to.")
 @click.option("--roles", help="Comma-separated roles (default: all the account is granted).")
 @click.option("--expiration", help="Expiration date, yyyy-MM-dd. Optional.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the operator.")
+@click.option("--timeout", type=Duration(), default="60s", show_default=True,
+              help="How long to wait for the operator, e.g. 30s or 2m (a bare number: seconds).")
 @_min_length_option
 @kube_options
-def import_token(kube: Kube, name, source, service_account, roles, expiration, timeout, min_length) -> None:
+def import_token(kube: Kube, name_arg, name, source, service_account, roles, expiration, timeout, min_length) -> None:
     """Adopt an existing API key: only its hash is stored; the key keeps working.
 
     The Secret must opt in with the label tokenwarden.io/importable=true, and you must
@@ -64,14 +66,15 @@ def import_token(kube: Kube, name, source, service_account, roles, expiration, t
     Example:
       kubectl create secret generic grafana-key --from-literal=token=glsa_…
       kubectl label secret grafana-key tokenwarden.io/importable=true
-      tokenwarden service-token import --name grafana-agent --from-secret grafana-key --roles writer
+      tokenwarden service-token import grafana-agent --from-secret grafana-key --roles writer
     """
+    name = require_name(one_name(name_arg, name, "--name"), "NAME")
     secret, key = _split_source(source)
     role_list = [r.strip() for r in roles.split(",") if r.strip()] if roles else None
     if not role_list and not service_account:
         raise click.UsageError("give --roles, or --service-account to use the account's roles")
     spec = import_spec(secret, key, service_account, role_list, check_expiration(expiration))
-    problems = _check_sources(kube, [_Source(require_name(name), secret, key)], min_length)
+    problems = _check_sources(kube, [_Source(name, secret, key)], min_length)
     if problems:
         raise click.ClickException("; ".join(p.partition(": ")[2] for p in problems) + "; nothing was created")
     created = kube.create(SERVICE_TOKENS, name, spec)
@@ -85,28 +88,6 @@ def import_token(kube: Kube, name, source, service_account, roles, expiration, t
     done(f"Service token imported: {status['tokenId']}")
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=63)
-    service_account: str | None = Field(None, alias="serviceAccount")
-    roles: list[str] = Field(min_length=1)
-    project: str | None = None
-    expiration: str | None = None
-    secret: str = Field(min_length=1)
-    key: str = "token"
-    description: str | None = None
-
-    @property
-    def account(self) -> str:
-        return self.service_account or self.name
-
-
-class _File(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    keys: list[_Entry] = Field(min_length=1)
-
-
 @dataclass
 class _Planned:
     resource: object
@@ -117,7 +98,7 @@ class _Planned:
     status: str = ""  # a token's phase after the operator has looked at it
 
 
-def _plan(entries: list[_Entry]) -> list[_Planned]:
+def _plan(entries: list[KeyEntry]) -> list[_Planned]:
     planned: dict[tuple[str, str], _Planned] = {}
     for entry in entries:
         planned.setdefault(("account", entry.account), _Planned(
@@ -221,10 +202,11 @@ def _check_sources(kube: Kube, entries: list[_Source], minimum: int) -> list[str
               help="YAML with keys: [{name, serviceAccount, roles, project, expiration, secret, key}].")
 @click.option("--dry-run", is_flag=True, help="Show what would be created; change nothing.")
 @_min_length_option
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Seconds to wait, in all, for the operator to import the keys.")
+@click.option("--timeout", type=Duration(), default="2m", show_default=True,
+              help="How long to wait, in all, for the operator to import the keys, e.g. 5m.")
+@CHANGE_OUTPUT
 @kube_options
-def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: float) -> None:
+def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: float, output: str | None) -> None:
     """Turn existing API keys into ServiceAccounts, RoleBindings and imported ServiceTokens.
 
     Idempotent: a second run changes nothing. Every problem in the file is listed
@@ -243,12 +225,7 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: floa
           secret: legacy-api-keys    # the Secret holding the key, same namespace
           key: grafana-agent         # its key in that Secret (default: token)
     """
-    try:
-        document = _File.model_validate(yaml.safe_load(open(path)) or {})
-    except yaml.YAMLError as exc:
-        raise click.ClickException(f"{path} is not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        raise click.ClickException(f"{path}: " + describe_validation_error(exc, prefix="")) from exc
+    document = read_keys_file(path)
     problems = []
     seen: set[str] = set()
     for entry in document.keys:
@@ -287,15 +264,23 @@ def migrate(kube: Kube, path: str, dry_run: bool, min_length: int, timeout: floa
     columns = ["KIND", "NAME", "DETAIL", "ACTION"]
     rows = [[i.resource.kind, i.name, ",".join(i.spec.get("roles", [])) or i.spec.get("description", ""), i.action]
             for i in plan]
-    if dry_run:
+    if not dry_run:
+        not_active = _settle_tokens(kube, plan, timeout)
+        columns, rows = [*columns, "STATUS"], [[*row, item.status] for row, item in zip(rows, plan)]
+    if output == "name":
+        for item in plan:
+            click.echo(object_name(item.resource, item.name))
+    elif output:
+        print_data([dict(zip((c.lower() for c in columns), row)) for row in rows], output)
+    else:
         print_table(columns, rows)
+    if dry_run:
         return
-    not_active = _settle_tokens(kube, plan, timeout)
-    print_table([*columns, "STATUS"], [[*row, item.status] for row, item in zip(rows, plan)])
     if not_active:
         raise click.ClickException(f"{len(not_active)} of {len(document.keys)} key(s) are not in use:\n  "
                                    + "\n  ".join(not_active))
-    done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
+    if not output:
+        done(f"Migrated {len(document.keys)} key(s) into namespace {kube.namespace}")
 
 
 def _settle_tokens(kube: Kube, plan: list[_Planned], timeout: float) -> list[str]:

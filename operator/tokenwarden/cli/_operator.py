@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
 import time
 
 import click
 
-from tokenwarden.cli._serving import prepare
+from tokenwarden.cli._params import Duration
+from tokenwarden.cli._serving import log_format_option, prepare
 
 
 class _Priority(click.ParamType):
@@ -47,8 +49,9 @@ def auto_priority() -> int:
               help="Peering priority: the highest-priority replica is active, the others stand by "
                    "(equal priorities pause them all). 'auto': the replica started first is active "
                    "and another takes over only when it goes.")
-@click.option("--peering-lifetime", type=click.IntRange(min=10), default=60, show_default=True,
-              help="Seconds a replica's peering record stays valid: a standby takes over this long "
+@click.option("--peering-lifetime", type=Duration(minimum=10), default="60s", show_default=True,
+              help="How long a replica's peering record stays valid (e.g. 60s, 2m; at least 10s): a standby "
+                   "takes over this long "
                    "after a replica's last keep-alive when it dies without leaving (at once when it stops).")
 @click.option("--liveness", "liveness", default=None,
               help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
@@ -75,9 +78,11 @@ def auto_priority() -> int:
                    "secret_scanning): only reports signed with one of them are acted on.")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
+@log_format_option
 def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, peering_lifetime,
              liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed, metrics_port,
-             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug) -> None:
+             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug,
+             log_format) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
 
     \b
@@ -102,7 +107,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             peering=peering,
             standalone=standalone or not peering,
             priority=priority,
-            peering_lifetime=peering_lifetime,
+            peering_lifetime=math.ceil(peering_lifetime),
             liveness=liveness,
             webhook_port=webhook_port,
             webhook_host=webhook_host,
@@ -113,6 +118,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             leak_reports=leak_reports,
             verbose=verbose,
             debug=debug,
+            log_format=log_format,
         )
     )
 

@@ -14,9 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 import click
 import yaml
 
-#: The ``-o/--output`` option every ``list`` command takes.
-OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
-                      show_default=True, help="Output format: the table for people, json or yaml for scripts.")
+#: The ``-o/--output`` option of the commands that print objects (list, get).
+OUTPUT = click.option("-o", "--output", type=click.Choice(["table", "wide", "name", "json", "yaml"]),
+                      default="table", show_default=True,
+                      help="Output format: the table for people (wide: more columns), name for "
+                           "kind/name lines, json or yaml for scripts.")
+
+#: The ``-o/--output`` option of the commands that make or change an object (create, rotate).
+CHANGE_OUTPUT = click.option("-o", "--output", type=click.Choice(["json", "yaml", "name"]), default=None,
+                             help="Print the result as json or yaml for scripts, or as kind/name "
+                                  "(default: one line for people).")
 
 _PHASE_COLOURS = {"Active": "green", "Pending": "yellow", "Failed": "red", "Expired": "red", "Revoked": "red",
                   "True": "green", "False": "red", "Unknown": "yellow"}
@@ -29,7 +36,12 @@ def fancy() -> bool:
 
 def done(message: str) -> None:
     """Print ``✅ message`` for a person at a terminal, the bare message otherwise."""
-    click.echo(f"✅ {message}" if fancy() else message)
+    click.echo(decorated(message))
+
+
+def decorated(message: str) -> str:
+    """``✅ message`` for a person at a terminal, the bare message otherwise."""
+    return f"✅ {message}" if fancy() else message
 
 
 def roles_cell(roles: Iterable[str] | None) -> str:
@@ -72,8 +84,9 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], status
         click.echo(text)
 
 
-def format_data(items: list[dict], output: str) -> str:
-    """``items`` as a json array or a yaml list (keys in the order given)."""
+def format_data(items: list[dict] | dict, output: str) -> str:
+    """``items`` as a json array or a yaml list (keys in the order given); one object as
+    a json or yaml mapping."""
     if output == "json":
         return json.dumps(items, indent=2) + "\n"
     if output == "yaml":
@@ -81,5 +94,5 @@ def format_data(items: list[dict], output: str) -> str:
     raise ValueError(f"unknown output format {output!r}")
 
 
-def print_data(items: list[dict], output: str) -> None:
+def print_data(items: list[dict] | dict, output: str) -> None:
     click.echo(format_data(items, output), nl=False)

@@ -6,6 +6,12 @@ import os
 import click
 
 from tokenwarden.config import ConfigError, Settings, load_settings
+from tokenwarden.logs import LOG_FORMATS
+
+#: ``--log-format`` of the long-running commands.
+log_format_option = click.option(
+    "--log-format", type=click.Choice(LOG_FORMATS), default=LOG_FORMATS[0], show_default=True,
+    help="text, or json: a JSON object per line (time, level, logger, message, object) for log pipelines.")
 
 
 def prepare(kubeconfig: str | None, config_path: str | None) -> Settings:

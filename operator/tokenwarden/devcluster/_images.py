@@ -399,7 +399,7 @@ def image_archive(name: str) -> Path:
     found = image(name)
     if found is None:
         raise ControlPlaneError(f"image {name} is not in buildah's storage: build it first "
-                                "(tokenwarden build-image, or make image)")
+                                "(tokenwarden-dev build-image, or make image)")
     folder = cache_root() / "images"
     folder.mkdir(parents=True, exist_ok=True)
     reference = pod_reference(name)

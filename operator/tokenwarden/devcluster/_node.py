@@ -528,7 +528,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
 
 def node_images(extra: tuple[str, ...] = (), log=print) -> NodeImages:
-    """The pause image plus every image archive that ``tokenwarden build-image`` left in the
+    """The pause image plus every image archive that ``tokenwarden-dev build-image`` left in the
     cache, and the images named in ``extra`` (exported from buildah's storage)."""
     from tokenwarden.devcluster._build import cache_root
     from tokenwarden.devcluster._images import ensure_pause_image, image_archive

@@ -25,6 +25,8 @@ a burst of tokens from one requester costs one review per permission, not two pe
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 
 import kopf
 from pydantic import ValidationError
@@ -39,21 +41,30 @@ from tokenwarden.api import (
     describe_validation_error,
 )
 from tokenwarden.handlers._indexes import Indexes
+from tokenwarden.handlers._metrics import ADMISSION_DENIALS, ADMISSION_DURATION, ADMISSION_REQUESTS
 from tokenwarden.kube import access, objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
 
 _REFUSED = 422
 
 
+class Refused(kopf.AdmissionError):
+    """A refusal, with the reason it is counted under in tokenwarden_admission_denials_total."""
+
+    def __init__(self, problem: policies.Problem) -> None:
+        super().__init__(problem.message, code=_REFUSED)
+        self.reason = problem.reason
+
+
 def _refuse(problem: policies.Problem) -> None:
-    raise kopf.AdmissionError(problem.message, code=_REFUSED)
+    raise Refused(problem)
 
 
 def _parse(model, spec):
     try:
         return model.model_validate(dict(spec or {}))
     except ValidationError as exc:
-        raise kopf.AdmissionError(describe_validation_error(exc), code=_REFUSED) from None
+        raise Refused(policies.Problem(reasons.INVALID_SPEC, describe_validation_error(exc))) from None
 
 
 def _check_roles(roles, memo) -> None:
@@ -223,19 +234,42 @@ async def validate_key(namespace, spec, operation, old, new, memo, userinfo=None
                         _granted_before(IngestionAPIKeySpec, _key_grants, operation, old), userinfo, memo)
 
 
-# id → (plural, operations): what each validating webhook is called for. The chart's
+def measured(kind: str, validate):
+    """``validate``, counted and timed in the admission metrics by kind, operation and result
+    (allowed, denied, error), its refusals counted by reason."""
+
+    @functools.wraps(validate)
+    async def handler(operation, **kwargs):
+        started, result = time.perf_counter(), "allowed"
+        try:
+            return await validate(operation=operation, **kwargs)
+        except kopf.AdmissionError as exc:
+            result = "denied"
+            ADMISSION_DENIALS.labels(kind, operation, getattr(exc, "reason", "Refused")).inc()
+            raise
+        except Exception:
+            result = "error"
+            raise
+        finally:
+            ADMISSION_REQUESTS.labels(kind, operation, result).inc()
+            ADMISSION_DURATION.labels(kind, operation, result).observe(time.perf_counter() - started)
+
+    return handler
+
+
+# id → (resource, operations): what each validating webhook is called for. The chart's
 # ValidatingWebhookConfiguration has one webhook per entry, at path /<id> (kopf's webhook
 # server routes a request to the handler whose id is the path).
 WEBHOOKS = {
-    "validate-account": (SERVICE_ACCOUNTS.plural, ("CREATE",), validate_account),
-    "validate-binding": (ROLE_BINDINGS.plural, ("CREATE", "UPDATE"), validate_binding),
-    "validate-token": (SERVICE_TOKENS.plural, ("CREATE", "UPDATE"), validate_token),
-    "validate-key": (INGESTION_KEYS.plural, ("CREATE", "UPDATE"), validate_key),
+    "validate-account": (SERVICE_ACCOUNTS, ("CREATE",), validate_account),
+    "validate-binding": (ROLE_BINDINGS, ("CREATE", "UPDATE"), validate_binding),
+    "validate-token": (SERVICE_TOKENS, ("CREATE", "UPDATE"), validate_token),
+    "validate-key": (INGESTION_KEYS, ("CREATE", "UPDATE"), validate_key),
 }
 
 
 def register(registry: kopf.OperatorRegistry | None = None) -> None:
     """Register the validating webhooks (only when the operator serves them)."""
-    for handler_id, (plural, operations, fn) in WEBHOOKS.items():
-        kopf.on.validate(GROUP, VERSION, plural, id=handler_id, operations=list(operations),
-                         ignore_failures=True, registry=registry)(fn)
+    for handler_id, (resource, operations, fn) in WEBHOOKS.items():
+        kopf.on.validate(GROUP, VERSION, resource.plural, id=handler_id, operations=list(operations),
+                         ignore_failures=True, registry=registry)(measured(resource.kind, fn))

@@ -51,7 +51,6 @@ from tokenwarden.kube._resources import (
     VERSION,
     Resource,
 )
-from tokenwarden.policies import Binding
 
 
 @dataclass(frozen=True)
@@ -128,12 +127,15 @@ def _account(body: dict, _: Indexes) -> dict | None:
 
 
 def _binding(body: dict, indexes: Indexes) -> dict | None:
-    """(namespace, account) → Binding, for bindings whose roles are all in the catalog."""
-    spec = body.get("spec") or {}
-    account, roles = spec.get("serviceAccountName"), tuple(spec.get("roles") or ())
-    if not account or not roles or any(r not in indexes.catalog for r in roles):
+    """(namespace, account) → Binding, for bindings that grant (policies.binding_grant: not being
+    deleted, every role in the catalog), as the authenticator decides from its own watch."""
+    meta = body["metadata"]
+    grant = policies.binding_grant(body.get("spec") or {}, indexes.catalog,
+                                   deleting=bool(meta.get("deletionTimestamp")))
+    if grant is None:
         return None
-    return {(body["metadata"]["namespace"], account): Binding(roles=roles, project=spec.get("project") or None)}
+    account, binding = grant
+    return {(meta["namespace"], account): binding}
 
 
 def _token(body: dict, _: Indexes) -> dict | None:

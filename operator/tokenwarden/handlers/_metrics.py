@@ -8,8 +8,12 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 MINTED = Counter("tokenwarden_tokens_minted_total", "Tokens minted, by kind.", ["kind"])
-MINT_SECONDS = Histogram("tokenwarden_mint_seconds", "Time to mint a token and write its Secret.", ["kind"],
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+_MINT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+MINT_DURATION = Histogram("tokenwarden_mint_duration_seconds", "Time to mint a token and write its Secret.",
+                          ["kind"], buckets=_MINT_BUCKETS)
+# Deprecated: the same observations under the name of earlier releases, until the next one.
+MINT_SECONDS = Histogram("tokenwarden_mint_seconds", "Deprecated: tokenwarden_mint_duration_seconds.", ["kind"],
+                         buckets=_MINT_BUCKETS)
 EXPIRED = Counter("tokenwarden_tokens_expired_total", "Tokens expired, by kind.", ["kind"])
 EXPIRY_LAG = Histogram("tokenwarden_expiry_lag_seconds", "Secret deleted minus expiresAt.", ["kind"],
                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
@@ -19,6 +23,18 @@ ADMISSION_ENFORCED = Gauge(
     "1 when the API server refuses a ServiceToken that admission must refuse (a dry run, at start and every "
     "5 minutes: handlers/_admission_check.py); 0 when it accepts it, or cannot be asked: any user who may "
     "create a ServiceToken may then grant any role.")
+ADMISSION = ["kind", "operation", "result"]
+ADMISSION_REQUESTS = Counter("tokenwarden_admission_requests_total",
+                             "Admission reviews the webhook answered, by kind, operation and result: allowed, "
+                             "denied, error (the handler failed).", ADMISSION)
+ADMISSION_DENIALS = Counter("tokenwarden_admission_denials_total",
+                            "Admission reviews denied, by kind, operation and reason (the reason the refusal "
+                            "names: UnknownRole, QuotaExceeded, GrantNotAllowed, InvalidSpec, ...).",
+                            ["kind", "operation", "reason"])
+ADMISSION_DURATION = Histogram("tokenwarden_admission_duration_seconds",
+                               "Time to answer an admission review (SubjectAccessReviews and recounts included), "
+                               "by kind, operation and result.", ADMISSION,
+                               buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 
 class PhaseCollector:
@@ -48,6 +64,7 @@ class CredentialCollector:
 
     def __init__(self) -> None:
         self.credentials = None
+        self.activity = None  # handlers._listings.Activity: phases are shown by the active replica only
         # (namespace, kind, name) → {(counter, result): count}
         self.counts: dict[tuple[str, str, str], dict[tuple[str, str], int]] = {}
         self._lock = threading.Lock()  # handlers count from threads
@@ -80,10 +97,17 @@ class CredentialCollector:
                                             "Rollout restarts of the credential's restart targets after a rotation, "
                                             "by result: restarted, not_found, failed.", labels=[*CREDENTIAL, "result"]),
         }
+        phases = GaugeMetricFamily("tokenwarden_credential_phase",
+                                   "1 for the credential's phase (Pending, Active, Failed, Expired, Revoked), "
+                                   "from the active operator replica only (a standby's view is as old as its "
+                                   "start).", labels=[*CREDENTIAL, "phase"])
+        show_phases = self.activity is not None and not self.activity.paused()
         existing = set()
         for key, entries in (self.credentials.items() if self.credentials is not None else ()):
             existing.add(key)
             times = entries[0]
+            if show_phases:
+                phases.add_metric([*key, times.phase], 1)
             if times.phase != "Active":
                 continue
             for field, family in gauges.items():
@@ -97,6 +121,7 @@ class CredentialCollector:
                 for (counter, result), value in counts.items():
                     counters[counter].add_metric([*key, result], value)
         yield from gauges.values()
+        yield phases
         yield from counters.values()
 
 
@@ -108,3 +133,4 @@ REGISTRY.register(CREDENTIALS)
 def expose_phases(memo, **_) -> None:
     PHASES.phases = memo.indexes.phases
     CREDENTIALS.credentials = memo.indexes.credentials
+    CREDENTIALS.activity = memo.activity

@@ -25,7 +25,7 @@ from tokenwarden.conditions import condition, rfc3339, set_condition
 from tokenwarden.handlers._accounts import account_quota
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._imports import adopt_imported
-from tokenwarden.handlers._metrics import MINT_SECONDS, MINTED
+from tokenwarden.handlers._metrics import MINT_DURATION, MINT_SECONDS, MINTED
 from tokenwarden.handlers._token_kinds import (
     INGESTION_KEY,
     SERVICE_TOKEN,
@@ -189,7 +189,9 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
         token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
         if write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
             MINTED.labels(kind=kind.resource.kind).inc()
-            MINT_SECONDS.labels(kind=kind.resource.kind).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            for histogram in (MINT_DURATION, MINT_SECONDS):
+                histogram.labels(kind=kind.resource.kind).observe(elapsed)
             kopf.info(body, reason=reasons.MINTED, message=f"token {token_id} minted into Secret {secret_name!r}")
             return token, token_id, issued_at, secret_name
         # The Secret exists: ours from before a crash (reuse it), or someone else's.

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import kopf
 
+from tokenwarden.buildinfo import export_build_info
 from tokenwarden.config import Settings
 from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
+from tokenwarden.logs import LOG_FORMATS, format_logs_as
 
 
 @dataclass
@@ -36,6 +38,7 @@ class OperatorOptions:
     leak_reports: object | None = None  # handlers._leak_reports.LeakReportOptions; None: no endpoint
     verbose: bool = False
     debug: bool = False
+    log_format: str = LOG_FORMATS[0]  # "text" or "json" (tokenwarden.logs)
 
 
 def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
@@ -95,6 +98,7 @@ def run_operator(options: OperatorOptions) -> None:
     _revoke.without_finalizers(kopf.get_default_registry())
 
     kopf.configure(verbose=options.verbose, debug=options.debug)
+    format_logs_as(options.log_format)
     quiet_body_loggers()
     # One access line per admission review is noise (the API server logs its own).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -145,6 +149,7 @@ def run_operator(options: OperatorOptions) -> None:
     if options.metrics_port:
         from prometheus_client import start_http_server
 
+        export_build_info("operator")
         start_http_server(options.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=options.clusterwide,

@@ -77,8 +77,11 @@ from tokenwarden.policies._roles import (
     Binding,
     Problem,
     RolePlan,
+    binding_grant,
+    catalog_roles,
     granted_roles,
     plan_roles,
+    token_roles,
     unknown_roles,
 )
 from tokenwarden.policies._workloads import WORKLOADS_CONDITION, WorkloadBinding, workload_binding
@@ -157,8 +160,11 @@ __all__ = [
     "seconds_until",
     "source_namespace_problem",
     "source_not_importable_problem",
+    "binding_grant",
+    "catalog_roles",
     "granted_roles",
     "plan_roles",
+    "token_roles",
     "token_quota_problem",
     "unknown_roles",
 ]

@@ -1,7 +1,12 @@
-"""Which roles a token carries: its own ``roles`` or all its account is granted."""
+"""Which roles a token carries: its own ``roles`` or all its account is granted.
+
+The operator (status.effectiveRoles, minting) and the authenticator (every verification)
+decide with the same functions here, each from the objects it sees: a binding that is gone
+or being deleted grants nothing, whether or not the operator has written any status since.
+"""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tokenwarden import reasons
@@ -35,8 +40,38 @@ def scoped(role: str, project: str | None) -> str:
     return f"{role}@{project}" if project else role
 
 
-def unknown_roles(roles: Iterable[str], catalog: Mapping[str, object]) -> list[str]:
+def unknown_roles(roles: Iterable[str], catalog: Container[str]) -> list[str]:
     return sorted({r for r in roles if r not in catalog})
+
+
+def catalog_roles(roles: Sequence[str], catalog: Container[str]) -> tuple[str, ...]:
+    """What a grant (a RoleBinding's ``roles``, a standalone token's ``spec.roles``) carries:
+    all of its roles, or none when one is outside the catalog. Dropped whole rather than cut
+    to the known ones: the Ready condition names the unknown role and says the object grants
+    nothing until fixed, and a role removed from the catalog takes its grants with it."""
+    roles = tuple(roles)
+    return roles if all(map(catalog.__contains__, roles)) else ()
+
+
+def binding_grant(spec: Mapping, catalog: Container[str], *, deleting: bool) -> tuple[str, Binding] | None:
+    """The account a RoleBinding grants to, and what; None when it grants nothing: being
+    deleted (a ``deletionTimestamp``, whoever's finalizer holds it), naming no account or no
+    role, or naming a role outside the catalog (catalog_roles)."""
+    account = spec.get("serviceAccountName")
+    roles = catalog_roles(spec.get("roles") or (), catalog)
+    if deleting or not account or not roles:
+        return None
+    return account, Binding(roles=roles, project=spec.get("project") or None)
+
+
+def token_roles(requested: Sequence[str] | None, catalog: Collection[str], *, account: str | None,
+                bindings: Iterable[Binding]) -> list[str]:
+    """The roles a minted token carries now (``account``: its existing account, whose
+    ``bindings`` are those binding_grant kept): plan_roles' roles, or none where plan_roles
+    finds a problem, as the operator then writes into status.effectiveRoles."""
+    plan = plan_roles(list(requested or ()) or None, catalog, account=account, account_exists=True,
+                      bindings=bindings)
+    return [] if isinstance(plan, Problem) else plan.effective_roles
 
 
 def granted_roles(bindings: Iterable[Binding]) -> list[str]:
@@ -52,7 +87,7 @@ def granted_roles(bindings: Iterable[Binding]) -> list[str]:
 
 def plan_roles(
     requested: list[str] | None,
-    catalog: Mapping[str, object],
+    catalog: Collection[str],
     *,
     account: str | None,
     account_exists: bool,
