@@ -27,7 +27,9 @@ controlplane: setup
 node: controlplane
 	$(BIN)/tokenwarden-dev build-node
 
-demo: controlplane
+# The demo builds (once) only what it runs: etcd, kube-apiserver, kube-controller-manager; not the
+# tools the tests need (helm, promtool, the dashboard checker).
+demo: setup
 	$(BIN)/tokenwarden demo
 
 # The tiers run side by side in TEST_PROCESSES processes (pytest-xdist; tests/support_tiers.py
@@ -37,7 +39,7 @@ test: controlplane node
 	$(BIN)/python -m pytest tests -n $(TEST_PROCESSES) --dist loadgroup
 
 unit: setup
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/unit -n $(TEST_PROCESSES) --dist loadgroup
 
 # Exploration, never part of `make test` (which draws nothing at random): `make fuzz` runs both
 # explorers below.
