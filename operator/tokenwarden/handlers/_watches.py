@@ -1,0 +1,133 @@
+"""What the operator follows beyond kopf's watches, each narrowed by the API server.
+
+kopf selects one set of objects per kind, and its Secret watch selects token Secrets
+(handlers/_run.py). The other Secrets the operator follows need selectors of their own, so
+each has a reflector (kube/_reflector.py) in a thread, which keeps names and versions only:
+
+- import sources: Secrets labelled ``tokenwarden.io/importable=true``, metadata only (the
+  key is read by name when its token is reconciled);
+- the bootstrap Secret and the import key's Secret: each by its name (a field selector);
+- Kubernetes ServiceAccounts, which accounts name as workload identities: metadata only,
+  and only those some account names are kept.
+
+A Secret that must be read but carries none of these (an import source not labelled yet) is
+read by name when needed, never watched. As kopf's watches do, these act only while this
+replica leads (a standby paused by peering acts on nothing; its resync catches up).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+from collections.abc import Callable, Hashable
+
+import kopf
+from kubernetes import client
+
+from tokenwarden.handlers._bootstrap import bootstrap_secret
+from tokenwarden.handlers._import_sources import key_secret_changed, source_changed
+from tokenwarden.handlers._settle import _leading
+from tokenwarden.handlers._workloads import service_account_changed
+from tokenwarden.kube import load_api_client, objects
+from tokenwarden.kube._reflector import Reflector
+from tokenwarden.kube._watching import Selection, list_selected_page, open_selected_watch
+from tokenwarden.policies import IMPORTABLE_LABEL
+
+Key = tuple[str, str]  # (namespace, name)
+# changed(type, (namespace, name), body or None): ADDED, MODIFIED or DELETED
+Changed = Callable[[str, Key, "dict | None"], None]
+
+
+class Followed:
+    """A reflector's store that keeps each object's resourceVersion and hands every change to
+    ``changed`` (on the event loop). ``keep`` says which objects are kept at all: the others
+    are announced as they come, and forgotten."""
+
+    def __init__(self, changed: Changed, keep: Callable[[Key], bool] = lambda _: True) -> None:
+        self.changed, self.keep = changed, keep
+        self.versions: dict[Hashable, str] = {}
+
+    def record(self, body: dict):
+        meta = body.get("metadata") or {}
+        return (meta.get("namespace"), meta.get("name")), (meta.get("resourceVersion"), body)
+
+    def put(self, key: Key, record) -> None:
+        version, body = record
+        known = self.versions.get(key)
+        if known == version:
+            return  # a listing again brings what is known
+        if self.keep(key):
+            self.versions[key] = version
+        else:
+            self.versions.pop(key, None)
+        self.changed("ADDED" if known is None else "MODIFIED", key, body)
+
+    def drop(self, key: Key) -> None:
+        self.versions.pop(key, None)
+        self.changed("DELETED", key, None)
+
+    def keys(self):
+        return list(self.versions)
+
+
+def _selections(memo) -> list[tuple[Selection, Changed]]:
+    logger = memo.work_logger
+    follow: list[tuple[Selection, Changed]] = []
+    for scope in objects.listing_scopes(memo.namespaces):
+        follow.append((Selection("secrets", scope, label_selector=f"{IMPORTABLE_LABEL}=true", metadata_only=True),
+                       lambda type, key, _: source_changed(type, *key, memo, logger)))
+        follow.append((Selection("serviceaccounts", scope, metadata_only=True),
+                       lambda type, key, _: service_account_changed(type, *key, memo)))
+    bootstrap = memo.settings.bootstrap
+    if bootstrap.namespace:
+        def bootstrap_changed(type, key, body):
+            bootstrap_secret(type, body, memo, logger)
+            source_changed(type, *key, memo, logger)  # the bootstrap token imports it
+
+        follow.append((Selection("secrets", bootstrap.namespace, field_selector=f"metadata.name={bootstrap.secret_name}",
+                                 metadata_only=True), bootstrap_changed))
+    key = memo.settings.import_key
+    if key.namespace:
+        follow.append((Selection("secrets", key.namespace, field_selector=f"metadata.name={key.secret_name}"),
+                       lambda type, _, body: memo.work.submit(("import-key",), key_secret_changed, type, body,
+                                                              memo, logger)))
+    return follow
+
+
+def _leading_only(memo, changed: Changed) -> Changed:
+    def deliver(type, key, body):
+        if _leading(memo):
+            changed(type, key, body)
+    return deliver
+
+
+def _listed_workload(memo) -> Callable[[Key], bool]:
+    return lambda key: bool(memo.workload_listings.listing(*key))
+
+
+@kopf.on.startup()
+async def start_watches(memo, **_) -> None:
+    """One reflector per selection, each in a thread with a connection of its own; what they
+    see is handled on the event loop, in this handler's context (events can be posted)."""
+    loop = asyncio.get_running_loop()
+    deliver = functools.partial(loop.call_soon_threadsafe, context=contextvars.copy_context())
+    selections = _selections(memo)
+    core = client.CoreV1Api(load_api_client(pool_size=len(selections)))
+    memo.watches_stop = threading.Event()
+    memo.watches = []
+    for selection, changed in selections:
+        keep = _listed_workload(memo) if selection.plural == "serviceaccounts" else (lambda _: True)
+        reflector = Reflector(selection.what, Followed(_leading_only(memo, changed), keep),
+                              functools.partial(list_selected_page, core, selection),
+                              functools.partial(open_selected_watch, core, selection),
+                              stop=memo.watches_stop, deliver=deliver)
+        memo.watches.append(reflector)
+        threading.Thread(target=reflector.run, name=f"follow-{selection.what}", daemon=True).start()
+
+
+@kopf.on.cleanup()
+async def stop_watches(memo, **_) -> None:
+    stop = getattr(memo, "watches_stop", None)
+    if stop is not None:
+        stop.set()
