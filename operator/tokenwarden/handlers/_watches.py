@@ -11,12 +11,13 @@ each has a reflector (kube/_reflector.py) in a thread, which keeps names and ver
   and only those some account names are kept.
 
 A Secret that must be read but carries none of these (an import source not labelled yet) is
-read by name when needed, never watched. As kopf's watches do, these act only while this
-replica leads (a standby paused by peering acts on nothing; its resync catches up).
+read by name when needed, never watched. As kopf's watches do, these run only while this
+replica leads (a standby paused by peering watches and acts on nothing).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import threading
@@ -34,6 +35,7 @@ from tokenwarden.kube._reflector import Reflector
 from tokenwarden.kube._watching import Selection, list_selected_page, open_selected_watch
 from tokenwarden.policies import IMPORTABLE_LABEL
 
+LEAD_CHECK = 1.0  # seconds between looks at whether this replica leads (kopf's peering)
 Key = tuple[str, str]  # (namespace, name)
 # changed(type, (namespace, name), body or None): ADDED, MODIFIED or DELETED
 Changed = Callable[[str, Key, "dict | None"], None]
@@ -95,39 +97,74 @@ def _selections(memo) -> list[tuple[Selection, Changed]]:
     return follow
 
 
-def _leading_only(memo, changed: Changed) -> Changed:
-    def deliver(type, key, body):
-        if _leading(memo):
-            changed(type, key, body)
-    return deliver
-
-
 def _listed_workload(memo) -> Callable[[Key], bool]:
     return lambda key: bool(memo.workload_listings.listing(*key))
 
 
+class Watches:
+    """The operator's own reflectors, each in a thread with a connection of its own, running
+    while this replica leads: a replica that takes the lead starts them afresh, so their first
+    listing brings everything as kopf's listing on resuming does. What they see is handled on
+    the event loop, in the context of the startup handler (events can be posted)."""
+
+    def __init__(self, memo) -> None:
+        self.memo = memo
+        self.selections = _selections(memo)
+        self.core = client.CoreV1Api(load_api_client(pool_size=2 * len(self.selections)))
+        self.stop: threading.Event | None = None
+        self.reflectors: list[Reflector] = []
+
+    @property
+    def running(self) -> bool:
+        return self.stop is not None
+
+    def start(self, deliver: Callable[..., None]) -> None:
+        stop = self.stop = threading.Event()
+        self.reflectors = []
+        for selection, changed in self.selections:
+            keep = _listed_workload(self.memo) if selection.plural == "serviceaccounts" else (lambda _: True)
+            reflector = Reflector(selection.what, Followed(self._while_running(stop, changed), keep),
+                                  functools.partial(list_selected_page, self.core, selection),
+                                  functools.partial(open_selected_watch, self.core, selection),
+                                  stop=stop, deliver=deliver)
+            self.reflectors.append(reflector)
+            threading.Thread(target=reflector.run, name=f"follow-{selection.what}", daemon=True).start()
+
+    def halt(self) -> None:
+        if self.stop is not None:
+            self.stop.set()
+        self.stop = None
+
+    def _while_running(self, stop: threading.Event, changed: Changed) -> Changed:
+        """A watch ends at its next event once stopped: what it brings until then is dropped."""
+        def deliver(type, key, body):
+            if not stop.is_set() and _leading(self.memo):
+                changed(type, key, body)
+        return deliver
+
+
+async def _follow_the_lead(memo, watches: Watches) -> None:
+    deliver = functools.partial(asyncio.get_running_loop().call_soon_threadsafe, context=contextvars.copy_context())
+    while True:
+        leading = _leading(memo)
+        if leading and not watches.running:
+            watches.start(deliver)
+        elif not leading and watches.running:
+            watches.halt()
+        await asyncio.sleep(LEAD_CHECK)
+
+
 @kopf.on.startup()
 async def start_watches(memo, **_) -> None:
-    """One reflector per selection, each in a thread with a connection of its own; what they
-    see is handled on the event loop, in this handler's context (events can be posted)."""
-    loop = asyncio.get_running_loop()
-    deliver = functools.partial(loop.call_soon_threadsafe, context=contextvars.copy_context())
-    selections = _selections(memo)
-    core = client.CoreV1Api(load_api_client(pool_size=len(selections)))
-    memo.watches_stop = threading.Event()
-    memo.watches = []
-    for selection, changed in selections:
-        keep = _listed_workload(memo) if selection.plural == "serviceaccounts" else (lambda _: True)
-        reflector = Reflector(selection.what, Followed(_leading_only(memo, changed), keep),
-                              functools.partial(list_selected_page, core, selection),
-                              functools.partial(open_selected_watch, core, selection),
-                              stop=memo.watches_stop, deliver=deliver)
-        memo.watches.append(reflector)
-        threading.Thread(target=reflector.run, name=f"follow-{selection.what}", daemon=True).start()
+    memo.watches = Watches(memo)
+    memo.watches_task = asyncio.create_task(_follow_the_lead(memo, memo.watches))
 
 
 @kopf.on.cleanup()
 async def stop_watches(memo, **_) -> None:
-    stop = getattr(memo, "watches_stop", None)
-    if stop is not None:
-        stop.set()
+    task = getattr(memo, "watches_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        memo.watches.halt()
