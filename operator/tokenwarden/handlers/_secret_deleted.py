@@ -31,12 +31,14 @@ def secret_deleted(body, namespace, memo, logger, **_):
 def confirm_deleted(body, namespace: str, memo, logger) -> None:
     """Settle the Secret's token if the Secret is really gone (or replaced by a namesake);
     put its labels back if it is still there."""
+    ref = controller_ref(body)
+    kind = KINDS_BY_NAME.get(ref.get("kind")) if ref else None
+    if kind is None:
+        return  # not a token's Secret (the import key's is followed by name: handlers/_watches.py)
     name = body.metadata.name
     with kube_errors_to_kopf():
         found = kube_secrets.read_secret_object(memo.core, namespace, name)
-    ref = controller_ref(body)
-    kind = KINDS_BY_NAME.get(ref.get("kind")) if ref else None
-    if found is None or found["metadata"]["uid"] != body.metadata.uid or kind is None:
+    if found is None or found["metadata"]["uid"] != body.metadata.uid:
         settle_secret_owner(body, namespace, memo)
         return
     with kube_errors_to_kopf():
