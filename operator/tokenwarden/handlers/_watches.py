@@ -87,8 +87,9 @@ def _selections(memo) -> list[tuple[Selection, Changed]]:
             bootstrap_secret(type, body, memo, logger)
             source_changed(type, *key, memo, logger)  # the bootstrap token imports it
 
-        follow.append((Selection("secrets", bootstrap.namespace, field_selector=f"metadata.name={bootstrap.secret_name}",
-                                 metadata_only=True), bootstrap_changed))
+        by_name = f"metadata.name={bootstrap.secret_name}"
+        follow.append((Selection("secrets", bootstrap.namespace, field_selector=by_name, metadata_only=True),
+                       bootstrap_changed))
     key = memo.settings.import_key
     if key.namespace:
         follow.append((Selection("secrets", key.namespace, field_selector=f"metadata.name={key.secret_name}"),
