@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import functools
 import threading
 from collections.abc import Callable, Hashable
@@ -106,7 +105,7 @@ class Watches:
     """The operator's own reflectors, each in a thread with a connection of its own, running
     while this replica leads: a replica that takes the lead starts them afresh, so their first
     listing brings everything as kopf's listing on resuming does. What they see is handled on
-    the event loop, in the context of the startup handler (events can be posted)."""
+    the event loop; the work it calls for runs in a kopf handler's context (events can be posted)."""
 
     def __init__(self, memo) -> None:
         self.memo = memo
@@ -140,12 +139,12 @@ class Watches:
         """A watch ends at its next event once stopped: what it brings until then is dropped."""
         def deliver(type, key, body):
             if not stop.is_set() and _leading(self.memo):
-                changed(type, key, body)
+                self.memo.work.outside_handlers(changed, type, key, body)
         return deliver
 
 
 async def _follow_the_lead(memo, watches: Watches) -> None:
-    deliver = functools.partial(asyncio.get_running_loop().call_soon_threadsafe, context=contextvars.copy_context())
+    deliver = asyncio.get_running_loop().call_soon_threadsafe
     while True:
         leading = _leading(memo)
         if leading and not watches.running:
