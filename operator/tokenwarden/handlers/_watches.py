@@ -43,15 +43,18 @@ Changed = Callable[[str, Key, "dict | None"], None]
 class Followed:
     """A reflector's store that keeps each object's resourceVersion and hands every change to
     ``changed`` (on the event loop). ``keep`` says which objects are kept at all: the others
-    are announced as they come, and forgotten."""
+    are announced as they come, and forgotten. The body is handed on only ``with_body``: a
+    listing's pages wait for the event loop as records, and 10,000 bodies would be megabytes."""
 
-    def __init__(self, changed: Changed, keep: Callable[[Key], bool] = lambda _: True) -> None:
-        self.changed, self.keep = changed, keep
+    def __init__(self, changed: Changed, keep: Callable[[Key], bool] = lambda _: True,
+                 with_body: bool = False) -> None:
+        self.changed, self.keep, self.with_body = changed, keep, with_body
         self.versions: dict[Hashable, str] = {}
 
     def record(self, body: dict):
         meta = body.get("metadata") or {}
-        return (meta.get("namespace"), meta.get("name")), (meta.get("resourceVersion"), body)
+        return (meta.get("namespace"), meta.get("name")), (meta.get("resourceVersion"),
+                                                            body if self.with_body else None)
 
     def put(self, key: Key, record) -> None:
         version, body = record
@@ -73,6 +76,7 @@ class Followed:
 
 
 def _selections(memo) -> list[tuple[Selection, Changed]]:
+    """What to follow, and what to do on a change."""
     logger = memo.work_logger
     follow: list[tuple[Selection, Changed]] = []
     for scope in objects.listing_scopes(memo.namespaces):
@@ -123,7 +127,9 @@ class Watches:
         self.reflectors = []
         for selection, changed in self.selections:
             keep = _listed_workload(self.memo) if selection.plural == "serviceaccounts" else (lambda _: True)
-            reflector = Reflector(selection.what, Followed(self._while_running(stop, changed), keep),
+            # Bodies for the two Secrets followed by name only: the bootstrap Secret's annotations, the key.
+            store = Followed(self._while_running(stop, changed), keep, with_body=selection.field_selector is not None)
+            reflector = Reflector(selection.what, store,
                                   functools.partial(list_selected_page, self.core, selection),
                                   functools.partial(open_selected_watch, self.core, selection),
                                   stop=stop, deliver=deliver)
