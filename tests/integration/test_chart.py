@@ -204,8 +204,8 @@ EXPECTED_RBAC = {
     ("operator", "", ("secrets",), ("get", "list", "watch", "create", "patch", "delete")):
         "token Secrets: mint, read back after a crash, rotate, revoke, expire, collect orphans; bootstrap Secret",
     ("operator", "", ("events",), ("create",)): "events on tokens, accounts, the bootstrap Secret (kopf posts)",
-    ("operator", "", ("serviceaccounts",), ("list", "watch")):
-        "workload identities: which Kubernetes ServiceAccounts that accounts list exist",
+    ("operator", "", ("serviceaccounts",), ("get", "list", "watch")):
+        "workload identities: the Kubernetes ServiceAccounts accounts list, read by name, followed by metadata",
     ("operator", "apps", ("deployments", "daemonsets", "statefulsets"), ("patch",)):
         "rollout restart of rotation targets (a patch; a missing target is its 404)",
     ("operator", "authorization.k8s.io", ("subjectaccessreviews",), ("create",)):

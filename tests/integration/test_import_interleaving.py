@@ -73,7 +73,7 @@ def test_a_source_changed_while_its_first_import_runs_ends_with_the_new_value(
     def change():
         # The owner rotates the key, and the operator's handler for the source's event runs.
         core.patch_namespaced_secret("rotating-key", namespace, {"stringData": {"token": NEW}})
-        _recheck_importers("MODIFIED", namespace, ["importer"], memo, LOG)
+        _recheck_importers("MODIFIED", namespace, "rotating-key", ["importer"], memo, LOG)
 
     memo.core = SourceChangesOnFirstRead(memo.core, "rotating-key", change)
     _as_kopf_runs_it(memo, body)

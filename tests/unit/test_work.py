@@ -213,3 +213,24 @@ async def test_work_refused_with_a_403_then_let_through_holds(queue):
     queue.submit(("settle", "ServiceToken", "ns", "a"), refused_twice)
     await asyncio.sleep(600)
     assert len(runs) == 3
+
+
+HANDLER = contextvars.ContextVar("handler", default="none")
+
+
+@pytest.mark.looptime
+async def test_work_from_outside_any_handler_runs_in_the_handlers_context_once_known(queue):
+    seen, done = [], asyncio.Event()
+
+    def posts_an_event():
+        seen.append(HANDLER.get())
+        if HANDLER.get() == "none":
+            raise LookupError("no kopf handler's context: events cannot be posted")
+        done.set()
+
+    queue.outside_handlers(queue.submit, ("bootstrap",), posts_an_event)
+    await asyncio.sleep(0.1)  # runs once with no handler's context known: fails
+    HANDLER.set("kopf")
+    queue.learn_context()  # a kopf handler ran meanwhile
+    await asyncio.wait_for(done.wait(), 5)
+    assert seen == ["none", "kopf"]

@@ -37,11 +37,6 @@ CLAIM_ANNOTATION = "tokenwarden.io/bootstrap-claim"
 _CLAIM = "claim:"
 
 
-def _is_bootstrap_secret(name: str, namespace: str, memo) -> bool:
-    config = memo.settings.bootstrap
-    return bool(config.namespace) and namespace == config.namespace and name == config.secret_name
-
-
 def _created_uid(secret: kopf.Body, existing: dict | None) -> str | None:
     """The uid of the bootstrap ServiceToken the operator created, as the Secret records it;
     ``existing`` carrying the claim the Secret records counts as created (a crash came before
@@ -176,19 +171,12 @@ def settle_bootstrap(memo, logger) -> None:
         ensure_bootstrap(kopf.Body(secret), memo, logger)
 
 
-@kopf.on.event("", "v1", "secrets",
-               when=lambda name, namespace, memo, **_: _is_bootstrap_secret(name, namespace, memo))
-def bootstrap_secret(type, body, memo, logger, **_):
-    """Only the bootstrap Secret passes the filter: every other Secret costs no call at all.
-
-    kopf never retries an event handler, and at a fresh install the first attempt meets the
-    operator's own admission webhook before its Service routes to a ready replica: the work
-    queue retries until it holds, deciding on the Secret as it is then."""
-    memo.work.learn_context()
-    memo.bootstrap_seen = body  # what settle_bootstrap falls back on once the Secret is gone
-    if type == "DELETED":
-        # The Secret as last seen records which token the operator created: that one goes.
-        memo.work.submit(("bootstrap",), revoke_bootstrap, memo, logger,
-                         "the bootstrap Secret was removed from the values", body)
-    else:
-        memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)
+def bootstrap_secret(type: str, body: dict | None, memo, logger) -> None:
+    """The bootstrap Secret, followed by its name (handlers/_watches.py), changed or went:
+    the token is settled as the Secret stands then. The settle reads the Secret by name, so a
+    DELETED is confirmed before anything is revoked; and the work queue retries until it holds
+    (at a fresh install the first attempt meets the operator's own admission webhook before
+    its Service routes to a ready replica)."""
+    if body is not None:
+        memo.bootstrap_seen = kopf.Body(body)  # what settle_bootstrap falls back on once the Secret is gone
+    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)

@@ -66,11 +66,6 @@ class ImportKeys:
         return key
 
 
-def is_key_secret(name: str, namespace: str, memo) -> bool:
-    config = memo.settings.import_key
-    return bool(config.namespace) and namespace == config.namespace and name == config.secret_name
-
-
 def follow_key_secret(type, body, memo, logger) -> bool:
     """The key Secret changed or went; True when the key in use changed (imports need re-hashing)."""
     keys: ImportKeys = memo.import_keys

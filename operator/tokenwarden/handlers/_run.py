@@ -13,6 +13,7 @@ import kopf
 from tokenwarden.buildinfo import export_build_info
 from tokenwarden.config import Settings
 from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
+from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE
 from tokenwarden.logs import LOG_FORMATS, format_logs_as
 
 
@@ -88,6 +89,7 @@ def run_operator(options: OperatorOptions) -> None:
         _rotation,
         _settle,
         _usage,
+        _watches,  # after _settle and _workloads: their startup makes the work queue and the listings
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo
 
@@ -113,6 +115,10 @@ def run_operator(options: OperatorOptions) -> None:
         settings.posting.loggers = False  # events are the ones we post, not every log line
         settings.execution.max_workers = WORKERS
         settings.watching.server_timeout = 300
+        # kopf watches token Secrets only, selected by the API server: every other Secret of the
+        # cluster (a Helm release can be close to 1 MiB) never reaches the process. What must be
+        # read beyond them is watched by name or by its own label (handlers/_watches.py).
+        settings.watching.label_selectors["", "v1", "secrets"] = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
         # Memory: page kopf's initial listing, and let an object's worker (and its body) go
         # sooner than kopf's 5 s after its last event; a later event starts a new one.
         settings.watching.chunk_size = objects.LIST_PAGE

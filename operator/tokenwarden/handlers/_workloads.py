@@ -6,6 +6,8 @@ grant, which the authenticator gives its workloads, as a token's effectiveRoles.
 The account's own handler (handlers._accounts) writes them on every change of its spec; the
 triggers here bring them up to date when something else changes: a RoleBinding of the account,
 a Kubernetes ServiceAccount created or deleted, another account listing the same one.
+Kubernetes ServiceAccounts are read by name, and followed by their metadata alone: a cluster
+with thousands that no account lists costs the operator no memory for them.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
 from tokenwarden.kube import objects
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, VERSION
-from tokenwarden.kube._service_accounts import service_account_names
+from tokenwarden.kube._service_accounts import existing_service_accounts
 
 
 class WorkloadListings:
@@ -64,7 +66,7 @@ def workload_status(memo, namespace: str, name: str, spec, conditions: list[dict
     if not listed:
         kept = [c for c in conditions or [] if c.get("type") != policies.WORKLOADS_CONDITION]
         return {"workloadIdentities": None, "effectiveRoles": None, "conditions": kept}
-    binding = policies.workload_binding(namespace, listed, service_account_names(memo.core, namespace),
+    binding = policies.workload_binding(namespace, listed, existing_service_accounts(memo.core, namespace, listed),
                                         memo.workload_listings.others(namespace, name, listed))
     return {
         "workloadIdentities": binding.bound,
@@ -114,8 +116,8 @@ async def binding_changed(type, spec, namespace, memo, **_):
         _refresh(memo, namespace, [account])
 
 
-@kopf.on.event("", "v1", "serviceaccounts", id="workload-service-accounts",
-               when=lambda type, **_: type in ("ADDED", "DELETED"))
-async def service_account_changed(name, namespace, memo, **_):
-    """A Kubernetes ServiceAccount created or deleted: the accounts that list it are recounted."""
-    _refresh(memo, namespace, memo.workload_listings.listing(namespace, name))
+def service_account_changed(type: str, namespace: str, name: str, memo) -> None:
+    """A Kubernetes ServiceAccount created or deleted (handlers/_watches.py follows them, by
+    metadata only): the accounts that list it are recounted."""
+    if type in ("ADDED", "DELETED"):
+        _refresh(memo, namespace, memo.workload_listings.listing(namespace, name))

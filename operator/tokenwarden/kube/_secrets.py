@@ -132,8 +132,7 @@ def create_token_secret(
         metadata=client.V1ObjectMeta(
             name=name,
             namespace=namespace,
-            labels={**(labels or {}), MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: owner.name,
-                    KIND_LABEL: owner.kind.lower()},
+            labels={**(labels or {}), **_token_labels(owner)},
             annotations={**(annotations or {}), TOKEN_ID_ANNOTATION: token_id,
                          ISSUED_AT_ANNOTATION: issued_at, **recorded},
             owner_references=[client.V1OwnerReference(
@@ -150,6 +149,20 @@ def create_token_secret(
             raise SecretExists(name) from None
         with translated(f"creating Secret {namespace}/{name}"):
             raise
+
+
+def _token_labels(owner: Owner) -> dict[str, str]:
+    """The labels every token Secret carries: the operator's watch selects Secrets by them."""
+    return {MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: owner.name, KIND_LABEL: owner.kind.lower()}
+
+
+def restore_token_labels(core: client.CoreV1Api, namespace: str, name: str, owner: Owner,
+                         resource_version: str) -> None:
+    """Put a token Secret's labels back (removed by hand, it left the operator's watch);
+    ApiConflict when the Secret changed since it was read at ``resource_version``."""
+    body = {"metadata": {"labels": _token_labels(owner), "resourceVersion": resource_version}}
+    with translated(f"labelling Secret {namespace}/{name}"):
+        core.patch_namespaced_secret(name, namespace, body)
 
 
 def delete_token_secret(core: client.CoreV1Api, namespace: str, name: str, owner: Owner) -> bool:
