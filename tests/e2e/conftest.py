@@ -35,7 +35,7 @@ IMAGE = ("tokenwarden", "dev")
 # Figures the tests measure (never assert on), printed at the end of the run and, when
 # this variable names a file, written there as JSON.
 FIGURES_ENV = "TOKENWARDEN_E2E_FIGURES"
-_FIGURES: dict[str, float] = {}
+_FIGURES: dict[str, float | int] = {}
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Node:
     kubectl_bin: str
     helm_bin: str
     workdir: Path
-    figures: dict[str, float] = field(default_factory=lambda: _FIGURES)
+    figures: dict[str, float | int] = field(default_factory=lambda: _FIGURES)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
@@ -98,6 +98,10 @@ class Node:
     def record(self, name: str, seconds: float) -> None:
         self.figures[name] = round(seconds, 1)
 
+    def count(self, name: str, number: int) -> None:
+        """A figure that is a number of things, not seconds."""
+        self.figures[name] = int(number)
+
 
 def _local_node(workdir: Path):
     log = lambda *_: None  # noqa: E731
@@ -147,8 +151,8 @@ def node(request, tmp_path_factory):
 def pytest_terminal_summary(terminalreporter):
     if _FIGURES:
         terminalreporter.write_sep("-", "end-to-end figures (measured, not asserted)")
-        for name, seconds in _FIGURES.items():
-            terminalreporter.write_line(f"{name}: {seconds} s")
+        for name, value in _FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}" if isinstance(value, int) else f"{name}: {value} s")
 
 
 @dataclass
