@@ -211,6 +211,26 @@ def test_an_eviction_of_the_active_operator_refuses_no_write(node, release):
     assert _active_operator(node) != active
 
 
+def test_a_drain_of_the_only_node_stops_at_the_last_operator_pod(node, release):
+    """A drain (cordon, then evictions as `kubectl drain` makes them) of the operator pods. With
+    one node the evicted pod's replacement cannot be scheduled, so the budget must refuse the
+    second eviction: the drain gives up, and the last pod answers throughout. (A drain that
+    completes needs a second node for the replacements, which the node cluster does not have.)"""
+    name = node.json("get", "nodes")["items"][0]["metadata"]["name"]
+
+    def drain() -> None:
+        result = node.kubectl("drain", name, f"--pod-selector={OPERATOR.split(',', 1)[1]},{INSTANCE}",
+                              "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=30s", check=False,
+                              timeout=120)
+        node.kubectl("uncordon", name)
+        assert result.returncode != 0, f"the drain took both operator pods:\n{result.stdout}"
+        assert "disruption budget" in result.stdout + result.stderr, result.stdout + result.stderr
+        node.wait_until("two operator pods ready after the uncordon", lambda: _settled_operators(node),
+                        timeout=300)
+
+    _write_through(node, "drain of the only node (the operator pods; stops at the last one)", drain)
+
+
 def test_uninstall_leaves_nothing_cluster_scoped_but_the_kept_crds(node, release):
     node.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
     kinds = node.kubectl("api-resources", "--namespaced=false", "--verbs=list", "-o", "name").stdout.split()
