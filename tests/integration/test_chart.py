@@ -408,8 +408,10 @@ def test_helm_install_against_the_api_server(helm, cluster, core, api_client, cu
     example = (REPO / "examples" / "authentication.yaml").read_text()
     values.write_text(example)
     # No pod runs here to answer the chart's webhook (failurePolicy Fail): it has a test of its own below.
+    # One operator replica: kopf's peering CRD, which a release with several renders and keeps,
+    # would belong to this release and refuse the next test's install of another one.
     install = ["install", "tw", str(CHART), "-n", namespace, "--create-namespace", "--set", "crds.enabled=false",
-               "--set", "operator.webhook.enabled=false", "--values", str(values)]
+               "--set", "operator.webhook.enabled=false", "--set", "operator.replicas=1", "--values", str(values)]
     # The example as it stands holds a placeholder, not a token: refused, saying how to make one.
     refused = run_helm(helm, *install, kubeconfig=cluster.kubeconfig)
     assert refused.returncode != 0
@@ -432,8 +434,8 @@ def test_helm_install_against_the_api_server(helm, cluster, core, api_client, cu
             boot = wait_for(custom, "ServiceToken", namespace, "tokenwarden-bootstrap", phase_is("Active"))
             assert boot["status"]["effectiveRoles"] == ["power-user"]
             upgrade = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, "--set", "crds.enabled=false",
-                               "--set", "operator.webhook.enabled=false", "--values", str(values),
-                               kubeconfig=cluster.kubeconfig)
+                               "--set", "operator.webhook.enabled=false", "--set", "operator.replicas=1",
+                               "--values", str(values), kubeconfig=cluster.kubeconfig)
             assert upgrade.returncode == 0, upgrade.stderr
             chart_operator.restart()
             again = wait_for(custom, "ServiceToken", namespace, "tokenwarden-bootstrap", phase_is("Active"))
@@ -448,7 +450,7 @@ def test_helm_install_against_the_api_server(helm, cluster, core, api_client, cu
         assert {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items} == {
             "tw-tokenwarden-operator", "tw-tokenwarden-authenticator"}
         missing = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, "--set", "crds.enabled=false",
-                           "--set", "operator.webhook.enabled=false",
+                           "--set", "operator.webhook.enabled=false", "--set", "operator.replicas=1",
                            "--set", "authentication.servicetoken.bootstrap.existingSecret=nope",
                            kubeconfig=cluster.kubeconfig)
         assert missing.returncode != 0
