@@ -11,10 +11,11 @@ request to any of them, so a quota is counted the same whichever answers. The ac
 counts from its indexes, which kopf's watches keep current, and counts again from the API
 server before it refuses (an object deleted while a watch was away stays indexed until the
 next listing, and must refuse no one). A standby's watches are paused, so its indexes are as
-old as its start: it counts from a listing of the namespace, made for the request. An update that leaves ``spec`` alone is not checked, but for a
-tokenwarden.io annotation it changes (a value out of bounds): every other check looks at
-``spec`` only, and a role dropped from the catalog must not stop a label, an annotation or a
-finalizer from being written.
+old as its start: it counts from a listing of the namespace, made for the request.
+
+An update that leaves ``spec`` alone is not checked, but for a tokenwarden.io annotation it
+changes (a value out of bounds): every other check looks at ``spec`` only, and a role dropped
+from the catalog must not stop a label, an annotation or a finalizer from being written.
 
 Whoever creates an object must hold what it grants (``policies._grants``): ``bind`` on each
 role, ``use`` on the project, ``get`` on an imported Secret, asked of the API server with a
