@@ -37,7 +37,7 @@ IMAGE = ("tokenwarden", "dev")
 # Figures the tests measure (never assert on), printed at the end of the run and, when
 # this variable names a file, written there as JSON.
 FIGURES_ENV = "TOKENWARDEN_E2E_FIGURES"
-_FIGURES: dict[str, float] = {}
+_FIGURES: dict[str, float | int] = {}
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Node:
     kubectl_bin: str
     helm_bin: str
     workdir: Path
-    figures: dict[str, float] = field(default_factory=lambda: _FIGURES)
+    figures: dict[str, float | int] = field(default_factory=lambda: _FIGURES)
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:
@@ -100,6 +100,10 @@ class Node:
     def record(self, name: str, seconds: float) -> None:
         self.figures[name] = round(seconds, 1)
 
+    def count(self, name: str, number: int) -> None:
+        """A figure that is a number of things, not seconds."""
+        self.figures[name] = int(number)
+
 
 def _local_node(workdir: Path):
     log = lambda *_: None  # noqa: E731
@@ -150,7 +154,8 @@ def node(request, tmp_path_factory):
 def _figures_reach_the_summary(request):
     before = dict(_FIGURES)
     yield
-    lines = [f"{name}: {seconds} s" for name, seconds in _FIGURES.items() if before.get(name) != seconds]
+    lines = [f"{name}: {value}" if isinstance(value, int) else f"{name}: {value} s"
+             for name, value in _FIGURES.items() if before.get(name) != value]
     if lines:
         summarise(request, "end-to-end figures (measured, not asserted)", lines)
 

@@ -72,6 +72,36 @@ async def test_within_quota_no_api_call_is_made():
     assert fresh.custom.calls == 0
 
 
+class Paused:
+    """kopf's pause state of a standby replica, as handlers._listings.Activity reports it."""
+
+    def paused(self) -> bool:
+        return True
+
+
+async def test_a_standby_counts_from_the_api_server_what_its_indexes_never_saw():
+    # Its indexes are as old as its start: the tokens and accounts made since are not in them.
+    standby = memo([], live=TOKENS)
+    standby.activity = Paused()
+    with pytest.raises(kopf.AdmissionError, match="already has 2 token"):
+        await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
+                                        spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=standby)
+    standby = memo([], live=ACCOUNTS)
+    standby.activity = Paused()
+    with pytest.raises(kopf.AdmissionError, match="at most 2 ServiceAccounts"):
+        await _admission.validate_account(name="c", namespace="team", operation="CREATE", old=None, new=None,
+                                          memo=standby)
+    assert standby.custom.calls == 1
+
+
+async def test_a_standby_allows_what_the_api_server_has_room_for():
+    standby = memo(TOKENS, live=TOKENS[:1])
+    standby.activity = Paused()
+    await _admission.validate_token(name="t3", namespace="team", operation="CREATE", old=None, new=None,
+                                    spec={"serviceAccountName": "agents", "roles": ["reader"]}, memo=standby)
+    assert standby.custom.calls == 1
+
+
 async def test_when_the_api_server_is_away_the_indexes_answer():
     away = memo(ACCOUNTS, live=RuntimeError("connection refused"))
     with pytest.raises(kopf.AdmissionError, match="quota exceeded"):

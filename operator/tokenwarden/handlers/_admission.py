@@ -6,13 +6,16 @@ webhook configuration with failure policy Ignore; the Helm chart installs its ow
 (``templates/webhook.yaml``: the same webhooks, paths and rules as ``register`` below,
 which a test compares) with ``operator.webhook.failurePolicy``, Fail by default.
 
-Every replica serves the webhook, a standby (kopf peering) too, although its indexes
-are only as fresh as its start: quotas counted from the indexes are therefore counted
-again from the API server before a request is refused, so a stale or deleted object
-never refuses anyone. An update that leaves ``spec`` alone is not checked, but for a
-tokenwarden.io annotation it changes (a value out of bounds): every other check looks at
-``spec`` only, and a role dropped from the catalog must not stop a label, an annotation or a
-finalizer from being written.
+Every replica serves the webhook, a standby (kopf peering) too, and the Service sends each
+request to any of them, so a quota is counted the same whichever answers. The active replica
+counts from its indexes, which kopf's watches keep current, and counts again from the API
+server before it refuses (an object deleted while a watch was away stays indexed until the
+next listing, and must refuse no one). A standby's watches are paused, so its indexes are as
+old as its start: it counts from a listing of the namespace, made for the request.
+
+An update that leaves ``spec`` alone is not checked, but for a tokenwarden.io annotation it
+changes (a value out of bounds): every other check looks at ``spec`` only, and a role dropped
+from the catalog must not stop a label, an annotation or a finalizer from being written.
 
 Whoever creates an object must hold what it grants (``policies._grants``): ``bind`` on each
 role, ``use`` on the project, ``get`` on an imported Secret, asked of the API server with a
@@ -41,6 +44,7 @@ from tokenwarden.api import (
     describe_validation_error,
 )
 from tokenwarden.handlers._indexes import Indexes
+from tokenwarden.handlers._listings import leading
 from tokenwarden.handlers._metrics import ADMISSION_DENIALS, ADMISSION_DURATION, ADMISSION_REQUESTS
 from tokenwarden.kube import access, objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
@@ -159,16 +163,17 @@ def _listed(memo, resource, namespace: str) -> Indexes:
     return fresh
 
 
-async def _confirmed(problem, recount):
-    """``problem`` as counted again from the API server: the indexes of a standby replica
-    are as old as its start, and an object deleted while a watch was away stays in them.
-    Only a refusal is confirmed (an allowance is checked again by the reconciler)."""
-    if problem is None:
+async def _quota_problem(memo, resource, namespace: str, problem):
+    """What ``problem`` (a quota's policy, given indexes) finds. Counted from a listing made
+    now in a standby, whose indexes no watch feeds, and before the active replica refuses;
+    an allowance of the active replica stands (the reconciler checks it again)."""
+    known = problem(memo.indexes)
+    if known is None and leading(memo):
         return None
     try:
-        return await asyncio.to_thread(recount)
+        return await asyncio.to_thread(lambda: problem(_listed(memo, resource, namespace)))
     except Exception:  # noqa: BLE001  (the API server is away: the indexes' answer stands)
-        return problem
+        return known
 
 
 async def validate_account(name, namespace, operation, old, new, memo, spec=None, **_):
@@ -180,7 +185,7 @@ async def validate_account(name, namespace, operation, old, new, memo, spec=None
     def problem(indexes: Indexes):
         return policies.account_over_quota(indexes.accounts.get(namespace), name, None, limit)
 
-    found = await _confirmed(problem(memo.indexes), lambda: problem(_listed(memo, SERVICE_ACCOUNTS, namespace)))
+    found = await _quota_problem(memo, SERVICE_ACCOUNTS, namespace, problem)
     if found:
         _refuse(found)
 
@@ -214,8 +219,7 @@ async def validate_token(name, namespace, spec, operation, old, new, memo, useri
                 return policies.token_quota_problem(indexes.tokens.get((namespace, account)), name, None,
                                                     limit, account)
 
-            found = await _confirmed(problem(memo.indexes),
-                                     lambda: problem(_listed(memo, SERVICE_TOKENS, namespace)))
+            found = await _quota_problem(memo, SERVICE_TOKENS, namespace, problem)
             if found:
                 _refuse(found)
     grants = _token_grants(memo)

@@ -54,6 +54,13 @@ class Activity:
             await toggles.wait_for(False)
 
 
+def leading(memo) -> bool:
+    """False in a replica that kopf has paused (a standby under peering, or one whose watchers
+    have not started): its watches are stopped, so its indexes are as old as its last event."""
+    activity = getattr(memo, "activity", None)
+    return activity is None or not activity.paused()
+
+
 class Listings:
     """Where listing reports go: the operator sets ``began`` and ``ended`` at startup."""
 

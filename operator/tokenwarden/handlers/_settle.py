@@ -29,6 +29,7 @@ from tokenwarden.conditions import condition, set_condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._bootstrap import settle_bootstrap
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._listings import leading
 from tokenwarden.handlers._mint import reconcile_now, roles_for
 from tokenwarden.handlers._rotation import ROTATE_ANNOTATION, rotate_token
 from tokenwarden.handlers._token_kinds import (
@@ -321,12 +322,6 @@ def _needs_settle(kind: Kind, token: dict, secrets: dict, memo, now) -> bool:
     return decide(kind, token, spec, account, found, memo, now, whole) is not None
 
 
-def _leading(memo) -> bool:
-    """False in a standby replica that kopf's peering has paused: it acts on nothing."""
-    activity = getattr(memo, "activity", None)
-    return activity is None or not activity.paused()
-
-
 async def _resync_loop(memo, logger) -> None:
     """A resync at start (what changed while no operator ran), after each of kopf's listings
     (a relist after a watch expired, a standby taking over) and each resyncInterval; the
@@ -338,7 +333,7 @@ async def _resync_loop(memo, logger) -> None:
             await asyncio.wait_for(state.wanted.wait(), interval if state.done else RELISTED_AFTER)
             await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
         state.wanted.clear()
-        if _leading(memo) and memo.work.handler_context is not None:
+        if leading(memo) and memo.work.handler_context is not None:
             state.done = True
             try:
                 if memo.settings.bootstrap.namespace:
