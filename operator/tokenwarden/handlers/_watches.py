@@ -27,7 +27,7 @@ from kubernetes import client
 
 from tokenwarden.handlers._bootstrap import bootstrap_secret
 from tokenwarden.handlers._import_sources import key_secret_changed, source_changed
-from tokenwarden.handlers._settle import _leading
+from tokenwarden.handlers._listings import leading
 from tokenwarden.handlers._workloads import service_account_changed
 from tokenwarden.kube import load_api_client, objects
 from tokenwarden.kube._reflector import Reflector
@@ -144,7 +144,7 @@ class Watches:
     def _while_running(self, stop: threading.Event, changed: Changed) -> Changed:
         """A watch ends at its next event once stopped: what it brings until then is dropped."""
         def deliver(type, key, body):
-            if not stop.is_set() and _leading(self.memo):
+            if not stop.is_set() and leading(self.memo):
                 self.memo.work.outside_handlers(changed, type, key, body)
         return deliver
 
@@ -152,10 +152,10 @@ class Watches:
 async def _follow_the_lead(memo, watches: Watches) -> None:
     deliver = asyncio.get_running_loop().call_soon_threadsafe
     while True:
-        leading = _leading(memo)
-        if leading and not watches.running:
+        leads = leading(memo)
+        if leads and not watches.running:
             watches.start(deliver)
-        elif not leading and watches.running:
+        elif not leads and watches.running:
             watches.halt()
         await asyncio.sleep(LEAD_CHECK)
 
