@@ -127,6 +127,13 @@ def _presented(port: int, bundle: bytes) -> int:
             return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
+def _verifies(port: int, bundle: bytes) -> bool:
+    try:
+        return _presented(port, bundle) is not None
+    except ssl.SSLError:
+        return False
+
+
 def _admitted(custom, name: str) -> bool:
     """A dry-run create in the guarded namespace: sent to the webhook, stored nowhere."""
     body = {"apiVersion": "tokenwarden.io/v1alpha1", "kind": "ServiceAccount", "metadata": {"name": name}, "spec": {}}
@@ -263,7 +270,7 @@ def test_a_ca_rotation_publishes_the_new_ca_before_it_signs(operator_with_certif
 
     assert eventually(lambda: signed_by(_secret(core, "tw-webhook-tls")["tls.crt"], introduced), 30)
     assert ROTATE_CA_ANNOTATION not in (core.read_namespaced_secret("tw-webhook-ca", NAMESPACE).metadata.annotations or {})
-    assert eventually(lambda: _presented(operator.webhook_port, introduced) is not None, 10)
+    assert eventually(lambda: _verifies(operator.webhook_port, introduced), 10), "served, signed by the new CA"
     assert _admitted(custom, "after-switch")
 
     assert eventually(lambda: _injected(admission) == {introduced.strip() + b"\n"}, 30)

@@ -757,8 +757,10 @@ def test_renders_of_the_same_values_are_byte_identical(helm, values):
     first, second = (run_helm(helm, "template", "tw", str(CHART), "-n", "tokenwarden", *values) for _ in range(2))
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
-    assert "PRIVATE KEY" not in first.stdout and "caBundle" not in first.stdout
+    assert "PRIVATE KEY" not in first.stdout
     docs = [d for d in yaml.safe_load_all(first.stdout) if d]
+    assert not [w for d in docs if d["kind"] == "ValidatingWebhookConfiguration" for w in d["webhooks"]
+                if "caBundle" in w["clientConfig"]]
     assert not [d for d in docs if d["kind"] == "Secret" and d["type"] == "kubernetes.io/tls"]
     for deployment in (d for d in docs if d["kind"] == "Deployment"):
         assert not [k for k in deployment["spec"]["template"]["metadata"]["annotations"]
