@@ -60,12 +60,12 @@ def test_the_authenticator_serves_https_with_the_operators_certificate_by_defaul
     # Made at run time by the operator, for the Service's names: nothing of it in the render.
     assert not _named(docs, "Secret", f"{SERVICE}-tls") and not _named(docs, "ConfigMap", f"{SERVICE}-ca")
     settings = _certificate_settings(docs)
+    assert Settings.model_validate({"certificates": settings}).certificates.authenticator.generate
     names = settings["authenticator"].pop("names")
     assert settings["authenticator"] == {"generate": True, "secretName": f"{SERVICE}-tls", "caSecretName": f"{SERVICE}-ca",
                                          "caConfigMap": f"{SERVICE}-ca"}
     assert set(names) == NAMES and names[0] == f"{SERVICE}.tokenwarden.svc", "the first is the common name"
     assert settings["namespace"] == "tokenwarden"
-    assert Settings.model_validate({"certificates": settings}).certificates.authenticator.generate
     assert not [d for d in docs if d["kind"] == "Certificate"]
     assert _tls_volume(docs) == {"name": "tls", "secret": {"secretName": f"{SERVICE}-tls"}}
 
