@@ -256,7 +256,8 @@ class WebhookCertificate:
             return False
         self.bundle = data.get(BUNDLE) or pair.cert
         for path, content in ((self.key, pair.key), (self.cert, pair.cert)):
-            _replace(path, content)
+            if not path.is_file() or path.read_bytes() != content:  # the same pair is not loaded again
+                _replace(path, content)
         return True
 
     def _written(self, obj: Mapping) -> None:
