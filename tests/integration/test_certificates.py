@@ -300,3 +300,45 @@ def test_a_gitops_apply_keeps_the_injected_ca_bundle_and_shows_no_difference(ope
     assert after.metadata.resource_version == live.metadata.resource_version, "the apply changed nothing"
     assert _comparable(_apply(admission, manifest, dry_run=True)) == _comparable(after), "no difference"
     assert _admitted(client.CustomObjectsApi(core.api_client), "after-gitops-apply")
+
+
+def test_replicas_looking_at_once_agree_on_one_ca_and_one_certificate(core, namespace):
+    """Every replica looks at the certificates, a standby too, with no lead: their writes are
+    conditional, so four looking at the same moment leave one CA and a certificate it signed."""
+    import logging
+    from types import SimpleNamespace
+
+    from tokenwarden.config import Settings
+    from tokenwarden.handlers._certificates import keep_certificates
+
+    settings = Settings.model_validate({"certificates": {"namespace": namespace, "authenticator": {
+        "generate": True, "secretName": "race-tls", "caSecretName": "race-ca", "caConfigMap": "race-ca",
+        "names": ["race.example"]}}})
+    memo = SimpleNamespace(settings=settings, core=core)
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+
+    def replica():
+        start.wait()
+        try:
+            keep_certificates(memo, logging.getLogger("test.replica"))
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures
+    ca = core.read_namespaced_secret("race-ca", namespace)
+    serving = {k: base64.b64decode(v) for k, v in core.read_namespaced_secret("race-tls", namespace).data.items()}
+    ca_cert = base64.b64decode(ca.data["tls.crt"])
+    assert signed_by(serving["tls.crt"], ca_cert)
+    assert serving["ca.crt"] == base64.b64decode(ca.data["ca.crt"])
+    assert core.read_namespaced_config_map("race-ca", namespace).data["ca.crt"].encode() == serving["ca.crt"]
+    # A look after the race changes nothing: the state they agreed on is complete.
+    versions = (ca.metadata.resource_version, core.read_namespaced_secret("race-tls", namespace).metadata.resource_version)
+    keep_certificates(memo, logging.getLogger("test.replica"))
+    assert (core.read_namespaced_secret("race-ca", namespace).metadata.resource_version,
+            core.read_namespaced_secret("race-tls", namespace).metadata.resource_version) == versions
