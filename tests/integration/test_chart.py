@@ -132,7 +132,7 @@ def test_several_operator_replicas_peer_with_distinct_priorities(helm):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=tw-tokenwarden" in container["args"] and "--priority=auto" in container["args"]
     assert "--peering-lifetime=60" in container["args"]
-    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}} in container["env"]
     # Cluster-wide peering also for some namespaces: one ClusterKopfPeering, which the operator creates.
     crds = [d["metadata"]["name"] for d in two if d["kind"] == "CustomResourceDefinition"
             and d["spec"]["group"] == "kopf.dev"]
