@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tokenwarden.durations import parse_duration
 
@@ -121,6 +121,93 @@ class WorkloadIdentitySettings(BaseModel):
         return value
 
 
+class ServerCertificate(BaseModel):
+    """One server's certificate: the Secret it is served from, and (when ``generate``) the CA
+    the operator keeps for it and the names it is issued for."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    generate: bool = Field(False, description="The operator makes the CA and the serving certificate, and renews "
+                                              "the certificate (the chart's certificates mode `generated`).")
+    secret_name: str = Field("", alias="secretName",
+                             description="kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt (the CA bundle).")
+    ca_secret_name: str = Field("", alias="caSecretName", description="Secret holding the CA (generate only).")
+    names: list[str] = Field(default_factory=list, description="DNS names and IP addresses; the first is the "
+                                                               "common name (generate only).")
+
+    @field_validator("names")
+    @classmethod
+    def _names_given(cls, value: list[str]) -> list[str]:
+        return [name.strip() for name in value if name.strip()]
+
+
+class WebhookCertificate(ServerCertificate):
+    """The admission webhook's certificate; its CA bundle is injected into a ValidatingWebhookConfiguration."""
+
+    configuration: str = Field("", description="ValidatingWebhookConfiguration whose caBundle the operator keeps "
+                                               "equal to the Secret's ca.crt (empty: none).")
+
+
+class AuthenticatorCertificate(ServerCertificate):
+    """The authenticator's certificate; its CA bundle is published in a ConfigMap for clients to copy."""
+
+    ca_config_map: str = Field("", alias="caConfigMap",
+                               description="ConfigMap (key ca.crt) the CA bundle is published in (generate only).")
+
+
+class Certificates(BaseModel):
+    """The certificates the operator makes and renews at run time (never the chart at render time)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    namespace: str | None = Field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE") or None,
+        description="Namespace of the Secrets and the ConfigMap (default: the operator's own, $POD_NAMESPACE).")
+    ca_lifetime: timedelta = Field(timedelta(days=3650), alias="caLifetime",
+                                   description="Lifetime of a new CA: long, as copies of it sit in clients.")
+    serving_lifetime: timedelta = Field(timedelta(days=90), alias="servingLifetime",
+                                        description="Lifetime of a serving certificate.")
+    renew_before: timedelta | None = Field(None, alias="renewBefore",
+                                           description="Renew a serving certificate this long before it expires "
+                                                       "(default: a third of servingLifetime).")
+    ca_rotation_overlap: timedelta = Field(timedelta(days=7), alias="caRotationOverlap",
+                                           description="How long a new CA is published before it signs, and a "
+                                                       "replaced one after it stopped signing.")
+    check_interval: timedelta = Field(timedelta(minutes=1), alias="checkInterval",
+                                      description="How often the operator looks at its certificates.")
+    webhook: WebhookCertificate = Field(default_factory=WebhookCertificate)
+    authenticator: AuthenticatorCertificate = Field(default_factory=AuthenticatorCertificate)
+
+    _duration = field_validator("ca_lifetime", "serving_lifetime", "renew_before", "ca_rotation_overlap",
+                                "check_interval", mode="before")(_as_duration)
+
+    @field_validator("ca_lifetime", "serving_lifetime", "ca_rotation_overlap", "check_interval")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than 0s, for example 90d")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Certificates:
+        if self.renew_before is not None and not timedelta(0) < self.renew_before < self.serving_lifetime:
+            raise ValueError(f"renewBefore ({self.renew_before}) must be longer than 0s and shorter than "
+                             f"servingLifetime ({self.serving_lifetime}); leave it out for a third of it")
+        if self.serving_lifetime >= self.ca_lifetime:
+            raise ValueError(f"servingLifetime ({self.serving_lifetime}) must be shorter than caLifetime "
+                             f"({self.ca_lifetime})")
+        for server in (self.webhook, self.authenticator):
+            if server.generate and not (server.secret_name and server.ca_secret_name and server.names):
+                raise ValueError("a generated certificate needs secretName, caSecretName and names")
+        return self
+
+    @property
+    def serving_renew_before(self) -> timedelta:
+        from tokenwarden.policies._certificates import default_renew_before
+
+        return self.renew_before or default_renew_before(self.serving_lifetime)
+
+
 ROLE_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -146,6 +233,7 @@ class Settings(BaseModel):
     # Kubernetes service-account tokens are reviewed for these same audiences.
     workload_identity: WorkloadIdentitySettings = Field(default_factory=WorkloadIdentitySettings,
                                                         alias="workloadIdentity")
+    certificates: Certificates = Field(default_factory=Certificates)
 
     @field_validator("roles")
     @classmethod

@@ -1,4 +1,5 @@
-"""X.509 helpers (cryptography) for the webhook servers and the local control plane."""
+"""X.509 helpers (cryptography) for the webhook servers, the operator's own certificates and
+the local control plane."""
 from __future__ import annotations
 
 import datetime
@@ -7,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tokenwarden.policies._certificates import CertFacts
 
 DEFAULT_VALIDITY = datetime.timedelta(days=365)
 
@@ -36,8 +40,9 @@ def name(common_name: str, organization: str | None = None) -> x509.Name:
 
 def _sign(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, ca: bool,
           usages: list, sans: list | None = None,
-          validity: datetime.timedelta = DEFAULT_VALIDITY) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+          validity: datetime.timedelta = DEFAULT_VALIDITY,
+          now: datetime.datetime | None = None) -> x509.Certificate:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -77,18 +82,28 @@ def _load(ca: KeyPair):
             serialization.load_pem_private_key(ca.key.read_bytes(), None))
 
 
-def issue_serving_cert(ca: KeyPair, directory: Path, stem: str, hosts: list[str]) -> KeyPair:
-    """A TLS serving certificate for ``hosts`` (DNS names or IPs), signed by ``ca``."""
-    ca_cert, ca_key = _load(ca)
-    key = ec.generate_private_key(ec.SECP256R1())
+def _sans(hosts: list[str]) -> list:
     sans: list = []
     for host in hosts:
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             sans.append(x509.DNSName(host))
+    return sans
+
+
+def _serving(ca_cert: x509.Certificate, ca_key, hosts: list[str], validity: datetime.timedelta,
+             now: datetime.datetime | None = None):
+    key = ec.generate_private_key(ec.SECP256R1())
     cert = _sign(name(hosts[0]), key, ca_cert.subject, ca_key, ca=False,
-                 usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
+                 usages=[ExtendedKeyUsageOID.SERVER_AUTH], sans=_sans(hosts), validity=validity, now=now)
+    return cert, key
+
+
+def issue_serving_cert(ca: KeyPair, directory: Path, stem: str, hosts: list[str]) -> KeyPair:
+    """A TLS serving certificate for ``hosts`` (DNS names or IPs), signed by ``ca``."""
+    ca_cert, ca_key = _load(ca)
+    cert, key = _serving(ca_cert, ca_key, hosts, DEFAULT_VALIDITY)
     return _write(KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key"), cert, key)
 
 
@@ -99,3 +114,67 @@ def issue_client_cert(ca: KeyPair, directory: Path, stem: str, common_name: str,
     cert = _sign(name(common_name, organization), key, ca_cert.subject, ca_key, ca=False,
                  usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
     return _write(KeyPair(directory / f"{stem}.crt", directory / f"{stem}.key"), cert, key)
+
+
+# In memory, as PEM: the operator keeps these in Secrets, never in files.
+
+@dataclass(frozen=True)
+class PemPair:
+    cert: bytes
+    key: bytes
+
+    def __repr__(self) -> str:  # never print a key
+        return "PemPair(...)"
+
+
+def _pem(cert: x509.Certificate, key) -> PemPair:
+    return PemPair(cert.public_bytes(serialization.Encoding.PEM),
+                   key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+
+
+def new_ca(common_name: str, validity: datetime.timedelta, now: datetime.datetime | None = None) -> PemPair:
+    """A self-signed CA (ECDSA P-256) valid for ``validity``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = name(common_name)
+    return _pem(_sign(subject, key, subject, key, ca=True, usages=[], validity=validity, now=now), key)
+
+
+def new_serving_cert(ca: PemPair, hosts: list[str], validity: datetime.timedelta,
+                     now: datetime.datetime | None = None) -> PemPair:
+    """A serving certificate for ``hosts`` (DNS names or IPs; the first is the common name), signed by ``ca``."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert)
+    ca_key = serialization.load_pem_private_key(ca.key, None)
+    return _pem(*_serving(ca_cert, ca_key, hosts, validity, now))
+
+
+def facts_of(pem: bytes) -> CertFacts:
+    """The facts of the first certificate in ``pem``; ValueError when there is none."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = {*sans.get_values_for_type(x509.DNSName), *map(str, sans.get_values_for_type(x509.IPAddress))}
+    except x509.ExtensionNotFound:
+        names = set()
+    return CertFacts(cert.not_valid_before_utc, cert.not_valid_after_utc, frozenset(names), cert.serial_number)
+
+
+def signed_by(pem: bytes, ca_pem: bytes) -> bool:
+    """Whether the certificate in ``pem`` was issued and signed by the CA in ``ca_pem``."""
+    try:
+        x509.load_pem_x509_certificate(pem).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def matching_key(cert_pem: bytes, key_pem: bytes) -> bool:
+    """Whether ``key_pem`` is the private key of the certificate in ``cert_pem``."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError):
+        return False
+    return cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo) == \
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

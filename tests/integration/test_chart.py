@@ -170,7 +170,7 @@ def test_several_operator_replicas_peer_with_distinct_priorities(helm):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=tw-tokenwarden" in container["args"] and "--priority=auto" in container["args"]
     assert "--peering-lifetime=60" in container["args"]
-    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}} in container["env"]
     # Cluster-wide peering also for some namespaces: one ClusterKopfPeering, which the operator creates.
     crds = [d["metadata"]["name"] for d in two if d["kind"] == "CustomResourceDefinition"
             and d["spec"]["group"] == "kopf.dev"]
@@ -266,6 +266,19 @@ EXPECTED_RBAC = {
         "workload identity: kube-apiserver checks a Kubernetes service-account token sent to /verify",
     ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",)):
         "the import key, read and watched by name in the release namespace: imported keys are found by their HMAC",
+    **{("certificates", *grant): why for grant, why in {
+        ("", ("secrets",), ("create",)): "the CA and serving-certificate Secrets (create cannot be limited to names)",
+        ("", ("secrets",), ("get", "update"), ("tw-tokenwarden-webhook-ca", "tw-tokenwarden-webhook-tls",
+                                               "tw-tokenwarden-authenticator-ca", "tw-tokenwarden-authenticator-tls")):
+            "the operator's own certificates, renewed with a conditional replace",
+        ("", ("secrets",), ("get", "watch"), ("tw-tokenwarden-webhook-tls",)):
+            "every replica serves the webhook's pair, followed through the API",
+        ("", ("configmaps",), ("create",)): "the authenticator's published CA bundle",
+        ("", ("configmaps",), ("get", "update"), ("tw-tokenwarden-authenticator-ca",)):
+            "the authenticator's published CA bundle, kept current",
+        ("admissionregistration.k8s.io", ("validatingwebhookconfigurations",), ("get", "patch"), ("tw-tokenwarden",)):
+            "the webhook's caBundle, injected into the release's own configuration only",
+    }.items()},
 }
 # Not the operator's: aggregated into Kubernetes' admin/edit and view roles (rbac.aggregateToDefaultRoles).
 AGGREGATED_RBAC = {
@@ -327,8 +340,12 @@ def test_every_rbac_grant_is_listed_with_its_reason(helm):
         # The authenticator reads one Secret, the import key, by name: never Secrets at large.
         assert [g for g in granted if g[0] == "authenticator" and "secrets" in g[2]] == [
             ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",))]
-        # The chart owns the webhook configuration: the operator may not touch any.
-        assert not [g for g in granted if g[1] == "admissionregistration.k8s.io"]
+        # The chart owns the webhook configuration: the operator may patch its own one (the caBundle), no other.
+        assert [g for g in granted if g[1] == "admissionregistration.k8s.io"] == [
+            ("certificates", "admissionregistration.k8s.io", ("validatingwebhookconfigurations",), ("get", "patch"),
+             ("tw-tokenwarden",))]
+        # The certificates' Secrets: in the release namespace only, by name except create.
+        assert all(g[4:] or g[3] == ("create",) for g in granted if g[0] == "certificates")
 
 
 WEBHOOK_CLIENT = {"service": {"name": "tw-tokenwarden-webhook", "namespace": "tokenwarden", "port": 443}}
@@ -352,12 +369,12 @@ def test_the_webhook_configuration_matches_the_admission_handlers(helm):
     config = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
     ours = {w["name"]: w for w in config["webhooks"]}
     assert set(ours) == set(kopfs)
-    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "tw-tokenwarden-webhook-tls")
     for name, webhook in ours.items():
         expected = kopfs[name]
         assert webhook["clientConfig"]["service"] == expected["clientConfig"]["service"]
         assert webhook["clientConfig"]["service"]["path"] == "/" + name.split(".")[0]
-        assert webhook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        # The operator injects it at run time: a render holds none, so none is ever changed by one.
+        assert "caBundle" not in webhook["clientConfig"]
         assert [{k: r[k] for k in ("apiGroups", "apiVersions", "resources", "operations")}
                 for r in webhook["rules"]] == \
                [{k: r[k] for k in ("apiGroups", "apiVersions", "resources", "operations")} for r in expected["rules"]]
@@ -387,22 +404,6 @@ def test_the_webhook_configuration_matches_the_admission_handlers(helm):
                 or d["metadata"]["name"].endswith(("-webhook", "-webhook-tls"))]
     assert not [a for a in _container(off, "-operator")["args"] if a.startswith("--webhook")
                 or a == "--no-webhook-managed"]
-
-
-def test_one_render_shares_one_certificate(helm):
-    """Without a cluster to look in, every render makes a new pair; within one render the Secret,
-    the caBundle and the pod annotation agree."""
-    first, second = render(helm), render(helm)
-
-    def parts(docs):
-        secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-webhook-tls"))
-        config = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
-        pod = _deployment(docs, "-operator")["spec"]["template"]["metadata"]["annotations"]
-        return secret["data"], {w["clientConfig"]["caBundle"] for w in config["webhooks"]}, pod["checksum/webhook-tls"]
-
-    (data, bundles, checksum), (other, _, other_checksum) = parts(first), parts(second)
-    assert bundles == {data["ca.crt"]}
-    assert data != other and checksum != other_checksum
 
 
 def test_helm_install_against_the_api_server(helm, cluster, core, api_client, custom, operator, tmp_path):
@@ -481,9 +482,8 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
 
     def state():
         config = admission.read_validating_webhook_configuration("tw-tokenwarden")
-        secret = core.read_namespaced_secret("tw-tokenwarden-webhook-tls", namespace)
         deployment = apps.read_namespaced_deployment("tw-tokenwarden-operator", namespace)
-        return ({w.client_config.ca_bundle for w in config.webhooks}, secret.data,
+        return ({w.client_config.ca_bundle for w in config.webhooks},
                 deployment.spec.template.metadata.annotations, deployment.metadata.generation)
 
     result = run_helm(helm, "install", "tw", str(CHART), "-n", namespace, "--create-namespace", *values,
@@ -491,10 +491,10 @@ def test_the_webhook_configuration_in_the_api_server(helm, cluster, core, custom
     assert result.returncode == 0, result.stderr
     try:
         before = state()
-        assert before[0] == {before[1]["ca.crt"]}
+        assert before[0] == {None}, "no operator runs here to inject the CA bundle"
         upgrade = run_helm(helm, "upgrade", "tw", str(CHART), "-n", namespace, *values, kubeconfig=cluster.kubeconfig)
         assert upgrade.returncode == 0, upgrade.stderr
-        assert state() == before, "same values: same CA, same Secret, same pod template"
+        assert state() == before, "same values: same configuration, same pod template"
 
         # Nothing answers behind the Service here, so a request sent to the webhook is refused.
         with pytest.raises(ApiException) as refused:
@@ -781,13 +781,41 @@ def test_kube_apiserver_accepts_the_network_policies_and_the_pods_with_every_kno
         assert accepted.spec.template.spec.topology_spread_constraints
 
 
-def test_renders_without_generated_certificates_are_byte_identical(helm):
-    """Certificates aside (made at render time when no Secret can be looked up), a render
-    depends on the values alone: with every knob set, twice the same bytes."""
-    values = ["--set", "operator.webhook.enabled=false", "--set", "authenticator.tls.existingSecret=mine",
-              "--set", "networkPolicy.enabled=true", "--set", "operator.podLabels.team=a",
-              "--set", "authenticator.podAnnotations.a=b", "--set", "operator.extraArgs={--verbose}",
-              "--set", "fullnameOverride=auth", "--set", "operator.replicas=2"]
+RENDERED_VALUES = {
+    "defaults": [],
+    "every knob": ["--set", "networkPolicy.enabled=true", "--set", "operator.podLabels.team=a",
+                   "--set", "authenticator.podAnnotations.a=b", "--set", "operator.extraArgs={--verbose}",
+                   "--set", "fullnameOverride=auth", "--set", "operator.replicas=2",
+                   "--set", "operator.namespaces={team-a,team-b}", "--set", "authenticator.tls.extraNames={10.0.0.20}"],
+    "bootstrap token": BOOTSTRAP,
+    "cert-manager": ["--set", "operator.webhook.tls.certManager.enabled=true",
+                     "--set", "operator.webhook.tls.certManager.issuerRef.name=ca",
+                     "--set", "authenticator.tls.certManager.enabled=true",
+                     "--set", "authenticator.tls.certManager.issuerRef.name=ca"],
+    "existing Secrets": ["--set", "operator.webhook.tls.existingSecret=hook", "--set", "authenticator.tls.existingSecret=authn",
+                         "--set-string", "authenticator.tls.caBundle=-----BEGIN CERTIFICATE-----"],
+    "short lifetimes": ["--set", "certificates.servingLifetime=1h", "--set", "certificates.renewBefore=30m"],
+    "no webhook, plain HTTP": ["--set", "operator.webhook.enabled=false", "--set", "authenticator.tls.enabled=false",
+                               "--set", "authenticator.port=8080"],
+}
+
+
+@pytest.mark.parametrize("values", RENDERED_VALUES.values(), ids=RENDERED_VALUES.keys())
+def test_renders_of_the_same_values_are_byte_identical(helm, values):
+    """Argo CD, Flux and `helm diff` render without a cluster: a render depends on the values
+    alone. No certificate, key or random value is made at render time (the operator makes
+    them at run time), and nothing is looked up."""
     first, second = (run_helm(helm, "template", "tw", str(CHART), "-n", "tokenwarden", *values) for _ in range(2))
     assert first.returncode == 0, first.stderr
     assert first.stdout == second.stdout
+    assert "PRIVATE KEY" not in first.stdout
+    docs = [d for d in yaml.safe_load_all(first.stdout) if d]
+    assert not [w for d in docs if d["kind"] == "ValidatingWebhookConfiguration" for w in d["webhooks"]
+                if "caBundle" in w["clientConfig"]]
+    assert not [d for d in docs if d["kind"] == "Secret" and d["type"] == "kubernetes.io/tls"]
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        assert not [k for k in deployment["spec"]["template"]["metadata"]["annotations"]
+                    if k != "checksum/config" and k.startswith("checksum/")]
+    templates = "".join(p.read_text() for p in (CHART / "templates").rglob("*") if p.is_file())
+    for word in ("genCA", "genSignedCert", "genSelfSignedCert", "genPrivateKey", "randAlphaNum", "uuidv4"):
+        assert word not in templates

@@ -1,15 +1,15 @@
-"""The chart serves the authenticator over HTTPS: the chart's own CA and certificate (kept
-across upgrades), cert-manager's, or an existing Secret; health and metrics on a port of
-their own; plain HTTP only when asked for."""
+"""The chart serves the authenticator over HTTPS: a certificate the operator makes at run time
+(the chart only says for which names), cert-manager's, or an existing Secret; health and
+metrics on a port of their own; plain HTTP only when asked for."""
 from __future__ import annotations
 
-import base64
-
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from tokenwarden import devcluster
+from tokenwarden.config import Settings
 
 from .test_chart import CHART, _container, _deployment, render, run_helm
 
@@ -50,16 +50,22 @@ def _tls_volume(docs) -> dict:
     return volume
 
 
-def test_the_authenticator_serves_https_with_the_charts_certificate_by_default(helm):
+def _certificate_settings(docs) -> dict:
+    config = _named(docs, "ConfigMap", "tw-tokenwarden")
+    return yaml.safe_load(config["data"]["settings.yaml"])["certificates"]
+
+
+def test_the_authenticator_serves_https_with_the_operators_certificate_by_default(helm):
     docs = render(helm)
-    secret = _named(docs, "Secret", f"{SERVICE}-tls")
-    ca = _named(docs, "ConfigMap", f"{SERVICE}-ca")["data"]["ca.crt"].encode()
-    cert = base64.b64decode(secret["data"]["tls.crt"])
-    assert secret["type"] == "kubernetes.io/tls"
-    assert base64.b64decode(secret["data"]["ca.crt"]) == ca
-    assert _signed_by(cert, ca), "the published CA signed the serving certificate"
-    dns, _ = _sans(cert)
-    assert dns == NAMES, "every name the Service answers to in the cluster"
+    # Made at run time by the operator, for the Service's names: nothing of it in the render.
+    assert not _named(docs, "Secret", f"{SERVICE}-tls") and not _named(docs, "ConfigMap", f"{SERVICE}-ca")
+    settings = _certificate_settings(docs)
+    assert Settings.model_validate({"certificates": settings}).certificates.authenticator.generate
+    names = settings["authenticator"].pop("names")
+    assert settings["authenticator"] == {"generate": True, "secretName": f"{SERVICE}-tls", "caSecretName": f"{SERVICE}-ca",
+                                         "caConfigMap": f"{SERVICE}-ca"}
+    assert set(names) == NAMES and names[0] == f"{SERVICE}.tokenwarden.svc", "the first is the common name"
+    assert settings["namespace"] == "tokenwarden"
     assert not [d for d in docs if d["kind"] == "Certificate"]
     assert _tls_volume(docs) == {"name": "tls", "secret": {"secretName": f"{SERVICE}-tls"}}
 
@@ -73,11 +79,26 @@ def test_the_authenticator_serves_https_with_the_charts_certificate_by_default(h
                                         {"name": "metrics", "port": 9090, "targetPort": "metrics"}]
 
 
-def test_extra_names_are_in_the_charts_certificate(helm):
+def test_extra_names_are_in_the_operators_certificate(helm):
     docs = render(helm, "--set", "authenticator.tls.extraNames={auth.example.com,10.0.0.20}")
-    secret = _named(docs, "Secret", f"{SERVICE}-tls")
-    dns, ips = _sans(base64.b64decode(secret["data"]["tls.crt"]))
-    assert dns == NAMES | {"auth.example.com"} and ips == {"10.0.0.20"}
+    assert set(_certificate_settings(docs)["authenticator"]["names"]) == NAMES | {"auth.example.com", "10.0.0.20"}
+
+
+def test_the_webhook_takes_cert_manager_or_an_existing_secret_too(helm):
+    default = _certificate_settings(render(helm))["webhook"]
+    assert default == {"generate": True, "secretName": "tw-tokenwarden-webhook-tls",
+                       "caSecretName": "tw-tokenwarden-webhook-ca", "configuration": "tw-tokenwarden",
+                       "names": ["tw-tokenwarden-webhook.tokenwarden.svc", "tw-tokenwarden-webhook.tokenwarden"]}
+    docs = render(helm, "--set", "operator.webhook.tls.certManager.enabled=true",
+                  "--set", "operator.webhook.tls.certManager.issuerRef.name=cluster-ca",
+                  "--set", "operator.webhook.tls.certManager.issuerRef.kind=ClusterIssuer")
+    (certificate,) = [d for d in docs if d["kind"] == "Certificate"]
+    assert certificate["spec"]["secretName"] == "tw-tokenwarden-webhook-tls"
+    assert set(certificate["spec"]["dnsNames"]) == set(default["names"])
+    assert _certificate_settings(docs)["webhook"]["generate"] is False
+    mine = _certificate_settings(render(helm, "--set", "operator.webhook.tls.existingSecret=my-hook-tls"))["webhook"]
+    assert mine["secretName"] == "my-hook-tls" and mine["generate"] is False
+    assert mine["configuration"] == "tw-tokenwarden", "the operator injects the Secret's ca.crt in every mode"
 
 
 def test_cert_manager_issues_the_certificate_when_asked(helm):
@@ -95,6 +116,7 @@ def test_cert_manager_issues_the_certificate_when_asked(helm):
     # knowing the issuer's CA, publishes none unless given it.
     assert _tls_volume(docs) == {"name": "tls", "secret": {"secretName": f"{SERVICE}-tls"}}
     assert not _named(docs, "Secret", f"{SERVICE}-tls") and not _named(docs, "ConfigMap", f"{SERVICE}-ca")
+    assert "authenticator" not in _certificate_settings(docs), "the operator makes nothing for it"
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     published = render(helm, *CERT_MANAGER, "--set-string", f"authenticator.tls.caBundle={pem}")
     assert _named(published, "ConfigMap", f"{SERVICE}-ca")["data"] == {"ca.crt": pem}
@@ -136,6 +158,10 @@ def test_probes_and_the_service_monitor_use_the_metrics_ports(helm):
 @pytest.mark.parametrize("args, words", [
     (["--set", "authenticator.tls.certManager.enabled=true"], "authenticator.tls.certManager.issuerRef.name"),
     ([*CERT_MANAGER, "--set", "authenticator.tls.existingSecret=mine"], "exclude each other"),
+    (["--set", "operator.webhook.tls.certManager.enabled=true"], "operator.webhook.tls.certManager.issuerRef.name"),
+    (["--set", "operator.webhook.tls.certManager.enabled=true", "--set", "operator.webhook.tls.certManager.issuerRef.name=a",
+      "--set", "operator.webhook.tls.existingSecret=mine"], "operator.webhook.tls: certManager.enabled and existingSecret"),
+    (["--set", "certificates.servingLifetime=90"], "/certificates/servingLifetime"),
     (["--set", "authenticator.metricsPort=8443"], "authenticator.metricsPort: 8443 is the container's https port"),
     (["--set", "authenticator.tls.enable=true"], "'enable' not allowed"),
 ])
@@ -143,39 +169,3 @@ def test_bad_tls_values_fail_naming_the_value(helm, args, words):
     result = run_helm(helm, "template", "tw", str(CHART), *args)
     assert result.returncode != 0
     assert words in result.stderr, result.stderr
-
-
-def test_helm_upgrade_keeps_the_authenticators_ca(helm, cluster, core):
-    """Installed on the API server: an upgrade with the same values keeps the CA, the Secret
-    and the published ConfigMap (lookup); new extra names get a new certificate for them."""
-    namespace, release = "tw-helm-authn-tls", "twtls"
-    values = ["--set", "crds.enabled=false", "--set", "operator.webhook.enabled=false"]
-
-    def state():
-        secret = core.read_namespaced_secret(f"{release}-tokenwarden-authenticator-tls", namespace)
-        ca = core.read_namespaced_config_map(f"{release}-tokenwarden-authenticator-ca", namespace)
-        return secret.data, ca.data
-
-    result = run_helm(helm, "install", release, str(CHART), "-n", namespace, "--create-namespace", *values,
-                      kubeconfig=cluster.kubeconfig)
-    assert result.returncode == 0, result.stderr
-    try:
-        before = state()
-        assert base64.b64decode(before[0]["ca.crt"]).decode() == before[1]["ca.crt"]
-        upgrade = run_helm(helm, "upgrade", release, str(CHART), "-n", namespace, *values,
-                           kubeconfig=cluster.kubeconfig)
-        assert upgrade.returncode == 0, upgrade.stderr
-        assert state() == before, "same values: same CA, same certificate"
-
-        renamed = run_helm(helm, "upgrade", release, str(CHART), "-n", namespace, *values,
-                           "--set", "authenticator.tls.extraNames={auth.example.com}", kubeconfig=cluster.kubeconfig)
-        assert renamed.returncode == 0, renamed.stderr
-        data, ca = state()
-        dns, _ = _sans(base64.b64decode(data["tls.crt"]))
-        assert "auth.example.com" in dns and f"{release}-tokenwarden-authenticator.{namespace}.svc" in dns
-        assert _signed_by(base64.b64decode(data["tls.crt"]), ca["ca.crt"].encode())
-        assert data["tls.crt"] != before[0]["tls.crt"]
-    finally:
-        run_helm(helm, "uninstall", release, "-n", namespace, kubeconfig=cluster.kubeconfig)
-        core.delete_namespace(namespace)
-

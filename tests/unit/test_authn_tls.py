@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tokenwarden.authn._tls import CertificateError, ReloadingCertificate, watch_certificate
+from tokenwarden.servingtls import CertificateError, ReloadingCertificate, watch_certificate
 from tokenwarden.tls import create_ca, issue_serving_cert
 
 
@@ -118,12 +118,12 @@ def test_a_bad_new_pair_is_reported_and_the_current_certificate_kept(ca, tmp_pat
     certificate = ReloadingCertificate(volume.cert, volume.key)
 
     volume.write(second.cert, third.key)  # a key that does not match the certificate
-    with caplog.at_level(logging.WARNING, logger="tokenwarden.authenticator"):
+    with caplog.at_level(logging.WARNING, logger="tokenwarden.tls"):
         assert certificate.check() is False
     assert f"kept the current TLS certificate: the new {volume.cert} and {volume.key} cannot be used" in caplog.text
     assert asyncio.run(presented(certificate.context, ca)) == der(first)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="tokenwarden.authenticator"):
+    with caplog.at_level(logging.WARNING, logger="tokenwarden.tls"):
         assert certificate.check() is False
     assert not caplog.text, "the same bad pair is reported once"
 

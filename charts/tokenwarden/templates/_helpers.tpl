@@ -91,46 +91,64 @@ topologySpreadConstraints: {{- toYaml . | nindent 2 }}
 {{- if and $literal .Values.operator.namespaces }}{{ toJson .Values.operator.namespaces }}{{ end }}
 {{- end }}
 
-{{/* A CA and a serving certificate (base64, keyed as in a kubernetes.io/tls Secret) for the
-Secret named `secret`. The existing Secret's when it holds a complete pair (and, with
-checkNames, was made for these names), so `helm upgrade` changes neither the Secret, the CA
-clients trust nor the pods; otherwise (install, or `helm template`, which cannot look) a new
-pair. Made once per render and shared by every template that shows it.
-Arguments: root (the chart's context), secret, ca (the CA's common name), names (DNS names and
-IP addresses; the first is the common name), checkNames. */}}
-{{- define "tokenwarden.servingTLS" -}}
-{{- $root := .root }}
-{{- $cache := printf "__tokenwardenTLS_%s" .secret }}
-{{- if not (hasKey $root.Values $cache) }}
-{{- $existing := lookup "v1" "Secret" $root.Release.Namespace .secret | default dict }}
-{{- $data := get $existing "data" | default dict }}
-{{- $annotations := get (get $existing "metadata" | default dict) "annotations" | default dict }}
-{{- $sameNames := or (not .checkNames) (eq (get $annotations "tokenwarden.io/names") (join "," .names)) }}
-{{- $tls := dict }}
-{{- if and (get $data "ca.crt") (get $data "tls.crt") (get $data "tls.key") $sameNames }}
-{{- $tls = dict "ca.crt" (get $data "ca.crt") "tls.crt" (get $data "tls.crt") "tls.key" (get $data "tls.key") }}
-{{- else }}
+{{/* The names the webhook's certificate covers: its Service's, as kube-apiserver calls it. */}}
+{{- define "tokenwarden.webhookNames" -}}
+{{- $service := printf "%s-webhook" (include "tokenwarden.fullname" .) }}
+{{- toJson (list (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s" $service .Release.Namespace)) }}
+{{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "tokenwarden.webhookTLSSecret" -}}
+{{- .Values.operator.webhook.tls.existingSecret | default (printf "%s-webhook-tls" (include "tokenwarden.fullname" .)) }}
+{{- end }}
+
+{{/* How a server gets its certificate: generated (by the operator, at run time), certManager or
+existingSecret. Fails naming the values when both of the last two are set. Arguments: tls (the
+server's tls values), path (their name in the values). */}}
+{{- define "tokenwarden.tlsMode" -}}
+{{- if .tls.certManager.enabled }}
+{{- if .tls.existingSecret }}
+{{- fail (printf "%s: certManager.enabled and existingSecret exclude each other: cert-manager writes the Secret itself; set one of the two" .path) }}
+{{- end }}
+{{- if not .tls.certManager.issuerRef.name }}
+{{- fail (printf "%s.certManager.issuerRef.name: name the cert-manager Issuer or ClusterIssuer that signs the certificate (and set issuerRef.kind for a ClusterIssuer)" .path) }}
+{{- end }}
+{{- "certManager" }}
+{{- else if .tls.existingSecret }}{{ "existingSecret" }}
+{{- else }}{{ "generated" }}
+{{- end }}
+{{- end }}
+
+{{/* A cert-manager Certificate. Arguments: root, name (the Certificate's and, with -tls, the
+Secret's), names (DNS names and IP addresses), tls (the server's tls values). */}}
+{{- define "tokenwarden.certificate" -}}
 {{- $dns := list }}
 {{- $ips := list }}
 {{- range .names }}
 {{- if regexMatch "^[0-9.]+$|:" . }}{{ $ips = append $ips . }}{{ else }}{{ $dns = append $dns . }}{{ end }}
 {{- end }}
-{{- $ca := genCA .ca 3650 }}
-{{- $cert := genSignedCert (first .names) $ips $dns 3650 $ca }}
-{{- $tls = dict "ca.crt" ($ca.Cert | b64enc) "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) }}
-{{- end }}
-{{- $_ := set $root.Values $cache $tls }}
-{{- end }}
-{{- toYaml (get $root.Values $cache) }}
-{{- end }}
-
-{{/* The webhook's pair, shared by the Secret, the caBundle and the operator's pod annotation. */}}
-{{- define "tokenwarden.webhookTLS" -}}
-{{- $name := include "tokenwarden.fullname" . }}
-{{- $host := printf "%s-webhook.%s.svc" $name .Release.Namespace }}
-{{- include "tokenwarden.servingTLS" (dict "root" . "secret" (printf "%s-webhook-tls" $name)
-  "ca" (printf "%s-webhook-ca" $name) "names" (list $host (printf "%s-webhook.%s" $name .Release.Namespace))
-  "checkNames" false) }}
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels: {{- include "tokenwarden.labels" .root | nindent 4 }}
+spec:
+  secretName: {{ .name }}-tls
+  commonName: {{ first $dns }}
+  dnsNames: {{- toYaml $dns | nindent 4 }}
+  {{- with $ips }}
+  ipAddresses: {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .tls.certManager.duration }}
+  duration: {{ . }}
+  {{- end }}
+  {{- with .tls.certManager.renewBefore }}
+  renewBefore: {{ . }}
+  {{- end }}
+  privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
+  usages: [digital signature, server auth]
+  issuerRef: {{- toYaml .tls.certManager.issuerRef | nindent 4 }}
 {{- end }}
 
 {{/* The names the authenticator's certificate covers: its Service's, and authenticator.tls.extraNames. */}}
@@ -145,12 +163,4 @@ IP addresses; the first is the common name), checkNames. */}}
 {{/* The Secret holding the authenticator's serving certificate (tls.crt, tls.key). */}}
 {{- define "tokenwarden.authenticatorTLSSecret" -}}
 {{- .Values.authenticator.tls.existingSecret | default (printf "%s-authenticator-tls" (include "tokenwarden.fullname" .)) }}
-{{- end }}
-
-{{/* The chart's own pair for the authenticator (neither cert-manager nor existingSecret). */}}
-{{- define "tokenwarden.authenticatorTLS" -}}
-{{- $name := include "tokenwarden.fullname" . }}
-{{- include "tokenwarden.servingTLS" (dict "root" . "secret" (printf "%s-authenticator-tls" $name)
-  "ca" (printf "%s-authenticator-ca" $name) "names" (include "tokenwarden.authenticatorNames" . | fromJsonArray)
-  "checkNames" true) }}
 {{- end }}

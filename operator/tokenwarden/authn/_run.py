@@ -23,7 +23,7 @@ from tokenwarden.authn._import_key import follow_import_key
 from tokenwarden.authn._issuer import IssuerKeys
 from tokenwarden.authn._reflector import Readiness, Reflector
 from tokenwarden.authn._server import Authenticator, LastUsed, flush_last_used
-from tokenwarden.authn._tls import ReloadingCertificate, watch_certificate
+from tokenwarden.servingtls import ReloadingCertificate, watch_certificate
 from tokenwarden.authn._tokenreview import KubeReviewer
 from tokenwarden.authn._watch import AccountStore, TokenStore
 from tokenwarden.authn._workload import WorkloadVerifier

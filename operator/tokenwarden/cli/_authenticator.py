@@ -72,7 +72,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
                                "metrics server a port of its own")
     from tokenwarden.authn import AuthenticatorOptions, run_authenticator
     from tokenwarden.authn._run import EventLoopUnavailable
-    from tokenwarden.authn._tls import CertificateError
+    from tokenwarden.servingtls import CertificateError
 
     settings = prepare(kubeconfig, config_path)
     try:

@@ -42,8 +42,12 @@ class OperatorOptions:
     log_format: str = LOG_FORMATS[0]  # "text" or "json" (tokenwarden.logs)
 
 
-def _webhook_server(options: OperatorOptions) -> kopf.WebhookServer:
+def _webhook_server(options: OperatorOptions, memo, logger) -> kopf.WebhookServer:
+    from tokenwarden.handlers._certificates import webhook_server_from_secret
     from tokenwarden.tls import create_ca, issue_serving_cert
+
+    if options.settings.certificates.webhook.secret_name:
+        return webhook_server_from_secret(options, memo, logger)
 
     directory = Path(options.webhook_cert_dir) if options.webhook_cert_dir else None
     if directory and (directory / "tls.crt").is_file():
@@ -74,6 +78,7 @@ def run_operator(options: OperatorOptions) -> None:
         _admission_check,
         _bindings,
         _bootstrap,
+        _certificates,
         _mint,  # the token handlers, before expiry and rotation, in the order they always ran
         _revoke,
         _secret_deleted,
@@ -123,10 +128,6 @@ def run_operator(options: OperatorOptions) -> None:
         # sooner than kopf's 5 s after its last event; a later event starts a new one.
         settings.watching.chunk_size = objects.LIST_PAGE
         settings.queueing.idle_timeout = 0.5
-        if options.webhook_port:
-            settings.admission.server = _webhook_server(options)
-            if options.webhook_managed:
-                settings.admission.managed = "tokenwarden.io"
         if options.peering:
             # One ClusterKopfPeering, also when serving some namespaces only: namespaced peering
             # would need a KopfPeering object in every served namespace (and glob), and without
@@ -141,6 +142,11 @@ def run_operator(options: OperatorOptions) -> None:
                 logger.warning(f"could not create the ClusterKopfPeering {options.peering!r} ({exc}); "
                                "if it does not exist, every replica stays paused")
         quiet_body_loggers()
+        if options.webhook_port:
+            # Last: it may wait for the webhook's Secret (this handler is then run again).
+            settings.admission.server = _webhook_server(options, memo, logger)
+            if options.webhook_managed:
+                settings.admission.managed = "tokenwarden.io"
 
     @kopf.on.login()
     def login(**kwargs):

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from kubernetes import client, watch
+from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tokenwarden.kube._certificates import follow_secret
 from tokenwarden.kube._errors import ApiNotFound, translated
 from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE
 from tokenwarden.tokens import IMPORT_KEY_BYTES
@@ -103,32 +104,10 @@ def follow_import_key(core: client.CoreV1Api, namespace: str, name: str, on_key:
     """Call ``on_key`` with the key whenever Secret ``name`` is written, until ``stop`` is set.
     A watch on that one name: RBAC may grant it with resourceNames. A deleted or invalid
     Secret leaves the last key in use (the operator re-creates a deleted one from memory)."""
-    version = None
-    while not stop.is_set():
+    def written(obj: Mapping) -> None:
         try:
-            stream = watch.Watch().stream(core.list_namespaced_secret, namespace,
-                                          field_selector=f"metadata.name={name}", resource_version=version,
-                                          timeout_seconds=60, _request_timeout=90)
-            for event in stream:
-                if stop.is_set():
-                    return
-                obj = event["raw_object"]
-                version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    try:
-                        on_key(key_of(obj))
-                    except ImportKeyInvalid as exc:
-                        logger.error("%s", exc)
-                elif event["type"] == "ERROR":
-                    version = None  # 410 Gone: start again from the current state
-                    break
-        except ApiException as exc:
-            if exc.status == 410:
-                version = None
-                continue
-            logger.warning("cannot watch the import key Secret %s/%s: %s %s; trying again in %ss",
-                           namespace, name, exc.status, exc.reason, retry_after)
-            stop.wait(retry_after)
-        except Exception as exc:  # noqa: BLE001  (a dropped connection: watch again)
-            logger.warning("watch of the import key Secret %s/%s ended: %r; trying again", namespace, name, exc)
-            stop.wait(retry_after)
+            on_key(key_of(obj))
+        except ImportKeyInvalid as exc:
+            logger.error("%s", exc)
+
+    follow_secret(core, namespace, name, written, stop, "the import key", retry_after)

@@ -1,4 +1,4 @@
-"""The authenticator's serving certificate, reloaded when its files change.
+"""A server's certificate (the authenticator's, the admission webhook's), reloaded when its files change.
 
 A mounted Secret changes by a symlink swap (the kubelet) and cert-manager renews in
 place, so the files are compared by what ``stat`` says of them, following symlinks.
@@ -14,7 +14,7 @@ import logging
 import os
 import ssl
 
-logger = logging.getLogger("tokenwarden.authenticator")
+logger = logging.getLogger("tokenwarden.tls")
 
 
 class CertificateError(Exception):
