@@ -3,6 +3,7 @@ expression with its file, links and classifiers PyPI accepts, built with no warn
 from __future__ import annotations
 
 import email
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,16 @@ def test_links_and_classifiers_are_ones_pypi_accepts(metadata):
         f"not PyPI classifiers: {sorted(set(classifiers) - known_classifiers)}")
     oldest = PYPROJECT["project"]["requires-python"].removeprefix(">=")
     assert f"Programming Language :: Python :: {oldest}" in classifiers
+
+
+def test_kopf_is_bounded_to_the_versions_whose_private_parts_are_wrapped():
+    """While a module wraps kopf's private functions, kopf is bounded above: a kopf release may
+    move them, and only the versions tested here (test_listings, test_footprint) are allowed."""
+    wrapping = sorted(path.name for path in (REPO / "operator" / "tokenwarden").rglob("*.py")
+                      if "from kopf._" in path.read_text() or "import kopf._" in path.read_text())
+    kopf = next(Requirement(r) for r in PYPROJECT["project"]["dependencies"] if Requirement(r).name == "kopf")
+    installed = Version(importlib.metadata.version("kopf"))
+    assert installed in kopf.specifier, f"kopf {installed} is outside {kopf.specifier}"
+    if wrapping:
+        assert any(spec.operator == "<" for spec in kopf.specifier), (
+            f"{', '.join(wrapping)} wrap kopf's private functions: bound kopf above in pyproject.toml")
