@@ -13,10 +13,10 @@ seconds, and nothing is said before GRACE seconds have passed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import kopf
 
+from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._metrics import ADMISSION_ENFORCED
 from tokenwarden.kube import ApiTransientError, objects
 from tokenwarden.kube._resources import GROUP, SERVICE_TOKENS, VERSION
@@ -63,11 +63,7 @@ async def start_admission_check(memo, logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_admission_check(memo, **_) -> None:
-    task = getattr(memo, "admission_check", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await end_task(memo, "admission_check")
 
 
 async def _check_admission(memo, logger) -> None:

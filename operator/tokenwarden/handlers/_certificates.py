@@ -30,6 +30,7 @@ from kubernetes import client
 
 from tokenwarden import clock, policies
 from tokenwarden.config import Certificates, ServerCertificate
+from tokenwarden.handlers._memo import end_task
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
 from tokenwarden.kube._certificates import (
     StoredSecret,
@@ -214,11 +215,7 @@ async def start_certificate_upkeep(memo, logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_certificate_upkeep(memo, **_) -> None:
-    task = getattr(memo, "certificate_upkeep", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await end_task(memo, "certificate_upkeep")
     follower = getattr(memo, "webhook_certificate", None)
     if follower is not None:
         follower.stop.set()

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import kopf
 from kubernetes import client
 
@@ -49,3 +52,13 @@ class OperatorMemo(kopf.Memo):
         memo.deleted_tokens = {}
         memo.reviews = access.ReviewCache()
         return memo
+
+
+async def end_task(memo, name: str) -> None:
+    """Cancel the background task a startup handler kept in ``memo`` under ``name`` (if it
+    started one), and wait until it has ended: what each cleanup handler does with its task."""
+    task = getattr(memo, name, None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -3,13 +3,13 @@ that is not theirs (it may go away with no event the operator sees), untouched."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._indexes import check_listing, waiting
+from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._mint import reconcile_now
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind
 from tokenwarden.kube import objects
@@ -29,11 +29,7 @@ async def start_unsettled_sweep(memo, logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_unsettled_sweep(memo, **_) -> None:
-    task = getattr(memo, "unsettled_sweep", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await end_task(memo, "unsettled_sweep")
 
 
 async def _sweep_unsettled(memo, logger) -> None:

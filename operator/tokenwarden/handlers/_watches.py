@@ -17,7 +17,6 @@ replica leads (a standby paused by peering watches and acts on nothing).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 from collections.abc import Callable, Hashable
@@ -28,6 +27,7 @@ from kubernetes import client
 from tokenwarden.handlers._bootstrap import bootstrap_secret
 from tokenwarden.handlers._import_sources import key_secret_changed, source_changed
 from tokenwarden.handlers._listings import leading
+from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._workloads import service_account_changed
 from tokenwarden.kube import load_api_client, objects
 from tokenwarden.kube._reflector import Reflector
@@ -168,9 +168,6 @@ async def start_watches(memo, **_) -> None:
 
 @kopf.on.cleanup()
 async def stop_watches(memo, **_) -> None:
-    task = getattr(memo, "watches_task", None)
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await end_task(memo, "watches_task")
+    if getattr(memo, "watches", None) is not None:
         memo.watches.halt()
