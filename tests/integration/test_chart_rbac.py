@@ -73,7 +73,8 @@ def test_a_pattern_in_namespaces_fails_unless_cluster_wide_grants_are_accepted(h
 
 def test_the_install_notes_say_how_far_the_grants_reach(helm, cluster):
     def notes(*args):
-        result = run_helm(helm, "install", "tw", str(CHART), "-n", "tokenwarden", "--dry-run=client", *args,
+        result = run_helm(helm, "install", "tw", str(CHART), "-n", "tokenwarden", "--dry-run=client",
+                          "--set", "crds.enabled=false", *args,
                           kubeconfig=cluster.kubeconfig)
         assert result.returncode == 0, result.stderr
         return result.stdout
@@ -142,8 +143,8 @@ def test_the_api_server_allows_what_the_code_needs_where_it_serves_and_nothing_e
                                                                                       scoped):
     suffix = uuid.uuid4().hex[:6]
     release, served, unlisted = f"rbac-{suffix}", [f"served-a-{suffix}", f"served-b-{suffix}"], f"unlisted-{suffix}"
-    # A bootstrap token too, whose namespace (the release's) a scoped install must serve.
-    values = Values(namespaces=(*served, release) if scoped else (), bootstrap_roles=("power-user",))
+    # Several replicas (peering), and a bootstrap token, whose namespace (the release's) a scoped install must serve.
+    values = Values(namespaces=(*served, release) if scoped else (), replicas=2, bootstrap_roles=("power-user",))
     name = f"rbac-{suffix}-tokenwarden"
     for namespace in (release, *served, unlisted):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
