@@ -227,7 +227,7 @@ class AuthenticatorProcess:
     health and metrics on a plain-HTTP port of their own."""
 
     def __init__(self, cluster: Cluster, workdir: Path, *, port: int | None = None, tls: Path | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), kubeconfig: Path | None = None, settings: str = TEST_SETTINGS) -> None:
         self.port = port or cluster.authn_port or devcluster.free_port()
         self.tls = tls or cluster.authn_tls
         self.metrics_port = devcluster.free_port()
@@ -236,9 +236,9 @@ class AuthenticatorProcess:
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.ca = str(self.tls / "ca.crt") if self.tls else None
         config = workdir / "settings.yaml"
-        config.write_text(TEST_SETTINGS)
+        config.write_text(settings)
         argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug", "--config", str(config),
-                "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+                "--kubeconfig", str(kubeconfig or cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
                 "--metrics-port", str(self.metrics_port), "--last-used-interval", "1", "--scheme", "Otel", *extra]
         if self.tls:
             argv += ["--tls-cert", str(self.tls / "tls.crt"), "--tls-key", str(self.tls / "tls.key")]

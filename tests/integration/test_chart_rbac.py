@@ -3,13 +3,17 @@ in the namespaces it serves, proven by the API server's own answers; and two nam
 releases run side by side, each operator minting in its own namespace only."""
 from __future__ import annotations
 
+import base64
+import re
 import uuid
 
 import pytest
 import yaml
 from kubernetes import client
 
-from ..conftest import OperatorProcess
+from tokenwarden import devcluster
+
+from ..conftest import AuthenticatorProcess, OperatorProcess
 from .chart_access import Values, expected_objects, needs, rendered_objects
 from .kubehelpers import create, phase_is, wait_for
 from .test_chart import BOOTSTRAP, CHART, helm, render, run_helm  # noqa: F401  (helm: the fixture)
@@ -212,7 +216,7 @@ def test_two_namespace_scoped_releases_side_by_side_each_mint_their_own_tokens(h
     settings under its release's ServiceAccount, and mints the tokens of its namespace only."""
     suffix = uuid.uuid4().hex[:6]
     releases = {f"team-a-{suffix}": "tw-a", f"team-b-{suffix}": "tw-b"}
-    operators, installed = [], []
+    processes, installed = [], []
     try:
         for namespace, release in releases.items():
             result = run_helm(helm, "install", release, str(CHART), "-n", namespace, "--create-namespace",
@@ -232,27 +236,44 @@ def test_two_namespace_scoped_releases_side_by_side_each_mint_their_own_tokens(h
         assert "install it under another release name, or set fullnameOverride" in same_name.stderr
 
         for namespace, release in releases.items():
-            workdir = tmp_path / release
-            workdir.mkdir()
-            kubeconfig = _account_kubeconfig(core, cluster.kubeconfig, namespace, f"{release}-tokenwarden-operator",
-                                             workdir / "kubeconfig")
-            process = OperatorProcess(kubeconfig, workdir, webhook=False, namespaces=[namespace], home_namespace=None)
-            process.config.write_text(
-                core.read_namespaced_config_map(f"{release}-tokenwarden", namespace).data["settings.yaml"])
-            process.start()
-            operators.append(process)
+            settings = core.read_namespaced_config_map(f"{release}-tokenwarden", namespace).data["settings.yaml"]
+            for component in ("operator", "authenticator"):
+                workdir = tmp_path / release / component
+                workdir.mkdir(parents=True)
+                kubeconfig = _account_kubeconfig(core, cluster.kubeconfig, namespace,
+                                                 f"{release}-tokenwarden-{component}", workdir / "kubeconfig")
+                if component == "operator":
+                    process = OperatorProcess(kubeconfig, workdir, webhook=False, namespaces=[namespace],
+                                              home_namespace=None)
+                    process.config.write_text(settings)
+                    process.start()
+                else:  # ready once it has listed and watches its kinds, and read the import key
+                    process = AuthenticatorProcess(cluster, workdir, port=devcluster.free_port(),
+                                                   tls=cluster.authn_tls, kubeconfig=kubeconfig, settings=settings,
+                                                   extra=(f"--namespace={namespace}",))
+                processes.append(process)
         for namespace in releases:
             create(custom, "ServiceToken", namespace, "agent", {"roles": ["writer"]})
+        tokens = {}
         for namespace in releases:
             token = wait_for(custom, "ServiceToken", namespace, "agent", phase_is("Active"))
-            assert core.read_namespaced_secret(token["status"]["secretName"], namespace).data["token"]
+            tokens[namespace] = base64.b64decode(
+                core.read_namespaced_secret(token["status"]["secretName"], namespace).data["token"]).decode()
         namespaces = list(releases)
-        for process, namespace, other in zip(operators, namespaces, reversed(namespaces)):
-            log = process.log()
-            assert f"{namespace}/agent" in log and f"{other}/" not in log
-            assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+        operators, authenticators = processes[0::2], processes[1::2]
+        for operator, authenticator, namespace, other in zip(operators, authenticators, namespaces,
+                                                              reversed(namespaces)):
+            log = operator.log()
+            # Its log shows the token it minted (kopf's debug lines carry the body), and nothing of the other.
+            assert f"'name': 'agent', 'namespace': '{namespace}'" in log and other not in log
+            for process in (operator, authenticator):  # nothing it does was refused
+                assert not re.search(r"Forbidden|forbidden|Not enough permissions|\b403\b", process.log()), \
+                    process.log()[-3000:]
+            # Each authenticator knows its own namespace's token, and not the other's.
+            assert authenticator.get("/verify", {"Authorization": f"Bearer {tokens[namespace]}"}).status_code == 200
+            assert authenticator.get("/verify", {"Authorization": f"Bearer {tokens[other]}"}).status_code == 401
     finally:
-        for process in operators:
+        for process in processes:
             process.stop()
         for namespace, release in installed:
             run_helm(helm, "uninstall", release, "-n", namespace, kubeconfig=cluster.kubeconfig)
