@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import uuid
 
 import pytest
@@ -115,6 +116,22 @@ def _apply_rbac(api_client: client.ApiClient, docs: list[dict]) -> list[dict]:
     return made
 
 
+def _wait_until_counted(api_client: client.ApiClient, docs: list[dict], release: str) -> None:
+    """RBAC objects reach the authorizer's cache a moment after they are written: ask until each
+    role's first rule counts for its account."""
+    for doc in docs:
+        if doc["kind"] not in ("Role", "ClusterRole") or not doc["metadata"]["name"].endswith(
+                ("-operator", "-authenticator", "-own")):
+            continue
+        rule, account = doc["rules"][0], f"{release}/{doc['metadata']['name'].removesuffix('-own')}"
+        names = rule.get("resourceNames") or [None]
+        deadline = time.monotonic() + 30
+        while not _allowed(api_client, account, doc["metadata"].get("namespace"), rule["apiGroups"][0],
+                           rule["resources"][0], rule["verbs"][0], names[0]):
+            assert time.monotonic() < deadline, f"{doc['kind']} {doc['metadata']['name']} never counted"
+            time.sleep(0.2)
+
+
 def _delete(api_client: client.ApiClient, docs: list[dict]) -> None:
     rbac = client.RbacAuthorizationV1Api(api_client)
     for doc in docs:
@@ -156,6 +173,7 @@ def test_the_api_server_allows_what_the_code_needs_where_it_serves_and_nothing_e
     assert result.returncode == 0, result.stderr
     made = _apply_rbac(api_client, [d for d in yaml.safe_load_all(result.stdout) if d])
     try:
+        _wait_until_counted(api_client, made, release)
         asked = 0
         for need in needs(values):
             account = f"{release}/{name}-{need.who}"
