@@ -142,11 +142,14 @@ class OperatorProcess:
     """``tokenwarden operator`` as a separate process, as it runs in production."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, extra_args: list[str] | None = None,
-                 webhook: bool = True) -> None:
+                 webhook: bool = True, namespaces: list[str] | None = None,
+                 home_namespace: str | None = OPERATOR_NAMESPACE) -> None:
         self.kubeconfig = kubeconfig
         self.workdir = workdir
         self.extra_args = list(extra_args or [])
         self.webhook = webhook
+        self.namespaces = list(namespaces or [])  # served; none: all
+        self.home_namespace = home_namespace  # made at start (settings importKey.namespace); None: it exists
         self.config = workdir / "settings.yaml"
         self.config.write_text(TEST_SETTINGS)
         self.log_path = workdir / "operator.log"
@@ -155,12 +158,14 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.starts += 1
-        _ensure_namespace(self.kubeconfig, OPERATOR_NAMESPACE)
+        if self.home_namespace:
+            _ensure_namespace(self.kubeconfig, self.home_namespace)
         liveness = devcluster.free_port()
         self.webhook_port = devcluster.free_port()
         self.metrics_port = devcluster.free_port()
         log = open(self.log_path, "ab")
-        argv = [sys.executable, "-m", "tokenwarden", "operator", "--all-namespaces", "--debug",
+        scope = [f"--namespace={n}" for n in self.namespaces] or ["--all-namespaces"]
+        argv = [sys.executable, "-m", "tokenwarden", "operator", *scope, "--debug",
                 "--config", str(self.config), "--kubeconfig", str(self.kubeconfig),
                 "--metrics-port", str(self.metrics_port), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
                 *self.extra_args]
@@ -240,7 +245,7 @@ class AuthenticatorProcess:
     health and metrics on a plain-HTTP port of their own."""
 
     def __init__(self, cluster: Cluster, workdir: Path, *, port: int | None = None, tls: Path | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), kubeconfig: Path | None = None, settings: str = TEST_SETTINGS) -> None:
         self.port = port or cluster.authn_port or devcluster.free_port()
         self.tls = tls or cluster.authn_tls
         self.metrics_port = devcluster.free_port()
@@ -249,9 +254,9 @@ class AuthenticatorProcess:
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.ca = str(self.tls / "ca.crt") if self.tls else None
         config = workdir / "settings.yaml"
-        config.write_text(TEST_SETTINGS)
+        config.write_text(settings)
         argv = [sys.executable, "-m", "tokenwarden", "authenticator", "--debug", "--config", str(config),
-                "--kubeconfig", str(cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
+                "--kubeconfig", str(kubeconfig or cluster.kubeconfig), "--host", "127.0.0.1", "--port", str(self.port),
                 "--metrics-port", str(self.metrics_port), "--last-used-interval", "1", "--scheme", "Otel", *extra]
         if self.tls:
             argv += ["--tls-cert", str(self.tls / "tls.crt"), "--tls-key", str(self.tls / "tls.key")]

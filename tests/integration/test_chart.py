@@ -58,6 +58,15 @@ def test_chart_crds_are_the_generated_ones(helm):
     assert not group_crds(render(helm, "--set", "crds.enabled=false"))
     kept = group_crds(render(helm, "--set", "crds.keep=false"))
     assert all("helm.sh/resource-policy" not in d["metadata"]["annotations"] for d in kept)
+    # kopf's peering CRD (several replicas) is one of them too, never a plain release object.
+    peering = ["--set", "operator.replicas=2"]
+    assert [d["metadata"]["annotations"].get("helm.sh/resource-policy") for d in render(helm, *peering)
+            if d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == "kopf.dev"] == ["keep"]
+    assert [d["metadata"]["annotations"].get("helm.sh/resource-policy") for d in render(
+        helm, *peering, "--set", "crds.keep=false") if d["kind"] == "CustomResourceDefinition"
+        and d["spec"]["group"] == "kopf.dev"] == [None]
+    assert not [d for d in render(helm, *peering, "--set", "crds.enabled=false")
+                if d["kind"] == "CustomResourceDefinition"]
 
 
 def test_security_context_matches_the_image(helm):
@@ -229,123 +238,41 @@ def test_bad_values_fail_early_naming_the_value(helm, args, words):
 
 
 TOKEN_KINDS = ["serviceaccounts", "rolebindings", "servicetokens", "ingestionapikeys"]
-EXPECTED_RBAC = {
-    # (who, apiGroup, resources, verbs): why
-    ("operator", "tokenwarden.io", tuple(TOKEN_KINDS), ("get", "list", "watch", "patch")):
-        "watch the four kinds; patch for kopf's annotations, the bootstrap token's spec, a reported leak "
-        "(tokenwarden.io/leaked), and to remove the finalizer older versions put",
-    ("operator", "tokenwarden.io", ("servicetokens",), ("create",)): "the bootstrap token",
-    ("operator", "tokenwarden.io", ("servicetokens", "ingestionapikeys"), ("delete",)):
-        "bootstrap token revoked; expired tokens and keys deleted after the retention",
-    ("operator", "tokenwarden.io", tuple(f"{k}/status" for k in TOKEN_KINDS), ("patch",)):
-        "status only, never spec",
-    ("operator", "", ("secrets",), ("get", "list", "watch", "create", "patch", "delete")):
-        "token Secrets: mint, read back after a crash, rotate, revoke, expire, collect orphans; bootstrap Secret",
-    ("operator", "", ("events",), ("create",)): "events on tokens, accounts, the bootstrap Secret (kopf posts)",
-    ("operator", "", ("serviceaccounts",), ("get", "list", "watch")):
-        "workload identities: the Kubernetes ServiceAccounts accounts list, read by name, followed by metadata",
-    ("operator", "apps", ("deployments", "daemonsets", "statefulsets"), ("patch",)):
-        "rollout restart of rotation targets (a patch; a missing target is its 404)",
-    ("operator", "authorization.k8s.io", ("subjectaccessreviews",), ("create",)):
-        "admission: may the requester grant what the object grants (bind, use, get on an imported Secret)",
-    ("operator", "tokenwarden.io", ("tokenusages",), ("list", "watch")):
-        "last use recorded by the authenticator, copied into each credential's lastUsedAt",
-    ("operator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
-        "kopf notices the kinds",
-    ("authenticator", "tokenwarden.io", ("serviceaccounts", "servicetokens", "ingestionapikeys"),
-     ("list", "watch")): "the hash index: a startup listing, then watches",
-    ("authenticator", "tokenwarden.io", ("rolebindings",), ("list", "watch")):
-        "roles from the bindings as they are now: one deleted or being deleted grants nothing, operator or not",
-    ("authenticator", "tokenwarden.io", ("tokenusages",), ("get", "create")):
-        "last use: read at start, created in a namespace where it is missing; it authorises nothing",
-    ("authenticator", "tokenwarden.io", ("tokenusages/status",), ("patch",)):
-        "last use, in batches; never a token's status, which decides what a token may do",
-    ("authenticator", "apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch")):
-        "kopf notices the kinds",
-    ("authenticator", "authentication.k8s.io", ("tokenreviews",), ("create",)):
-        "workload identity: kube-apiserver checks a Kubernetes service-account token sent to /verify",
-    ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",)):
-        "the import key, read and watched by name in the release namespace: imported keys are found by their HMAC",
-    **{("certificates", *grant): why for grant, why in {
-        ("", ("secrets",), ("create",)): "the CA and serving-certificate Secrets (create cannot be limited to names)",
-        ("", ("secrets",), ("get", "update"), ("tw-tokenwarden-webhook-ca", "tw-tokenwarden-webhook-tls",
-                                               "tw-tokenwarden-authenticator-ca", "tw-tokenwarden-authenticator-tls")):
-            "the operator's own certificates, renewed with a conditional replace",
-        ("", ("secrets",), ("get", "watch"), ("tw-tokenwarden-webhook-tls",)):
-            "every replica serves the webhook's pair, followed through the API",
-        ("", ("configmaps",), ("create",)): "the authenticator's published CA bundle",
-        ("", ("configmaps",), ("get", "update"), ("tw-tokenwarden-authenticator-ca",)):
-            "the authenticator's published CA bundle, kept current",
-        ("admissionregistration.k8s.io", ("validatingwebhookconfigurations",), ("get", "patch"), ("tw-tokenwarden",)):
-            "the webhook's caBundle, injected into the release's own configuration only",
-    }.items()},
-}
-# Not the operator's: aggregated into Kubernetes' admin/edit and view roles (rbac.aggregateToDefaultRoles).
+# The operator's and the authenticator's own grants are in chart_access.py (test_chart_rbac.py).
+# These are not theirs: aggregated into Kubernetes' admin/edit and view roles (rbac.aggregateToDefaultRoles).
 AGGREGATED_RBAC = {
     ("edit", "tokenwarden.io", tuple(TOKEN_KINDS), ("create", "update", "patch", "delete", "get", "list", "watch")):
         "admin and edit manage the four kinds in their namespace, as the built-in kinds (no bind, no use)",
     ("view", "tokenwarden.io", (*TOKEN_KINDS, "tokenusages"), ("get", "list", "watch")): "view reads them",
 }
-# Only with a bootstrap token, in the release namespace: the webhook checks the operator's grants too.
-BOOTSTRAP_RBAC = {
-    ("operator", "tokenwarden.io", ("roles",), ("bind",), ("power-user",)):
-        "the bootstrap token grants its roles (exactly those of the values)",
-    ("operator", "tokenwarden.io", ("projects",), ("use",)): "the bootstrap token is valid in every project",
-}
-# Only with operator.namespaces: kopf lists and watches namespaces to match them.
-
-NAMESPACED_RBAC = {
-    ("operator", "", ("namespaces",), ("list", "watch")): "kopf finds the namespaces to serve",
-    ("authenticator", "", ("namespaces",), ("list", "watch")): "kopf finds the namespaces to watch",
-}
-# Only with operator.replicas > 1: kopf peering over the release's ClusterKopfPeering.
-PEERING_RBAC = {
-    ("operator", "kopf.dev", ("clusterkopfpeerings",), ("list", "watch", "create")):
-        "kopf watches the peers; the operator creates the peering object at start",
-    ("operator", "kopf.dev", ("clusterkopfpeerings",), ("patch",), ("tw-tokenwarden",)):
-        "kopf keeps this replica's record, in the release's peering object only",
-}
 
 
-def _grants(docs) -> set[tuple]:
+def _aggregated(docs) -> set[tuple]:
     granted = set()
-    for role in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
-        who = role["metadata"]["name"].rsplit("-", 1)[-1]
+    for role in (d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith(("-edit", "-view"))):
         for rule in role["rules"]:
             for group in rule["apiGroups"]:
-                names = (tuple(rule["resourceNames"]),) if "resourceNames" in rule else ()
-                granted.add((who, group, tuple(rule["resources"]), tuple(rule["verbs"]), *names))
+                granted.add((role["metadata"]["name"].rsplit("-", 1)[-1], group, tuple(rule["resources"]),
+                             tuple(rule["verbs"])))
     return granted
 
 
-def test_every_rbac_grant_is_listed_with_its_reason(helm):
-    """Least privilege: the chart grants exactly the rules above, each with its reason."""
-    expected = set(EXPECTED_RBAC) | set(AGGREGATED_RBAC)
-    one = ("--set", "operator.replicas=1")
-    assert _grants(render(helm, *one)) == expected
-    assert _grants(render(helm, *one, "--set", "operator.namespaces={team-*}")) == expected | set(NAMESPACED_RBAC)
-    assert _grants(render(helm)) == expected | set(PEERING_RBAC)  # two replicas by default
-    assert _grants(render(helm, *one, *BOOTSTRAP)) == expected | set(BOOTSTRAP_RBAC)
-    assert _grants(render(helm, *one, "--set", "rbac.aggregateToDefaultRoles=false")) == set(EXPECTED_RBAC)
-    docs = render(helm, *BOOTSTRAP)
-    bootstrap_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "tw-tokenwarden-operator")
-    assert bootstrap_role["metadata"]["namespace"] == "tokenwarden"  # the bootstrap token's namespace only
-    assert not [g for g in _grants(docs) if g[2] in (("roles",), ("projects",)) and g[0] != "operator"]
+def test_the_default_roles_aggregate_the_kinds_without_bind_or_use(helm):
+    docs = render(helm)
+    assert _aggregated(docs) == set(AGGREGATED_RBAC)
+    assert not _aggregated(render(helm, "--set", "rbac.aggregateToDefaultRoles=false"))
     labels = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs if d["kind"] == "ClusterRole"}
     aggregate = "rbac.authorization.k8s.io/aggregate-to-"
     assert {k for k, v in labels["tw-tokenwarden-edit"].items() if k.startswith(aggregate)} == {
         aggregate + "admin", aggregate + "edit"}
     assert {k for k, v in labels["tw-tokenwarden-view"].items() if k.startswith(aggregate)} == {aggregate + "view"}
-    for granted in (_grants(render(helm, *args)) for args in ([], ["--set", "operator.replicas=2"])):
-        # The authenticator reads one Secret, the import key, by name: never Secrets at large.
-        assert [g for g in granted if g[0] == "authenticator" and "secrets" in g[2]] == [
-            ("authenticator", "", ("secrets",), ("get", "watch"), ("tw-tokenwarden-import-key",))]
-        # The chart owns the webhook configuration: the operator may patch its own one (the caBundle), no other.
-        assert [g for g in granted if g[1] == "admissionregistration.k8s.io"] == [
-            ("certificates", "admissionregistration.k8s.io", ("validatingwebhookconfigurations",), ("get", "patch"),
-             ("tw-tokenwarden",))]
-        # The certificates' Secrets: in the release namespace only, by name except create.
-        assert all(g[4:] or g[3] == ("create",) for g in granted if g[0] == "certificates")
+    # The chart owns the webhook configuration: the operator may read and patch its own one (the
+    # caBundle it injects), by name, and no role of the chart may touch any other.
+    assert [(d["kind"], d["metadata"]["name"], r["resources"], r["verbs"], r.get("resourceNames"))
+            for d in docs if d["kind"] in ("Role", "ClusterRole") for r in d["rules"]
+            if "admissionregistration.k8s.io" in r["apiGroups"]] == [
+        ("ClusterRole", "tw-tokenwarden-operator", ["validatingwebhookconfigurations"], ["get", "patch"],
+         ["tw-tokenwarden"])]
 
 
 WEBHOOK_CLIENT = {"service": {"name": "tw-tokenwarden-webhook", "namespace": "tokenwarden", "port": 443}}
@@ -395,7 +322,7 @@ def test_the_webhook_configuration_matches_the_admission_handlers(helm):
         assert webhook["failurePolicy"] == "Ignore"
         assert webhook["namespaceSelector"] == {"matchExpressions": [
             {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]}
-    globbed = next(d for d in render(helm, "--set", "operator.namespaces={team-*}")
+    globbed = next(d for d in render(helm, "--set", "operator.namespaces={team-*}", "--set", "rbac.clusterWideForGlobs=true")
                    if d["kind"] == "ValidatingWebhookConfiguration")
     assert all("namespaceSelector" not in w for w in globbed["webhooks"])
 
@@ -602,8 +529,8 @@ def test_the_authenticator_reads_the_import_key_and_no_other_secret(helm, cluste
     from kubernetes.client.rest import ApiException
 
     docs = render(helm, "-n", namespace)
-    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-authenticator"))
-    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-authenticator"))
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-authenticator-own"))
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-authenticator-own"))
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"])
     settings = yaml.safe_load(config["data"]["settings.yaml"])
     key_secret = settings["importKey"]["secretName"]

@@ -246,7 +246,8 @@ def test_the_operator_may_grant_only_the_bootstrap_roles(operator, cluster, api_
     docs = render("-n", namespace, "--show-only", "templates/rbac.yaml",
                   "--set", "authentication.servicetoken.bootstrap.token=" + "0123456789abcdef" * 2 + "XYZ",
                   "--set", "authentication.servicetoken.bootstrap.roles={power-user}")
-    operator_docs = [d for d in docs if d["metadata"]["name"] == f"{RELEASE}-tokenwarden-operator"]
+    operator_docs = [d for d in docs if d["metadata"]["name"] in (f"{RELEASE}-tokenwarden-operator",
+                                                                  f"{RELEASE}-tokenwarden-operator-own")]
     assert {d["kind"] for d in operator_docs} == {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
     rbac = client.RbacAuthorizationV1Api(api_client)
     made = []

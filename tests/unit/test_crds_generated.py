@@ -45,7 +45,8 @@ def test_committed_yaml_matches_the_models():
 
 
 def test_no_stray_crd_files():
-    generated = set(crd.render(REPO))
+    # kopf's peering CRD is kopf's own, written by hand (tests/integration/test_chart.py renders it).
+    generated = set(crd.render(REPO)) | {CHART_CRDS / "clusterkopfpeerings.yaml"}
     on_disk = set((REPO / "crds").glob("*.yaml")) | set(CHART_CRDS.glob("*.yaml"))
     assert on_disk == generated
 
