@@ -23,7 +23,7 @@ class Values:
     """The values that change what the chart grants."""
 
     namespaces: tuple[str, ...] = ()
-    replicas: int = 1
+    replicas: int = 2  # the chart's default
     webhook: bool = True
     bootstrap_roles: tuple[str, ...] = ()
     authenticator: bool = True

@@ -37,7 +37,7 @@ INSTALLS = {
     "named namespaces": Values(namespaces=("team-a", "team-b")),
     "with the release namespace and a bootstrap token": Values(namespaces=("team-a", RELEASE_NAMESPACE),
                                                                bootstrap_roles=("power-user",)),
-    "several replicas": Values(namespaces=("team-a",), replicas=2),
+    "one replica (no peering)": Values(namespaces=("team-a",), replicas=1),
     "no webhook, no authenticator": Values(webhook=False, authenticator=False),
     "all namespaces with a bootstrap token": Values(bootstrap_roles=("power-user",)),
 }
