@@ -4,8 +4,8 @@ how long each took against its budget, printed at the end of every run.
 ``make test`` runs the tiers side by side with pytest-xdist (``-n``, ``--dist loadgroup``): most
 of their time is spent waiting on an API server, a kubelet or a token renewal, not on a core.
 Each test file is one group, so a file's fixtures start once, in one process; the node tier is
-one group of its own, since its files share one node and run in order. The longest tiers are
-handed out first. Without ``-n`` the same tests run one after another, as before.
+one group of its own, since its files share one node and run in order; the fault tier's seeds
+are spread, one per group, since each takes minutes. The longest tiers are handed out first. Without ``-n`` the same tests run one after another, as before.
 
 A tier over its budget is reported, not failed: time is measured in bench/, never asserted.
 """
@@ -22,12 +22,13 @@ class Tier:
     prefix: str  # the tests it holds: their paths start with this
     budget: float  # seconds of wall time, first test's start to last test's end
     order: int  # lower is handed out first
+    spread: bool = False  # each test a group of its own (they share no fixture but the session's)
 
 
 # Most specific first: a test belongs to the first tier whose prefix its path starts with.
 TIERS = (
     Tier("node", "tests/e2e/", 600, 0),
-    Tier("faults", "tests/integration/test_faults.py", 360, 1),
+    Tier("faults", "tests/integration/test_faults.py", 360, 1, spread=True),  # one seed per process
     Tier("integration", "tests/integration/", 600, 2),
     Tier("bad input", "tests/bad_input/", 120, 3),
     Tier("release", "tests/release/", 180, 3),
@@ -52,7 +53,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         path = _path(item.nodeid)
         tier = tier_of(path)
-        item.add_marker(pytest.mark.xdist_group("node" if tier and tier.name == "node" else path))
+        if tier and tier.name == "node":
+            group = "node"
+        elif tier and tier.spread:
+            group = item.nodeid
+        else:
+            group = path
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def summarise(request, section: str, lines: list[str]) -> None:
