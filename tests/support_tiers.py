@@ -74,6 +74,7 @@ class TierClock:
 
     def __init__(self) -> None:
         self.spans: dict[str, tuple[float, float]] = {}
+        self.busy: dict[str, float] = {}  # the tier's tests' own time, setup and teardown included
         self.sections: dict[str, list[str]] = {}
 
     def pytest_runtest_logreport(self, report):
@@ -81,6 +82,7 @@ class TierClock:
         if tier is not None:
             start, stop = self.spans.get(tier.name, (report.start, report.stop))
             self.spans[tier.name] = (min(start, report.start), max(stop, report.stop))
+            self.busy[tier.name] = self.busy.get(tier.name, 0.0) + report.duration
         if report.when == "teardown":  # every phase's report carries them; take them once
             for key, value in report.user_properties:
                 if key == "summary":
@@ -94,16 +96,17 @@ class TierClock:
                 terminalreporter.write_line(line)
         if not self.spans:
             return
-        terminalreporter.section("tiers (wall time against budget; side by side under -n)")
+        terminalreporter.section("tiers: wall time against budget, and the tests' own time one after another")
         for tier in TIERS:
             if tier.name in self.spans:
                 start, stop = self.spans[tier.name]
                 took = stop - start
                 note = "" if took <= tier.budget else f"  OVER BUDGET by {took - tier.budget:.0f} s"
-                terminalreporter.write_line(f"{tier.name:<12} {took:7.0f} s  (budget {tier.budget:.0f} s){note}")
+                terminalreporter.write_line(f"{tier.name:<12} {took:7.0f} s  (budget {tier.budget:.0f} s; "
+                                            f"tests {self.busy[tier.name]:.0f} s){note}")
         first = min(start for start, _ in self.spans.values())
         last = max(stop for _, stop in self.spans.values())
-        terminalreporter.write_line(f"{'all tiers':<12} {last - first:7.0f} s")
+        terminalreporter.write_line(f"{'all tiers':<12} {last - first:7.0f} s  (tests {sum(self.busy.values()):.0f} s)")
 
 
 def pytest_configure(config):
