@@ -58,7 +58,7 @@ def test_ci_runs_the_test_command_as_root_and_the_e2e_tier_on_kind():
 
 
 def test_the_workflows_go_and_python_match_the_repository():
-    for name in ("ci.yml", "release.yml"):
+    for name in ("ci.yml", "release.yml", "docs.yml"):
         for job in workflow(name)["jobs"].values():
             for step in job.get("steps", []):
                 uses, given = step.get("uses", ""), step.get("with", {})
@@ -149,3 +149,15 @@ def test_the_chart_installs_the_image_the_release_pushes():
     security = (REPO / "SECURITY.md").read_text()
     assert f"cosign verify {values['image']['repository']}:" in security
     assert f"cosign verify {charts}/tokenwarden:" in security
+
+
+def test_the_docs_site_is_built_strict_and_published_where_the_runbook_links_point():
+    """The alerts' runbook links point at mkdocs.yml's site_url; the docs workflow builds the
+    site with --strict and deploys it to GitHub Pages, which serves it there."""
+    jobs = workflow("docs.yml")["jobs"]
+    runs = [step.get("run", "") for step in jobs["build"]["steps"]]
+    assert any("mkdocs build --strict" in run for run in runs), runs
+    assert [step["uses"].split("@")[0] for step in jobs["deploy"]["steps"]] == ["actions/deploy-pages"]
+    site_url = next(line.split(":", 1)[1].strip() for line in (REPO / "mkdocs.yml").read_text().splitlines()
+                    if line.startswith("site_url:"))
+    assert site_url.startswith("https://") and site_url.endswith(".github.io/tokenwarden/")
