@@ -34,11 +34,13 @@ def test_two_namespace_scoped_releases_mint_their_own_tokens(node):
             node.wait_until(f"the token in {namespace} Active", lambda: _token_phase(node, namespace) == "Active")
             secret = node.json("get", "secret", "agent", "-n", namespace)
             assert secret["data"]["token"]
-            [pod] = node.pods(namespace, "app.kubernetes.io/component=operator")
-            log = node.logs(namespace, pod["metadata"]["name"])
-            # Nothing it does is refused, and it never looks at the other release's namespace.
-            assert "Forbidden" not in log and "Not enough permissions" not in log, log[-3000:]
-            assert not [other for _, other, _ in releases if other != namespace and other in log]
+            pods = node.pods(namespace, "app.kubernetes.io/component=operator")
+            assert pods
+            for pod in pods:  # the active replica and the standby alike
+                log = node.logs(namespace, pod["metadata"]["name"])
+                # Nothing it does is refused, and it never looks at the other release's namespace.
+                assert "Forbidden" not in log and "Not enough permissions" not in log, log[-3000:]
+                assert not [other for _, other, _ in releases if other != namespace and other in log]
         # Neither operator's account may touch the other's namespace.
         (first, first_namespace, _), (second, second_namespace, _) = releases
         for release, namespace, other in ((first, first_namespace, second_namespace),

@@ -122,10 +122,17 @@ def test_cert_manager_issues_the_certificate_when_asked(helm):
     assert _named(published, "ConfigMap", f"{SERVICE}-ca")["data"] == {"ca.crt": pem}
 
 
+def _made_for_tls(docs) -> list[dict]:
+    """What the chart would make for the authenticator's TLS: a Certificate, or a Secret or
+    ConfigMap of the authenticator's (its RBAC objects share the name's prefix)."""
+    return [d for d in docs if d["kind"] == "Certificate"
+            or (d["kind"] in ("Secret", "ConfigMap") and d["metadata"]["name"].startswith(f"{SERVICE}-"))]
+
+
 def test_an_existing_secret_is_mounted_and_nothing_is_made(helm):
     docs = render(helm, "--set", "authenticator.tls.existingSecret=my-auth-tls")
     assert _tls_volume(docs) == {"name": "tls", "secret": {"secretName": "my-auth-tls"}}
-    assert not [d for d in docs if d["kind"] == "Certificate" or d["metadata"]["name"].startswith(f"{SERVICE}-")]
+    assert not _made_for_tls(docs)
 
 
 def test_plain_http_only_when_tls_is_disabled(helm):
@@ -137,7 +144,7 @@ def test_plain_http_only_when_tls_is_disabled(helm):
     assert _named(docs, "Service", SERVICE)["spec"]["ports"] == [
         {"name": "http", "port": 8080, "targetPort": "http"},
         {"name": "metrics", "port": 9090, "targetPort": "metrics"}]
-    assert not [d for d in docs if d["kind"] == "Certificate" or d["metadata"]["name"].startswith(f"{SERVICE}-")]
+    assert not _made_for_tls(docs)
 
 
 def test_probes_and_the_service_monitor_use_the_metrics_ports(helm):
