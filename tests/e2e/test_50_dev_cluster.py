@@ -43,4 +43,6 @@ def test_dev_cluster_node_command(request, tmp_path):
         assert process.wait(120) == 0
     assert "dev-cluster stopped" in process.stderr.read()
     assert not kubeconfig.exists()
-    assert (_namespaces(), _cgroups()) == before, "the node left a network namespace or cgroups behind"
+    # Nothing of this node is left; another node of the run (the tier's own) may come or go meanwhile.
+    left = (_namespaces() - before[0], _cgroups() - before[1])
+    assert left == (set(), set()), f"the node left a network namespace or cgroups behind: {left}"
