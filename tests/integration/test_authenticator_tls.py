@@ -3,6 +3,7 @@ verification only; health and metrics have a port of their own; a certificate sw
 under the running process is presented by new handshakes, and a bad one is not."""
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import socket
@@ -101,3 +102,29 @@ def test_a_certificate_that_cannot_be_served_stops_the_start_naming_the_files(cl
     assert result.returncode != 0
     assert f"cannot serve TLS with certificate {first.cert} and key {second.key}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_stopping_authenticator_answers_on_kept_alive_connections_then_closes_them(cluster, tmp_path):
+    """SIGTERM (the pod stopping): for --drain-seconds the public port goes on answering, and
+    every answer says ``Connection: close``, so a client (the API server asking for a
+    TokenReview) never meets a connection closed under a request it sent."""
+    process = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--drain-seconds", "600"))
+    context = ssl.create_default_context(cafile=process.ca)
+    kept = http.client.HTTPSConnection("127.0.0.1", process.port, context=context)
+    try:
+        kept.request("GET", "/verify")
+        answer = kept.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("Connection")) == (401, None)
+
+        process.process.terminate()
+        assert _eventually(lambda: "the authenticator: draining" in process.log(), 30), process.log()[-2000:]
+        kept.request("GET", "/verify")
+        answer = kept.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("Connection")) == (401, "close")
+        assert process.process.poll() is None, "it stops only when the drain is over"
+    finally:
+        kept.close()
+        process.process.kill()
+        process.process.wait()

@@ -30,6 +30,7 @@ from tokenwarden.authn._workload import WorkloadVerifier
 from tokenwarden.buildinfo import export_build_info
 from tokenwarden.conditions import rfc3339
 from tokenwarden.config import Settings
+from tokenwarden.draining import DRAIN_SECONDS, Drain
 from tokenwarden.kube import load_api_client, objects, quiet_body_loggers, usage
 from tokenwarden.kube._issuer import read_issuer
 from tokenwarden.kube._resources import INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS
@@ -61,6 +62,7 @@ class AuthenticatorOptions:
     credential_metrics_limit: int = 1000  # credentials with per-credential verification series; 0: none
     access_log: str | None = None  # "-": JSON lines on stdout; a path: that file; None: no access log
     access_log_success_rate: float = 1.0  # fraction of successes logged; failures all are
+    drain_seconds: float = DRAIN_SECONDS  # tokenwarden.draining
     extra_schemes: tuple[str, ...] = ()
     event_loop: str = EVENT_LOOPS[0]  # "asyncio" (the standard library's own) or "uvloop" (libuv)
     verbose: bool = False
@@ -159,7 +161,10 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     metrics_runner = QuietAppRunner(authenticator.metrics_app(), access_log=None)
     await metrics_runner.setup()
     await TCPSite(metrics_runner, metrics_host, options.metrics_port).start()
-    runner = QuietAppRunner(authenticator.app(), access_log=None)
+    drain = Drain(options.drain_seconds)
+    app = authenticator.app()
+    app.middlewares.append(drain.middleware)
+    runner = QuietAppRunner(app, access_log=None)
     await runner.setup()
     await TCPSite(runner, options.host, options.port,
                   ssl_context=certificate.context if certificate else None).start()
@@ -190,6 +195,7 @@ async def serve(options: AuthenticatorOptions, stop: asyncio.Event | None = None
     log_flusher = asyncio.create_task(flush_access_log(access_log, stop))
     try:
         await stop.wait()
+        await drain.stop(runner, "the authenticator")  # answering from the index as it is meanwhile
     finally:
         stop.set()
         watching.set()

@@ -4,6 +4,7 @@ import click
 
 from tokenwarden.cli._params import Duration
 from tokenwarden.cli._serving import log_format_option, prepare
+from tokenwarden.draining import DRAIN_SECONDS
 
 
 @click.command("authenticator")
@@ -42,6 +43,10 @@ from tokenwarden.cli._serving import log_format_option, prepare
                    "the token) to stdout (-) or a file. Off by default.")
 @click.option("--access-log-sample-successes", "access_log_success_rate", type=click.FloatRange(0, 1), default=1.0,
               show_default=True, help="Fraction of successful verifications in the access log; every failure is in it.")
+@click.option("--drain-seconds", type=click.FloatRange(0, 60), default=DRAIN_SECONDS, show_default=True,
+              help="When it stops, the public port goes on answering this long, closing each connection after "
+                   "its answer, so that a request sent on a kept-alive connection is answered, not cut. "
+                   "0: stop at once.")
 @click.option("--event-loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="The event loop that serves: asyncio's own, or uvloop (libuv).")
 @click.option("-v", "--verbose", is_flag=True, help="Log more.")
@@ -49,7 +54,8 @@ from tokenwarden.cli._serving import log_format_option, prepare
 @log_format_option
 def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_check_interval, metrics_host,
                   metrics_port, namespaces, schemes, last_used_interval, watch_broken_after, credential_metrics_limit,
-                  access_log, access_log_success_rate, event_loop, verbose, debug, log_format) -> None:
+                  access_log, access_log_success_rate, drain_seconds, event_loop, verbose, debug,
+                  log_format) -> None:
     """Answer "is this token valid, who is it, what may it do".
 
     \b
@@ -81,7 +87,7 @@ def authenticator(kubeconfig, config_path, host, port, tls_cert, tls_key, tls_ch
             tls_check_interval=tls_check_interval, metrics_host=metrics_host, metrics_port=metrics_port,
             namespaces=list(namespaces), last_used_interval=last_used_interval, watch_broken_after=watch_broken_after,
             credential_metrics_limit=credential_metrics_limit,
-            access_log=access_log, access_log_success_rate=access_log_success_rate,
+            access_log=access_log, access_log_success_rate=access_log_success_rate, drain_seconds=drain_seconds,
             extra_schemes=tuple(schemes), event_loop=event_loop, verbose=verbose, debug=debug,
             log_format=log_format))
     except (CertificateError, EventLoopUnavailable) as exc:

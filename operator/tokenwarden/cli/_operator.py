@@ -7,6 +7,7 @@ import click
 
 from tokenwarden.cli._params import Duration
 from tokenwarden.cli._serving import log_format_option, prepare
+from tokenwarden.draining import DRAIN_SECONDS
 
 
 class _Priority(click.ParamType):
@@ -67,6 +68,10 @@ def auto_priority() -> int:
               help="Keep the ValidatingWebhookConfiguration 'tokenwarden.io' current with the webhook's "
                    "URL (--webhook-host) and CA; --no-webhook-managed when it is installed otherwise "
                    "(the Helm chart's, which reaches the webhook through its Service).")
+@click.option("--webhook-drain-seconds", type=click.FloatRange(0, 60), default=DRAIN_SECONDS, show_default=True,
+              help="When the operator stops, the webhook goes on answering this long, closing each connection "
+                   "after its answer, so that a request the API server sends on a kept-alive connection is "
+                   "answered, not cut (a refused write). 0: stop at once.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("--leak-report-port", type=click.IntRange(1, 65535), default=None,
               help="Accept leak reports from a secret scanner (GitHub's partner programme format) on this "
@@ -80,9 +85,9 @@ def auto_priority() -> int:
 @click.option("--debug", is_flag=True, help="Log everything (tokens are never logged).")
 @log_format_option
 def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, standalone, priority, peering_lifetime,
-             liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed, metrics_port,
-             leak_report_port, leak_report_bind, leak_report_path, leak_report_keys, verbose, debug,
-             log_format) -> None:
+             liveness, webhook_port, webhook_host, webhook_bind, webhook_cert_dir, webhook_managed,
+             webhook_drain_seconds, metrics_port, leak_report_port, leak_report_bind, leak_report_path,
+             leak_report_keys, verbose, debug, log_format) -> None:
     """Run the operator: reconcile accounts, bindings, tokens and keys; mint into Secrets.
 
     \b
@@ -114,6 +119,7 @@ def operator(kubeconfig, config_path, namespaces, all_namespaces, peering, stand
             webhook_bind=webhook_bind,
             webhook_cert_dir=webhook_cert_dir,
             webhook_managed=webhook_managed,
+            webhook_drain_seconds=webhook_drain_seconds,
             metrics_port=metrics_port,
             leak_reports=leak_reports,
             verbose=verbose,

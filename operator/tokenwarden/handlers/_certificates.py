@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import math
 import os
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from kubernetes import client
 
 from tokenwarden import clock, policies
 from tokenwarden.config import Certificates, ServerCertificate
+from tokenwarden.handlers._admission_server import AdmissionServer, admission_server
 from tokenwarden.handlers._memo import end_task
 from tokenwarden.kube import ApiPermanentError, ApiTransientError
 from tokenwarden.kube._certificates import (
@@ -262,16 +262,13 @@ class WebhookCertificate:
         if self._write(data) and self.reloading is not None:
             self.reloading.check()
 
-    def server(self, options) -> kopf.WebhookServer:
-        """kopf's server, with our context: new handshakes get the newest pair, no restart. kopf
-        loads the same pair into it once and never looks at the files again."""
+    def server(self, options) -> AdmissionServer:
+        """The webhook's server, with a context that hands new handshakes the newest pair: no restart."""
         self.reloading = ReloadingCertificate(str(self.cert), str(self.key))
         threading.Thread(target=follow_secret, name="webhook-certificate", daemon=True,
                          args=(self.core, self.namespace, self.secret_name, self._written, self.stop,
                                "the webhook certificate")).start()
-        return kopf.WebhookServer(addr=options.webhook_bind, port=options.webhook_port, host=options.webhook_host,
-                                  context=self.reloading.context, certfile=str(self.cert), pkeyfile=str(self.key),
-                                  cadata=self.bundle, file_check_interval=math.inf)
+        return admission_server(options, self.reloading.context, self.bundle)
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -287,7 +284,7 @@ def _replace(path: Path, content: bytes) -> None:
         raise
 
 
-def webhook_server_from_secret(options, memo, logger) -> kopf.WebhookServer:
+def webhook_server_from_secret(options, memo, logger) -> AdmissionServer:
     """The webhook server, serving the pair in its Secret; in generated mode the Secret is made
     first. Not there yet (cert-manager still issuing, or a lost race): tried again shortly."""
     config: Certificates = memo.settings.certificates

@@ -12,9 +12,12 @@ import kopf
 
 from tokenwarden.buildinfo import export_build_info
 from tokenwarden.config import Settings
+from tokenwarden.draining import DRAIN_SECONDS
+from tokenwarden.handlers._admission_server import AdmissionServer, admission_server
 from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
 from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE
 from tokenwarden.logs import LOG_FORMATS, format_logs_as
+from tokenwarden.servingtls import ReloadingCertificate
 
 
 @dataclass
@@ -35,6 +38,7 @@ class OperatorOptions:
     # webhook's URL and CA (an operator outside the cluster). False: someone else owns the
     # configuration (the chart's, with clientConfig.service) and the operator only serves.
     webhook_managed: bool = True
+    webhook_drain_seconds: float = DRAIN_SECONDS  # tokenwarden.draining
     metrics_port: int | None = None
     leak_reports: object | None = None  # handlers._leak_reports.LeakReportOptions; None: no endpoint
     verbose: bool = False
@@ -42,7 +46,7 @@ class OperatorOptions:
     log_format: str = LOG_FORMATS[0]  # "text" or "json" (tokenwarden.logs)
 
 
-def _webhook_server(options: OperatorOptions, memo, logger) -> kopf.WebhookServer:
+def _webhook_server(options: OperatorOptions, memo, logger) -> AdmissionServer:
     from tokenwarden.handlers._certificates import webhook_server_from_secret
     from tokenwarden.tls import create_ca, issue_serving_cert
 
@@ -58,14 +62,7 @@ def _webhook_server(options: OperatorOptions, memo, logger) -> kopf.WebhookServe
         authority = create_ca(directory, "tokenwarden-webhook-ca")
         pair = issue_serving_cert(authority, directory, "tls", [options.webhook_host])
         cert, key, ca = pair.cert, pair.key, authority.cert
-    return kopf.WebhookServer(
-        addr=options.webhook_bind,
-        port=options.webhook_port,
-        host=options.webhook_host,
-        certfile=str(cert),
-        pkeyfile=str(key),
-        cafile=str(ca),
-    )
+    return admission_server(options, ReloadingCertificate(str(cert), str(key)).context, ca.read_bytes())
 
 
 def run_operator(options: OperatorOptions) -> None:
