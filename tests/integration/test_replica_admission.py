@@ -8,7 +8,10 @@ the Service would send them to one or the other.
 """
 from __future__ import annotations
 
+import http.client
+import json
 import socket
+import ssl
 import uuid
 
 import pytest
@@ -114,3 +117,47 @@ def test_a_quota_is_enforced_the_same_whichever_replica_answers(two_webhooks, cu
         assert eventually(lambda: _token_review(replica, ca, namespace)["allowed"]), replica.log()[-2000:]
         assert eventually(lambda: _account_review(replica, ca, namespace)["allowed"])
     assert LEADS not in standby.log(), "the standby answered as a standby throughout"
+
+
+def test_a_stopping_replica_answers_reviews_on_kept_alive_connections_then_closes_them(operator, cluster, namespace,
+                                                                                       tmp_path):
+    """SIGTERM (its pod is deleted): the webhook goes on answering for --webhook-drain-seconds,
+    each answer with ``Connection: close``, so the API server, which keeps its connections to
+    the webhook alive, never has one closed under a review it sent (a refused write)."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    issue_serving_cert(create_ca(tls, "webhook-ca"), tls, "tls", ["127.0.0.1"])
+    (tmp_path / "replica").mkdir()
+    replica = OperatorProcess(cluster.kubeconfig, tmp_path / "replica", [
+        "--no-webhook-managed", "--webhook-cert-dir", str(tls), "--webhook-drain-seconds", "60"])
+    operator.stop()
+    try:
+        replica.start()
+        assert eventually(lambda: _listening(replica.webhook_port), timeout=30), replica.log()[-3000:]
+        kept = http.client.HTTPSConnection("127.0.0.1", replica.webhook_port,
+                                           context=ssl.create_default_context(cafile=str(tls / "ca.crt")))
+        assert _kept_review(kept, namespace) == (True, None)
+
+        replica.process.terminate()
+        assert eventually(lambda: "the admission webhook: draining" in replica.log(), timeout=30), replica.log()[-3000:]
+        assert _kept_review(kept, namespace) == (True, "close"), "answered, and the connection closed after it"
+        assert replica.process.poll() is None, "it stops only when the drain is over"
+    finally:
+        replica.stop(kill=True)
+        operator.start()
+
+
+def _kept_review(connection: http.client.HTTPSConnection, namespace: str) -> tuple[bool, str | None]:
+    """(allowed, the answer's Connection header) for a ServiceToken CREATE sent on ``connection``."""
+    name = f"new-{uuid.uuid4().hex[:6]}"
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": str(uuid.uuid4()), "kind": {"group": GROUP, "version": VERSION, "kind": "ServiceToken"},
+        "resource": {"group": GROUP, "version": VERSION, "resource": "servicetokens"},
+        "name": name, "namespace": namespace, "operation": "CREATE", "userInfo": ADMIN, "oldObject": None,
+        "dryRun": False, "object": {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "spec": {"roles": ["reader"]},
+            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}}}}
+    connection.request("POST", "/validate-token", body=json.dumps(review), headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 200
+    return json.loads(answer.read())["response"]["allowed"], answer.getheader("Connection")
