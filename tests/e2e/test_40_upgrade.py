@@ -184,7 +184,7 @@ def test_an_upgrade_that_replaces_the_operator_pods_refuses_no_write(node, relea
 
     def upgrade() -> None:
         # A new pod annotation: a new pod template, so a rollout of both operator pods.
-        node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--set",
+        node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values", "--set-string",
                   f"operator.podAnnotations.e2e-rollout={uuid.uuid4().hex[:8]}", "--wait", "--timeout", "5m")
         node.wait_until("the old operator pods gone, two new ones ready", lambda: (
             lambda ready: ready and not set(ready) & before)(_settled_operators(node)), timeout=300)
