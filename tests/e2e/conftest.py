@@ -225,6 +225,16 @@ def running_pods(node: Node, namespace: str, selector: str) -> list[dict]:
             and all(c.get("ready") for c in p["status"].get("containerStatuses", []))]
 
 
+OPERATOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"  # the operator's pods
+
+
+def ready_operators(node: Node) -> list[str]:
+    """The names of the release's operator pods that are up: every container ready, none being
+    deleted (kopf's peering makes one of them the active one)."""
+    return sorted(p["metadata"]["name"] for p in running_pods(node, NAMESPACE, OPERATOR)
+                  if p["status"].get("containerStatuses"))
+
+
 def probe_lines(log: str) -> list[dict[str, str]]:
     """The reference agent's log lines (``key=value`` pairs, quoted where needed) as dicts."""
     return [dict(field.split("=", 1) for field in shlex.split(line) if "=" in field)

@@ -5,16 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from .conftest import CHART, NAMESPACE, RELEASE
-
-OPERATOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=operator"
-
-
-def _ready_operators(node) -> list[str]:
-    return [p["metadata"]["name"] for p in node.pods(NAMESPACE, OPERATOR)
-            if not p["metadata"].get("deletionTimestamp")
-            and all(c.get("ready") for c in p["status"].get("containerStatuses", []))
-            and p["status"].get("containerStatuses")]
+from .conftest import CHART, NAMESPACE, OPERATOR, RELEASE, ready_operators
 
 
 def _apply_token(node, namespace: str, name: str) -> None:
@@ -44,7 +35,7 @@ def test_two_replicas_one_acts_and_the_other_takes_over(node, release):
     node.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "--reuse-values",
               "--set", "operator.replicas=2", "--wait", "--timeout", "5m")
     # The replaced replica serves a few seconds into its deletion (preStop), active meanwhile.
-    node.wait_until("two operator replicas ready, the replaced one gone", lambda: len(_ready_operators(node)) == 2
+    node.wait_until("two operator replicas ready, the replaced one gone", lambda: len(ready_operators(node)) == 2
                     and len(node.pods(NAMESPACE, OPERATOR)) == 2)
     ns = f"fleet-{uuid.uuid4().hex[:6]}"
     node.kubectl("create", "namespace", ns)
@@ -74,7 +65,7 @@ spec: {{serviceAccountName: fleet, roles: [writer]}}
             "status"]["tokenId"]
 
     # Only the active replica runs handlers; the other stands by (kopf peering).
-    minted = {pod: node.logs(NAMESPACE, pod).count("Handler 'mint' succeeded") for pod in _ready_operators(node)}
+    minted = {pod: node.logs(NAMESPACE, pod).count("Handler 'mint' succeeded") for pod in ready_operators(node)}
     actors = [pod for pod, count in minted.items() if count]
     assert len(actors) == 1, f"mint handlers run per replica: {minted}"
     actor = actors[0]
@@ -90,7 +81,7 @@ spec: {{serviceAccountName: fleet, roles: [writer]}}
     node.record("operator failover: active pod deleted to the next token Active (5 s preStop included)",
                 time.monotonic() - started)
     node.record("operator failover: active pod gone to the next token Active", time.monotonic() - gone)
-    takers = [pod for pod in _ready_operators(node) if "Handler 'mint' succeeded" in node.logs(NAMESPACE, pod)]
+    takers = [pod for pod in ready_operators(node) if "Handler 'mint' succeeded" in node.logs(NAMESPACE, pod)]
     assert takers and actor not in takers
 
     for name, token_id in ids.items():

@@ -15,7 +15,7 @@ from kubernetes import client
 from tokenwarden import kube
 from tokenwarden.tokens import hash_token
 
-from .conftest import CHART, NAMESPACE, RELEASE
+from .conftest import CHART, NAMESPACE, RELEASE, ready_operators as _ready_operators
 
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
 OPERATOR = f"{INSTANCE},app.kubernetes.io/component=operator"
@@ -101,12 +101,6 @@ class Writer(threading.Thread):
     def __exit__(self, *_) -> None:
         self.halt.set()
         self.join(60)
-
-
-def _ready_operators(node) -> list[str]:
-    return sorted(p["metadata"]["name"] for p in node.pods(NAMESPACE, OPERATOR)
-                  if not p["metadata"].get("deletionTimestamp") and p["status"].get("containerStatuses")
-                  and all(c.get("ready") for c in p["status"]["containerStatuses"]))
 
 
 def _settled_operators(node) -> list[str] | None:

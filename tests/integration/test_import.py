@@ -139,6 +139,36 @@ def test_deleted_source_is_reported_and_the_key_stays_valid(operator, authentica
     assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": key}).status_code == 200)
 
 
+def test_a_source_deleted_while_the_operator_is_down_is_reported_once_it_is_back(
+        operator, authenticator, custom, core, namespace):
+    key = f"gone-while-down-{namespace}"
+    _source(core, namespace, "gone-while-down", key)
+    create(custom, "ServiceToken", namespace, "orphaned", {
+        "roles": ["reader"], "import": {"secretRef": {"name": "gone-while-down"}}})
+    # A source that lost its label after its key was imported: never in a listing of labelled
+    # sources, yet not gone.
+    _source(core, namespace, "unlabelled", f"unlabelled-key-{namespace}")
+    create(custom, "ServiceToken", namespace, "kept", {
+        "roles": ["reader"], "import": {"secretRef": {"name": "unlabelled"}}})
+    for name in ("orphaned", "kept"):
+        wait_for(custom, "ServiceToken", namespace, name, phase_is("Active"))
+    core.patch_namespaced_secret("unlabelled", namespace, {"metadata": {"labels": {"tokenwarden.io/importable": None}}})
+    wait_for_event(core, namespace, "kept", "SourceNotImportable", contains="stays valid")
+
+    operator.stop()
+    try:
+        core.delete_namespaced_secret("gone-while-down", namespace)
+    finally:
+        operator.start()
+    wait_for_event(core, namespace, "orphaned", "ImportSourceDeleted", contains="stays valid", timeout=60)
+    assert get(custom, "ServiceToken", namespace, "orphaned")["status"]["phase"] == "Active"
+    assert _eventually(lambda: authenticator.get("/verify", {"X-API-Key": key}).status_code == 200)
+    # Both were looked at after the same listing: the one still there is not reported.
+    reasons = {e.reason for e in core.list_namespaced_event(namespace, field_selector="involvedObject.name=kept").items}
+    assert "ImportSourceDeleted" not in reasons
+    assert get(custom, "ServiceToken", namespace, "kept")["status"]["phase"] == "Active"
+
+
 def test_missing_source_waits_then_imports(operator, custom, core, namespace):
     create(custom, "ServiceToken", namespace, "later", {
         "roles": ["reader"], "import": {"secretRef": {"name": "not-yet", "key": "apikey"}}})

@@ -1,8 +1,12 @@
 """What the operator's own reflectors (handlers/_watches.py) hand on: every change once, a
 listing again only what changed, what a listing lacks as DELETED, and nothing kept of the
-objects it is told not to keep."""
+objects it is told not to keep; and after a listing, which imported sources are looked up by name."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from tokenwarden.handlers._import_sources import sources_listed
+from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._watches import Followed
 from tokenwarden.kube._watching import Expired
 
@@ -41,3 +45,37 @@ def test_objects_not_kept_are_announced_and_forgotten():
             [[{"type": "DELETED", "object": secret("other-3", "2")}]])
     assert store.keys() == [("team", "listed")]
     assert ("ADDED", ("team", "listed")) in seen and ("DELETED", ("team", "other-3")) in seen
+
+
+def test_each_listing_tells_which_keys_it_held_and_which_it_dropped():
+    seen, changed = recorder()
+    listings: list[tuple[set, list]] = []
+    reflect(Followed(changed), [[[secret("a", "1"), secret("b", "1")]], [[secret("a", "1")]]], [Expired("410")],
+            listed=lambda held, dropped: listings.append((held, dropped)))
+    assert listings == [({("team", "a"), ("team", "b")}, []), ({("team", "a")}, [("team", "b")])]
+
+
+class Submitted:
+    def __init__(self) -> None:
+        self.keys: list = []
+
+    def submit(self, key, fn, *args, **_) -> None:
+        self.keys.append(key)
+
+
+def importing(namespace: str, name: str, source: str) -> dict:
+    return {"kind": "ServiceToken", "metadata": {"namespace": namespace, "name": name, "uid": f"{namespace}-{name}"},
+            "spec": {"roles": ["reader"], "import": {"secretRef": {"name": source}}}}
+
+
+def test_imported_sources_a_listing_lacks_are_looked_up_by_name_except_those_followed_by_name():
+    memo = SimpleNamespace(indexes=Indexes(["reader"]), work=Submitted())
+    for namespace, name, source in [("team", "t1", "listed"), ("team", "t2", "missing"), ("team", "t3", "dropped"),
+                                    ("other", "t4", "missing"), ("boot", "t5", "bootstrap")]:
+        memo.indexes.observe("ServiceToken", importing(namespace, name, source))
+    sources_listed("team", {("team", "listed"), ("team", "dropped")}, set(), memo, None)
+    assert memo.work.keys == [("import-source", "team", "missing")]
+    memo.work.keys.clear()
+    sources_listed(None, {("team", "listed")}, {("boot", "bootstrap")}, memo, None)
+    assert sorted(memo.work.keys) == [("import-source", "other", "missing"), ("import-source", "team", "dropped"),
+                                      ("import-source", "team", "missing")]

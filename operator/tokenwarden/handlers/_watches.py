@@ -5,7 +5,9 @@ kopf selects one set of objects per kind, and its Secret watch selects token Sec
 each has a reflector (kube/_reflector.py) in a thread, which keeps names and versions only:
 
 - import sources: Secrets labelled ``tokenwarden.io/importable=true``, metadata only (the
-  key is read by name when its token is reconciled);
+  key is read by name when its token is reconciled); after each listing, a source that
+  tokens import and that the listing lacks is read by name, so that one deleted while no
+  watch ran (the operator down) is reported as one deleted under the watch;
 - the bootstrap Secret and the import key's Secret: each by its name (a field selector);
 - Kubernetes ServiceAccounts, which accounts name as workload identities: metadata only,
   and only those some account names are kept.
@@ -25,7 +27,7 @@ import kopf
 from kubernetes import client
 
 from tokenwarden.handlers._bootstrap import bootstrap_secret
-from tokenwarden.handlers._import_sources import key_secret_changed, source_changed
+from tokenwarden.handlers._import_sources import key_secret_changed, source_changed, sources_listed
 from tokenwarden.handlers._listings import leading
 from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._workloads import service_account_changed
@@ -38,6 +40,8 @@ LEAD_CHECK = 1.0  # seconds between looks at whether this replica leads (kopf's 
 Key = tuple[str, str]  # (namespace, name)
 # changed(type, (namespace, name), body or None): ADDED, MODIFIED or DELETED
 Changed = Callable[[str, Key, "dict | None"], None]
+# listed(keys held or dropped): a listing is complete (kube/_reflector.py)
+Listed = Callable[[set[Key]], None]
 
 
 class Followed:
@@ -75,29 +79,32 @@ class Followed:
         return list(self.versions)
 
 
-def _selections(memo) -> list[tuple[Selection, Changed]]:
-    """What to follow, and what to do on a change."""
+def _selections(memo) -> list[tuple[Selection, Changed, Listed | None]]:
+    """What to follow, what to do on a change, and what to do once a listing is complete."""
     logger = memo.work_logger
-    follow: list[tuple[Selection, Changed]] = []
+    follow: list[tuple[Selection, Changed, Listed | None]] = []
+    bootstrap = memo.settings.bootstrap
+    # Imported, but followed by name, not by the label: never in the import sources' listings.
+    by_name = {(bootstrap.namespace, bootstrap.secret_name)} if bootstrap.namespace else set()
     for scope in objects.listing_scopes(memo.namespaces):
         follow.append((Selection("secrets", scope, label_selector=f"{IMPORTABLE_LABEL}=true", metadata_only=True),
-                       lambda type, key, _: source_changed(type, *key, memo, logger)))
+                       lambda type, key, _: source_changed(type, *key, memo, logger),
+                       functools.partial(sources_listed, scope, skip=by_name, memo=memo, logger=logger)))
         follow.append((Selection("serviceaccounts", scope, metadata_only=True),
-                       lambda type, key, _: service_account_changed(type, *key, memo)))
-    bootstrap = memo.settings.bootstrap
+                       lambda type, key, _: service_account_changed(type, *key, memo), None))
     if bootstrap.namespace:
         def bootstrap_changed(type, key, body):
             bootstrap_secret(type, body, memo, logger)
             source_changed(type, *key, memo, logger)  # the bootstrap token imports it
 
-        by_name = f"metadata.name={bootstrap.secret_name}"
-        follow.append((Selection("secrets", bootstrap.namespace, field_selector=by_name, metadata_only=True),
-                       bootstrap_changed))
+        by_its_name = f"metadata.name={bootstrap.secret_name}"
+        follow.append((Selection("secrets", bootstrap.namespace, field_selector=by_its_name, metadata_only=True),
+                       bootstrap_changed, None))
     key = memo.settings.import_key
     if key.namespace:
         follow.append((Selection("secrets", key.namespace, field_selector=f"metadata.name={key.secret_name}"),
                        lambda type, _, body: memo.work.submit(("import-key",), key_secret_changed, type, body,
-                                                              memo, logger)))
+                                                              memo, logger), None))
     return follow
 
 
@@ -125,14 +132,15 @@ class Watches:
     def start(self, deliver: Callable[..., None]) -> None:
         stop = self.stop = threading.Event()
         self.reflectors = []
-        for selection, changed in self.selections:
+        for selection, changed, listed in self.selections:
             keep = _listed_workload(self.memo) if selection.plural == "serviceaccounts" else (lambda _: True)
             # Bodies for the two Secrets followed by name only: the bootstrap Secret's annotations, the key.
             store = Followed(self._while_running(stop, changed), keep, with_body=selection.field_selector is not None)
             reflector = Reflector(selection.what, store,
                                   functools.partial(list_selected_page, self.core, selection),
                                   functools.partial(open_selected_watch, self.core, selection),
-                                  stop=stop, deliver=deliver)
+                                  stop=stop, deliver=deliver,
+                                  listed=self._listed(stop, listed) if listed else lambda *_: None)
             self.reflectors.append(reflector)
             threading.Thread(target=reflector.run, name=f"follow-{selection.what}", daemon=True).start()
 
@@ -141,12 +149,15 @@ class Watches:
             self.stop.set()
         self.stop = None
 
-    def _while_running(self, stop: threading.Event, changed: Changed) -> Changed:
+    def _while_running(self, stop: threading.Event, changed: Callable[..., None]) -> Callable[..., None]:
         """A watch ends at its next event once stopped: what it brings until then is dropped."""
-        def deliver(type, key, body):
+        def deliver(*args):
             if not stop.is_set() and leading(self.memo):
-                self.memo.work.outside_handlers(changed, type, key, body)
+                self.memo.work.outside_handlers(changed, *args)
         return deliver
+
+    def _listed(self, stop: threading.Event, listed: Listed) -> Callable[[set, list], None]:
+        return self._while_running(stop, lambda held, dropped: listed(held.union(dropped)))
 
 
 async def _follow_the_lead(memo, watches: Watches) -> None:

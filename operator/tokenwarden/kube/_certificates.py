@@ -53,19 +53,9 @@ def write_secret(core: client.CoreV1Api, namespace: str, name: str, data: Mappin
                  found: StoredSecret | None) -> bool:
     """Create the Secret (``found`` None) or replace the one read as ``found``; False when
     another writer came first (read again and decide again)."""
-    metadata = client.V1ObjectMeta(name=name, namespace=namespace, annotations=dict(annotations) or None,
-                                   labels={MANAGED_BY: MANAGED_BY_VALUE, COMPONENT_LABEL: component},
-                                   resource_version=found.resource_version if found else None)
-    body = client.V1Secret(metadata=metadata, type=secret_type, data=_encoded(data))
-    try:
-        with translated(f"writing Secret {namespace}/{name}"):
-            if found is None:
-                core.create_namespaced_secret(namespace, body)
-            else:
-                core.replace_namespaced_secret(name, namespace, body)
-    except (ApiConflict, ApiNotFound):
-        return False
-    return True
+    metadata = _metadata(namespace, name, component, found.resource_version if found else None, annotations)
+    return _create_or_replace("Secret", core.create_namespaced_secret, core.replace_namespaced_secret,
+                              client.V1Secret(metadata=metadata, type=secret_type, data=_encoded(data)))
 
 
 def publish_config_map(core: client.CoreV1Api, namespace: str, name: str, data: Mapping[str, str],
@@ -78,18 +68,32 @@ def publish_config_map(core: client.CoreV1Api, namespace: str, name: str, data: 
         found = None
     if found is not None and (found.data or {}) == dict(data):
         return False
-    metadata = client.V1ObjectMeta(name=name, namespace=namespace,
-                                   labels={MANAGED_BY: MANAGED_BY_VALUE, COMPONENT_LABEL: component},
-                                   resource_version=found.metadata.resource_version if found else None)
-    body = client.V1ConfigMap(metadata=metadata, data=dict(data))
+    metadata = _metadata(namespace, name, component, found.metadata.resource_version if found else None)
+    # False: another replica wrote it, and the next look compares again.
+    return _create_or_replace("ConfigMap", core.create_namespaced_config_map, core.replace_namespaced_config_map,
+                              client.V1ConfigMap(metadata=metadata, data=dict(data)))
+
+
+def _metadata(namespace: str, name: str, component: str, resource_version: str | None,
+              annotations: Mapping[str, str] | None = None) -> client.V1ObjectMeta:
+    """An object of the operator's: its labels, and the version a replace is conditional on."""
+    return client.V1ObjectMeta(name=name, namespace=namespace, annotations=dict(annotations or {}) or None,
+                               labels={MANAGED_BY: MANAGED_BY_VALUE, COMPONENT_LABEL: component},
+                               resource_version=resource_version)
+
+
+def _create_or_replace(kind: str, create: Callable, replace: Callable, body) -> bool:
+    """Create ``body`` when it carries no resourceVersion, else replace that version; False when
+    another writer came first (the object exists, changed, or went since it was read)."""
+    namespace, name = body.metadata.namespace, body.metadata.name
     try:
-        with translated(f"writing ConfigMap {namespace}/{name}"):
-            if found is None:
-                core.create_namespaced_config_map(namespace, body)
+        with translated(f"writing {kind} {namespace}/{name}"):
+            if body.metadata.resource_version is None:
+                create(namespace, body)
             else:
-                core.replace_namespaced_config_map(name, namespace, body)
+                replace(name, namespace, body)
     except (ApiConflict, ApiNotFound):
-        return False  # another replica wrote it: the next look compares again
+        return False
     return True
 
 

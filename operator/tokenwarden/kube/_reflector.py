@@ -47,16 +47,22 @@ def _call(fn: Callable[..., None], *args: Any) -> None:
     fn(*args)
 
 
+def _ignore(*_: Any) -> None:
+    pass
+
+
 class Reflector:
     """Keeps ``store`` equal to the API server's objects of one kind. Runs in a thread of
     its own (:meth:`run`); every change to the store goes through ``deliver`` (the event
     loop's ``call_soon_threadsafe``), so the store is only ever touched by one thread and a
-    request never sees it half-changed."""
+    request never sees it half-changed. ``listed(held, dropped)`` is called the same way once
+    each listing has replaced the store: the keys the listing held, and those it dropped."""
 
     log = logging.getLogger("tokenwarden.reflector")
 
     def __init__(self, kind: str, store: Store, list_page: ListPage, open_watch: OpenWatch, *,
                  stop: threading.Event, deliver: Callable[..., None] = _call,
+                 listed: Callable[[set[Hashable], list[Hashable]], None] = _ignore,
                  wait_after: Callable[[int], float] = backoff, clock: Callable[[], float] = time.monotonic) -> None:
         self.kind = kind
         self.store = store
@@ -64,6 +70,7 @@ class Reflector:
         self.open_watch = open_watch
         self.stop = stop
         self.deliver = deliver
+        self.listed = listed
         self.wait_after = wait_after
         self.clock = clock
         self.synced = False            # the first full listing is in the store
@@ -144,6 +151,7 @@ class Reflector:
             self.store.drop(key)
         if gone:
             self.log.info("%s: %d deleted while the watch was away, dropped", self.kind, len(gone))
+        self.listed(seen, gone)
         self.relisted(why)
         self.synced = True
 
