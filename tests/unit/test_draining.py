@@ -12,14 +12,9 @@ import ssl
 
 import pytest
 
+from tokenwarden.devcluster import free_port
 from tokenwarden.handlers._admission_server import AdmissionServer, webhook_url
 from tokenwarden.tls import create_ca, issue_serving_cert
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _allow(data, *, webhook, sslpeer, headers):
@@ -51,7 +46,7 @@ async def _until(condition) -> None:
 
 async def test_a_stopping_server_answers_on_kept_alive_connections_and_closes_each_after_its_answer(tls):
     context, ca, client_context = tls
-    port = _free_port()
+    port = free_port()
     server = AdmissionServer(bind="127.0.0.1", port=port, host="127.0.0.1", context=context, cadata=ca,
                              drain_seconds=600)
     serving = server(_allow)
@@ -89,7 +84,7 @@ async def test_a_stopping_server_answers_on_kept_alive_connections_and_closes_ea
 
 async def test_a_request_kopf_cannot_take_gets_400_with_the_reason_and_the_server_goes_on(tls):
     context, ca, client_context = tls
-    port = _free_port()
+    port = free_port()
     server = AdmissionServer(bind="127.0.0.1", port=port, host="127.0.0.1", context=context, cadata=None,
                              drain_seconds=0)
     serving = server(_allow)

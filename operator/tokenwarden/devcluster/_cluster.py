@@ -5,6 +5,7 @@ import atexit
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -27,8 +28,35 @@ CLUSTER_NAME = "tokenwarden-dev"
 _START_TIMEOUT = 90.0
 
 
+LISTENING_PORTS = (10000, 32767)  # below Linux's default range for outgoing connections
+_handed: set[int] = set()
+
+
+def _outgoing_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port nothing holds, for a server started next, never handed out before by this
+    process. Drawn outside the kernel's range for outgoing connections: a port from that range
+    (what binding port 0 gives) may become a client connection's own port in the second before
+    the server told of it binds, which then fails with "address already in use"."""
+    low, high = LISTENING_PORTS
+    outgoing = _outgoing_range()
+    candidates = [p for p in range(low, high + 1) if not outgoing[0] <= p <= outgoing[1] and p not in _handed]
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))  # no SO_REUSEADDR: a port in TIME_WAIT is passed over
+            except OSError:
+                continue
+        _handed.add(port)
+        return port
+    with socket.socket() as sock:  # all taken (or the kernel's range covers them): the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
