@@ -9,6 +9,7 @@ from __future__ import annotations
 import kopf
 
 from tokenwarden import reasons
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._import_key import follow_key_secret
 from tokenwarden.handlers._mint import reconcile_now
@@ -49,7 +50,7 @@ def _recheck_importers(type, namespace, source, importers, memo, logger) -> None
                 (token.get("status") or {}).get("phase") in TERMINAL:
             continue
         if type == "DELETED":
-            kopf.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
+            events.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
                       message=f"the Secret this key was imported from is gone; the key stays valid until "
                               f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
             continue
