@@ -51,7 +51,7 @@ def _recheck_importers(type, namespace, source, importers, memo, logger) -> None
             continue
         if type == "DELETED":
             events.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
-                      message=f"the Secret this key was imported from is gone; the key stays valid until "
-                              f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
+                        message=f"the Secret this key was imported from is gone; the key stays valid until "
+                                f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
             continue
         reconcile_now(SERVICE_TOKEN, token, memo, logger)

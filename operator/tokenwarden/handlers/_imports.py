@@ -59,14 +59,14 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
         # adopted then stays valid, and its hash is brought up to date, but a new value is not taken.
         if decision.change == "changed":
             events.warn(body, reason=not_importable.reason,
-                      message=f"the key in Secret {ref.name!r} changed, but the Secret does not carry the label "
-                              f"{policies.IMPORTABLE_LABEL}; the key imported before stays valid until the "
-                              f"label is added: {policies.fix_label_command(ref.name, namespace)}")
+                        message=f"the key in Secret {ref.name!r} changed, but the Secret does not carry the label "
+                                f"{policies.IMPORTABLE_LABEL}; the key imported before stays valid until the "
+                                f"label is added: {policies.fix_label_command(ref.name, namespace)}")
             return None
         events.warn(body, reason=not_importable.reason,
-                  message=f"Secret {ref.name!r} does not carry the label {policies.IMPORTABLE_LABEL}; the key "
-                          "imported from it stays valid, but a new value in it is not taken until the label is "
-                          f"added: {policies.fix_label_command(ref.name, namespace)}")
+                    message=f"Secret {ref.name!r} does not carry the label {policies.IMPORTABLE_LABEL}; the key "
+                            "imported from it stays valid, but a new value in it is not taken until the label is "
+                            f"added: {policies.fix_label_command(ref.name, namespace)}")
     holder = memo.indexes.claim_hash(decision.token_hash, body.metadata.uid, (namespace, name),
                                      also_held_as=hash_token(value))
     if holder is not None:
@@ -77,12 +77,12 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
     if decision.change == "changed":
         issued_at = rfc3339(out.now)
         events.info(body, reason=reasons.IMPORTED_KEY_CHANGED,
-                  message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
+                    message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
     elif decision.change == "new":
         events.info(body, reason=reasons.IMPORTED, message=f"key from Secret {ref.name!r} imported as token {token_id}")
     elif decision.change == "rehashed":
         events.info(body, reason=reasons.IMPORT_REHASHED,
-                  message="the key's stored hash is now an HMAC under the cluster's import key")
+                    message="the key's stored hash is now an HMAC under the cluster's import key")
     if spec.secret_name is None:
         return (value, token_id, issued_at, None), decision.token_hash
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)

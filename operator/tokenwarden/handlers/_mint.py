@@ -206,8 +206,8 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
         return _accepted(kind, body, out, memo, found)
     # Minted before, and the Secret is gone: deleted by hand.
     events.warn(body, reason=reasons.SECRET_RECREATED,
-              message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
-                      "token was minted into a new Secret")
+                message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                        "token was minted into a new Secret")
     issued_at = rfc3339(out.now)
     token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
     if not write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):

@@ -200,7 +200,7 @@ def _restart_targets(targets: list, body: kopf.Body, memo, logger, when: str) ->
             CREDENTIALS.count("restarts", *credential, "restarted")
         except ApiNotFound:
             events.warn(body, reason=reasons.RESTART_TARGET_NOT_FOUND,
-                      message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
+                        message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
             CREDENTIALS.count("restarts", *credential, "not_found")
         except (ApiPermanentError, ApiTransientError) as exc:
             # The rotation is recorded and will not run again: a retry would not restart either.

@@ -40,9 +40,9 @@ def replace_tampered_token(kind: Kind, body: kopf.Body, memo, found: kube_secret
                                          resource_version=found.resource_version)
     MINTED.labels(kind=kind.resource.kind).inc()
     events.warn(body, reason=reasons.SECRET_TAMPERED,
-              message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
-                      f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
-                      f"{token_id} was minted into the Secret")
+                message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
+                        f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
+                        f"{token_id} was minted into the Secret")
     return token, token_id
 
 
