@@ -43,9 +43,6 @@ class SubmittedWork:
     def __init__(self) -> None:
         self.submitted: list[tuple] = []
 
-    def learn_context(self) -> None:
-        pass
-
     def submit(self, key, fn, *args, **_) -> None:
         self.submitted.append((key, fn, args))
 

@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from tokenwarden.handlers._bootstrap import bootstrap_secret, settle_bootstrap
 
-from ..conftest import REPO
+from ..conftest import REPO, OperatorProcess
 from .inprocess import LOG, no_events, operator_memo, operator_stopped  # noqa: F401  (fixtures)
 from .kubehelpers import GROUP, VERSION, create, get, phase_is, wait_for, wait_for_event
 
@@ -128,6 +128,22 @@ def test_the_examples_placeholder_is_refused_and_says_how_to_make_a_token(operat
         wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains=why)
     assert _gone(custom, timeout=3)
     assert "bootstrap token refused" in operator.log()
+
+
+def test_a_fresh_operator_with_nothing_else_to_handle_refuses_a_weak_bootstrap_token(operator, cluster, core,
+                                                                                     bootstrap_namespace, tmp_path):
+    """Started with no token, key or binding where it serves: no kopf handler has run when its own
+    watch of the bootstrap Secret sees the weak value, and the refusal is posted all the same."""
+    operator.stop()
+    fresh = OperatorProcess(cluster.kubeconfig, tmp_path, namespaces=[NAMESPACE])
+    try:
+        fresh.start()
+        _write_values(core, token="short")
+        event = wait_for_event(core, NAMESPACE, SECRET, "BootstrapRefused", contains="at least 32")
+        assert event.source.component == "tokenwarden" and "short" not in event.message
+    finally:
+        fresh.stop()
+        operator.start()
 
 
 def _log_count(operator, text: str, at_least: int, timeout: float = 30) -> bool:

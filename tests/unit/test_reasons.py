@@ -23,7 +23,7 @@ def _reason_arguments(tree: ast.AST) -> list[ast.expr]:
         if isinstance(node, ast.Call):
             name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             positional = {"Problem": 0, "Action": 0, "ready": 1, "set_condition": 3, "WorkloadBinding": 2,
-                          "post_event": 3}
+                          "post_event": 2}
             if name in positional and len(node.args) > positional[name]:
                 found.append(node.args[positional[name]])
             if name in ("warn", "info", "event", "exception"):
@@ -53,7 +53,7 @@ def test_the_scan_finds_reasons_where_they_are_given():
     # The scan above must see each form the operator uses, or it would pass by finding nothing.
     sample = '''
 Problem("A", "m"); Action("B", "m"); out.ready(False, "C", "m"); set_condition(c, "Ready", True, "D", "m")
-kopf.warn(body, reason="E", message="m"); ready = (True, "F", "m"); post_event(core, x, uid, "G", "m")
+kopf.warn(body, reason="E", message="m"); ready = (True, "F", "m"); post_event(core, ref, "G", "m")
 WorkloadBinding(1, False, "H", "m")
 '''
     assert [n.value for n in _reason_arguments(ast.parse(sample))] == list("ABCDEFGH")

@@ -8,6 +8,7 @@ import kopf
 from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._workloads import workload_status
 from tokenwarden.kube._resources import GROUP, SERVICE_ACCOUNTS, VERSION
 
@@ -22,7 +23,7 @@ def reconcile_account(body, name, namespace, spec, patch, memo, **_):
     if quota:
         ready = (False, quota.reason, f"{quota.message}; its tokens are not minted until it is within the quota")
         if (condition(body.status.get("conditions"), "Ready") or {}).get("reason") != quota.reason:
-            kopf.warn(body, reason=quota.reason, message=quota.message)
+            events.warn(body, reason=quota.reason, message=quota.message)
     elif spec.get("disabled"):
         ready = (True, reasons.ACCOUNT_IS_DISABLED, "the account is disabled: its tokens fail verification")
     else:

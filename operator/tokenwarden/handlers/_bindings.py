@@ -7,6 +7,7 @@ import kopf
 from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
+from tokenwarden.handlers import _events as events
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, VERSION
 
 WAIT_DELAY = 5.0
@@ -28,7 +29,7 @@ def reconcile_binding(body, namespace, spec, patch, memo, **_):
         message = (f"role {', '.join(missing)} is not in the role catalog "
                    f"(known: {', '.join(sorted(memo.settings.roles))}); the binding grants nothing until fixed")
         ready(False, reasons.UNKNOWN_ROLE, message)
-        kopf.warn(body, reason=reasons.UNKNOWN_ROLE, message=message)
+        events.warn(body, reason=reasons.UNKNOWN_ROLE, message=message)
         return
     if (namespace, account) not in memo.indexes.accounts:
         message = f"ServiceAccount {account!r} does not exist in this namespace; create it"

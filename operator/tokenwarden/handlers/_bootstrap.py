@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.api import ServiceTokenSpec, describe_validation_error
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.kube import objects
 from tokenwarden.kube import secrets as kube_secrets
@@ -51,7 +52,7 @@ def _created_uid(secret: kopf.Body, existing: dict | None) -> str | None:
 def _foreign(secret: kopf.Body, memo, logger) -> None:
     config = memo.settings.bootstrap
     problem = policies.foreign_bootstrap_problem(config.namespace, config.token_name)
-    kopf.warn(secret, reason=problem.reason, message=problem.message)
+    events.warn(secret, reason=problem.reason, message=problem.message)
     logger.error(f"bootstrap token not applied: {problem.message}")
 
 
@@ -102,7 +103,7 @@ def ensure_bootstrap(secret: kopf.Body, memo, logger) -> None:
             problem = policies.Problem(reasons.UNKNOWN_ROLE, f"bootstrap role {', '.join(missing)} is not in the role "
                                                       f"catalog (known: {', '.join(sorted(memo.settings.roles))})")
     if problem is not None:
-        kopf.warn(secret, reason=reasons.BOOTSTRAP_REFUSED, message=problem.message)
+        events.warn(secret, reason=reasons.BOOTSTRAP_REFUSED, message=problem.message)
         logger.error(f"bootstrap token refused: {problem.message}")
         revoke_bootstrap(memo, logger, "its values are invalid", secret)
         return

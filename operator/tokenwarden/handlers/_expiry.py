@@ -13,6 +13,7 @@ import kopf
 from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import set_condition
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
 from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, TERMINAL, Kind
@@ -69,7 +70,7 @@ def expire_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     EXPIRED.labels(kind=kind.resource.kind).inc()
     lag = (clock.now() - policies.parse_time(status["expiresAt"])).total_seconds()
     EXPIRY_LAG.labels(kind=kind.resource.kind).observe(max(0.0, lag))
-    kopf.info(token, reason=policies.EXPIRED, message=message)
+    events.info(token, reason=policies.EXPIRED, message=message)
     logger.info(f"{kind.resource.kind} {status.get('tokenId')} expired")
     return True
 

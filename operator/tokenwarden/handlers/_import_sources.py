@@ -11,6 +11,7 @@ from __future__ import annotations
 import kopf
 
 from tokenwarden import reasons
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._import_key import follow_key_secret
 from tokenwarden.handlers._mint import reconcile_now
@@ -75,8 +76,8 @@ def _recheck_importers(type, namespace, source, importers, memo, logger, confirm
         if type == "DELETED":
             if not status.get("tokenHash"):
                 continue  # nothing imported yet, so nothing stays valid: the token waits for its source
-            kopf.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
-                      message=f"the Secret this key was imported from is gone; the key stays valid until "
-                              f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
+            events.warn(token, reason=reasons.IMPORT_SOURCE_DELETED,
+                        message=f"the Secret this key was imported from is gone; the key stays valid until "
+                                f"this token is deleted or expires (kubectl delete servicetoken {name} revokes it)")
             continue
         reconcile_now(SERVICE_TOKEN, token, memo, logger)

@@ -6,6 +6,7 @@ import kopf
 from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition, rfc3339
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._token_kinds import WAIT_DELAY, Kind, TokenStatus
 from tokenwarden.handlers._token_secrets import Credential, secret_conflict, write_secret
@@ -39,7 +40,7 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
     if not importable and not status.get("tokenHash"):
         # Waits for the label: a change to the Secret brings the token back here.
         if (condition(status.get("conditions"), "Ready") or {}).get("reason") != not_importable.reason:
-            kopf.warn(body, reason=not_importable.reason, message=not_importable.message)
+            events.warn(body, reason=not_importable.reason, message=not_importable.message)
         out.ready(False, not_importable.reason, not_importable.message, phase="Pending")
         return None
     value = policies.adopted_key(source.data.get(ref.key), secret=ref.name, key=ref.key, keys=source.data,
@@ -57,15 +58,15 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
         # Imported before the Secret lost its label (or before labels were asked for): the key
         # adopted then stays valid, and its hash is brought up to date, but a new value is not taken.
         if decision.change == "changed":
-            kopf.warn(body, reason=not_importable.reason,
-                      message=f"the key in Secret {ref.name!r} changed, but the Secret does not carry the label "
-                              f"{policies.IMPORTABLE_LABEL}; the key imported before stays valid until the "
-                              f"label is added: {policies.fix_label_command(ref.name, namespace)}")
+            events.warn(body, reason=not_importable.reason,
+                        message=f"the key in Secret {ref.name!r} changed, but the Secret does not carry the label "
+                                f"{policies.IMPORTABLE_LABEL}; the key imported before stays valid until the "
+                                f"label is added: {policies.fix_label_command(ref.name, namespace)}")
             return None
-        kopf.warn(body, reason=not_importable.reason,
-                  message=f"Secret {ref.name!r} does not carry the label {policies.IMPORTABLE_LABEL}; the key "
-                          "imported from it stays valid, but a new value in it is not taken until the label is "
-                          f"added: {policies.fix_label_command(ref.name, namespace)}")
+        events.warn(body, reason=not_importable.reason,
+                    message=f"Secret {ref.name!r} does not carry the label {policies.IMPORTABLE_LABEL}; the key "
+                            "imported from it stays valid, but a new value in it is not taken until the label is "
+                            f"added: {policies.fix_label_command(ref.name, namespace)}")
     holder = memo.indexes.claim_hash(decision.token_hash, body.metadata.uid, (namespace, name),
                                      also_held_as=hash_token(value))
     if holder is not None:
@@ -75,13 +76,13 @@ def adopt_imported(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo) ->
     token_id = status.get("tokenId") or new_token_id()
     if decision.change == "changed":
         issued_at = rfc3339(out.now)
-        kopf.info(body, reason=reasons.IMPORTED_KEY_CHANGED,
-                  message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
+        events.info(body, reason=reasons.IMPORTED_KEY_CHANGED,
+                    message=f"the key in Secret {ref.name!r} changed; the new value replaces the old one")
     elif decision.change == "new":
-        kopf.info(body, reason=reasons.IMPORTED, message=f"key from Secret {ref.name!r} imported as token {token_id}")
+        events.info(body, reason=reasons.IMPORTED, message=f"key from Secret {ref.name!r} imported as token {token_id}")
     elif decision.change == "rehashed":
-        kopf.info(body, reason=reasons.IMPORT_REHASHED,
-                  message="the key's stored hash is now an HMAC under the cluster's import key")
+        events.info(body, reason=reasons.IMPORT_REHASHED,
+                    message="the key's stored hash is now an HMAC under the cluster's import key")
     if spec.secret_name is None:
         return (value, token_id, issued_at, None), decision.token_hash
     owner = kube_secrets.Owner(kind.resource.kind, name, body.metadata.uid)

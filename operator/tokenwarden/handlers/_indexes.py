@@ -409,7 +409,6 @@ def load(memo, logger, **_) -> None:
 def _register(resource: Resource) -> None:
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
     async def index(type, body, memo, **_):
-        memo.work.learn_context()  # every token and key had an event here before anything else acts on it
         await after_listing_check(memo)  # kopf lists at start, on resuming, after a 410
         memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
 

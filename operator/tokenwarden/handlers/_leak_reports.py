@@ -16,8 +16,8 @@ from aiohttp.web import TCPSite
 
 from tokenwarden import reasons
 from tokenwarden.handlers._leaks import LEAK_REPORTS
-from tokenwarden.kube import objects
-from tokenwarden.kube._leaks import find_leaked, post_event, record_leak
+from tokenwarden.kube import events, objects
+from tokenwarden.kube._leaks import find_leaked, record_leak
 from tokenwarden.policies._leak_reports import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -73,9 +73,9 @@ class LeakReports:
             for report in by_hash[leaked.token_hash]:
                 revoked.add(id(report))
                 if body is not None:
-                    post_event(self.memo.core, leaked, body["metadata"]["uid"], reasons.LEAK_REPORTED,
-                               f"reported leaked by a secret scanner ({report.describe()}): token "
-                               f"{leaked.token_id or '-'} is refused and replaced with no overlap")
+                    events.post_event(self.memo.core, events.object_reference(body), reasons.LEAK_REPORTED,
+                                      f"reported leaked by a secret scanner ({report.describe()}): token "
+                                      f"{leaked.token_id or '-'} is refused and replaced with no overlap")
                 logger.warning("%s: token %s reported leaked (%s)", leaked.what, leaked.token_id, report.describe())
         for report in reports:
             LEAK_REPORTS.labels(result="revoked" if id(report) in revoked else "false_positive").inc()

@@ -22,6 +22,7 @@ from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.api import describe_validation_error
 from tokenwarden.conditions import condition, rfc3339, set_condition
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._accounts import account_quota
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._imports import adopt_imported
@@ -192,7 +193,7 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
             elapsed = time.perf_counter() - started
             for histogram in (MINT_DURATION, MINT_SECONDS):
                 histogram.labels(kind=kind.resource.kind).observe(elapsed)
-            kopf.info(body, reason=reasons.MINTED, message=f"token {token_id} minted into Secret {secret_name!r}")
+            events.info(body, reason=reasons.MINTED, message=f"token {token_id} minted into Secret {secret_name!r}")
             return token, token_id, issued_at, secret_name
         # The Secret exists: ours from before a crash (reuse it), or someone else's.
 
@@ -204,9 +205,9 @@ def _minted(kind: Kind, spec, body: kopf.Body, out: TokenStatus, memo, *, alread
     if found is not None:
         return _accepted(kind, body, out, memo, found)
     # Minted before, and the Secret is gone: deleted by hand.
-    kopf.warn(body, reason=reasons.SECRET_RECREATED,
-              message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
-                      "token was minted into a new Secret")
+    events.warn(body, reason=reasons.SECRET_RECREATED,
+                message=f"Secret {secret_name!r} was deleted; its token is revoked and a new "
+                        "token was minted into a new Secret")
     issued_at = rfc3339(out.now)
     token, token_id = mint_token(kind.prefix_of(memo.settings)), new_token_id()
     if not write_secret(kind, spec, body, memo, secret_name, token, token_id, issued_at, hash_token(token)):
@@ -263,7 +264,7 @@ def _wait_for_room(out: TokenStatus, problem: policies.Problem) -> None:
     before = condition(out.body.status.get("conditions"), "Ready") or {}
     out.ready(False, problem.reason, problem.message, phase="Pending")
     if before.get("reason") != problem.reason:
-        kopf.warn(out.body, reason=problem.reason, message=problem.message)
+        events.warn(out.body, reason=problem.reason, message=problem.message)
 
 
 def _edit_not_applied(out: TokenStatus, problem: policies.Problem) -> None:
@@ -277,7 +278,7 @@ def _edit_not_applied(out: TokenStatus, problem: policies.Problem) -> None:
     out.patch.status["conditions"] = set_condition(conditions, "Ready", False, problem.reason, message,
                                                    generation=out.generation, now=out.now)
     if (before.get("reason"), before.get("observedGeneration")) != (problem.reason, out.generation):
-        kopf.warn(out.body, reason=problem.reason, message=message)
+        events.warn(out.body, reason=problem.reason, message=message)
 
 
 def _account_uid(spec, namespace: str, memo, created_by: str | None = None) -> str | None:

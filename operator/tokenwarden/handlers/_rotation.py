@@ -15,6 +15,7 @@ from tokenwarden import clock, policies
 from tokenwarden.api import RestartTarget
 from tokenwarden.conditions import rfc3339, set_condition
 from tokenwarden.durations import parse_duration
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._leaks import LEAK_ROTATIONS
 from tokenwarden.handlers._metrics import CREDENTIALS, MINTED
@@ -85,7 +86,7 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
                                    action.message, generation=body.metadata.get("generation"), now=now)
         objects.patch_status(memo.custom, kind.resource, namespace, name, {**answered, "conditions": conditions},
                              resource_version=rv)
-        kopf.warn(body, reason=action.reason, message=action.message)
+        events.warn(body, reason=action.reason, message=action.message)
         CREDENTIALS.count("rotations", namespace, kind.resource.kind, name,
                           "unsupported" if action.reason == policies.ROTATION_UNSUPPORTED else "refused")
         return False
@@ -143,9 +144,9 @@ def _rotate(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     CREDENTIALS.count("rotations", namespace, kind.resource.kind, name, "leaked" if leaked else "rotated")
     if leaked:
         LEAK_ROTATIONS.labels(kind=kind.resource.kind).inc()
-        kopf.warn(body, reason=policies.TOKEN_LEAKED, message=message)
+        events.warn(body, reason=policies.TOKEN_LEAKED, message=message)
     else:
-        kopf.info(body, reason=reasons.ROTATED, message=message)
+        events.info(body, reason=reasons.ROTATED, message=message)
     _restart_targets(_targets(spec, token.get("spec")), body, memo, logger, rfc3339(now))
     return True
 
@@ -198,12 +199,12 @@ def _restart_targets(targets: list, body: kopf.Body, memo, logger, when: str) ->
             logger.info(f"rollout restart of {target.kind} {target.name} after rotation")
             CREDENTIALS.count("restarts", *credential, "restarted")
         except ApiNotFound:
-            kopf.warn(body, reason=reasons.RESTART_TARGET_NOT_FOUND,
-                      message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
+            events.warn(body, reason=reasons.RESTART_TARGET_NOT_FOUND,
+                        message=f"{target.kind} {target.name!r} does not exist; nothing restarted for it")
             CREDENTIALS.count("restarts", *credential, "not_found")
         except (ApiPermanentError, ApiTransientError) as exc:
             # The rotation is recorded and will not run again: a retry would not restart either.
-            kopf.warn(body, reason=reasons.RESTART_FAILED, message=f"{target.kind} {target.name!r}: {exc}")
+            events.warn(body, reason=reasons.RESTART_FAILED, message=f"{target.kind} {target.name!r}: {exc}")
             CREDENTIALS.count("restarts", *credential, "failed")
 
 

@@ -13,8 +13,9 @@ import kopf
 from tokenwarden.buildinfo import export_build_info
 from tokenwarden.config import Settings
 from tokenwarden.draining import DRAIN_SECONDS
+from tokenwarden.handlers import _events
 from tokenwarden.handlers._admission_server import AdmissionServer, admission_server
-from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, objects, quiet_body_loggers
+from tokenwarden.kube import ApiPermanentError, ensure_cluster_peering, events, objects, quiet_body_loggers
 from tokenwarden.kube._resources import MANAGED_BY, MANAGED_BY_VALUE
 from tokenwarden.logs import LOG_FORMATS, format_logs_as
 from tokenwarden.servingtls import ReloadingCertificate
@@ -115,6 +116,10 @@ def run_operator(options: OperatorOptions) -> None:
         settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
         settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.lastHandled")
         settings.posting.loggers = False  # events are the ones we post, not every log line
+        # Events posted by kopf (in a handler) and by the operator itself (outside any: handlers/_events.py)
+        # name one component, the product.
+        settings.posting.reporting_component = events.COMPONENT
+        _events.post_outside_handlers_with(memo.core)
         settings.execution.max_workers = WORKERS
         settings.watching.server_timeout = 300
         # kopf watches token Secrets only, selected by the API server: every other Secret of the

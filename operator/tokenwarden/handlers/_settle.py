@@ -27,6 +27,7 @@ from tokenwarden import reasons
 from tokenwarden import clock, policies
 from tokenwarden.conditions import condition, set_condition
 from tokenwarden.durations import parse_duration
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._bootstrap import settle_bootstrap
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._listings import leading
@@ -241,7 +242,7 @@ def _revoke(kind: Kind, token: dict, action: policies.Action, memo) -> None:
                                generation=meta.get("generation"), now=clock.now())
     objects.patch_status(memo.custom, kind.resource, meta["namespace"], meta["name"],
                          {"phase": "Revoked", "conditions": conditions}, resource_version=meta["resourceVersion"])
-    kopf.warn(token, reason=action.reason, message=action.message)
+    events.warn(token, reason=action.reason, message=action.message)
     secret_name = status.get("secretName")
     if secret_name:
         kube_secrets.delete_token_secret(memo.core, meta["namespace"], secret_name,
@@ -272,10 +273,10 @@ def _after_overlap(kind: Kind, namespace: str, name: str, status: dict, memo) ->
             request_settle(memo, kind, namespace, name, delay=delay + 1)
 
 
-def request_settle(memo, kind: Kind, namespace: str, name: str, delay: float = 0.0, context=None) -> None:
+def request_settle(memo, kind: Kind, namespace: str, name: str, delay: float = 0.0) -> None:
     """Have the token settled (now, or after ``delay`` seconds), retried until it holds."""
     memo.work.submit(("settle", kind.resource.kind, namespace, name), settle_token, kind, namespace, name,
-                     memo, memo.work_logger, delay=delay, context=context)
+                     memo, memo.work_logger, delay=delay)
 
 
 def request_account_tokens(memo, namespace: str, account: str) -> None:
@@ -298,7 +299,7 @@ def resync(memo, logger) -> int:
             for token in objects.iter_objects(memo.custom, kind.resource, scope):
                 if _needs_settle(kind, token, secrets, memo, now):
                     meta = token["metadata"]
-                    request_settle(memo, kind, meta["namespace"], meta["name"], context=memo.work.handler_context)
+                    request_settle(memo, kind, meta["namespace"], meta["name"])
                     requested += 1
     return requested
 
@@ -328,17 +329,20 @@ async def _resync_loop(memo, logger) -> None:
     bootstrap token too (values without a bootstrap section leave no Secret, and no token)."""
     interval = memo.settings.resync_interval.total_seconds()
     state = memo.resync
+    started = False
     while True:
+        # At start, kopf's first listing is waited for: the indexes are complete after it.
+        timeout = (interval if state.done else RELISTED_AFTER) if started else None
+        started = True
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(state.wanted.wait(), interval if state.done else RELISTED_AFTER)
+            await asyncio.wait_for(state.wanted.wait(), timeout)
             await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
         state.wanted.clear()
-        if leading(memo) and memo.work.handler_context is not None:
+        if leading(memo):
             state.done = True
             try:
                 if memo.settings.bootstrap.namespace:
-                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger,
-                                     context=memo.work.handler_context)
+                    memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)
                 count = await asyncio.to_thread(resync, memo, logger)
                 if count:
                     logger.info(f"resync: {count} token(s) to settle")

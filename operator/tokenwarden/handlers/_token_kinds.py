@@ -12,6 +12,7 @@ from tokenwarden import policies
 from tokenwarden.clock import now
 from tokenwarden.api import IngestionAPIKeySpec, ServiceTokenSpec
 from tokenwarden.conditions import set_condition
+from tokenwarden.handlers import _events as events
 from tokenwarden.kube._resources import INGESTION_KEYS, SERVICE_TOKENS, Resource
 
 WAIT_DELAY = 5.0  # seconds before a token waiting on its account or binding looks again
@@ -44,7 +45,7 @@ class TokenStatus:
 
     def problem(self, problem: policies.Problem, phase: str) -> None:
         self.ready(False, problem.reason, problem.message, phase=phase)
-        kopf.warn(self.body, reason=problem.reason, message=problem.message)
+        events.warn(self.body, reason=problem.reason, message=problem.message)
 
 
 # What an edit the model refuses can touch and still leave the rest of a spec to act on.

@@ -5,6 +5,7 @@ import kopf
 
 from tokenwarden import reasons
 from tokenwarden import policies
+from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import MINTED
 from tokenwarden.handlers._token_kinds import Kind
@@ -38,10 +39,10 @@ def replace_tampered_token(kind: Kind, body: kopf.Body, memo, found: kube_secret
                                          token_hash=hash_token(token), token_id=token_id, drop_previous=True,
                                          resource_version=found.resource_version)
     MINTED.labels(kind=kind.resource.kind).inc()
-    kopf.warn(body, reason=reasons.SECRET_TAMPERED,
-              message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
-                      f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
-                      f"{token_id} was minted into the Secret")
+    events.warn(body, reason=reasons.SECRET_TAMPERED,
+                message=f"Secret {found.name!r} held a value tokenwarden did not write for this "
+                        f"{kind.resource.kind}; it is refused, the token before it is revoked, and token "
+                        f"{token_id} was minted into the Secret")
     return token, token_id
 
 

@@ -39,8 +39,8 @@ async def _sweep_unsettled(memo, logger) -> None:
     pauses = 0  # the indexes were listed at start; every pause since calls for a new listing
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
-        if memo.activity.paused() or memo.work.handler_context is None:
-            continue  # a standby; or no event yet, and so nothing to look at
+        if memo.activity.paused():
+            continue  # a standby
         if memo.activity.pauses != pauses:
             pauses = memo.activity.pauses
             if not await check_listing(memo, time.monotonic()):
@@ -59,9 +59,7 @@ async def _sweep_unsettled(memo, logger) -> None:
                 if token["metadata"].get("deletionTimestamp") or not waiting(token):
                     continue
                 logger.info(f"{entry.kind} {entry.namespace}/{entry.name} sat unsettled: reconciling it")
-                # In a kopf handler's context, so that minting posts its events as a handler
-                # does: this task's own context has no event queue.
-                await asyncio.to_thread(memo.work.handler_context.copy().run, reconcile_now, kind, token, memo, logger)
+                await asyncio.to_thread(reconcile_now, kind, token, memo, logger)
             except (kopf.TemporaryError, kopf.PermanentError) as exc:
                 logger.info(f"{entry.kind} {entry.namespace}/{entry.name} is still unsettled: {exc}")
             except Exception as exc:  # noqa: BLE001  (the sweep outlives any one token)

@@ -116,7 +116,7 @@ class Watches:
     """The operator's own reflectors, each in a thread with a connection of its own, running
     while this replica leads: a replica that takes the lead starts them afresh, so their first
     listing brings everything as kopf's listing on resuming does. What they see is handled on
-    the event loop; the work it calls for runs in a kopf handler's context (events can be posted)."""
+    the event loop; the events of the work it calls for are posted by handlers/_events.py."""
 
     def __init__(self, memo) -> None:
         self.memo = memo
@@ -153,7 +153,7 @@ class Watches:
         """A watch ends at its next event once stopped: what it brings until then is dropped."""
         def deliver(*args):
             if not stop.is_set() and leading(self.memo):
-                self.memo.work.outside_handlers(changed, *args)
+                changed(*args)
         return deliver
 
     def _listed(self, stop: threading.Event, listed: Listed) -> Callable[[set, list], None]:

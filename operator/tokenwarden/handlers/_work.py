@@ -29,10 +29,6 @@ BACKOFF_FIRST = 0.5  # seconds before the first retry; doubled after each failur
 BACKOFF_MAX = 60.0
 FORBIDDEN_RUNS = 10  # runs of work refused with a 403: the last about 3 minutes after the first
 WORKERS = 4  # threads at a time: kopf's own handlers keep the rest of the API client's pool
-# Set while the operator's own watches hand on what they saw (handlers/_watches.py): the work
-# they submit has no kopf handler around it, and runs in a handler's context learned by then.
-_OUTSIDE_HANDLERS = contextvars.ContextVar("outside_handlers", default=False)
-_HANDLER_CONTEXT = object()  # a submission's context: the handler's, as known when it runs
 
 
 def backoff(failures: int) -> float:
@@ -52,31 +48,12 @@ class WorkQueue:
         self._due: dict[Hashable, float] = {}
         self._failures: dict[Hashable, int] = {}
         self._running: set[Hashable] = set()
-        # A kopf handler's context, for work submitted from outside any handler (a resync, a
-        # sweep): kopf gives a handler's context what posting events needs, and a task of the
-        # operator's own has none. The event queue is the operator's, so any handler's will do.
-        self.handler_context: contextvars.Context | None = None
 
-    def learn_context(self) -> None:
-        """Called in a kopf handler: keeps its context if none is kept yet."""
-        if self.handler_context is None:
-            self.handler_context = contextvars.copy_context()
-
-    def outside_handlers(self, fn: Callable, *args) -> None:
-        """Call ``fn(*args)``, which is no kopf handler: the work it submits runs in a handler's
-        context, so that it can post events (kopf gives posting to handlers only)."""
-        marked = _OUTSIDE_HANDLERS.set(True)
-        try:
-            fn(*args)
-        finally:
-            _OUTSIDE_HANDLERS.reset(marked)
-
-    def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0,
-               context: contextvars.Context | None = None) -> None:
-        """Run ``fn(*args)`` (after ``delay`` seconds), in place of what waits under ``key``, in
-        ``context`` or the caller's: a kopf handler's lets the work post events as the handler would."""
-        if context is None:
-            context = _HANDLER_CONTEXT if _OUTSIDE_HANDLERS.get() else contextvars.copy_context()
+    def submit(self, key: Hashable, fn: Callable, *args, delay: float = 0.0) -> None:
+        """Run ``fn(*args)`` (after ``delay`` seconds), in place of what waits under ``key``, in the
+        caller's context: work a kopf handler submits has its events queued by kopf, as the
+        handler's are (handlers/_events.py posts those of work submitted elsewhere)."""
+        context = contextvars.copy_context()
         if self._loop is None:
             raise RuntimeError("the work queue is not running")
         try:
@@ -124,13 +101,8 @@ class WorkQueue:
                 task.cancel()
 
     async def _run_one(self, key: Hashable) -> None:
-        fn, args, submitted = self._pending.pop(key)
+        fn, args, context = self._pending.pop(key)
         del self._due[key]
-        context = submitted
-        if context is _HANDLER_CONTEXT:
-            # None learned yet (no kopf handler has run): the work runs, and what posts an event fails
-            # and is retried, by when one may be known.
-            context = self.handler_context or contextvars.Context()
         try:
             await self._run_in(context.copy().run, fn, *args)  # a copy: a context runs once at a time
         except Exception as exc:  # noqa: BLE001  (a failure is retried, or dropped: the queue outlives it)
@@ -142,7 +114,7 @@ class WorkQueue:
                                      f"as it is, so it runs again when the object changes, or at the next resync")
                 return
             delay = backoff(failures)
-            self._pending.setdefault(key, (fn, args, submitted))
+            self._pending.setdefault(key, (fn, args, context))
             self._due[key] = self._loop.time() + delay
             text = str(exc) if isinstance(exc, (kopf.TemporaryError, kopf.PermanentError)) else repr(exc)
             self._logger.warning(f"{_describe(key)}: {text}; trying again in {delay:g}s")

@@ -1,5 +1,6 @@
 """The only modules that talk to the Kubernetes API server."""
 from tokenwarden.kube import _access as access
+from tokenwarden.kube import _events as events
 from tokenwarden.kube import _secrets as secrets
 from tokenwarden.kube._client import load_api_client, quiet_body_loggers
 from tokenwarden.kube._crds import install_crds
@@ -23,6 +24,7 @@ __all__ = [
     "ApiPermanentError",
     "ApiTransientError",
     "ensure_cluster_peering",
+    "events",
     "install_crds",
     "load_api_client",
     "objects",

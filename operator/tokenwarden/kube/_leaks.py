@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from kubernetes import client
 
@@ -89,17 +88,3 @@ def record_leak(custom: client.CustomObjectsApi, leaked: Leaked, attempts: int =
         except ApiNotFound:
             return None
     raise ApiConflict(f"{leaked.what} kept changing while its leak was recorded; run the command again")
-
-
-def post_event(core: client.CoreV1Api, leaked: Leaked, uid: str, reason: str, message: str,
-               type_: str = "Warning") -> None:
-    """An event on the credential (``uid``): what was reported, never the value."""
-    now = datetime.now(timezone.utc)
-    event = client.CoreV1Event(
-        metadata=client.V1ObjectMeta(generate_name=f"{leaked.name}."),
-        involved_object=client.V1ObjectReference(api_version=f"{GROUP}/{VERSION}", kind=leaked.resource.kind,
-                                                 name=leaked.name, namespace=leaked.namespace, uid=uid),
-        reason=reason, message=message[:1024], type=type_, count=1, first_timestamp=now, last_timestamp=now,
-        source=client.V1EventSource(component="tokenwarden"), reporting_component="tokenwarden")
-    with translated(f"posting an event on {leaked.what}"):
-        core.create_namespaced_event(leaked.namespace, event)
