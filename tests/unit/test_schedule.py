@@ -209,3 +209,13 @@ async def test_an_expiry_not_due_on_a_fresh_read_is_tried_again_unless_its_token
         assert scheduler._timers.armed(("ServiceToken", "team", "b", EXPIRE)) == (NOW + HOUR).timestamp()
     finally:
         task.cancel()
+
+
+def test_a_token_gone_takes_its_timers_and_leaves_a_namesakes(clock):
+    scheduler = _schedule.Scheduler(HOUR)
+    scheduler.observe("ServiceToken", token("t", "Active", NOW + HOUR, uid="old"))
+    scheduler.observe("ServiceToken", token("t", "Active", NOW + 2 * HOUR, uid="new"))  # recreated
+    scheduler.observe("ServiceToken", {"metadata": {"uid": "old"}}, deleted=True)  # learnt late, from a listing
+    assert scheduler._timers.armed(("ServiceToken", "team", "t", EXPIRE)) == (NOW + 2 * HOUR).timestamp()
+    scheduler.observe("ServiceToken", token("t", "Active", NOW + 2 * HOUR, uid="new"), deleted=True)
+    assert len(scheduler) == 0

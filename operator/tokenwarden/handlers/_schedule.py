@@ -50,6 +50,7 @@ class Scheduler:
         self.retention = retention  # settings.expiredRetention
         self._timers = policies.Timers(policies.TIMED_ACTIONS)
         self._objects: dict[str, tuple[str, str, str]] = {}  # uid → (kind, namespace, name)
+        self._uids: dict[tuple[str, str, str], str] = {}  # and back: the uid that holds the name now
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -62,12 +63,13 @@ class Scheduler:
         with self._lock:
             if deleted or meta.get("deletionTimestamp"):
                 obj = self._objects.pop(uid, None)
-                if obj is not None:
+                if obj is not None and self._uids.get(obj) == uid:  # not a namesake made since
+                    del self._uids[obj]
                     self._timers.drop(obj)
                 return
             obj = (kind, meta["namespace"], meta["name"])
-            if self._objects.get(uid) != obj:
-                self._objects[uid] = obj
+            self._objects[uid] = obj
+            self._uids[obj] = uid
             wanted = self._wanted(KINDS_BY_NAME[kind], body)
             armed = self._timers.replace(obj, wanted)
             soonest = min(wanted.values(), default=math.inf)
