@@ -93,7 +93,7 @@ def run_operator(options: OperatorOptions) -> None:
         _metrics,
         _rotation,
         _settle,
-        _schedule,  # after _settle: it hands due work to the settle's work queue
+        _schedule,  # the timers of every token: expiry, renewal, collection
         _usage,
         _watches,  # after _settle and _workloads: their startup makes the work queue and the listings
     )
