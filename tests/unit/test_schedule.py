@@ -219,3 +219,12 @@ def test_a_token_gone_takes_its_timers_and_leaves_a_namesakes(clock):
     assert scheduler._timers.armed(("ServiceToken", "team", "t", EXPIRE)) == (NOW + 2 * HOUR).timestamp()
     scheduler.observe("ServiceToken", token("t", "Active", NOW + 2 * HOUR, uid="new"), deleted=True)
     assert len(scheduler) == 0
+
+
+def test_a_status_that_names_no_time_schedules_nothing_and_stops_nothing(clock):
+    """The indexes tell the scheduler of every event: a body it cannot read must not fail them."""
+    scheduler = _schedule.Scheduler(HOUR)
+    body = token("t", "Active", None)
+    body["status"]["expiresAt"] = "not a time"
+    scheduler.observe("ServiceToken", body)
+    assert len(scheduler) == 0

@@ -37,10 +37,12 @@ RECHECK = 300.0  # seconds: the longest wait between looks at the clock (a wall 
 def _renew_before(kind: Kind, spec: dict):
     """spec.rotation.renewBefore, if the token is renewed before expiry: not while an edit of
     its spec is not applied (it is not scheduled until corrected), nor for an imported key."""
-    rotation = spec.get("rotation")
-    if not rotation or spec.get("import") or not spec_to_settle(kind, spec)[1]:
+    if not spec.get("rotation") or spec.get("import"):
         return None
-    return parse_duration(rotation["renewBefore"])
+    model, whole = spec_to_settle(kind, spec)
+    if not whole or model.rotation is None:
+        return None
+    return parse_duration(model.rotation.renew_before)
 
 
 class Scheduler:
@@ -81,7 +83,10 @@ class Scheduler:
         phase = status.get("phase")
         if phase not in ("Active", policies.EXPIRED):
             return {}
-        expires_at = policies.parse_time(status.get("expiresAt"))
+        try:
+            expires_at = policies.parse_time(status.get("expiresAt"))
+        except ValueError:
+            return {}  # not a time (a status written by hand): nothing is scheduled on it, as in the indexes
         renew_before = None
         if phase == "Active" and expires_at is not None:
             renew_before = _renew_before(kind, body.get("spec") or {})
