@@ -14,6 +14,7 @@ import pytest
 
 from ..conftest import OperatorProcess
 from .kubehelpers import GROUP, VERSION, create, eventually, phase_is, wait_for
+from .test_minting import _wait_gone
 from .test_replica_admission import LEADS
 from .test_resilience import peering  # noqa: F401  (fixture)
 
@@ -79,4 +80,4 @@ def test_a_standby_expires_nothing_until_it_leads_then_what_came_due_at_once(
     assert eventually(lambda: LEADS in standby.log(), timeout=60), standby.log()[-3000:]
     expired = wait_for(custom, "ServiceToken", namespace, "due-meanwhile", phase_is("Expired"), timeout=60)
     assert expired["status"]["expiresAt"] == token["status"]["expiresAt"]
-    assert secret_name not in {s.metadata.name for s in core.list_namespaced_secret(namespace).items}
+    _wait_gone(core, namespace, secret_name)  # deleted after the phase is written
