@@ -59,13 +59,14 @@ def test_a_standby_expires_nothing_until_it_leads_then_what_came_due_at_once(
     active, standby = active_and_standby
     active.start()
     assert eventually(lambda: LEADS in active.log(), timeout=60), active.log()[-3000:]
-    create(custom, "ServiceToken", namespace, "due-meanwhile", {"roles": ["reader"], "ttl": "25s"})
+    create(custom, "ServiceToken", namespace, "due-meanwhile", {"roles": ["reader"], "ttl": "45s"})
     token = wait_for(custom, "ServiceToken", namespace, "due-meanwhile", phase_is("Active"))
     secret_name = token["status"]["secretName"]
     expires_at = _time(token["status"]["expiresAt"])
     standby.start()  # its first listing finds the token: it holds its timer from here
     assert eventually(lambda: "indexes loaded" in standby.log(), timeout=60), standby.log()[-3000:]
 
+    assert datetime.now(timezone.utc) < expires_at, "staged too slowly: the token came due before the standby ran"
     active.stop(kill=True)  # its peering record stays, and keeps the standby paused
     # The instant passes with no replica leading; a scheduler that acted would have acted by a
     # second after it (it looks at a due timer at once).
