@@ -76,9 +76,10 @@ def parallel(function, items, workers: int = 16) -> None:
         list(pool.map(function, items))
 
 
-def create_fleet(custom: client.CustomObjectsApi, namespace: str, tokens: int, accounts: int) -> None:
+def create_fleet(custom: client.CustomObjectsApi, namespace: str, tokens: int, accounts: int,
+                 spec: dict | None = None) -> None:
     """``accounts`` ServiceAccounts with a writer binding each, then ``tokens`` ServiceTokens
-    spread over them, all created at once (16 clients)."""
+    spread over them (with ``spec`` besides, a ttl for example), all created at once (16 clients)."""
     parallel(lambda a: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "serviceaccounts", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceAccount", "metadata": {"name": f"acct-{a}"},
         "spec": {}}), range(accounts))
@@ -87,7 +88,7 @@ def create_fleet(custom: client.CustomObjectsApi, namespace: str, tokens: int, a
         "spec": {"serviceAccountName": f"acct-{a}", "roles": ["writer"]}}), range(accounts))
     parallel(lambda i: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ServiceToken", "metadata": {"name": f"t-{i}"},
-        "spec": {"serviceAccountName": f"acct-{i % accounts}"}}), range(tokens))
+        "spec": {"serviceAccountName": f"acct-{i % accounts}", **(spec or {})}}), range(tokens))
 
 
 def probe_settled(api, namespace: str, tokens: int) -> None:
@@ -193,12 +194,23 @@ def top_frames(collapsed: Path, count: int = 30) -> list[tuple[float, str]]:
     return [(100 * n / max(total, 1), name) for n, name in ranked[:count]]
 
 
-def rss_mb(pid: int) -> float:
-    """Peak resident set size (VmHWM) of a process, in MB."""
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident set size (VmHWM) of a process, in MB; or its size now (``field`` VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def steady_rss_mb(pid: int, within: float = 1.0, every: float = 3.0, limit: float = 180.0) -> float:
+    """A process's resident set size (VmRSS) once it no longer grows: three looks ``every``
+    seconds apart within ``within`` MB of each other (or the last look after ``limit`` seconds)."""
+    looks = [rss_mb(pid, "VmRSS")]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and (len(looks) < 3 or max(looks[-3:]) - min(looks[-3:]) > within):
+        time.sleep(every)
+        looks.append(rss_mb(pid, "VmRSS"))
+    return looks[-1]
 
 
 def request_counts(plane) -> dict[tuple[str, str], float]:

@@ -2,8 +2,9 @@
 and the time a restarted operator takes to settle, with the number of tokens it re-minted.
 
 --profile DIR samples the restarted operator with py-spy until it settles and prints its top frames.
+--ttl gives every token a lifetime (each then has an expiry timer), as most tokens have.
 
-    python bench/scale.py [--tokens 10000] [--accounts 100] [--profile DIR]
+    python bench/scale.py [--tokens 10000] [--accounts 100] [--ttl 30d] [--profile DIR]
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pathlib import Path
 from kubernetes import client
 
 from _harness import (GROUP, VERSION, api_client, control_plane, create_fleet, new_namespace,
-                      operator_process, probe_settled, profiled, request_counts, rss_mb, wait_all, wait_ready)
+                      operator_process, probe_settled, profiled, request_counts, rss_mb, steady_rss_mb, wait_all,
+                      wait_ready)
 from tokenwarden.devcluster import free_port
 
 
@@ -40,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=10000)
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--ttl", help="spec.ttl of every token (none by default: they never expire)")
     parser.add_argument("--profile", type=Path, help="directory for the restarted operator's py-spy profile")
     args = parser.parse_args()
     n, accounts = args.tokens, args.accounts
@@ -51,7 +54,7 @@ def main() -> None:
         metrics_port = free_port()
         with operator_process(plane, settings=settings, extra=["--metrics-port", str(metrics_port)]) as operator:
             started = time.monotonic()
-            create_fleet(custom, namespace, n, accounts)
+            create_fleet(custom, namespace, n, accounts, {"ttl": args.ttl} if args.ttl else None)
             # The backlog: tokens created but not yet Active when the last create returned.
             created_all = time.monotonic()
             listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens")
@@ -82,11 +85,13 @@ def main() -> None:
             settle = time.monotonic() - restarted
             remints = metric(metrics_port, "tokenwarden_tokens_minted_total") - 1
             restarted_rss = rss_mb(operator.pid)
+            idle_rss = steady_rss_mb(operator.pid)  # idle: its listing worked through, nothing changing
             after = request_counts(plane)
     print(f"{n} tokens across {accounts} accounts, minted in {minted_in:.0f}s ({n / minted_in:.0f}/s)")
     print(f"backlog when the last create returned: {backlog} tokens waiting, drained in {drained_in:.0f}s "
           f"({backlog / max(drained_in, 1e-9):.0f}/s)")
-    print(f"operator peak RSS: {operator_rss:.0f} MB (after a restart: {restarted_rss:.0f} MB)")
+    print(f"operator peak RSS: {operator_rss:.0f} MB (after a restart: {restarted_rss:.0f} MB; "
+          f"idle after it: {idle_rss:.0f} MB)")
     print(f"authenticator peak RSS: {authn_rss:.0f} MB, ready with the full index in {authn_ready:.1f}s")
     print(f"restarted operator settled (probe token minted) in {settle:.1f}s, re-mints: {remints:.0f}")
     calls = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)

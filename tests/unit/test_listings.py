@@ -4,6 +4,7 @@ items kopf's own stream yields, in its order."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from kopf._core.reactor import queueing
 
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._listings import Listings
+from tokenwarden.handlers._memo import OperatorMemo
 from tokenwarden.handlers._work import WorkQueue
 
 LISTED = watching.Bookmark.LISTED
@@ -180,3 +182,25 @@ async def test_the_sweep_reconciles_with_no_kopf_handler_run_yet(sweep, monkeypa
         await asyncio.sleep(0.01)
     task.cancel()
     assert "reconciled" in calls
+
+
+async def test_events_reach_kopf_without_managed_fields():
+    items = [{"type": "ADDED", "object": {"metadata": {"uid": "a", "managedFields": [{"manager": "kubectl"}]},
+                                          "spec": {}}},
+             {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "7"}}}]
+
+    async def original(**_):
+        for item in items:
+            yield item
+
+    listings = Listings()
+    seen = [e async for e in listings.stream(original)(settings=None, resource=TOKENS, namespace=None)]
+    assert seen[0]["object"]["metadata"] == {"uid": "a"} and seen[0]["object"]["spec"] == {}
+    assert seen[1]["object"]["metadata"] == {"resourceVersion": "7"}
+
+
+def test_every_object_shares_the_one_memo():
+    """kopf copies the memo for every object it sees: the operator's is one for all."""
+    memo = OperatorMemo()
+    memo.settings = "s"
+    assert copy.copy(memo) is memo

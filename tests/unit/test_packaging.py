@@ -78,7 +78,7 @@ def test_links_and_classifiers_are_ones_pypi_accepts(metadata):
 
 def test_kopf_is_bounded_to_the_versions_whose_private_parts_are_wrapped():
     """While a module wraps kopf's private functions, kopf is bounded above: a kopf release may
-    move them, and only the versions tested here (test_listings, test_footprint) are allowed."""
+    move them, and only the versions tested here (test_listings) are allowed."""
     wrapping = sorted(path.name for path in (REPO / "operator" / "tokenwarden").rglob("*.py")
                       if "from kopf._" in path.read_text() or "import kopf._" in path.read_text())
     kopf = next(Requirement(r) for r in PYPROJECT["project"]["dependencies"] if Requirement(r).name == "kopf")

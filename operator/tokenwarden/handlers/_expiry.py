@@ -1,12 +1,9 @@
-"""Expiry and garbage collection: one sleeping daemon per token, woken at its instant.
+"""Expiry and garbage collection, run when the scheduler says (handlers/_schedule.py).
 
-No polling: each Active token with an ``expiresAt`` has a daemon that sleeps until
-then, deletes the Secret and sets ``phase: Expired``; each Expired token has one
-that deletes it after the retention (``expiredRetention``; 0 keeps it).
+At an Active token's ``expiresAt`` its Secret is deleted and it turns ``phase: Expired``;
+an Expired token is deleted after the retention (``expiredRetention``; 0 keeps it).
 """
 from __future__ import annotations
-
-import asyncio
 
 import kopf
 
@@ -16,21 +13,9 @@ from tokenwarden.conditions import set_condition
 from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._metrics import COLLECTED, EXPIRED, EXPIRY_LAG
-from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, TERMINAL, Kind
+from tokenwarden.handlers._token_kinds import TERMINAL, Kind
 from tokenwarden.kube import ApiConflict, objects
 from tokenwarden.kube import secrets as kube_secrets
-from tokenwarden.kube._resources import GROUP, VERSION
-
-
-RECHECK = 300.0
-
-
-def _active_with_expiry(status, **_) -> bool:
-    return status.get("phase") == "Active" and bool(status.get("expiresAt"))
-
-
-def _expired(status, **_) -> bool:
-    return status.get("phase") == "Expired"
 
 
 def expire_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
@@ -75,44 +60,19 @@ def expire_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
     return True
 
 
-def _register(kind: Kind) -> None:
-    plural = kind.resource.plural
-
-    @kopf.daemon(GROUP, VERSION, plural, id="expire", when=_active_with_expiry,
-                 cancellation_timeout=10.0)
-    async def expire(body, stopped, memo, logger, **_):
-        # ``body`` is kopf's live view: a changed spec.expiration moves expiresAt,
-        # so look again at least every RECHECK seconds.
-        while not stopped:
-            expires_at = policies.parse_time(body.status.get("expiresAt"))
-            if expires_at is None:
-                return
-            remaining = policies.seconds_until(expires_at, clock.now())
-            if remaining <= 0:
-                if await asyncio.to_thread(expire_token, kind, body.metadata.namespace, body.metadata.name,
-                                           memo, logger):
-                    return
-                # Not due on a fresh read (a rotation moved expiresAt): wait for the live body to
-                # show it, then wait for the new instant.
-                await stopped.wait(1.0)
-                continue
-            await stopped.wait(min(remaining, RECHECK))
-
-    @kopf.daemon(GROUP, VERSION, plural, id="collect", when=_expired, cancellation_timeout=10.0)
-    async def collect(body, stopped, memo, logger, **_):
-        expires_at = policies.parse_time(body.status.get("expiresAt")) or clock.now()
-        due = policies.deletion_due(expires_at, memo.settings.expired_retention)
-        if due is None:
+def collect_token(kind: Kind, namespace: str, name: str, memo, logger) -> None:
+    """Delete the token, its retention over (the scheduler's timer), if it is still Expired on
+    a fresh read: that very object (by its uid), never a namesake made since."""
+    with kube_errors_to_kopf(delay=1):
+        token = objects.get_object(memo.custom, kind.resource, namespace, name)
+        if token is None or token["metadata"].get("deletionTimestamp"):
             return
-        await stopped.wait(policies.seconds_until(due, clock.now()))
-        if stopped:
+        status = token.get("status") or {}
+        if status.get("phase") != policies.EXPIRED:
             return
-        with kube_errors_to_kopf(delay=1):
-            await asyncio.to_thread(objects.delete_object, memo.custom, kind.resource,
-                                    body.metadata.namespace, body.metadata.name)
-        COLLECTED.labels(kind=kind.resource.kind).inc()
-        logger.info(f"deleted expired {kind.resource.kind} {body.status.get('tokenId')} after retention")
-
-
-for _kind in (SERVICE_TOKEN, INGESTION_KEY):
-    _register(_kind)
+        try:
+            objects.delete_object(memo.custom, kind.resource, namespace, name, uid=token["metadata"]["uid"])
+        except ApiConflict:
+            return  # a namesake made since: not the token that expired
+    COLLECTED.labels(kind=kind.resource.kind).inc()
+    logger.info(f"deleted expired {kind.resource.kind} {status.get('tokenId')} after retention")

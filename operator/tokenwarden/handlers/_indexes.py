@@ -232,6 +232,9 @@ class Indexes:
         self.phases = Index()
         self.credentials = Index()  # for the per-credential metrics
         self.unsettled: dict[str, Unsettled] = {}
+        # What else is told of every token and key seen (handlers/_schedule.py): set in the
+        # operator's own indexes only.
+        self.scheduler = None
         # uid → (kind, namespace, when an event or a read last showed it): what a listing replaces.
         self._seen: dict[str, tuple[str, str | None, float]] = {}
         self.check: asyncio.Task | None = None  # a check against a listing of ours, under way
@@ -262,6 +265,8 @@ class Indexes:
                 if claim and (deleted or status.get("phase") == "Failed" or status.get("tokenHash") == claim[0]):
                     del self._claims[uid]  # the outcome landed: the hashes index speaks from here
         if kind in (SERVICE_TOKENS.kind, INGESTION_KEYS.kind):
+            if self.scheduler is not None:
+                self.scheduler.observe(kind, body, deleted)
             meta = body["metadata"]
             if deleted or meta.get("deletionTimestamp") or not waiting(body):
                 self.unsettled.pop(uid, None)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from kopf._cogs.clients import watching
 
 Began = Callable[[str, "str | None"], None]  # (kind, namespace or None for all)
+ATTACH_POLL = 0.5  # seconds between looks for kopf's pause toggles, until its first watcher starts
 Ended = Callable[[str, "str | None", set, float], None]  # (kind, namespace, uids listed, when it began)
 
 
@@ -47,6 +48,12 @@ class Activity:
         self._toggles = toggles
         self._follower = asyncio.get_running_loop().create_task(self._follow(toggles))
 
+    async def until_resumed(self) -> None:
+        """Return once this replica's watchers run and no pause reason holds (at once if so)."""
+        while self._toggles is None:
+            await asyncio.sleep(ATTACH_POLL)  # kopf starts its watchers right after the startup handlers
+        await self._toggles.wait_for(False)
+
     async def _follow(self, toggles) -> None:
         while True:
             await toggles.wait_for(True)
@@ -59,6 +66,13 @@ def leading(memo) -> bool:
     have not started): its watches are stopped, so its indexes are as old as its last event."""
     activity = getattr(memo, "activity", None)
     return activity is None or not activity.paused()
+
+
+async def until_leading(memo) -> None:
+    """Return once this replica leads (see :func:`leading`)."""
+    activity = getattr(memo, "activity", None)
+    if activity is not None:
+        await activity.until_resumed()
 
 
 class Listings:

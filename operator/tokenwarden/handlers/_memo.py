@@ -10,6 +10,7 @@ from tokenwarden.config import Settings
 from tokenwarden.handlers._import_key import ImportKeys
 from tokenwarden.handlers._indexes import Indexes
 from tokenwarden.handlers._listings import LISTINGS, Activity
+from tokenwarden.handlers._schedule import Scheduler
 from tokenwarden.kube import access, load_api_client
 
 
@@ -26,9 +27,9 @@ class OperatorMemo(kopf.Memo):
     serves_admission: bool  # this process serves the admission webhook (handlers/_admission_check.py)
     indexes: Indexes
     activity: Activity  # whether kopf has paused this replica (peering)
+    scheduler: Scheduler  # every token's timers: expiry, renewal, collection (handlers/_schedule.py)
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
-    deleted_tokens: dict  # uid → when its DELETED event came (handlers/_revoke.py)
     reviews: access.ReviewCache  # admission's SubjectAccessReview answers (handlers/_admission.py)
 
     def __copy__(self) -> OperatorMemo:
@@ -46,10 +47,11 @@ class OperatorMemo(kopf.Memo):
         memo.namespaces = list(namespaces or [])
         memo.serves_admission = True
         memo.indexes = Indexes(settings.roles)
+        memo.scheduler = Scheduler(settings.expired_retention)
+        memo.indexes.scheduler = memo.scheduler  # every token the indexes see, the scheduler sees
         memo.activity = LISTINGS.activity
         memo.last_uses = {}
         memo.import_keys = ImportKeys()
-        memo.deleted_tokens = {}
         memo.reviews = access.ReviewCache()
         return memo
 

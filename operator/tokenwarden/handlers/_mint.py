@@ -99,7 +99,7 @@ def reconcile_token(kind: Kind, body: kopf.Body, patch: kopf.Patch, memo, logger
     imported = kind.has_roles and spec.import_ is not None
     minted = status.get("phase") == "Active" and status.get("tokenHash")
     if minted and past(status.get("expiresAt")):
-        return  # the expiry daemon takes it from here; never re-mint an expired token
+        return  # the expiry (handlers/_schedule.py) takes it from here; never re-mint an expired token
     if resuming and minted and status.get("observedGeneration") == out.generation and \
             not (imported and policies.import_hash_outdated(
                 status.get("tokenHash"), memo.import_keys.predates(status.get("issuedAt")))):
@@ -224,7 +224,7 @@ def _accepted(kind: Kind, body: kopf.Body, out: TokenStatus, memo, found: kube_s
                                           status.get("tokenHash"))
     if origin == policies.ROTATION_UNRECORDED:
         # A rotation wrote its successor, not yet its status: the status's token stays, and
-        # the rotation (its daemon or its request, seen again) records the successor.
+        # the rotation (its timer or its request, seen again) records the successor.
         return found.previous, status.get("tokenId") or found.token_id, status.get("issuedAt"), found.name
     if origin == policies.TAMPERED:
         _unchanged_since(kind, body, memo)

@@ -6,16 +6,16 @@ operator runs, and a namespace with tokens in it is deleted without waiting on o
 operator sees the deletion it deletes the Secret at once rather than when the collector
 gets to it.
 
-kopf puts a finalizer on every object a daemon serves (expiry, retention, rotation), so that
-it can stop the daemon before the object goes. Here the token's DELETED event stops them
-instead: from then on their filters no longer match it. Objects that an older version
-finalized are released by kopf itself: the finalizer keeps its name in the settings, and
-kopf removes a finalizer of that name when no handler asks for one.
+kopf puts a finalizer on every object a daemon or a timer serves, so that it can stop them
+before the object goes. Tokens have none (their timers are the operator's own scheduler's,
+handlers/_schedule.py, which drops them on the DELETED event), and the accounts' quota timer
+asks for none. Objects that an older version finalized are released by kopf itself: the
+finalizer keeps its name in the settings, and kopf removes a finalizer of that name when no
+handler asks for one.
 """
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import kopf
 
@@ -25,7 +25,6 @@ from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, VERSION
 
 FINALIZER = "tokenwarden.io/finalizer"  # put by older versions; removed by kopf on sight
-FORGET_DELETED_AFTER = 600.0  # seconds a deleted token's uid is remembered (for its daemons' filters)
 
 
 def revoke_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
@@ -39,20 +38,11 @@ def revoke_token(kind: Kind, body: kopf.Body, memo, logger) -> None:
         logger.info(f"revoked {kind.resource.kind} {body.status.get('tokenId')}: Secret deleted")
 
 
-def _remember_deleted(memo, uid: str) -> None:
-    deleted = memo.deleted_tokens
-    now = time.monotonic()
-    for old in [u for u, at in deleted.items() if now - at > FORGET_DELETED_AFTER]:
-        del deleted[old]
-    deleted[uid] = now
-
-
 def _register(kind: Kind) -> None:
     @kopf.on.event(GROUP, VERSION, kind.resource.plural, id="revoke",
                    when=lambda type, **_: type == "DELETED")
     def revoke(body, memo, logger, **_):
         # An event handler is not retried: should this fail, the garbage collector deletes the Secret.
-        _remember_deleted(memo, body.metadata.uid)
         revoke_token(kind, body, memo, logger)
 
 
@@ -60,18 +50,9 @@ for _kind in (SERVICE_TOKEN, INGESTION_KEY):
     _register(_kind)
 
 
-def _unless_deleted(when):
-    def still_there(**kwargs) -> bool:
-        if kwargs["uid"] in kwargs["memo"].deleted_tokens:
-            return False
-        return when is None or when(**kwargs)
-    return still_there
-
-
 def without_finalizers(registry: kopf.OperatorRegistry) -> None:
-    """Have kopf put no finalizer on tokens for their daemons (call once every handler is
-    registered). kopf has no option for it, so the daemons' handlers are rewritten in place;
+    """Have kopf put no finalizer on objects for their daemons and timers (call once every
+    handler is registered). kopf has no option for it, so those handlers are rewritten in place;
     tests/unit/test_finalizers.py fails if a kopf upgrade changes what this relies on."""
     spawning = registry._spawning._handlers
-    spawning[:] = [dataclasses.replace(h, requires_finalizer=False, when=_unless_deleted(h.when))
-                   for h in spawning]
+    spawning[:] = [dataclasses.replace(h, requires_finalizer=False) for h in spawning]

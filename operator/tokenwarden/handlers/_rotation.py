@@ -19,18 +19,16 @@ from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._errors import kube_errors_to_kopf
 from tokenwarden.handlers._leaks import LEAK_ROTATIONS
 from tokenwarden.handlers._metrics import CREDENTIALS, MINTED
-from tokenwarden.handlers._token_kinds import INGESTION_KEY, SERVICE_TOKEN, Kind, spec_to_settle
+from tokenwarden.handlers._token_kinds import Kind, spec_to_settle
 from tokenwarden.handlers._token_secrets import hash_or_none, replace_tampered_token
 from tokenwarden.kube import ApiConflict, ApiNotFound, ApiPermanentError, ApiTransientError, objects
 from tokenwarden.kube import secrets as kube_secrets
-from tokenwarden.kube._resources import GROUP, VERSION
 from tokenwarden.kube._workloads import rollout_restart
 from tokenwarden.tokens import hash_token, mint_token
 
 ROTATE_ANNOTATION = policies.ROTATE_ANNOTATION
 # The condition a rotation request is answered on when it cannot be acted on.
 REQUEST_CONDITION = "RotationRequest"
-RECHECK = 300.0
 
 
 def rotate_token(kind: Kind, namespace: str, name: str, memo, logger) -> bool:
@@ -206,37 +204,3 @@ def _restart_targets(targets: list, body: kopf.Body, memo, logger, when: str) ->
             # The rotation is recorded and will not run again: a retry would not restart either.
             events.warn(body, reason=reasons.RESTART_FAILED, message=f"{target.kind} {target.name!r}: {exc}")
             CREDENTIALS.count("restarts", *credential, "failed")
-
-
-def _rotating(spec, status, **_) -> bool:
-    return status.get("phase") == "Active" and bool(spec.get("rotation")) and bool(status.get("expiresAt"))
-
-
-def _register(kind: Kind) -> None:
-    plural = kind.resource.plural
-
-    @kopf.daemon(GROUP, VERSION, plural, id="rotate", when=_rotating, cancellation_timeout=10.0)
-    async def rotate_before_expiry(body, name, namespace, stopped, memo, logger, **_):
-        while not stopped:
-            if not spec_to_settle(kind, dict(body.spec))[1]:
-                await stopped.wait(RECHECK)  # an edit not applied: nothing is scheduled until it is corrected
-                continue
-            expires_at = policies.parse_time(body.status.get("expiresAt"))
-            renew_before = parse_duration(body.spec["rotation"]["renewBefore"])
-            remaining = policies.seconds_until(policies.renew_at(expires_at, renew_before), clock.now())
-            if remaining > 0:
-                await stopped.wait(min(remaining, RECHECK))
-                continue
-            # Settled (handlers._settle) until it holds: rotated if still due on a fresh read,
-            # and settled again when the overlap ends.
-            seen = body.status.get("tokenHash")
-            memo.request_settle(kind, namespace, name)
-            # Wait for the rotation to reach the live body before deciding again.
-            for _ in range(30):
-                if stopped or body.status.get("tokenHash") != seen:
-                    break
-                await stopped.wait(1.0)
-
-
-for _kind in (SERVICE_TOKEN, INGESTION_KEY):
-    _register(_kind)

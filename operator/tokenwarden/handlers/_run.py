@@ -69,7 +69,7 @@ def _webhook_server(options: OperatorOptions, memo, logger) -> AdmissionServer:
 def run_operator(options: OperatorOptions) -> None:
     """Run until SIGINT/SIGTERM. Handlers register on import of tokenwarden.handlers."""
     from tokenwarden import handlers as _  # noqa: F401  (registration)
-    from tokenwarden.handlers import _footprint, _indexes  # noqa: F401  (_indexes first: its event handlers feed the others)
+    from tokenwarden.handlers import _indexes  # noqa: F401  (_indexes first: its event handlers feed the others)
     from tokenwarden.handlers import (  # noqa: F401  (registration)
         _accounts,
         _admission,
@@ -91,12 +91,11 @@ def run_operator(options: OperatorOptions) -> None:
         _metrics,
         _rotation,
         _settle,
+        _schedule,  # the timers of every token: expiry, renewal, collection
         _usage,
         _watches,  # after _settle and _workloads: their startup makes the work queue and the listings
     )
     from tokenwarden.handlers._memo import WORKERS, OperatorMemo
-
-    _footprint.install()
 
     if options.webhook_port:
         _admission.register()

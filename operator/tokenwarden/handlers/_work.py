@@ -1,6 +1,6 @@
 """Work that must hold, whatever fails: a keyed queue with backoff, and one lock per token.
 
-kopf never retries an event handler, and a daemon or a task has no retry of its own. So
+kopf never retries an event handler, and a task has no retry of its own. So
 what an event, a timer or a resync decides is handed to the queue under a key naming what
 it is about (a token, the bootstrap Secret), and the queue runs it in a thread until it
 returns: a failure (5xx, a conflict, a webhook that cannot be reached) runs it again after a

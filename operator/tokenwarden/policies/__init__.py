@@ -53,6 +53,7 @@ from tokenwarden.policies._decisions import (
 )
 from tokenwarden.policies._leaks import LEAKED_ANNOTATION, leak_pending, leaked_hashes, leaked_problem, with_leak
 from tokenwarden.policies._expiry import EXPIRED, deletion_due, expiry_due, parse_time, seconds_until
+from tokenwarden.policies._schedule import COLLECT, EXPIRE, ROTATE, TIMED_ACTIONS, Timers, token_timers
 from tokenwarden.policies._usage import last_use_update
 from tokenwarden.policies._rotation import (
     ROTATE_ANNOTATION,
@@ -87,6 +88,12 @@ from tokenwarden.policies._roles import (
 from tokenwarden.policies._workloads import WORKLOADS_CONDITION, WorkloadBinding, workload_binding
 
 __all__ = [
+    "COLLECT",
+    "EXPIRE",
+    "ROTATE",
+    "TIMED_ACTIONS",
+    "Timers",
+    "token_timers",
     "WORKLOADS_CONDITION",
     "WorkloadBinding",
     "workload_binding",
