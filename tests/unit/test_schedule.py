@@ -117,9 +117,6 @@ class Work:
     def __init__(self) -> None:
         self.submitted: list[tuple] = []
 
-    def outside_handlers(self, fn, *args) -> None:
-        fn(*args)
-
     def submit(self, key, fn, *args, **_) -> None:
         self.submitted.append(key)
 
@@ -189,7 +186,6 @@ async def test_an_expiry_not_due_on_a_fresh_read_is_tried_again_unless_its_token
 
     monkeypatch.setattr(_schedule, "expire_token", expire_token)
     memo = SimpleNamespace(activity=None, work=SimpleNamespace(
-        outside_handlers=lambda fn, *args: fn(*args),
         submit=lambda key, fn, *args, **_: asyncio.get_running_loop().call_soon(fn, *args)))
     scheduler = _schedule.Scheduler(HOUR)
     scheduler.observe("ServiceToken", token("a", "Active", NOW))

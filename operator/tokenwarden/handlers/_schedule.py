@@ -142,11 +142,10 @@ class Scheduler:
         if action == policies.ROTATE:
             # Settled (handlers._settle) until it holds: rotated if still due on a fresh read,
             # and settled again when the overlap ends. Asked again later if no event moved it.
-            memo.work.outside_handlers(memo.request_settle, kind, namespace, name)
+            memo.request_settle(kind, namespace, name)
             self.again(key, instant, AGAIN[policies.ROTATE])
             return
-        memo.work.outside_handlers(memo.work.submit, (action, kind_name, namespace, name), self._run_action,
-                                   key, instant, kind, memo, logger)
+        memo.work.submit((action, kind_name, namespace, name), self._run_action, key, instant, kind, memo, logger)
 
     def _run_action(self, key: tuple, instant: float, kind: Kind, memo, logger) -> None:
         """In a thread of the work queue, which runs it again on a failure."""
