@@ -195,7 +195,10 @@ def test_a_token_created_just_before_a_crash_is_recognised_by_its_claim(operator
     claim it wrote to the Secret beforehand, carried by the token, still proves it."""
     operator.stop(kill=True)
     try:
-        made = create(custom, "ServiceToken", NAMESPACE, TOKEN, {"roles": ["reader"]})
+        # As the operator makes it: importing the bootstrap Secret's token (a token of its own
+        # would be minted into a Secret of the same name, once the test has deleted that one).
+        made = create(custom, "ServiceToken", NAMESPACE, TOKEN, {
+            "roles": ["reader"], "import": {"secretRef": {"name": SECRET, "key": "token"}}})
         custom.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "servicetokens", TOKEN, {
             "metadata": {"annotations": {"tokenwarden.io/bootstrap-claim": "5eed"}}})
         _write_values(core, annotations={CREATED_UID: "claim:5eed"})
