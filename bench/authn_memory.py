@@ -9,9 +9,12 @@ kube-apiserver serves them from etcd as any other object. The floor is the same
 authenticator started against no tokens in the same run; the figure that matters is
 the peak RSS above that floor. Medians of --runs starts.
 
-    python bench/authn_memory.py [--tokens 10000,100000] [--runs 3]
+    python bench/authn_memory.py [--tokens 10000,100000] [--runs 3] [--against DIR]
 
 Several counts share one control plane and one floor: the tokens are added up to each count in turn.
+``--against DIR`` measures another checkout's authenticator too (DIR holds its package, e.g.
+an ``operator`` folder from ``git archive``), start for start in alternation with this one, so
+that a change is measured before and after in the same run.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import argparse
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,12 +37,14 @@ from tokenwarden.devcluster import free_port
 SETTLE = 20.0  # seconds after readiness: the watches are running by then
 
 
-def peak_rss(kubeconfig: str) -> tuple[float, float]:
-    """(peak RSS in MB, seconds until ready) of one authenticator start."""
+def peak_rss(kubeconfig: str, package: str | None = None) -> tuple[float, float]:
+    """(peak RSS in MB, seconds until ready) of one authenticator start; ``package``: the
+    folder to import tokenwarden from instead of this process's."""
     port, metrics_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": package} if package else None
     process = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig", kubeconfig,
                                 "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         ready = wait_ready(metrics_port)
         time.sleep(SETTLE)
@@ -85,12 +91,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", default="10000,100000", help="token counts, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--against", help="another checkout's package folder, measured in alternation")
     args = parser.parse_args()
+    versions = [("this checkout", None)] + ([(args.against, args.against)] if args.against else [])
     with control_plane() as plane:
         api = api_client(plane)
         custom = client.CustomObjectsApi(api)
         kubeconfig = str(plane.kubeconfig)
-        floors = [peak_rss(kubeconfig)[0] for _ in range(args.runs)]
+        floors = measure(kubeconfig, versions, args.runs)
         namespace = new_namespace(api)
 
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "servicetokens", {
@@ -100,18 +108,31 @@ def main() -> None:
             "status": {"phase": "Active", "tokenId": str(10**14), "effectiveRoles": ["reader"],
                        "tokenHash": "sha256:" + hashlib.sha256(b"bench-0").hexdigest(),
                        "issuedAt": "2026-01-01T00:00:00Z"}})
-        floor, made = median(floors), 1
-        print(f"authenticator peak RSS with no tokens: {floor:.0f} MB (median of {args.runs})", flush=True)
+        made = 1
+        for label, _ in versions:
+            floor = median([m for m, _ in floors[label]])
+            print(f"{label}: authenticator peak RSS with no tokens: {floor:.1f} MB (median of {args.runs})", flush=True)
         for count in sorted(int(n) for n in args.tokens.split(",")):
             copy_tokens(plane, namespace, count, first=made)
             made = max(made, count)
             wait_listed(custom, namespace, count)
-            loaded = [peak_rss(kubeconfig) for _ in range(args.runs)]
-            peak = median([m for m, _ in loaded])
-            print(f"authenticator peak RSS: {peak:.0f} MB with {count} tokens, {floor:.0f} MB with none "
-                  f"(medians of {args.runs}); {peak - floor:.0f} MB above the floor, "
-                  f"{(peak - floor) * 1024 / count:.2f} KB per token; ready in "
-                  f"{median([r for _, r in loaded]):.1f} s", flush=True)
+            loaded = measure(kubeconfig, versions, args.runs)
+            for label, _ in versions:
+                floor = median([m for m, _ in floors[label]])
+                peak = median([m for m, _ in loaded[label]])
+                print(f"{label}: authenticator peak RSS: {peak:.1f} MB with {count} tokens, {floor:.1f} MB with none "
+                      f"(medians of {args.runs}; each {', '.join(f'{m:.1f}' for m, _ in loaded[label])}); "
+                      f"{peak - floor:.1f} MB above the floor, {(peak - floor) * 1024 / count:.2f} KB per token; "
+                      f"ready in {median([r for _, r in loaded[label]]):.1f} s", flush=True)
+
+
+def measure(kubeconfig: str, versions: list[tuple[str, str | None]], runs: int) -> dict[str, list[tuple[float, float]]]:
+    """``runs`` starts of each version, in alternation: (peak RSS, seconds until ready) by label."""
+    found: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in versions}
+    for _ in range(runs):
+        for label, package in versions:
+            found[label].append(peak_rss(kubeconfig, package))
+    return found
 
 
 if __name__ == "__main__":

@@ -103,6 +103,29 @@ def test_a_listing_replaces_what_the_index_held():
     assert sorted(store.keys()) == [("ServiceToken", "team", "a"), ("ServiceToken", "team", "d")]
 
 
+def phases(kind: str) -> dict[str, float]:
+    return {phase: REGISTRY.get_sample_value("tokenwarden_authenticator_tokens", {"kind": kind, "phase": phase})
+            for phase in ("Pending", "Active", "Revoked")}
+
+
+def test_the_phase_gauge_counts_tokens_with_and_without_a_hash_and_a_listing_drops_both():
+    index, kind = TokenIndex(), "PhaseCounted"  # a kind of its own: the gauge is the process's
+    store = TokenStore(kind, index, lambda _: None)
+    pending = {"metadata": {"namespace": "team", "name": "p"}, "spec": {}, "status": {}}
+    shared = token("a")  # two objects naming one hash: each is counted once
+    twin = {**shared, "metadata": {**shared["metadata"], "name": "twin"}, "status": {**shared["status"], "phase": "Revoked"}}
+    for body in (pending, shared, twin, token("b")):
+        store.put(*store.record(body))
+    assert phases(kind) == {"Pending": 1, "Active": 2, "Revoked": 1}
+    store.put(*store.record({**pending, "status": {"phase": "Active", "tokenHash": hash_token(TOKENS["c"])}}))
+    store.put(*store.record({**shared, "status": {"phase": "Revoked"}}))  # its hash gone, its phase kept
+    assert phases(kind) == {"Pending": 0, "Active": 2, "Revoked": 2}
+    assert sorted(name for _, _, name in store.keys()) == ["a", "b", "p", "twin"]
+    reflect(store, [[[token("b")]]], [])
+    assert phases(kind) == {"Pending": 0, "Active": 1, "Revoked": 0}
+    assert store.keys() == [(kind, "team", "b")]
+
+
 def test_an_expired_watch_lists_again_and_drops_what_was_deleted_meanwhile():
     index = TokenIndex()
     store = TokenStore("ServiceToken", index, lambda _: None)

@@ -138,6 +138,15 @@ class TokenIndex:
             if len(holders) == 1:
                 del self.shared[digest]
 
+    def identity_of(self, key: tuple[str, str, str]) -> Identity | None:
+        """The identity the object ``key`` = (kind, namespace, name) holds its current hash with."""
+        digests = self.hashes_of.get(key)
+        if digests is None:
+            return None
+        digest = digests if isinstance(digests, bytes) else digests[0]
+        holders = self.shared.get(digest)
+        return holders[key] if holders else self.by_hash[digest]
+
     def put_account(self, key: tuple[str, str], account: Account) -> None:
         """Replace what is known of the account ``key`` = (namespace, name), with its workloads."""
         self.drop_account(key)

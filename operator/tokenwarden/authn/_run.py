@@ -113,8 +113,14 @@ def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: L
     entries of credentials deleted meanwhile are dropped."""
     from tokenwarden import policies
 
-    known = set(index.hashes_of) | {(WORKLOAD, namespace, name) for namespace, name in index.accounts}
-    for namespace in sorted({namespace for _, namespace, _ in known}):
+    def known(key: tuple[str, str, str]) -> bool:  # asked of the index: a set of every token's key would be megabytes
+        kind, namespace, name = key
+        return (namespace, name) in index.accounts if kind == WORKLOAD else key in index.hashes_of
+
+    # list(): copied at once, in this thread, while the event loop may be changing them
+    namespaces = {namespace for _, namespace, _ in list(index.hashes_of)}
+    namespaces |= {namespace for namespace, _ in list(index.accounts)}
+    for namespace in sorted(namespaces):
         try:
             body = usage.read_usage(custom, namespace)
         except Exception as exc:  # only an optimisation: the next use writes anyway
@@ -122,7 +128,7 @@ def _load_usage(custom: client.CustomObjectsApi, index: TokenIndex, last_used: L
             continue
         for (kind, name), when in usage.usage_entries(body).items():
             key = (kind, namespace, name)
-            if key not in known:
+            if not known(key):
                 last_used.forget(key)
             elif (parsed := policies.parse_time(when)) is not None:
                 last_used.written[key] = parsed

@@ -70,35 +70,47 @@ class TokenStore:
         self.kind = kind
         self.index = index
         self.forget = forget
-        self.phases: dict[TokenKey, str] = {}  # every object of the kind, with or without a hash
+        # The phase of each object of the kind without a hash; one with a hash is in the index,
+        # its phase in its Identity (a second dict of every token would cost 50 bytes a token).
+        self.unhashed: dict[TokenKey, str] = {}
 
     def record(self, body: dict):
         metadata = body["metadata"]
-        key = (self.kind, metadata["namespace"], metadata["name"])
+        key = (self.kind, _shared(metadata["namespace"]), metadata["name"])  # the Identity's strings
         return key, (identity_from(self.kind, body), (body.get("status") or {}).get("phase") or "Pending")
 
     def put(self, key: TokenKey, record) -> None:
         found, phase = record
+        old = self._phase(key)
         if found is None:
             self.index.remove(*key)
+            self.unhashed[key] = sys.intern(phase)
         else:
             self.index.put(*found, key=key)
-        self._count(key, phase)
+            self.unhashed.pop(key, None)
+        self._count(old, phase)
 
     def drop(self, key: TokenKey) -> None:
+        old = self._phase(key)
         self.index.remove(*key)
+        self.unhashed.pop(key, None)
         self.forget(key)
-        self._count(key, None)
+        self._count(old, None)
 
     def keys(self):
-        return list(self.phases)
+        return [key for key in self.index.hashes_of if key[0] == self.kind] + list(self.unhashed)
 
-    def _count(self, key: TokenKey, phase: str | None) -> None:
-        old = self.phases.pop(key, None)
+    def _phase(self, key: TokenKey) -> str | None:
+        """The phase counted for ``key`` now; None: not known."""
+        identity = self.index.identity_of(key)
+        if identity is not None:
+            return identity.phase or "Pending"
+        return self.unhashed.get(key)
+
+    def _count(self, old: str | None, phase: str | None) -> None:
         if old:
             TOKENS_BY_PHASE.labels(kind=self.kind, phase=old).dec()
         if phase:
-            self.phases[key] = sys.intern(phase)
             TOKENS_BY_PHASE.labels(kind=self.kind, phase=phase).inc()
 
 
