@@ -105,10 +105,10 @@ def test_a_certificate_that_cannot_be_served_stops_the_start_naming_the_files(cl
 
 
 def test_a_stopping_authenticator_answers_on_kept_alive_connections_then_closes_them(cluster, tmp_path):
-    """SIGTERM (the pod stopping): for --drain-seconds the public port goes on answering, and
+    """SIGTERM (the pod stopping): for --drain the public port goes on answering, and
     every answer says ``Connection: close``, so a client (the API server asking for a
     TokenReview) never meets a connection closed under a request it sent."""
-    process = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--drain-seconds", "60"))
+    process = AuthenticatorProcess(cluster, tmp_path, port=devcluster.free_port(), extra=("--drain", "10m"))
     context = ssl.create_default_context(cafile=process.ca)
     kept = http.client.HTTPSConnection("127.0.0.1", process.port, context=context)
     try:

@@ -121,7 +121,7 @@ def test_a_quota_is_enforced_the_same_whichever_replica_answers(two_webhooks, cu
 
 def test_a_stopping_replica_answers_reviews_on_kept_alive_connections_then_closes_them(operator, cluster, namespace,
                                                                                        tmp_path):
-    """SIGTERM (its pod is deleted): the webhook goes on answering for --webhook-drain-seconds,
+    """SIGTERM (its pod is deleted): the webhook goes on answering for --webhook-drain,
     each answer with ``Connection: close``, so the API server, which keeps its connections to
     the webhook alive, never has one closed under a review it sent (a refused write)."""
     tls = tmp_path / "tls"
@@ -129,7 +129,7 @@ def test_a_stopping_replica_answers_reviews_on_kept_alive_connections_then_close
     issue_serving_cert(create_ca(tls, "webhook-ca"), tls, "tls", ["127.0.0.1"])
     (tmp_path / "replica").mkdir()
     replica = OperatorProcess(cluster.kubeconfig, tmp_path / "replica", [
-        "--no-webhook-managed", "--webhook-cert-dir", str(tls), "--webhook-drain-seconds", "60"])
+        "--no-webhook-managed", "--webhook-cert-dir", str(tls), "--webhook-drain", "10m"])
     operator.stop()
     try:
         replica.start()

@@ -43,9 +43,10 @@ from tokenwarden.draining import DRAIN_SECONDS
                    "the token) to stdout (-) or a file. Off by default.")
 @click.option("--access-log-sample-successes", "access_log_success_rate", type=click.FloatRange(0, 1), default=1.0,
               show_default=True, help="Fraction of successful verifications in the access log; every failure is in it.")
-@click.option("--drain-seconds", type=click.FloatRange(0, 60), default=DRAIN_SECONDS, show_default=True,
+@click.option("--drain", "drain_seconds", type=Duration(allow_zero=True), default=f"{DRAIN_SECONDS:g}s",
+              show_default=True,
               help="When it stops, the public port goes on answering this long, closing each connection after "
-                   "its answer, so that a request sent on a kept-alive connection is answered, not cut. "
+                   "its answer, so that a request sent on a kept-alive connection is answered, not cut, e.g. 2s. "
                    "0: stop at once.")
 @click.option("--event-loop", type=click.Choice(["asyncio", "uvloop"]), default="asyncio", show_default=True,
               help="The event loop that serves: asyncio's own, or uvloop (libuv).")

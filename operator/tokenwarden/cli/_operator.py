@@ -68,10 +68,11 @@ def auto_priority() -> int:
               help="Keep the ValidatingWebhookConfiguration 'tokenwarden.io' current with the webhook's "
                    "URL (--webhook-host) and CA; --no-webhook-managed when it is installed otherwise "
                    "(the Helm chart's, which reaches the webhook through its Service).")
-@click.option("--webhook-drain-seconds", type=click.FloatRange(0, 60), default=DRAIN_SECONDS, show_default=True,
+@click.option("--webhook-drain", "webhook_drain_seconds", type=Duration(allow_zero=True), default=f"{DRAIN_SECONDS:g}s",
+              show_default=True,
               help="When the operator stops, the webhook goes on answering this long, closing each connection "
                    "after its answer, so that a request the API server sends on a kept-alive connection is "
-                   "answered, not cut (a refused write). 0: stop at once.")
+                   "answered, not cut (a refused write), e.g. 2s. 0: stop at once.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("--leak-report-port", type=click.IntRange(1, 65535), default=None,
               help="Accept leak reports from a secret scanner (GitHub's partner programme format) on this "
