@@ -32,9 +32,14 @@ def control_plane(**kwargs):
         plane.stop()
 
 
+BENCH_AGENT = "tokenwarden-bench"  # the User-Agent of the benchmarks' own client
+
+
 def api_client(plane, pool: int = 32) -> client.ApiClient:
+    """The benchmark's own client, known in the API server's records by :data:`BENCH_AGENT`."""
     api = kube.load_api_client(str(plane.kubeconfig))
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
+    api.user_agent = BENCH_AGENT
     return api
 
 
@@ -63,6 +68,23 @@ def operator_process(plane, settings: str = "", webhook: bool = True, extra: lis
         process.terminate()
         process.wait(30)
         log.close()
+
+
+@contextlib.contextmanager
+def authenticator_process(plane, extra: list[str] | None = None):
+    """An authenticator on loopback against ``plane``, yielded once ready with its health and
+    metrics port; stopped (and waited for) after the block."""
+    port, metrics = devcluster.free_port(), devcluster.free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tokenwarden", "authenticator", "--kubeconfig",
+                                str(plane.kubeconfig), "--host", "127.0.0.1", "--port", str(port),
+                                "--metrics-port", str(metrics), *(extra or [])],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(metrics)
+        yield process, metrics
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def new_namespace(api) -> str:

@@ -133,11 +133,33 @@ def component_kubeconfig_flags(kubeconfig) -> list[str]:
                                                    "authorization-kubeconfig")] + ["--leader-elect=false"]
 
 
+# Metadata (who, what, which URI, when; no bodies) for every request. RequestReceived is left
+# out, so a request is written once it is answered (ResponseComplete); a watch, which is
+# answered only when it ends, is also written once when its stream starts (ResponseStarted).
+# Both stages carry the same auditID: count distinct auditIDs to count requests.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata"}],
+}
+
+
+def audit_flags(log: Path, policy: Path) -> list[str]:
+    """kube-apiserver's flags to write :data:`AUDIT_POLICY`'s audit lines to ``log`` as JSON,
+    each before its request is answered (blocking mode, the default), in one file that is never
+    rotated (a dev cluster lives minutes); the policy is written to ``policy``."""
+    policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+    return [f"--audit-policy-file={policy}", f"--audit-log-path={log}", "--audit-log-format=json",
+            "--audit-log-mode=blocking", "--audit-log-maxsize=0"]
+
+
 class ControlPlane:
     """Start with :meth:`start` (or ``with``); :attr:`kubeconfig` then points at it.
 
     ``extra_apiserver_args`` are appended to kube-apiserver's flags (for example a
-    token-webhook configuration).
+    token-webhook configuration). ``audit_log``, when given, is where kube-apiserver writes
+    an audit line (JSON) for every request: see :func:`audit_flags`.
     """
 
     _authorization_mode = "RBAC"
@@ -150,6 +172,7 @@ class ControlPlane:
         kubeconfig: str | os.PathLike[str] | None = None,
         controller_manager: bool = True,
         extra_apiserver_args: list[str] | None = None,
+        audit_log: str | os.PathLike[str] | None = None,
         log=print,
     ) -> None:
         self.binaries = binaries
@@ -159,6 +182,7 @@ class ControlPlane:
         self._own_kubeconfig = kubeconfig is None
         self.controller_manager = controller_manager
         self.extra_apiserver_args = list(extra_apiserver_args or [])
+        self.audit_log = Path(audit_log) if audit_log else None
         self._log = log
         self._processes: list[_Process] = []
         self.pki: Pki | None = None
@@ -346,6 +370,7 @@ class ControlPlane:
             "--service-cluster-ip-range=10.0.0.0/24",
             f"--authorization-mode={self._authorization_mode}",
             "--allow-privileged=true",
+            *(audit_flags(self.audit_log, self.workdir / "audit-policy.yaml") if self.audit_log else []),
             *self.extra_apiserver_args,
         ])
         self._wait(process, self._apiserver_ready, "kube-apiserver")
