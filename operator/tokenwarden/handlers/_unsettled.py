@@ -37,10 +37,14 @@ async def _sweep_unsettled(memo, logger) -> None:
     by kopf's peering) receives no events, so its indexes are old, and a new leader first
     lists every kind again (handlers/_listings.py), so it never acts on objects deleted while
     it stood by."""
+    pauses = 0
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
         if not current(memo):
             continue  # a standby, or a replica whose listing is under way
+        if memo.activity.pauses != pauses:
+            pauses = memo.activity.pauses
+            logger.info("indexes listed again after a pause: the sweep acts as the leader")
         for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
             if not current(memo):
                 break
