@@ -34,8 +34,8 @@ def _restarts(operator: OperatorProcess, plural: str) -> int:
 
 
 def _indexed(operator: OperatorProcess, plural: str) -> int:
-    """How many events of a kind the operator's index handler has taken."""
-    return operator.log().count(f"Handler 'index-{plural}' succeeded.")
+    """How many events of a kind kopf's handlers have taken (each passes the operator's gate first)."""
+    return operator.log().count(f"Handler 'listed-{plural}' succeeded.")
 
 
 def _delete_now(custom, kind: str, namespace: str, name: str) -> None:

@@ -188,66 +188,6 @@ def test_a_pruned_token_leaves_every_index():
     assert ("team", "a") not in indexes.tokens and indexes.phases.counts() == {}
 
 
-class Listing:
-    """list_*_custom_object of CustomObjectsApi over fixed objects, counting its calls."""
-
-    def __init__(self, items):
-        self.items, self.calls = items, 0
-
-    def list_cluster_custom_object(self, group, version, plural, **_):
-        self.calls += 1
-        return {"metadata": {}, "items": [i for i in self.items if PLURAL[i["kind"]] == plural]}
-
-
-PLURAL = {"ServiceAccount": "serviceaccounts", "RoleBinding": "rolebindings", "ServiceToken": "servicetokens",
-          "IngestionAPIKey": "ingestionapikeys"}
-
-
-async def test_a_listing_of_kopf_starts_one_check_of_every_kind_and_index_handlers_wait(monkeypatch):
-    import asyncio
-    from types import SimpleNamespace
-
-    from tokenwarden.handlers import _indexes
-
-    clock = [1000.0]
-    monkeypatch.setattr("tokenwarden.handlers._indexes.time.monotonic", lambda: clock[0])
-    account, binding = body("ServiceAccount", "a", "u1"), body("RoleBinding", "b", "u2", spec={
-        "serviceAccountName": "a", "roles": ["reader"]})
-    indexes = Indexes(["reader"])
-    indexes.observe("ServiceAccount", account)
-    indexes.observe("RoleBinding", binding)  # deleted while paused: the listing below lacks it
-    custom = Listing([account])
-    memo = SimpleNamespace(indexes=indexes, custom=custom, namespaces=[])
-    clock[0] += 100
-
-    _indexes.listing_began(memo)
-    waiting = asyncio.create_task(_indexes.after_listing_check(memo))  # an index handler meanwhile
-    await waiting
-    assert custom.calls == 4, "one listing of each kind"
-    assert ("team", "a") not in indexes.bindings and ("team", "a") in indexes.accounts
-
-    clock[0] += 1
-    assert _indexes.listing_began(memo) is None  # another kind's listing, begun alongside, shares it
-    assert custom.calls == 4
-    clock[0] += _indexes.CHECK_AGAIN_AFTER
-    await _indexes.listing_began(memo)  # a later listing (a 410, a resume)
-    assert custom.calls == 8
-
-
-async def test_a_listing_check_indexes_what_was_created_while_no_watch_saw_it():
-    from types import SimpleNamespace
-
-    from tokenwarden.handlers import _indexes
-
-    account = body("ServiceAccount", "a", "u1")
-    binding = body("RoleBinding", "b", "u2", spec={"serviceAccountName": "a", "roles": ["reader"]})
-    indexes = Indexes(["reader"])
-    indexes.observe("ServiceAccount", account)  # all a standby saw before its pause
-    memo = SimpleNamespace(indexes=indexes, custom=Listing([account, binding]), namespaces=[])
-    await _indexes.listing_began(memo)  # its resume: kopf lists again
-    assert ("team", "a") in indexes.bindings, "the binding created during the pause grants its roles"
-
-
 @pytest.mark.parametrize(("status", "waits"), [
     ({}, True),
     ({"phase": "Pending"}, True),

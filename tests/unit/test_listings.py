@@ -27,11 +27,12 @@ def event(uid: str, type: str | None = None) -> dict:
     return {"type": type, "object": {"metadata": {"uid": uid, "namespace": "team"}}}
 
 
-def recorder(items):
+def recorder(items, namespace="team"):
     listings = Listings()
     listings.kinds[("tokenwarden.io", "servicetokens")] = "ServiceToken"
     reports = []
-    listings.began = lambda kind, namespace: reports.append(("began", kind, namespace))
+    listings.observed = lambda kind, body, deleted: reports.append(
+        ("observed", kind, body["metadata"]["uid"], deleted, listings.current("team")))
     listings.ended = lambda kind, namespace, uids, began: reports.append(("ended", kind, namespace, uids))
 
     async def original(**_):
@@ -39,7 +40,7 @@ def recorder(items):
             yield item
 
     async def stream(**kwargs):
-        async for item in listings.stream(original)(settings=None, namespace="team", **kwargs):
+        async for item in listings.stream(original)(settings=None, namespace=namespace, **kwargs):
             reports.append(("yielded", item if item is LISTED else item["object"]["metadata"]["uid"]))
             yield item
 
@@ -50,25 +51,115 @@ async def drain(stream, **kwargs) -> list:
     return [item async for item in stream(**kwargs)]
 
 
-async def test_each_listing_is_reported_before_its_first_object_and_with_its_uids_at_its_end():
+async def leader(listings: Listings):
+    toggles = aiotoggles.ToggleSet(any)
+    toggle = await toggles.make_toggle(False, name="peering")
+    listings.activity.attach(toggles)
+    await asyncio.sleep(0)
+    return toggle
+
+
+async def test_each_object_is_observed_before_kopf_sees_it_and_each_listing_ends_with_its_uids():
     items = [event("a"), event("b"), LISTED, event("c", "ADDED"), event("a", "DELETED"),
              LISTED,  # an empty listing (kopf lists again after a 410 and finds nothing)
              event("c", "MODIFIED"), event("c"), LISTED]
-    stream, reports, _ = recorder(items)
+    stream, reports, listings = recorder(items)
+    await leader(listings)
     assert await drain(stream, resource=TOKENS) == items, "kopf's stream passes through unchanged"
     assert reports == [
-        ("began", "ServiceToken", "team"), ("yielded", "a"), ("yielded", "b"),
+        ("observed", "ServiceToken", "a", False, False), ("yielded", "a"),
+        ("observed", "ServiceToken", "b", False, False), ("yielded", "b"),
         ("ended", "ServiceToken", "team", {"a", "b"}), ("yielded", LISTED),
-        ("yielded", "c"), ("yielded", "a"),
-        ("began", "ServiceToken", "team"), ("ended", "ServiceToken", "team", set()), ("yielded", LISTED),
-        ("yielded", "c"),
-        ("began", "ServiceToken", "team"), ("yielded", "c"), ("ended", "ServiceToken", "team", {"c"}),
+        ("observed", "ServiceToken", "c", False, True), ("yielded", "c"),
+        ("observed", "ServiceToken", "a", True, True), ("yielded", "a"),
+        ("ended", "ServiceToken", "team", set()), ("yielded", LISTED),
+        ("observed", "ServiceToken", "c", False, True), ("yielded", "c"),
+        ("observed", "ServiceToken", "c", False, False), ("yielded", "c"),  # a listing again: not current
+        ("ended", "ServiceToken", "team", {"c"}),
         ("yielded", LISTED),
     ]
+    assert listings.current("team") and listings.current()
+
+
+async def test_indexes_are_current_once_every_kind_is_listed_in_the_namespace_asked_about():
+    listings = Listings()
+    listings.kinds.update({("tokenwarden.io", "servicetokens"): "ServiceToken",
+                           ("tokenwarden.io", "rolebindings"): "RoleBinding"})
+    assert not listings.current(), "paused until kopf's watchers start"
+    await leader(listings)
+    assert not listings.current("team"), "nothing listed yet"
+    listings._begin(("ServiceToken", "team"))
+    listings._end(("ServiceToken", "team"))
+    assert not listings.current("team"), "the bindings are not listed yet"
+    listings._begin(("RoleBinding", "team"))
+    listings._begin(("RoleBinding", "other"))
+    listings._end(("RoleBinding", "team"))
+    assert listings.current("team"), "a listing in another namespace does not hold this one"
+    assert not listings.current("other") and not listings.current()
+    listings._begin(("ServiceToken", None))
+    assert not listings.current("team"), "a listing of every namespace covers this one"
+
+
+async def test_a_pause_asks_for_every_kind_to_be_listed_again():
+    items = [event("a"), LISTED]
+    stream, reports, listings = recorder(items)
+    toggles = aiotoggles.ToggleSet(any)
+    peering = await toggles.make_toggle(False, name="peering")
+    listings.activity.attach(toggles)
+    await drain(stream, resource=TOKENS)
+    assert listings.current("team")
+    await peering.turn_to(True)
+    await asyncio.sleep(0)
+    await peering.turn_to(False)
+    await asyncio.sleep(0)
+    assert not listings.current("team"), "listed before the pause: it may lack what changed since"
+    waiter = asyncio.create_task(listings.until_current("team"))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await drain(stream, resource=TOKENS)  # kopf lists again on resuming
+    await asyncio.wait_for(waiter, 1)
+
+
+async def test_a_listing_cut_short_by_a_pause_is_not_taken_for_the_next_one():
+    """kopf stops its stream on a pause, wherever it is, and lists anew on resuming."""
+    gate = asyncio.Event()
+    listings = Listings()
+    listings.kinds[("tokenwarden.io", "servicetokens")] = "ServiceToken"
+    ended = []
+    listings.ended = lambda kind, namespace, uids, began: ended.append(uids)
+    toggles = aiotoggles.ToggleSet(any)
+    peering = await toggles.make_toggle(False, name="peering")
+
+    async def original(**_):
+        yield event("old")  # the listing under way when the pause comes
+        await gate.wait()
+        yield event("new")  # the listing after the resume
+        yield LISTED
+
+    task = asyncio.create_task(drain(lambda **kw: listings.stream(original)(settings=None, namespace="team",
+                                                                            operator_paused=toggles, **kw),
+                                     resource=TOKENS))
+    await asyncio.sleep(0)
+    await peering.turn_to(True)
+    await asyncio.sleep(0)
+    await peering.turn_to(False)
+    await asyncio.sleep(0)
+    gate.set()
+    await task
+    assert ended == [{"new"}]
+    assert listings.current("team")
+
+
+async def test_a_stream_that_ends_mid_listing_leaves_no_listing_under_way():
+    stream, _, listings = recorder([event("a")])
+    await leader(listings)
+    await drain(stream, resource=TOKENS)
+    assert not listings._listing and not listings.current("team")
 
 
 async def test_kinds_of_others_pass_through_unreported_and_the_pause_toggles_are_kept():
     stream, reports, listings = recorder([event("s"), LISTED])
+    listings.observed = lambda *args: reports.append(("observed", *args))
     assert listings.activity.paused(), "not known to be active before kopf's watchers start"
     toggles = aiotoggles.ToggleSet(any)
     peering = await toggles.make_toggle(True, name="peering")
@@ -124,57 +215,79 @@ def sweep(monkeypatch):
     monkeypatch.setattr(_unsettled, "UNSETTLED_SWEEP", 0)
     monkeypatch.setattr(_unsettled, "UNSETTLED_AFTER", 0)
     calls = []
-
-    async def check_listing(memo, since):
-        calls.append("listed")
-        memo.indexes.prune("ServiceToken", set(), float("inf"))  # the token was deleted meanwhile
-        return True
-
-    monkeypatch.setattr(_unsettled, "check_listing", check_listing)
-    monkeypatch.setattr(_unsettled, "_read", lambda kind, entry, memo: calls.append(f"read {entry.name}") or
-                        {"metadata": {"uid": entry.uid, "name": entry.name}, "status": {}})
+    monkeypatch.setattr(_unsettled, "_read", lambda kind, entry, memo: calls.append(f"read {entry.name}") or {
+        "kind": "ServiceToken", "metadata": {"uid": entry.uid, "name": entry.name, "namespace": "team"}, "status": {}})
     monkeypatch.setattr(_unsettled, "reconcile_now", lambda kind, body, memo, logger: calls.append("reconciled"))
     return _unsettled._sweep_unsettled, calls
 
 
-async def test_the_sweep_acts_on_nothing_while_paused_and_lists_again_before_acting_as_leader(sweep):
+def operator_listings(indexes: Indexes) -> Listings:
+    """Listings of the operator's four kinds, feeding ``indexes`` as handlers/_indexes.py has them do."""
+    from tokenwarden.handlers import _indexes
+
+    listings = Listings()
+    listings.kinds.update({(_indexes.GROUP, r.plural): r.kind for r in _indexes.RESOURCES})
+    listings.observed = indexes.observe
+    listings.ended = lambda kind, namespace, uids, began: _indexes.listing_ended(
+        SimpleNamespace(indexes=indexes), kind, namespace, uids, began)
+    return listings
+
+
+async def list_every_kind(listings: Listings, objects: list[dict]) -> None:
+    """kopf's listing of every kind, as its streams bring them, then nothing more."""
+    for (group, plural), kind in listings.kinds.items():
+        items = [{"type": None, "object": o} for o in objects if o["kind"] == kind] + [LISTED]
+
+        async def original(items=items, **_):
+            for item in items:
+                yield item
+
+        await drain(lambda **kw: listings.stream(original)(settings=None, namespace=None, **kw),
+                    resource=SimpleNamespace(group=group, plural=plural))
+
+
+def unsettled_token(uid: str) -> dict:
+    return {"kind": "ServiceToken", "metadata": {"name": uid, "namespace": "team", "uid": uid}, "spec": {}}
+
+
+async def rounds(n: int = 20) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_the_sweep_acts_on_nothing_while_paused_nor_before_a_new_leader_has_listed_again(sweep):
     run, calls = sweep
     indexes = Indexes(["reader"])
-    indexes.observe("ServiceToken", {"kind": "ServiceToken", "metadata": {"name": "t", "namespace": "team",
-                                                                          "uid": "u1"}, "spec": {}})
-    listings = Listings()
+    listings = operator_listings(indexes)
     toggles = aiotoggles.ToggleSet(any)
     standby = await toggles.make_toggle(True, name="peering")
     listings.activity.attach(toggles)
-    await asyncio.sleep(0)
-    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, work=WorkQueue(None))
+    await list_every_kind(listings, [unsettled_token("gone"), unsettled_token("kept")])  # listed, then paused
+    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, listings=listings, work=WorkQueue(None))
     task = asyncio.create_task(run(memo, SimpleNamespace(info=calls.append, warning=calls.append)))
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert calls == [], "a standby reads, lists and reconciles nothing"
+    await rounds()
+    assert calls == [], "a standby reads and reconciles nothing"
     await standby.turn_to(False)  # it takes the lead
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await rounds()
+    assert calls == [], "a new leader acts on nothing before kopf has listed every kind again"
+    await list_every_kind(listings, [unsettled_token("kept")])  # "gone" was deleted while it stood by
+    for _ in range(200):
+        if "reconciled" in calls:
+            break
+        await asyncio.sleep(0.01)
     task.cancel()
-    assert calls[0] == "listed", "a new leader lists every kind before it acts"
-    assert "reconciled" not in calls and "read t" not in calls, "the token deleted while it stood by is gone"
+    assert "read kept" in calls and "reconciled" in calls and "read gone" not in calls
 
 
-async def test_the_sweep_reconciles_with_no_kopf_handler_run_yet(sweep, monkeypatch):
-    """The sweep is a task of the operator's own: it acts on what the indexes loaded at start,
-    before any event of kopf's (its events are posted by handlers/_events.py)."""
-    from tokenwarden.handlers import _unsettled
+async def test_the_sweep_reconciles_with_no_kopf_handler_run_yet(sweep):
+    """The sweep is a task of the operator's own: it acts on what kopf's listings brought the
+    indexes, before any handler of kopf's (its events are posted by handlers/_events.py)."""
     run, calls = sweep
-    monkeypatch.setattr(_unsettled, "_read", lambda kind, entry, memo: {
-        "kind": "ServiceToken", "metadata": {"uid": entry.uid, "name": entry.name, "namespace": "team"}, "status": {}})
     indexes = Indexes(["reader"])
-    indexes.observe("ServiceToken", {"kind": "ServiceToken", "metadata": {"name": "t", "namespace": "team",
-                                                                          "uid": "u1"}, "spec": {}})
-    listings = Listings()
-    toggles = aiotoggles.ToggleSet(any)
-    await toggles.make_toggle(False, name="peering")  # the leader
-    listings.activity.attach(toggles)
-    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, work=WorkQueue(None))
+    listings = operator_listings(indexes)
+    await leader(listings)
+    await list_every_kind(listings, [unsettled_token("t")])
+    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, listings=listings, work=WorkQueue(None))
     task = asyncio.create_task(run(memo, SimpleNamespace(info=calls.append, warning=calls.append)))
     for _ in range(200):
         if "reconciled" in calls:

@@ -154,7 +154,7 @@ async def test_the_resync_runs_after_a_listing_and_each_interval(monkeypatch):
     _indexes.listing_ended(memo, "ServiceToken", None, set(), loop.time())  # a relist after a watch expired
     await asyncio.sleep(10)
     task.cancel()
-    assert runs == [33, 333, 633, 733]
+    assert runs == [31, 331, 631, 731]
 
 
 def _converted(refusal: Exception) -> Exception:

@@ -44,7 +44,7 @@ from tokenwarden.api import (
     describe_validation_error,
 )
 from tokenwarden.handlers._indexes import Indexes
-from tokenwarden.handlers._listings import leading
+from tokenwarden.handlers._listings import current
 from tokenwarden.handlers._metrics import ADMISSION_DENIALS, ADMISSION_DURATION, ADMISSION_REQUESTS
 from tokenwarden.kube import access, objects
 from tokenwarden.kube._resources import GROUP, INGESTION_KEYS, ROLE_BINDINGS, SERVICE_ACCOUNTS, SERVICE_TOKENS, VERSION
@@ -165,10 +165,11 @@ def _listed(memo, resource, namespace: str) -> Indexes:
 
 async def _quota_problem(memo, resource, namespace: str, problem):
     """What ``problem`` (a quota's policy, given indexes) finds. Counted from a listing made
-    now in a standby, whose indexes no watch feeds, and before the active replica refuses;
+    now in a standby, whose indexes no watch feeds, in a replica whose indexes are not
+    complete yet (at start, while kopf lists again), and before the active replica refuses;
     an allowance of the active replica stands (the reconciler checks it again)."""
     known = problem(memo.indexes)
-    if known is None and leading(memo):
+    if known is None and current(memo, namespace):
         return None
     try:
         return await asyncio.to_thread(lambda: problem(_listed(memo, resource, namespace)))

@@ -10,19 +10,19 @@ listed object is indexed, and each indexed object wakes every waiting worker: wi
 A replica whose watches stopped (a standby paused by peering, a watch that expired with
 410 Gone and lists again) has indexes as old as its last event, and kopf's new listing sends
 no event for an object deleted meanwhile (a deleted RoleBinding would still grant its
-roles, a deleted token would still count against a quota). handlers/_listings.py reports
-when each of kopf's listings begins and, once it ends, the uids it held, also when it is
-empty. Two things follow:
+roles, a deleted token would still count against a quota). So the indexes are not fed by
+handlers but by kopf's watch streams themselves (handlers/_listings.py): each kind is listed
+and watched once per process, by kopf, and its objects reach the indexes as the stream
+brings them, before any handler sees them. Two things follow:
 
 - Replace: once kopf's listing of a kind ends, whatever of that kind (in that namespace,
   or all of them) was last seen before the listing began and is not in it is forgotten,
   as client-go's Reflector replaces its store.
-- Check: kopf delivers each kind's listing in its own order, so a token's resume could run
-  before the RoleBinding created meanwhile is indexed (the token would go Pending). So the
-  start of any of kopf's listings also starts one listing of every kind of ours, which
-  indexes what it finds and forgets what it does not; every index handler waits for it,
-  and kopf runs them before an object's resume, create or update handlers. Listings that
-  begin within CHECK_AGAIN_AFTER share one check.
+- Wait: kopf lists each kind in its own time, so a token's resume could run before the
+  RoleBinding created meanwhile is listed (the token would go Pending). Every object's
+  handlers first wait until every kind has been listed since this replica last resumed and
+  none is being listed again (a gate handler per kind, which kopf runs before an object's
+  resume, create or update handlers); quotas, the resync and the timers wait for the same.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition
 from tokenwarden.durations import parse_duration
-from tokenwarden.handlers._listings import install
+from tokenwarden.handlers._listings import install, until_current
 from tokenwarden.kube import objects
 from tokenwarden.kube._resources import (
     GROUP,
@@ -237,8 +237,6 @@ class Indexes:
         self.scheduler = None
         # uid → (kind, namespace, when an event or a read last showed it): what a listing replaces.
         self._seen: dict[str, tuple[str, str | None, float]] = {}
-        self.check: asyncio.Task | None = None  # a check against a listing of ours, under way
-        self.checked_at: float | None = None  # when the last one began
         # Hashes a handler adopted whose status has not landed yet: uid → (hash, (namespace, name)).
         self._claims: dict[str, tuple[str, tuple[str, str]]] = {}
         self._claims_lock = threading.Lock()
@@ -333,34 +331,7 @@ class Indexes:
 
 
 RESOURCES: tuple[Resource, ...] = (SERVICE_ACCOUNTS, ROLE_BINDINGS, SERVICE_TOKENS, INGESTION_KEYS)
-# kopf lists the four kinds at about the same time (at start, on resuming): listings that
-# begin within this long of a check share it; a listing that begins later starts its own.
-CHECK_AGAIN_AFTER = 5.0
 _logger = logging.getLogger("tokenwarden.indexes")
-
-
-def _listed(custom: client.CustomObjectsApi, namespaces: list[str]) -> dict[str, list[dict]]:
-    return {resource.kind: [body for scope in objects.listing_scopes(namespaces)
-                            for body in objects.iter_objects(custom, resource, scope)]
-            for resource in RESOURCES}
-
-
-async def check_listing(memo, since: float) -> bool:
-    """Index what a listing of ours, made now, finds, and forget what it does not find of
-    what was last seen before ``since``; on failure (False) the indexes stay as they are
-    (the next listing checks again)."""
-    try:
-        listed = await asyncio.to_thread(_listed, memo.custom, memo.namespaces)
-    except Exception as exc:  # noqa: BLE001
-        memo.indexes.checked_at = None
-        _logger.warning(f"could not list to bring the indexes up to date: {exc}")
-        return False
-    for kind, bodies in listed.items():
-        for body in bodies:
-            if not memo.indexes.seen_since(body["metadata"]["uid"], since):  # an event since is newer
-                memo.indexes.observe(kind, body)
-        _forgot(memo, kind, memo.indexes.prune(kind, {body["metadata"]["uid"] for body in bodies}, since))
-    return True
 
 
 def _forgot(memo, kind: str, gone: int) -> None:
@@ -375,17 +346,6 @@ def _resync(memo) -> None:
         resync.set()
 
 
-def listing_began(memo) -> asyncio.Task | None:
-    """kopf began listing a kind: start a check, unless one began within CHECK_AGAIN_AFTER."""
-    indexes = memo.indexes
-    now = time.monotonic()
-    if indexes.check is None and (indexes.checked_at is None or now - indexes.checked_at > CHECK_AGAIN_AFTER):
-        indexes.checked_at = now
-        indexes.check = asyncio.create_task(check_listing(memo, now))
-        indexes.check.add_done_callback(lambda _: setattr(indexes, "check", None))
-    return indexes.check
-
-
 def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began: float) -> None:
     """kopf's listing of ``kind`` (begun at ``began``) is over: it replaces what was indexed,
     and one resync decides what changed while nobody watched (at start, after a watch expired,
@@ -394,28 +354,20 @@ def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began:
     _resync(memo)
 
 
-async def after_listing_check(memo) -> None:
-    """Called first by every index handler: wait for a check under way."""
-    if memo.indexes.check is not None:
-        await asyncio.shield(memo.indexes.check)
-
-
 @kopf.on.startup()
-def load(memo, logger, **_) -> None:
-    """List every kind once before kopf watches, so handlers start with complete indexes."""
-    count = memo.indexes.load(memo.custom, memo.namespaces)
-    memo.indexes.checked_at = time.monotonic()  # kopf's first listings, begun soon after, need no check of their own
+def follow_listings(memo, logger, **_) -> None:
+    """kopf's streams of the four kinds feed the indexes from here on (handlers/_listings.py)."""
     listings = install({(GROUP, resource.plural): resource.kind for resource in RESOURCES})
-    listings.began = lambda kind, namespace: listing_began(memo)
+    listings.observed = memo.indexes.observe
     listings.ended = lambda kind, namespace, uids, began: listing_ended(memo, kind, namespace, uids, began)
-    logger.info(f"indexes loaded: {count} accounts, bindings, tokens and keys")
+    memo.listings = listings
+    logger.info("indexes: fed by kopf's listings and watches of accounts, bindings, tokens and keys")
 
 
 def _register(resource: Resource) -> None:
-    @kopf.on.event(GROUP, VERSION, resource.plural, id=f"index-{resource.plural}")
-    async def index(type, body, memo, **_):
-        await after_listing_check(memo)  # kopf lists at start, on resuming, after a 410
-        memo.indexes.observe(resource.kind, body, deleted=type == "DELETED")
+    @kopf.on.event(GROUP, VERSION, resource.plural, id=f"listed-{resource.plural}")
+    async def gate(namespace, memo, **_):
+        await until_current(memo, namespace)  # kopf lists at start, on resuming, after a 410
 
 
 for _resource in RESOURCES:

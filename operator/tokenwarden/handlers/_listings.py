@@ -1,17 +1,26 @@
-"""What kopf does not tell handlers: when it lists a kind again, and whether this replica is paused.
+"""The operator's view of its own kinds: kopf's watch streams, read as client-go's Reflector reads its own.
 
 kopf lists each watched kind at start, after a watch expired (410 Gone) and when it resumes
 after a pause (peering); it hands the listing's objects to handlers as events with no type
 and sends nothing for an object the listing lacks. Its watch stream knows more than its
 handlers: in order, a listing's objects, a ``LISTED`` mark (also after an empty listing),
 then watch events. This module wraps that stream (``kopf._cogs.clients.watching.infinite_watch``,
-which kopf's watchers look up on every start) and reports, per kind and scope, when a
-listing begins and which uids it held once it ends, so that the indexes can be replaced as
-client-go's Reflector replaces its store. The same stream carries kopf's pause toggles
-(peering), which the sweep reads to act only while this replica holds the lead.
+which kopf's watchers look up on every start), so that each kind is listed and watched once
+per process, by kopf, and the same stream feeds the operator's indexes:
 
-These are kopf internals: :func:`install` checks that they are there and refuses to start
-otherwise (tests/unit/test_listings.py pins them), rather than leave the indexes inexact.
+- every object of the operator's kinds is handed to ``observed`` as the stream brings it,
+  before kopf's handlers see it (as an informer's store is updated before its handlers);
+- once a listing ends, ``ended`` hears which uids it held, so that what it lacks is
+  forgotten, as a Reflector replaces its store;
+- :meth:`Listings.current` says whether every kind has been listed since this replica last
+  resumed and none is being listed again: until then the indexes may lack what a handler
+  needs (kopf lists each kind in its own time, so a token can resume before the RoleBinding
+  created meanwhile is listed), and handlers, quotas and timers wait for it.
+
+The same stream carries kopf's pause toggles (peering), which the sweeps read to act only
+while this replica holds the lead. These are kopf internals: :func:`install` checks that they
+are there and refuses to start otherwise (tests/unit/test_listings.py pins them, and
+pyproject bounds kopf to the versions it tests).
 """
 from __future__ import annotations
 
@@ -21,9 +30,11 @@ from collections.abc import Callable
 
 from kopf._cogs.clients import watching
 
-Began = Callable[[str, "str | None"], None]  # (kind, namespace or None for all)
+Observed = Callable[[str, dict, bool], None]  # (kind, body, deleted)
 ATTACH_POLL = 0.5  # seconds between looks for kopf's pause toggles, until its first watcher starts
 Ended = Callable[[str, "str | None", set, float], None]  # (kind, namespace, uids listed, when it began)
+Scope = tuple[str, "str | None"]  # (kind, namespace or None for all)
+OBSERVED_TYPES = (None, "ADDED", "MODIFIED", "DELETED")  # a listing's objects have no type
 
 
 class Activity:
@@ -33,6 +44,7 @@ class Activity:
         self._toggles = None  # kopf's ToggleSet of pause reasons, once a watcher has started
         self.pauses = 0
         self._follower: asyncio.Task | None = None
+        self.changed: Callable[[], None] = lambda: None  # told of every pause and resume
 
     @property
     def known(self) -> bool:
@@ -58,7 +70,9 @@ class Activity:
         while True:
             await toggles.wait_for(True)
             self.pauses += 1
+            self.changed()
             await toggles.wait_for(False)
+            self.changed()
 
 
 def leading(memo) -> bool:
@@ -75,14 +89,75 @@ async def until_leading(memo) -> None:
         await activity.until_resumed()
 
 
+def current(memo, namespace: str | None = None) -> bool:
+    """True once this replica leads and its indexes hold every kind as listed since it last
+    resumed, with no listing under way (in ``namespace``, or anywhere): see :class:`Listings`."""
+    listings = getattr(memo, "listings", None)
+    return leading(memo) if listings is None else listings.current(namespace)
+
+
+async def until_current(memo, namespace: str | None = None) -> None:
+    """Return once :func:`current` holds (at once if it does)."""
+    listings = getattr(memo, "listings", None)
+    if listings is None:
+        await until_leading(memo)
+    else:
+        await listings.until_current(namespace)
+
+
 class Listings:
-    """Where listing reports go: the operator sets ``began`` and ``ended`` at startup."""
+    """Where kopf's streams of the operator's kinds are reported: the operator sets
+    ``observed`` and ``ended`` at startup, and reads :meth:`current`."""
 
     def __init__(self) -> None:
         self.kinds: dict[tuple[str, str], str] = {}  # (group, plural) → kind
-        self.began: Began | None = None
+        self.observed: Observed | None = None
         self.ended: Ended | None = None
         self.activity = Activity()
+        self.activity.changed = self._changed
+        self._listing: dict[Scope, int] = {}  # listings under way → the pause count when each began
+        self._listed: dict[Scope, int] = {}  # listings done → the pause count when the last began
+        self._change = asyncio.Event()
+
+    def current(self, namespace: str | None = None) -> bool:
+        """Whether every kind's last listing in ``namespace`` (or in all of them, or in any
+        namespace when None) began after this replica last resumed and has ended, with none
+        under way: until then a handler may miss an object another kind's listing brings."""
+        if self.activity.paused() or not self.kinds:
+            return False
+        pauses = self.activity.pauses
+
+        def covers(scope: Scope) -> bool:
+            return namespace is None or scope[1] in (None, namespace)
+
+        if any(covers(scope) for scope in self._listing):
+            return False
+        return all(any(covers(scope) and scope[0] == kind and count == pauses
+                       for scope, count in self._listed.items())
+                   for kind in set(self.kinds.values()))
+
+    async def until_current(self, namespace: str | None = None) -> None:
+        while not self.current(namespace):
+            if self.activity.paused():
+                await self.activity.until_resumed()
+                continue
+            await self._change.wait()
+
+    def _changed(self) -> None:
+        change, self._change = self._change, asyncio.Event()
+        change.set()
+
+    def _begin(self, scope: Scope) -> None:
+        self._listing[scope] = self.activity.pauses
+        self._changed()
+
+    def _end(self, scope: Scope) -> None:
+        self._listed[scope] = self._listing.pop(scope, self.activity.pauses)
+        self._changed()
+
+    def _abandon(self, scope: Scope) -> None:
+        if self._listing.pop(scope, None) is not None:
+            self._changed()
 
     def stream(self, original):
         async def infinite_watch(*, settings, resource, namespace, operator_paused=None, **kwargs):
@@ -95,21 +170,30 @@ class Listings:
                 async for event in events:
                     yield event
                 return
+            scope: Scope = (kind, namespace)
             listed: set | None = None  # uids of the listing under way
             began = 0.0
-            async for event in events:
-                typeless = isinstance(event, dict) and event.get("type") is None
-                if listed is None and (typeless or event is watching.Bookmark.LISTED):
-                    listed, began = set(), time.monotonic()
-                    if self.began:
-                        self.began(kind, namespace)  # before its first object reaches a handler
-                if typeless:
-                    listed.add(event["object"]["metadata"]["uid"])
-                elif event is watching.Bookmark.LISTED:
-                    if self.ended:
-                        self.ended(kind, namespace, listed, began)
-                    listed = None
-                yield event
+            try:
+                async for event in events:
+                    typeless = isinstance(event, dict) and event.get("type") is None
+                    if typeless or event is watching.Bookmark.LISTED:
+                        if listed is not None and self._listing.get(scope) != self.activity.pauses:
+                            listed = None  # a listing cut short by a pause: kopf lists anew on resuming
+                        if listed is None:
+                            listed, began = set(), time.monotonic()
+                            self._begin(scope)
+                    if typeless:
+                        listed.add(event["object"]["metadata"]["uid"])
+                    if isinstance(event, dict) and event.get("type") in OBSERVED_TYPES and self.observed:
+                        self.observed(kind, event["object"], event.get("type") == "DELETED")
+                    if event is watching.Bookmark.LISTED:
+                        if self.ended:
+                            self.ended(kind, namespace, listed, began)
+                        listed = None
+                        self._end(scope)
+                    yield event
+            finally:
+                self._abandon(scope)
 
         infinite_watch.tokenwarden_listings = True
         return infinite_watch

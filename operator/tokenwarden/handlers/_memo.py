@@ -9,7 +9,7 @@ from kubernetes import client
 from tokenwarden.config import Settings
 from tokenwarden.handlers._import_key import ImportKeys
 from tokenwarden.handlers._indexes import Indexes
-from tokenwarden.handlers._listings import LISTINGS, Activity
+from tokenwarden.handlers._listings import LISTINGS, Activity, Listings
 from tokenwarden.handlers._schedule import Scheduler
 from tokenwarden.kube import access, load_api_client
 
@@ -27,6 +27,7 @@ class OperatorMemo(kopf.Memo):
     serves_admission: bool  # this process serves the admission webhook (handlers/_admission_check.py)
     indexes: Indexes
     activity: Activity  # whether kopf has paused this replica (peering)
+    listings: Listings  # kopf's streams of the four kinds, which feed the indexes (handlers/_listings.py)
     scheduler: Scheduler  # every token's timers: expiry, renewal, collection (handlers/_schedule.py)
     last_uses: dict  # TokenUsage entries already copied into lastUsedAt (handlers/_usage.py)
     import_keys: ImportKeys
@@ -50,6 +51,7 @@ class OperatorMemo(kopf.Memo):
         memo.scheduler = Scheduler(settings.expired_retention)
         memo.indexes.scheduler = memo.scheduler  # every token the indexes see, the scheduler sees
         memo.activity = LISTINGS.activity
+        memo.listings = LISTINGS
         memo.last_uses = {}
         memo.import_keys = ImportKeys()
         memo.reviews = access.ReviewCache()

@@ -24,7 +24,7 @@ import kopf
 from tokenwarden import clock, policies
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._expiry import collect_token, expire_token
-from tokenwarden.handlers._listings import leading, until_leading
+from tokenwarden.handlers._listings import current, until_current
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind, spec_to_settle
 
 # Seconds before an action that did not hold is run again, unless its token's timing moved
@@ -119,8 +119,8 @@ class Scheduler:
     async def run(self, memo, logger) -> None:
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         while True:
-            if not leading(memo):
-                await until_leading(memo)  # a standby acts on nothing; on taking over, on all that is due
+            if not current(memo):
+                await until_current(memo)  # a standby acts on nothing; on taking over, on all that is due once listed
             self._wake.clear()
             with self._lock:
                 due = self._timers.pop_due(clock.now().timestamp())

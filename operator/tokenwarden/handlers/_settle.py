@@ -30,7 +30,7 @@ from tokenwarden.durations import parse_duration
 from tokenwarden.handlers import _events as events
 from tokenwarden.handlers._bootstrap import settle_bootstrap
 from tokenwarden.handlers._errors import kube_errors_to_kopf
-from tokenwarden.handlers._listings import leading
+from tokenwarden.handlers._listings import current, until_current
 from tokenwarden.handlers._mint import reconcile_now, roles_for
 from tokenwarden.handlers._rotation import ROTATE_ANNOTATION, rotate_token
 from tokenwarden.handlers._token_kinds import (
@@ -48,7 +48,7 @@ from tokenwarden.kube import secrets as kube_secrets
 from tokenwarden.kube._resources import GROUP, ROLE_BINDINGS, SERVICE_ACCOUNTS, VERSION
 
 STEPS = 5  # decisions acted on in one settle; more (a token changing all the while) retries later
-RELISTED_AFTER = 2.0  # seconds from a listing's first event to the resync it asks for
+RELISTED_AFTER = 2.0  # seconds before a resync that failed is tried again
 # What settle_token does for each decision's reason.
 REVOKE = (reasons.ACCOUNT_DELETED, reasons.ACCOUNT_RECREATED)
 REHASH = reasons.IMPORT_REHASH
@@ -336,9 +336,11 @@ async def _resync_loop(memo, logger) -> None:
         started = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(state.wanted.wait(), timeout)
-            await asyncio.sleep(RELISTED_AFTER)  # the rest of the listing reaches the indexes first
-        state.wanted.clear()
-        if leading(memo):
+        # A standby waits here until it leads; any replica until every kind is listed (the
+        # other kinds' listings, begun with the one that asked, end first).
+        await until_current(memo)
+        state.wanted.clear()  # what the listings that ended meanwhile asked for, this resync does
+        if current(memo):
             state.done = True
             try:
                 if memo.settings.bootstrap.namespace:

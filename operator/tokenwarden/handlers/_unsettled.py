@@ -3,12 +3,12 @@ that is not theirs (it may go away with no event the operator sees), untouched."
 from __future__ import annotations
 
 import asyncio
-import time
 
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
-from tokenwarden.handlers._indexes import check_listing, waiting
+from tokenwarden.handlers._indexes import waiting
+from tokenwarden.handlers._listings import current
 from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._mint import reconcile_now
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, Kind
@@ -33,22 +33,20 @@ async def stop_unsettled_sweep(memo, **_) -> None:
 
 
 async def _sweep_unsettled(memo, logger) -> None:
-    """Only while this replica holds the lead: a standby (paused by kopf's peering) receives
-    no events, so its indexes are old. After any pause the sweep first lists every kind
-    again, so a new leader never acts on objects deleted while it stood by."""
-    pauses = 0  # the indexes were listed at start; every pause since calls for a new listing
+    """Only while this replica holds the lead and its indexes are current: a standby (paused
+    by kopf's peering) receives no events, so its indexes are old, and a new leader first
+    lists every kind again (handlers/_listings.py), so it never acts on objects deleted while
+    it stood by."""
+    pauses = 0
     while True:
         await asyncio.sleep(UNSETTLED_SWEEP)
-        if memo.activity.paused():
-            continue  # a standby
+        if not current(memo):
+            continue  # a standby, or a replica whose listing is under way
         if memo.activity.pauses != pauses:
             pauses = memo.activity.pauses
-            if not await check_listing(memo, time.monotonic()):
-                pauses = None  # list again on the next round
-                continue
             logger.info("indexes listed again after a pause: the sweep acts as the leader")
         for entry in memo.indexes.stale_unsettled(UNSETTLED_AFTER, UNSETTLED_LIMIT):
-            if memo.activity.paused():
+            if not current(memo):
                 break
             kind = KINDS_BY_NAME[entry.kind]
             try:
