@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from tokenwarden.handlers._bootstrap import bootstrap_secret, settle_bootstrap
+from tokenwarden.handlers._bootstrap import bootstrap_listed, bootstrap_secret, settle_bootstrap
 
 from ..conftest import REPO, OperatorProcess
 from .inprocess import LOG, no_events, operator_memo, operator_stopped  # noqa: F401  (fixtures)
@@ -230,4 +230,26 @@ def test_a_removed_bootstrap_secret_revokes_its_token_when_a_later_settle_takes_
     assert [key for key, _, _ in memo.work.submitted] == [("bootstrap",)]
     settle_bootstrap(memo, LOG)  # what a resync submits under the same key, in its place
 
+    assert _gone(custom, timeout=5), "the token the operator created outlived its bootstrap Secret"
+
+
+def test_a_bootstrap_secret_deleted_before_its_watch_began_revokes_its_token(
+        api_client, custom, core, bootstrap_namespace, operator_stopped, no_events):
+    """At start the resync settles the bootstrap token from the Secret as it reads it; the
+    Secret's own watch begins a moment later. A Secret deleted in between sends that watch no
+    event: its first listing, which lacks it, settles the token as a deletion, and the Secret
+    as the resync read it still names the token the operator created.
+
+    Staged in this process, exactly: the resync's settle, the deletion, then the listing."""
+    made = create(custom, "ServiceToken", NAMESPACE, TOKEN, {"roles": ["power-user"], "ttl": "24h"})
+    _write_values(core, annotations={CREATED_UID: made["metadata"]["uid"]})
+    memo = operator_memo(api_client)
+    settle_bootstrap(memo, LOG)  # the resync at start: the Secret is there, the token stays
+    assert not _gone(custom, timeout=1)
+    core.delete_namespaced_secret(SECRET, NAMESPACE)
+
+    bootstrap_listed(set(), memo, LOG)  # the watch's first listing: no Secret
+    assert [key for key, _, _ in memo.work.submitted] == [("bootstrap",)]
+    for _, work, args in memo.work.submitted:
+        work(*args)
     assert _gone(custom, timeout=5), "the token the operator created outlived its bootstrap Secret"

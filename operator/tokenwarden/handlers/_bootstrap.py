@@ -169,7 +169,17 @@ def settle_bootstrap(memo, logger) -> None:
         # a settle that took the place of its deletion's revoke (one work key) must not lose that.
         revoke_bootstrap(memo, logger, "the values have no bootstrap section", getattr(memo, "bootstrap_seen", None))
     else:
+        memo.bootstrap_seen = kopf.Body(secret)  # read without its data: which token it records
         ensure_bootstrap(kopf.Body(secret), memo, logger)
+
+
+def bootstrap_listed(keys: set, memo, logger) -> None:
+    """The follower of the bootstrap Secret listed it: a listing without it (deleted after
+    this process first read it, before its watch began, or while no watch ran) sends no
+    event, so the token is settled as on a deletion."""
+    config = memo.settings.bootstrap
+    if (config.namespace, config.secret_name) not in keys:
+        memo.work.submit(("bootstrap",), settle_bootstrap, memo, logger)
 
 
 def bootstrap_secret(type: str, body: dict | None, memo, logger) -> None:

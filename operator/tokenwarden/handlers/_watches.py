@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable
 import kopf
 from kubernetes import client
 
-from tokenwarden.handlers._bootstrap import bootstrap_secret
+from tokenwarden.handlers._bootstrap import bootstrap_listed, bootstrap_secret
 from tokenwarden.handlers._import_sources import key_secret_changed, source_changed, sources_listed
 from tokenwarden.handlers._listings import leading
 from tokenwarden.handlers._memo import end_task
@@ -99,7 +99,7 @@ def _selections(memo) -> list[tuple[Selection, Changed, Listed | None]]:
 
         by_its_name = f"metadata.name={bootstrap.secret_name}"
         follow.append((Selection("secrets", bootstrap.namespace, field_selector=by_its_name, metadata_only=True),
-                       bootstrap_changed, None))
+                       bootstrap_changed, lambda keys: bootstrap_listed(keys, memo, logger)))
     key = memo.settings.import_key
     if key.namespace:
         follow.append((Selection("secrets", key.namespace, field_selector=f"metadata.name={key.secret_name}"),
