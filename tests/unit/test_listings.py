@@ -8,6 +8,7 @@ import copy
 import inspect
 from types import SimpleNamespace
 
+import kopf
 import pytest
 from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.clients import watching
@@ -317,3 +318,28 @@ def test_every_object_shares_the_one_memo():
     memo = OperatorMemo()
     memo.settings = "s"
     assert copy.copy(memo) is memo
+
+
+async def test_a_token_secret_listed_before_its_token_is_not_taken_for_an_orphan(monkeypatch):
+    """kopf lists Secrets and tokens side by side: a Secret whose token is not listed yet
+    waits for the listing, and its token, then found in the indexes, is not read at all."""
+    from tokenwarden.handlers import _orphans
+
+    read = []
+    monkeypatch.setattr(_orphans, "_delete_orphan", lambda *args: read.append(args))
+    indexes = Indexes(["reader"])
+    listings = operator_listings(indexes)
+    await leader(listings)
+    memo = SimpleNamespace(indexes=indexes, activity=listings.activity, listings=listings)
+    secret = kopf.Body({"metadata": {"name": "t", "namespace": "team", "uid": "s1", "ownerReferences": [
+        {"apiVersion": "tokenwarden.io/v1alpha1", "kind": "ServiceToken", "name": "t", "uid": "u1",
+         "controller": True}]}})
+    assert _orphans._orphaned("ADDED", secret, memo), "kopf's filter, asked before the token is listed"
+    handler = asyncio.create_task(_orphans.collect_orphaned_secret(
+        type="ADDED", body=secret, name="t", namespace="team", memo=memo, logger=None))
+    await rounds()
+    assert not handler.done(), "it waits for every kind to be listed"
+    await list_every_kind(listings, [unsettled_token("u1") | {"metadata": {"name": "t", "namespace": "team",
+                                                                            "uid": "u1"}}])
+    await asyncio.wait_for(handler, 1)
+    assert read == [], "its token is in the indexes: nothing is read or deleted"

@@ -8,6 +8,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._listings import until_current
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, controller_ref
 from tokenwarden.kube import objects
 from tokenwarden.kube._resources import GROUP, MANAGED_BY, MANAGED_BY_VALUE, TOKEN_LABEL
@@ -31,13 +32,18 @@ def _orphaned(type, body, memo, **_) -> bool:
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE, TOKEN_LABEL: kopf.PRESENT},
                when=_orphaned)
-async def collect_orphaned_secret(body, name, namespace, memo, logger, **_):
+async def collect_orphaned_secret(type, body, name, namespace, memo, logger, **_):
     """A token Secret whose controlling token no longer exists is removed (also without a GC).
 
     The filter is one index lookup: a Secret whose token exists costs no call at all. The
     index may be behind (a standby replica that just took over has seen no events while it
     stood by), so the token is read before anything is deleted: only a token that is gone,
-    or replaced by a namesake, leaves an orphan."""
+    or replaced by a namesake, leaves an orphan. At start, Secrets are listed alongside their
+    tokens: the filter is asked again once every kind is listed (before, the token of every
+    Secret would look gone, and be read)."""
+    await until_current(memo, namespace)
+    if not _orphaned(type, body, memo):
+        return
     await asyncio.to_thread(_delete_orphan, body, name, namespace, memo, logger)
 
 

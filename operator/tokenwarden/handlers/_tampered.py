@@ -6,6 +6,7 @@ import base64
 import kopf
 
 from tokenwarden.handlers._errors import kube_errors_to_kopf
+from tokenwarden.handlers._listings import until_current
 from tokenwarden.handlers._settle import request_settle
 from tokenwarden.handlers._token_kinds import KINDS_BY_NAME, TERMINAL, controller_ref, past
 from tokenwarden.kube import objects
@@ -40,9 +41,14 @@ def _value_hash(body) -> str | None:
 
 
 @kopf.on.event("", "v1", "secrets", labels={MANAGED_BY: MANAGED_BY_VALUE}, when=_secret_value_unknown)
-def secret_value_changed(body, namespace, memo, logger, **_):
+async def secret_value_changed(type, body, namespace, memo, logger, **_):
     """A token's Secret holds a value tokenwarden did not write (changed by hand): the value is
-    refused, and a new token is minted into the Secret at once rather than at the next resync."""
+    refused, and a new token is minted into the Secret at once rather than at the next resync.
+    At start, Secrets are listed alongside their tokens: the filter is asked again once every
+    kind is listed (the hashes index knows every token's value then)."""
+    await until_current(memo, namespace)
+    if not _secret_value_unknown(type, body, namespace, memo):
+        return
     memo.work.submit(("secret", namespace, body.metadata.name), _check_secret_value, body, namespace, memo, logger)
 
 

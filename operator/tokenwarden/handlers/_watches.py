@@ -14,7 +14,8 @@ each has a reflector (kube/_reflector.py) in a thread, which keeps names and ver
 
 A Secret that must be read but carries none of these (an import source not labelled yet) is
 read by name when needed, never watched. As kopf's watches do, these run only while this
-replica leads (a standby paused by peering watches and acts on nothing).
+replica leads (a standby paused by peering watches and acts on nothing), and start once every kind
+of the indexes is listed, so that what they find is matched against complete indexes.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from kubernetes import client
 
 from tokenwarden.handlers._bootstrap import bootstrap_listed, bootstrap_secret
 from tokenwarden.handlers._import_sources import key_secret_changed, source_changed, sources_listed
-from tokenwarden.handlers._listings import leading
+from tokenwarden.handlers._listings import current, leading
 from tokenwarden.handlers._memo import end_task
 from tokenwarden.handlers._workloads import service_account_changed
 from tokenwarden.kube import load_api_client, objects
@@ -163,10 +164,9 @@ class Watches:
 async def _follow_the_lead(memo, watches: Watches) -> None:
     deliver = asyncio.get_running_loop().call_soon_threadsafe
     while True:
-        leads = leading(memo)
-        if leads and not watches.running:
+        if not watches.running and current(memo):  # what they find is matched against complete indexes
             watches.start(deliver)
-        elif not leads and watches.running:
+        elif watches.running and not leading(memo):
             watches.halt()
         await asyncio.sleep(LEAD_CHECK)
 
