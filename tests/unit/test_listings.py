@@ -228,6 +228,7 @@ def operator_listings(indexes: Indexes) -> Listings:
 
     listings = Listings()
     listings.kinds.update({(_indexes.GROUP, r.plural): r.kind for r in _indexes.RESOURCES})
+    listings.after.update(_indexes.LISTED_FIRST)
     listings.observed = indexes.observe
     listings.ended = lambda kind, namespace, uids, began: _indexes.listing_ended(
         SimpleNamespace(indexes=indexes), kind, namespace, uids, began)
@@ -261,9 +262,11 @@ async def test_the_sweep_acts_on_nothing_while_paused_nor_before_a_new_leader_ha
     indexes = Indexes(["reader"])
     listings = operator_listings(indexes)
     toggles = aiotoggles.ToggleSet(any)
-    standby = await toggles.make_toggle(True, name="peering")
+    standby = await toggles.make_toggle(False, name="peering")
     listings.activity.attach(toggles)
     await list_every_kind(listings, [unsettled_token("gone"), unsettled_token("kept")])  # listed, then paused
+    await standby.turn_to(True)
+    await rounds()
     memo = SimpleNamespace(indexes=indexes, activity=listings.activity, listings=listings, work=WorkQueue(None))
     task = asyncio.create_task(run(memo, SimpleNamespace(info=calls.append, warning=calls.append)))
     await rounds()
@@ -343,3 +346,38 @@ async def test_a_token_secret_listed_before_its_token_is_not_taken_for_an_orphan
                                                                             "uid": "u1"}}])
     await asyncio.wait_for(handler, 1)
     assert read == [], "its token is in the indexes: nothing is read or deleted"
+
+
+async def test_tokens_are_listed_after_accounts_and_bindings_and_their_secrets_after_them():
+    """So that a token's handlers find its roles, and a Secret's its token, without waiting."""
+    indexes = Indexes(["reader"])
+    listings = operator_listings(indexes)
+    await leader(listings)
+    yielded = []
+
+    def stream_of(group, plural, objects):
+        async def original(**_):
+            for o in objects:
+                yield {"type": None, "object": o}
+            yield LISTED
+
+        async def run():
+            async for event in listings.stream(original)(settings=None, namespace=None,
+                                                         resource=SimpleNamespace(group=group, plural=plural)):
+                yielded.append(plural if event is LISTED else event["object"]["metadata"]["uid"])
+        return asyncio.create_task(run())
+
+    secret = {"kind": "Secret", "metadata": {"uid": "s1", "name": "t", "namespace": "team"}}
+    account = {"kind": "ServiceAccount", "metadata": {"uid": "a1", "name": "a", "namespace": "team"}, "spec": {}}
+    tasks = [stream_of("", "secrets", [secret]), stream_of("tokenwarden.io", "servicetokens", [unsettled_token("t1")]),
+             stream_of("tokenwarden.io", "ingestionapikeys", [])]
+    await rounds()
+    assert yielded == [], "no token before the accounts and bindings are listed, no Secret before the tokens"
+    tasks.append(stream_of("tokenwarden.io", "serviceaccounts", [account]))
+    await rounds()
+    assert yielded == ["a1", "serviceaccounts"], "the bindings are not listed yet"
+    tasks.append(stream_of("tokenwarden.io", "rolebindings", []))
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert yielded.index("t1") > yielded.index("rolebindings")
+    assert yielded.index("s1") > max(yielded.index("servicetokens"), yielded.index("ingestionapikeys"))
+    assert listings.current()

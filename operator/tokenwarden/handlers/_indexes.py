@@ -354,20 +354,45 @@ def listing_ended(memo, kind: str, namespace: str | None, uids: set[str], began:
     _resync(memo)
 
 
+# Each kind's listing begins once these are listed (handlers/_listings.py): a token's handlers
+# find its account and roles, a token Secret's handlers its token, without waiting.
+LISTED_FIRST: dict = {
+    SERVICE_TOKENS.kind: (SERVICE_ACCOUNTS.kind, ROLE_BINDINGS.kind),
+    INGESTION_KEYS.kind: (SERVICE_ACCOUNTS.kind, ROLE_BINDINGS.kind),
+    ("", "secrets"): (SERVICE_TOKENS.kind, INGESTION_KEYS.kind),
+}
+
+
 @kopf.on.startup()
 def follow_listings(memo, logger, **_) -> None:
     """kopf's streams of the four kinds feed the indexes from here on (handlers/_listings.py)."""
     listings = install({(GROUP, resource.plural): resource.kind for resource in RESOURCES})
+    listings.after.update(LISTED_FIRST)
     listings.observed = memo.indexes.observe
     listings.ended = lambda kind, namespace, uids, began: listing_ended(memo, kind, namespace, uids, began)
     memo.listings = listings
     logger.info("indexes: fed by kopf's listings and watches of accounts, bindings, tokens and keys")
 
 
+def settled_token(body: dict) -> bool:
+    """A token or key minted, with no change since: its handlers decide on its account and
+    bindings alone, which are listed before it (LISTED_FIRST)."""
+    status, meta = body.get("status") or {}, body.get("metadata") or {}
+    return bool(status.get("tokenHash")) and status.get("phase") == "Active" and \
+        status.get("observedGeneration") == meta.get("generation")
+
+
 def _register(resource: Resource) -> None:
+    tokens = resource in (SERVICE_TOKENS, INGESTION_KEYS)
+
     @kopf.on.event(GROUP, VERSION, resource.plural, id=f"listed-{resource.plural}")
-    async def gate(namespace, memo, **_):
-        await until_current(memo, namespace)  # kopf lists at start, on resuming, after a 410
+    async def gate(body, namespace, memo, **_):
+        # kopf lists at start, on resuming, after a 410: until every kind is listed, an
+        # account's quota, a binding's account or a new token's quota would be decided on
+        # part of the picture. Minted tokens, nearly all of a listing, need only what is
+        # listed before them.
+        if not (tokens and settled_token(body)):
+            await until_current(memo, namespace)
 
 
 for _resource in RESOURCES:

@@ -40,8 +40,8 @@ def _has_waiting(body, namespace, memo, **_) -> bool:
 
 @kopf.on.event(GROUP, VERSION, SERVICE_TOKENS.plural, id="quota-room", when=_has_waiting)
 async def token_room(body, namespace, memo, logger, **_):
-    """A token of an account with tokens waiting changed or went (the index handler has seen
-    it by now: kopf runs event handlers in the order they were registered)."""
+    """A token of an account with tokens waiting changed or went (the indexes have seen it by
+    now: kopf's stream feeds them before any handler runs, handlers/_listings.py)."""
     await asyncio.to_thread(mint_waiting, memo, namespace, body["spec"]["serviceAccountName"], logger)
 
 
