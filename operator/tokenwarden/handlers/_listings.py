@@ -12,10 +12,12 @@ per process, by kopf, and the same stream feeds the operator's indexes:
   before kopf's handlers see it (as an informer's store is updated before its handlers);
 - once a listing ends, ``ended`` hears which uids it held, so that what it lacks is
   forgotten, as a Reflector replaces its store;
+- kopf lists each kind in its own time, so a token could resume before the RoleBinding
+  created meanwhile is listed: ``after`` holds a kind's listing back until the kinds it
+  needs are listed (tokens after accounts and bindings, token Secrets after tokens);
 - :meth:`Listings.current` says whether every kind has been listed since this replica last
-  resumed and none is being listed again: until then the indexes may lack what a handler
-  needs (kopf lists each kind in its own time, so a token can resume before the RoleBinding
-  created meanwhile is listed), and handlers, quotas and timers wait for it.
+  resumed and none is being listed again: quotas, the sweep, the timers and the handlers of
+  what is not simply a minted token wait for it.
 
 The same stream carries kopf's pause toggles (peering), which the sweeps read to act only
 while this replica holds the lead. These are kopf internals: :func:`install` checks that they
