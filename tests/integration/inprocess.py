@@ -12,8 +12,9 @@ from kubernetes import client
 
 from tokenwarden.config import Settings
 from tokenwarden.handlers._import_key import ImportKeys
-from tokenwarden.handlers._indexes import Indexes
+from tokenwarden.handlers._indexes import RESOURCES, Indexes
 from tokenwarden.handlers._work import TokenLocks
+from tokenwarden.kube import objects
 
 from ..conftest import TEST_SETTINGS
 from ..support_events import events_off
@@ -55,7 +56,9 @@ def operator_memo(api_client: client.ApiClient) -> kopf.Memo:
     memo.custom = client.CustomObjectsApi(api_client)
     memo.namespaces = []
     memo.indexes = Indexes(memo.settings.roles)
-    memo.indexes.load(memo.custom, [])
+    for resource in RESOURCES:  # as kopf's listings fill them at start
+        for body in objects.iter_objects(memo.custom, resource, None):
+            memo.indexes.observe(resource.kind, body)
     memo.import_keys = ImportKeys()
     memo.token_locks = TokenLocks()
     memo.work = SubmittedWork()

@@ -18,15 +18,15 @@ brings them, before any handler sees them. Two things follow:
 - Replace: once kopf's listing of a kind ends, whatever of that kind (in that namespace,
   or all of them) was last seen before the listing began and is not in it is forgotten,
   as client-go's Reflector replaces its store.
-- Wait: kopf lists each kind in its own time, so a token's resume could run before the
-  RoleBinding created meanwhile is listed (the token would go Pending). Every object's
-  handlers first wait until every kind has been listed since this replica last resumed and
-  none is being listed again (a gate handler per kind, which kopf runs before an object's
-  resume, create or update handlers); quotas, the resync and the timers wait for the same.
+- Order: kopf lists each kind in its own time, so a token's resume could run before the
+  RoleBinding created meanwhile is listed (the token would go Pending). Tokens are listed
+  after accounts and bindings, token Secrets after tokens (LISTED_FIRST); the handlers of
+  accounts, bindings and tokens not minted yet wait until every kind has been listed since
+  this replica last resumed (a gate handler per kind, which kopf runs before an object's
+  resume, create or update handlers), and so do quotas, the resync and the timers.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -34,14 +34,12 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 import kopf
-from kubernetes import client
 
 from tokenwarden import reasons
 from tokenwarden import policies
 from tokenwarden.conditions import condition
 from tokenwarden.durations import parse_duration
 from tokenwarden.handlers._listings import install, until_current
-from tokenwarden.kube import objects
 from tokenwarden.kube._resources import (
     GROUP,
     INGESTION_KEYS,
@@ -304,10 +302,6 @@ class Indexes:
             entry.since = now
         return stale
 
-    def seen_since(self, uid: str, since: float) -> bool:
-        seen = self._seen.get(uid)
-        return seen is not None and seen[2] >= since
-
     def prune(self, kind: str, existing: set[str], since: float, namespace: str | None = None) -> int:
         """Forget the objects of ``kind`` (in ``namespace``, or in any) last seen before ``since``
         that a listing begun at ``since`` did not find (``existing``: their uids); returns how
@@ -318,16 +312,6 @@ class Indexes:
         for uid in gone:
             self.observe(kind, {"metadata": {"uid": uid}}, deleted=True)
         return len(gone)
-
-    def load(self, custom: client.CustomObjectsApi, namespaces: list[str]) -> int:
-        """Fill the indexes from one listing of every kind; returns how many objects were read."""
-        count = 0
-        for scope in objects.listing_scopes(namespaces):
-            for resource in RESOURCES:
-                for body in objects.iter_objects(custom, resource, scope):
-                    self.observe(resource.kind, body)
-                    count += 1
-        return count
 
 
 RESOURCES: tuple[Resource, ...] = (SERVICE_ACCOUNTS, ROLE_BINDINGS, SERVICE_TOKENS, INGESTION_KEYS)
